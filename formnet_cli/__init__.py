@@ -1,0 +1,3 @@
+"""formnet: image restoration with FormResNet (formatted residual learning)."""
+
+__version__ = "0.1.0"

@@ -1,0 +1,107 @@
+"""Checkpoint folders: ``config.json`` (what to build) + ``model.safetensors`` + ``README.md``.
+
+Loading is strict (a missing or unexpected tensor is an error) and never unpickles.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+from safetensors.torch import load_file, save_file
+
+from .config import ConfigError, ModelConfig
+from .errors import FormnetError
+from .models import FormResNet
+
+CONFIG_FILE = "config.json"
+WEIGHTS_FILE = "model.safetensors"
+CARD_FILE = "README.md"
+
+
+class CheckpointError(FormnetError):
+    """A checkpoint folder that cannot be loaded; the message says what is wrong."""
+
+
+@dataclass
+class CheckpointInfo:
+    """What ``config.json`` says of a model besides how to build it."""
+
+    name: str
+    model: ModelConfig
+    scores: dict[str, float] = field(default_factory=dict)
+    description: str = ""
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"name": self.name, "description": self.description,
+                "model": self.model.to_dict(), "scores": self.scores}
+
+
+def read_info(folder: str | os.PathLike[str]) -> CheckpointInfo:
+    """Read and validate ``config.json`` of a checkpoint folder."""
+    path = Path(folder) / CONFIG_FILE
+    if not path.is_file():
+        raise CheckpointError(f"{folder}: not a formnet checkpoint (no {CONFIG_FILE})")
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+        return CheckpointInfo(name=str(data["name"]), model=ModelConfig.from_dict(data["model"]),
+                              scores={str(k): float(v) for k, v in data.get("scores", {}).items()},
+                              description=str(data.get("description", "")))
+    except (json.JSONDecodeError, KeyError, TypeError, ConfigError) as error:
+        raise CheckpointError(f"{path}: invalid checkpoint config ({error})") from error
+
+
+def load_checkpoint(folder: str | os.PathLike[str], device: str | torch.device = "cpu"
+                    ) -> tuple[FormResNet, CheckpointInfo]:
+    """Build the model ``config.json`` describes and load its weights strictly."""
+    info = read_info(folder)
+    weights = Path(folder) / WEIGHTS_FILE
+    if not weights.is_file():
+        raise CheckpointError(f"{folder}: missing {WEIGHTS_FILE}")
+    model = FormResNet(info.model)
+    try:
+        state = load_file(str(weights), device=str(device))
+    except Exception as error:  # safetensors raises several types for corrupt files
+        raise CheckpointError(f"{weights}: unreadable weights ({error})") from error
+    result = model.load_state_dict(state, strict=False)
+    problems = []
+    if result.missing_keys:
+        problems.append(f"missing {', '.join(result.missing_keys[:5])}")
+    if result.unexpected_keys:
+        problems.append(f"unexpected {', '.join(result.unexpected_keys[:5])}")
+    if problems:
+        raise CheckpointError(f"{weights} does not match {CONFIG_FILE}: {'; '.join(problems)}")
+    return model.to(device).eval(), info
+
+
+def save_checkpoint(model: FormResNet, folder: str | os.PathLike[str], name: str, *,
+                    card: str = "", scores: dict[str, float] | None = None,
+                    description: str = "") -> Path:
+    """Write a checkpoint folder atomically per file; returns the folder."""
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    info = CheckpointInfo(name=name, model=model.config, scores=dict(scores or {}),
+                          description=description)
+    state = {key: value.detach().cpu().contiguous() for key, value in model.state_dict().items()}
+    _atomic_write(folder / WEIGHTS_FILE, lambda path: save_file(state, path))
+    _atomic_write(folder / CONFIG_FILE,
+                  lambda path: Path(path).write_text(json.dumps(info.to_dict(), indent=2) + "\n"))
+    if card:
+        _atomic_write(folder / CARD_FILE, lambda path: Path(path).write_text(card))
+    return folder
+
+
+def _atomic_write(target: Path, write) -> None:
+    handle, temporary = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.", suffix=".tmp")
+    os.close(handle)
+    try:
+        write(temporary)
+        os.replace(temporary, target)
+    except BaseException:
+        Path(temporary).unlink(missing_ok=True)
+        raise

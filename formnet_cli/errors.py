@@ -1,0 +1,27 @@
+"""User-facing errors: each carries a one-line message that says what to do."""
+
+from __future__ import annotations
+
+
+class FormnetError(Exception):
+    """A known failure the CLI reports in one line (traceback only with FORMNET_DEBUG=1)."""
+
+
+class ImageReadError(FormnetError):
+    """An input image that cannot be decoded (corrupt, truncated, empty, too large)."""
+
+
+class ImageWriteError(FormnetError):
+    """An output that cannot be written (unwritable folder, unsupported format)."""
+
+
+class ModelNotFoundError(FormnetError):
+    """No weights for the requested task or name; the message says how to get them."""
+
+
+class InvalidOptionError(FormnetError):
+    """An option value outside what the model or task accepts."""
+
+
+class DownloadError(FormnetError):
+    """A weights download that failed; the message says the fix."""

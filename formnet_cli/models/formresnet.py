@@ -1,0 +1,149 @@
+"""FormResNet: a formatting stage, then a residual CNN; output = formatted + residual.
+
+Jiao et al., "FormResNet: Formatted Residual Learning for Image Restoration", CVPRW 2017.
+
+Every model here is a conditional restorer ``model(x, level) -> restored`` on tensors in
+[0, 1]. ``level`` is the task's degradation level, normalised by :func:`condition_level`
+(noise sigma / 255, JPEG quality / 100 or :data:`~formnet_cli.config.BLIND`, SR scale / 4),
+given per image as shape ``(B,)`` or per pixel as ``(B, 1, H, W)``. It enters the networks
+as an extra constant input channel, so any level in the trained range works.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+from torch import nn
+
+from ..config import BLIND, ModelConfig, NetworkConfig
+from .networks import build_network
+
+
+def condition_level(task: str, *, sigma: float | None = None, quality: float | None = None,
+                    scale: int | None = None) -> float:
+    """The normalised conditioning value a model of ``task`` expects."""
+    if task == "denoise":
+        if sigma is None:
+            raise ValueError("denoising needs a noise level sigma")
+        return float(sigma) / 255.0
+    if task == "jpeg":
+        return BLIND if quality is None else float(quality) / 100.0
+    if task == "sr":
+        if scale is None:
+            raise ValueError("super-resolution needs a scale")
+        return float(scale) / 4.0
+    raise ValueError(f"unknown task {task!r}")
+
+
+def level_map(level: torch.Tensor | float, like: torch.Tensor) -> torch.Tensor:
+    """Broadcast a level (scalar, ``(B,)`` or ``(B, 1, H, W)``) to a ``(B, 1, H, W)`` map."""
+    batch, _, height, width = like.shape
+    level = torch.as_tensor(level, dtype=like.dtype, device=like.device)
+    if level.dim() <= 1:
+        level = level.reshape(-1, 1, 1, 1)
+    return level.expand(batch, 1, height, width)
+
+
+class ConditionalResidual(nn.Module):
+    """``inputs[0] + network(cat(inputs, level_map))``: the residual-learning unit.
+
+    With a single input this is a DiffResNet; FormResNet's second stage sees both the
+    formatted and the degraded image and adds its residual to the formatted one.
+    """
+
+    def __init__(self, image_channels: int, input_images: int, config: NetworkConfig) -> None:
+        super().__init__()
+        self.network = build_network(image_channels * input_images + 1, image_channels, config)
+
+    def forward(self, images: list[torch.Tensor], level: torch.Tensor | float) -> torch.Tensor:
+        stacked = torch.cat([*images, level_map(level, images[0])], dim=1)
+        return images[0] + self.network(stacked)
+
+
+class BM3DFormatter(nn.Module):
+    """BM3D (the ``bm3d`` package) as a formatting stage: CPU only, not differentiable."""
+
+    def forward(self, x: torch.Tensor, level: torch.Tensor | float) -> torch.Tensor:
+        try:
+            import bm3d
+        except ImportError as error:  # pragma: no cover - bm3d is a dependency
+            raise RuntimeError("the bm3d formatter needs the bm3d package: pip install bm3d") from error
+        levels = level_map(level, x)[:, 0, 0, 0].detach().cpu().double().numpy()
+        images = x.detach().cpu().double().numpy()
+        formatted = np.empty_like(images)
+        for index, (image, sigma) in enumerate(zip(images, levels)):
+            sigma = max(float(sigma), 1e-3)
+            if image.shape[0] == 3:
+                result = bm3d.bm3d_rgb(image.transpose(1, 2, 0), sigma)
+                formatted[index] = np.asarray(result).transpose(2, 0, 1)
+            else:
+                formatted[index, 0] = bm3d.bm3d(image[0], sigma)
+        return torch.from_numpy(formatted).to(device=x.device, dtype=x.dtype)
+
+
+class FormResNet(nn.Module):
+    """Formatter (``none``, ``cnn`` or ``bm3d``) followed by a conditional residual CNN.
+
+    >>> from formnet_cli.config import ModelConfig, NetworkConfig
+    >>> model = FormResNet(ModelConfig(residual=NetworkConfig(widths=(8, 16), blocks_per_level=1)))
+    >>> model(torch.rand(1, 1, 16, 16), torch.tensor([25 / 255])).shape
+    torch.Size([1, 1, 16, 16])
+    """
+
+    def __init__(self, config: ModelConfig) -> None:
+        super().__init__()
+        config.validate()
+        self.config = config
+        channels = config.channels
+        self.formatter: nn.Module | None
+        if config.formatter == "cnn":
+            assert config.formatter_network is not None
+            self.formatter = ConditionalResidual(channels, 1, config.formatter_network)
+        elif config.formatter == "bm3d":
+            self.formatter = BM3DFormatter()
+        else:
+            self.formatter = None
+        input_images = 1 if self.formatter is None else 2
+        self.residual = ConditionalResidual(channels, input_images, config.residual)
+
+    # -- the descriptor the inference engine relies on ------------------------------------
+    @property
+    def size_multiple(self) -> int:
+        multiples = [m.network.size_multiple for m in self._networks()]
+        return int(np.lcm.reduce(multiples))
+
+    @property
+    def receptive_radius(self) -> int:
+        return sum(m.network.receptive_radius for m in self._networks())
+
+    @property
+    def supports_half(self) -> bool:
+        return self.config.formatter != "bm3d"
+
+    def _networks(self) -> list[ConditionalResidual]:
+        stages = [self.residual]
+        if isinstance(self.formatter, ConditionalResidual):
+            stages.insert(0, self.formatter)
+        return stages
+
+    # -- forward -----------------------------------------------------------------------------
+    def format(self, x: torch.Tensor, level: torch.Tensor | float) -> torch.Tensor:
+        """The formatting stage's output (the input itself for a DiffResNet)."""
+        if self.formatter is None:
+            return x
+        if isinstance(self.formatter, ConditionalResidual):
+            return self.formatter([x], level)
+        return self.formatter(x, level)
+
+    def forward_with_formatted(self, x: torch.Tensor, level: torch.Tensor | float
+                               ) -> tuple[torch.Tensor, torch.Tensor]:
+        formatted = self.format(x, level)
+        inputs = [formatted] if self.formatter is None else [formatted, x]
+        return self.residual(inputs, level), formatted
+
+    def forward(self, x: torch.Tensor, level: torch.Tensor | float) -> torch.Tensor:
+        return self.forward_with_formatted(x, level)[0]
+
+
+def count_parameters(model: nn.Module) -> int:
+    return sum(p.numel() for p in model.parameters())
