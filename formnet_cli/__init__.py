@@ -1,3 +1,28 @@
-"""formnet: image restoration with FormResNet (formatted residual learning)."""
+"""formnet: image restoration with FormResNet (formatted residual learning).
+
+>>> import formnet_cli
+>>> clean = formnet_cli.restore(noisy, task="denoise", sigma=25)   # doctest: +SKIP
+
+``restore``, ``restore_with_info`` and ``load_model`` are imported on first use, so that
+importing the package (and ``formnet --help``) does not load torch.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
 
 __version__ = "0.1.0"
+
+__all__ = ["LoadedModel", "RestoreResult", "__version__", "load_model", "restore",
+           "restore_with_info"]
+
+if TYPE_CHECKING:
+    from .api import LoadedModel, RestoreResult, load_model, restore, restore_with_info
+
+
+def __getattr__(name: str) -> Any:
+    if name in __all__ and name != "__version__":
+        from . import api
+
+        return getattr(api, name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

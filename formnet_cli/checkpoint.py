@@ -68,6 +68,7 @@ def load_checkpoint(folder: str | os.PathLike[str], device: str | torch.device =
         state = load_file(str(weights), device=str(device))
     except Exception as error:  # safetensors raises several types for corrupt files
         raise CheckpointError(f"{weights}: unreadable weights ({error})") from error
+    state = {key: value.float() if value.is_floating_point() else value for key, value in state.items()}
     result = model.load_state_dict(state, strict=False)
     problems = []
     if result.missing_keys:
@@ -81,13 +82,17 @@ def load_checkpoint(folder: str | os.PathLike[str], device: str | torch.device =
 
 def save_checkpoint(model: FormResNet, folder: str | os.PathLike[str], name: str, *,
                     card: str = "", scores: dict[str, float] | None = None,
-                    description: str = "") -> Path:
-    """Write a checkpoint folder atomically per file; returns the folder."""
+                    description: str = "", dtype: torch.dtype = torch.float32) -> Path:
+    """Write a checkpoint folder atomically per file; returns the folder.
+
+    ``dtype=torch.float16`` stores floating-point tensors at half size; they load as float32.
+    """
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
     info = CheckpointInfo(name=name, model=model.config, scores=dict(scores or {}),
                           description=description)
-    state = {key: value.detach().cpu().contiguous() for key, value in model.state_dict().items()}
+    state = {key: (value.to(dtype) if value.is_floating_point() else value).detach().cpu().contiguous()
+             for key, value in model.state_dict().items()}
     _atomic_write(folder / WEIGHTS_FILE, lambda path: save_file(state, path))
     _atomic_write(folder / CONFIG_FILE,
                   lambda path: Path(path).write_text(json.dumps(info.to_dict(), indent=2) + "\n"))

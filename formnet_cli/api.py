@@ -1,0 +1,447 @@
+"""Numpy in, numpy out: the library that ``formnet restore`` is a thin layer over.
+
+>>> import numpy as np, formnet_cli
+>>> noisy = np.random.default_rng(0).integers(0, 256, (64, 64), dtype=np.uint8)
+>>> clean = formnet_cli.restore(noisy, task="denoise", sigma=25)   # doctest: +SKIP
+>>> clean.dtype, clean.shape                                      # doctest: +SKIP
+(dtype('uint8'), (64, 64))
+
+Images of any supported layout (``H x W``, ``H x W x 1``, ``H x W x 3``, ``H x W x 4`` with
+alpha, ``H x W x 2`` gray with alpha) and dtype (``uint8``, ``uint16``, float in [0, 1]) come
+back in the same layout and dtype (``H`` and ``W`` times the scale for super-resolution).
+Inside, the work is done on float32 in [0, 1]:
+
+* a gray image uses the task's gray model;
+* an RGB image uses the task's color model when there is one, otherwise the gray model:
+  ``denoise`` on each of R, G and B; ``jpeg`` on each of Y, Cb and Cr (JPEG compresses each
+  of them); ``sr`` on Y of the bicubic-upscaled image, keeping the bicubic Cb and Cr;
+* alpha passes through unchanged (bicubic-resized for super-resolution).
+
+Super-resolution models work at scale 1 on the MATLAB-bicubic-upscaled image
+(:func:`formnet_cli.degradations.imresize`), conditioned on ``scale / 4``.
+
+Models come only from checkpoints through :mod:`formnet_cli.registry`: an untrained network
+is never run.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from . import degradations, engine, estimation, registry
+from .checkpoint import CheckpointInfo, load_checkpoint
+from .config import QUALITY_RANGE, SIGMA_MAX, SR_SCALES, TASKS, ModelConfig
+from .errors import InvalidOptionError, ModelNotFoundError
+from .models import FormResNet, condition_level
+
+Progress = Callable[[int, int], None]
+"""``progress(done, total)``: called as tiles (or channel passes) complete."""
+
+
+# -- models --------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class LoadedModel:
+    """A model ready to run: the network, what its ``config.json`` says, and where it came from."""
+
+    model: FormResNet
+    info: CheckpointInfo
+    path: Path
+    source: str
+    device: torch.device
+
+    @property
+    def name(self) -> str:
+        return self.info.name
+
+    @property
+    def config(self) -> ModelConfig:
+        return self.info.model
+
+    @property
+    def task(self) -> str:
+        return self.info.model.task
+
+    @property
+    def channels(self) -> int:
+        return self.info.model.channels
+
+
+_MODEL_CACHE: dict[tuple[str, str], LoadedModel] = {}
+
+
+def load_model(name_or_path: str | os.PathLike[str] | None = None, *, task: str = "denoise",
+               channels: int = 1, device: str | torch.device = "auto") -> LoadedModel:
+    """The model for ``task`` (by registry name, checkpoint folder, or the task's default).
+
+    Loaded once per (checkpoint folder, device) in this process. Raises
+    :class:`~formnet_cli.errors.ModelNotFoundError` when there are no weights, and
+    :class:`~formnet_cli.errors.InvalidOptionError` when the checkpoint is for another task.
+    """
+    _check_task(task)
+    resolved_device = engine.resolve_device(device)
+    resolved = registry.resolve_model(None if name_or_path is None else str(name_or_path),
+                                      task, channels)
+    path = Path(resolved.path).resolve()
+    key = (str(path), str(resolved_device))
+    loaded = _MODEL_CACHE.get(key)
+    if loaded is None:
+        model, info = load_checkpoint(path, device=resolved_device)
+        loaded = LoadedModel(model=model, info=info, path=path, source=str(resolved.source),
+                             device=resolved_device)
+        _MODEL_CACHE[key] = loaded
+    if loaded.task != task:
+        raise InvalidOptionError(
+            f"model {loaded.name!r} ({path}) restores '{loaded.task}', not '{task}'")
+    return loaded
+
+
+def clear_model_cache() -> None:
+    """Forget every model :func:`load_model` has loaded (frees their memory)."""
+    _MODEL_CACHE.clear()
+
+
+# -- restoring -----------------------------------------------------------------------------
+@dataclass(frozen=True)
+class RestoreResult:
+    """What :func:`restore_with_info` made and the levels it used.
+
+    ``sigma`` / ``quality`` / ``scale`` are the values the model was conditioned on
+    (``quality`` is ``None`` for blind JPEG restoration); ``estimated`` says whether the
+    level was estimated from the image (``sigma='auto'`` or ``quality='auto'``).
+    """
+
+    image: np.ndarray
+    task: str
+    model_name: str
+    model_source: str
+    sigma: float | None = None
+    quality: int | None = None
+    scale: int | None = None
+    estimated: bool = False
+
+    def describe_level(self) -> str:
+        """A short phrase such as ``"estimated sigma 23.7"`` or ``"quality 20"``."""
+        prefix = "estimated " if self.estimated else ""
+        if self.task == "denoise":
+            return f"{prefix}sigma {self.sigma:.1f}"
+        if self.task == "jpeg":
+            return "blind quality" if self.quality is None else f"{prefix}quality {self.quality}"
+        return f"scale {self.scale}"
+
+
+def restore(image: np.ndarray, task: str = "denoise", *, sigma: float | str | None = None,
+            quality: int | str | None = None, scale: int | None = None,
+            model: str | os.PathLike[str] | LoadedModel | None = None,
+            device: str = "auto", precision: str = "auto", tile: int | str | None = "auto",
+            tile_overlap: int | None = None, batch_size: int = 1,
+            progress: Progress | None = None) -> np.ndarray:
+    """Restore one image; same dtype and layout as ``image`` (``scale`` x larger for ``sr``).
+
+    ``sigma``: noise level on the 0-255 scale, or ``'auto'`` (also the default) to estimate it.
+    ``quality``: JPEG quality 1-100, ``'blind'``, or ``'auto'`` (the default; without the
+    source file this is blind). ``scale``: 2, 3 or 4 for ``sr``. See :func:`restore_with_info`.
+    """
+    return restore_with_info(image, task, sigma=sigma, quality=quality, scale=scale, model=model,
+                             device=device, precision=precision, tile=tile,
+                             tile_overlap=tile_overlap, batch_size=batch_size,
+                             progress=progress).image
+
+
+def restore_with_info(image: np.ndarray, task: str = "denoise", *,
+                      sigma: float | str | None = None, quality: int | str | None = None,
+                      scale: int | None = None,
+                      model: str | os.PathLike[str] | LoadedModel | None = None,
+                      device: str = "auto", precision: str = "auto",
+                      tile: int | str | None = "auto", tile_overlap: int | None = None,
+                      batch_size: int = 1, progress: Progress | None = None,
+                      source_path: str | os.PathLike[str] | None = None) -> RestoreResult:
+    """:func:`restore`, also returning the levels used (e.g. the estimated sigma).
+
+    ``source_path`` is the file ``image`` was read from: with ``quality='auto'`` and a JPEG
+    file, the quality is estimated from its quantisation tables.
+    """
+    _check_task(task)
+    pixels, alpha, restore_shape = _to_float(image)
+    color = pixels.shape[2] == 3
+    if task == "sr":
+        scale = _check_scale(scale, SR_SCALES)
+    elif task == "denoise":
+        sigma = _check_sigma_option(sigma)
+    else:
+        quality = _check_quality_option(quality)
+
+    loaded = _select_model(model, task, 3 if color else 1, device)
+
+    estimated = False
+    level_quality: int | None = None
+    level_sigma: float | None = None
+    if task == "denoise":
+        level_sigma, estimated = _sigma_level(sigma, pixels, loaded.config)
+        level = condition_level("denoise", sigma=level_sigma)
+    elif task == "jpeg":
+        level_quality, estimated = _quality_level(quality, source_path, loaded.config)
+        level = condition_level("jpeg", quality=level_quality)
+    else:
+        _check_scale(scale, loaded.config.scales)
+        level = condition_level("sr", scale=scale)
+
+    run = _Runner(loaded, level=level, precision=precision, tile=tile,
+                  tile_overlap=tile_overlap, batch_size=batch_size, progress=progress)
+    if task == "sr":
+        assert scale is not None
+        restored = _restore_sr(run, pixels, scale)
+        if alpha is not None:
+            alpha = degradations.imresize(alpha, scale=scale)
+    elif loaded.channels == pixels.shape[2]:
+        restored = run([pixels])[0]
+    elif loaded.channels == 1 and task == "jpeg":
+        ycbcr = degradations.rgb_to_ycbcr(pixels).astype(np.float32)
+        planes = run([ycbcr[:, :, [index]] for index in range(3)])
+        restored = degradations.ycbcr_to_rgb(np.concatenate(planes, axis=2))
+    elif loaded.channels == 1:
+        restored = np.concatenate(run([pixels[:, :, [index]] for index in range(3)]), axis=2)
+    else:  # a color model on a gray image: run it on gray RGB, keep the mean
+        restored = run([np.repeat(pixels, 3, axis=2)])[0].mean(axis=2, keepdims=True)
+
+    output = _from_float(restored, alpha, image.dtype, restore_shape)
+    if alpha is not None and task != "sr":
+        output[:, :, -1] = image[:, :, -1]  # bit-exact, not through float
+    return RestoreResult(image=output, task=task, model_name=loaded.name,
+                         model_source=loaded.source, sigma=level_sigma, quality=level_quality,
+                         scale=scale if task == "sr" else None, estimated=estimated)
+
+
+# -- internals -----------------------------------------------------------------------------
+class _Runner:
+    """Runs a model on ``H x W x C`` float32 planes through the tiled engine.
+
+    Several passes (e.g. three channels through a gray model) report one combined progress.
+    """
+
+    def __init__(self, loaded: LoadedModel, *, level: float, precision: str,
+                 tile: int | str | None, tile_overlap: int | None, batch_size: int,
+                 progress: Progress | None) -> None:
+        self.loaded, self.level, self.progress = loaded, level, progress
+        self.options = dict(tile=tile, device=loaded.device, precision=precision,
+                            batch_size=batch_size)
+        if tile_overlap is not None:
+            self.options["tile_overlap"] = tile_overlap
+
+    def __call__(self, planes: list[np.ndarray]) -> list[np.ndarray]:
+        outputs = []
+        for index, plane in enumerate(planes):
+            tensor = torch.from_numpy(np.ascontiguousarray(plane.transpose(2, 0, 1)))
+            result = engine.restore_tensor(self.loaded.model, tensor, self.level,
+                                           progress=self._pass_progress(index, len(planes)),
+                                           **self.options)
+            outputs.append(result.detach().float().cpu().numpy().transpose(1, 2, 0))
+        return outputs
+
+    def _pass_progress(self, index: int, passes: int) -> Progress | None:
+        if self.progress is None:
+            return None
+        report = self.progress
+        return lambda done, total: report(index * total + done, passes * total)
+
+
+def _restore_sr(run: _Runner, pixels: np.ndarray, scale: int) -> np.ndarray:
+    upscaled = degradations.imresize(pixels, scale=scale).astype(np.float32)
+    if run.loaded.channels == upscaled.shape[2]:
+        return run([upscaled])[0]
+    if upscaled.shape[2] == 1:  # a color model on a gray image
+        return run([np.repeat(upscaled, 3, axis=2)])[0].mean(axis=2, keepdims=True)
+    ycbcr = degradations.rgb_to_ycbcr(upscaled).astype(np.float32)
+    ycbcr[:, :, :1] = run([ycbcr[:, :, :1]])[0]
+    return degradations.ycbcr_to_rgb(ycbcr)
+
+
+def _select_model(model: str | os.PathLike[str] | LoadedModel | None, task: str,
+                  channels: int, device: str) -> LoadedModel:
+    """The given model, or the registry's model for ``task`` preferring ``channels``."""
+    if isinstance(model, LoadedModel):
+        if model.task != task:
+            raise InvalidOptionError(f"model {model.name!r} restores '{model.task}', not '{task}'")
+        return model
+    try:
+        return load_model(model, task=task, channels=channels, device=device)
+    except ModelNotFoundError:
+        if model is not None:
+            raise
+        # No model of the preferred kind: a gray model runs on color images and vice versa.
+        try:
+            return load_model(None, task=task, channels=4 - channels, device=device)
+        except ModelNotFoundError:
+            pass
+        raise
+
+
+def check_options(task: str, *, sigma: float | str | None = None,
+                  quality: int | str | None = None, scale: int | None = None,
+                  device: str = "auto", precision: str = "auto") -> None:
+    """Raise :class:`InvalidOptionError` for values no model accepts, before any work.
+
+    :func:`restore_with_info` checks the same (and the model's own ranges) per image; a batch
+    calls this first so that a bad option is one error, not one failure per file.
+    """
+    _check_task(task)
+    if task == "denoise":
+        _check_sigma_option(sigma)
+    elif task == "jpeg":
+        _check_quality_option(quality)
+    else:
+        _check_scale(scale, SR_SCALES)
+    engine.resolve_device(device)
+    if str(precision).strip().lower() not in ("auto", *engine.PRECISIONS):
+        raise InvalidOptionError(
+            f"unknown precision {precision!r}: use auto, {', '.join(engine.PRECISIONS)}")
+
+
+def _check_task(task: str) -> None:
+    if task not in TASKS:
+        raise InvalidOptionError(f"unknown task {task!r}; choose one of {', '.join(TASKS)}")
+
+
+def _check_sigma_option(sigma: float | str | None) -> float | str:
+    if sigma is None or (isinstance(sigma, str) and sigma.lower() == "auto"):
+        return "auto"
+    try:
+        value = float(sigma)
+    except (TypeError, ValueError):
+        raise InvalidOptionError(f"sigma must be a number in [0, {SIGMA_MAX:g}] or 'auto', "
+                                 f"got {sigma!r}") from None
+    if not 0 <= value <= SIGMA_MAX:  # also rejects NaN
+        raise InvalidOptionError(f"sigma must be in [0, {SIGMA_MAX:g}] (0-255 scale), got {value:g}")
+    return value
+
+
+def _sigma_level(sigma: float | str, pixels: np.ndarray, config: ModelConfig
+                 ) -> tuple[float, bool]:
+    low, high = config.sigma_range
+    if sigma == "auto":
+        estimate = _estimate_sigma(pixels)
+        return float(min(max(estimate, low), high)), True
+    assert isinstance(sigma, float)
+    if not low <= sigma <= high:
+        raise InvalidOptionError(
+            f"sigma must be in [{low:g}, {high:g}] for this model, got {sigma:g}")
+    return sigma, False
+
+
+_ESTIMATION_CROP = 768
+"""Side of the central crop the noise level is estimated on (its cost grows with the area)."""
+
+
+def _estimate_sigma(pixels: np.ndarray) -> float:
+    """Noise sigma (0-255 scale) of white Gaussian noise, measured on a central crop."""
+    height, width = pixels.shape[:2]
+    top = max(0, (height - _ESTIMATION_CROP) // 2)
+    left = max(0, (width - _ESTIMATION_CROP) // 2)
+    crop = pixels[top:top + _ESTIMATION_CROP, left:left + _ESTIMATION_CROP]
+    try:
+        return float(estimation.estimate_noise_sigma(crop))
+    except ValueError as error:  # too small to measure
+        raise InvalidOptionError(f"cannot estimate the noise level ({error}); give sigma") from None
+
+
+def _check_quality_option(quality: int | str | None) -> int | str:
+    if quality is None:
+        return "auto"
+    if isinstance(quality, str) and quality.lower() in ("auto", "blind"):
+        return quality.lower()
+    low, high = QUALITY_RANGE
+    try:
+        value = float(quality)
+    except (TypeError, ValueError):
+        raise InvalidOptionError(f"quality must be an integer in [{low}, {high}], 'auto' or "
+                                 f"'blind', got {quality!r}") from None
+    if not (value.is_integer() and low <= value <= high):
+        raise InvalidOptionError(f"quality must be an integer in [{low}, {high}], got {quality!r}")
+    return int(value)
+
+
+def _quality_level(quality: int | str, source_path: str | os.PathLike[str] | None,
+                   config: ModelConfig) -> tuple[int | None, bool]:
+    """The quality to condition on (``None`` = blind) and whether it was estimated.
+
+    A quality outside the model's trained range is clamped to it: the model has never seen
+    stronger or weaker compression, so the nearest level it knows is the safest.
+    """
+    low, high = config.quality_range
+    if quality == "blind":
+        return None, False
+    if quality == "auto":
+        if source_path is None:
+            return None, False
+        estimate = estimation.estimate_jpeg_quality(source_path)
+        if estimate is None:
+            return None, False
+        return int(min(max(estimate, low), high)), True
+    assert isinstance(quality, int)
+    return int(min(max(quality, low), high)), False
+
+
+def _check_scale(scale: int | None, allowed: tuple[int, ...]) -> int:
+    names = ", ".join(str(s) for s in allowed)
+    if scale is None:
+        raise InvalidOptionError(f"super-resolution needs a scale ({names})")
+    if isinstance(scale, float) and scale.is_integer():
+        scale = int(scale)
+    if not isinstance(scale, (int, np.integer)) or int(scale) not in allowed:
+        raise InvalidOptionError(f"scale must be one of {names}, got {scale!r}")
+    return int(scale)
+
+
+_INTEGER_MAXIMUM = {np.dtype(np.uint8): 255.0, np.dtype(np.uint16): 65535.0}
+
+
+def _to_float(image: np.ndarray) -> tuple[np.ndarray, np.ndarray | None, tuple[int, ...]]:
+    """``(H x W x C float32 in [0, 1] with C in {1, 3}, alpha H x W x 1 or None, layout)``.
+
+    ``layout`` is the input's shape without H and W (``()`` for ``H x W``), used to give the
+    output the same layout.
+    """
+    if not isinstance(image, np.ndarray):
+        raise InvalidOptionError(f"expected a numpy array, got {type(image).__name__}")
+    if image.ndim not in (2, 3) or (image.ndim == 3 and image.shape[2] not in (1, 2, 3, 4)):
+        raise InvalidOptionError(
+            f"expected an H x W or H x W x C image with C in 1-4, got shape {image.shape}")
+    if image.shape[0] == 0 or image.shape[1] == 0:
+        raise InvalidOptionError(f"the image is empty (shape {image.shape})")
+    dtype = image.dtype
+    if dtype in _INTEGER_MAXIMUM:
+        pixels = image.astype(np.float32) / np.float32(_INTEGER_MAXIMUM[dtype])
+    elif np.issubdtype(dtype, np.floating):
+        pixels = image.astype(np.float32)
+        if not np.isfinite(pixels).all():
+            raise InvalidOptionError("the image contains NaN or infinite values")
+        if pixels.size and (pixels.max() > 2.0 or pixels.min() < -1.0):
+            raise InvalidOptionError(
+                f"float images must hold values in [0, 1], got [{pixels.min():g}, {pixels.max():g}]"
+                " (divide 8-bit values by 255)")
+    else:
+        raise InvalidOptionError(f"unsupported dtype {dtype}; use uint8, uint16 or float in [0, 1]")
+    layout = image.shape[2:]
+    if pixels.ndim == 2:
+        pixels = pixels[:, :, None]
+    alpha = None
+    if pixels.shape[2] in (2, 4):
+        pixels, alpha = pixels[:, :, :-1], pixels[:, :, -1:]
+    return np.ascontiguousarray(pixels), alpha, layout
+
+
+def _from_float(pixels: np.ndarray, alpha: np.ndarray | None, dtype: np.dtype,
+                layout: tuple[int, ...]) -> np.ndarray:
+    if alpha is not None:
+        pixels = np.concatenate([pixels, alpha.astype(pixels.dtype)], axis=2)
+    if not layout:
+        pixels = pixels[:, :, 0]
+    pixels = np.clip(pixels, 0.0, 1.0)
+    if dtype in _INTEGER_MAXIMUM:
+        return np.rint(pixels * _INTEGER_MAXIMUM[dtype]).astype(dtype)
+    return pixels.astype(dtype)

@@ -1,0 +1,439 @@
+"""Restore many files: which inputs, where outputs go, what to skip, and a summary.
+
+Inputs are files, directories and glob patterns. A directory contributes its images (all
+of its tree with ``recursive``), mirrored under the output directory; files and glob
+matches go straight into it. With a single input file the output may be a file path.
+Every output is written atomically by :func:`formnet_cli.imageio.write_image`, so an
+interrupted run never leaves a partial image. A file that cannot be read, restored or
+written is recorded as failed and the batch goes on; problems that would hit every file
+(no weights, an option out of range) stop it before the first file.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import glob
+import os
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal, Protocol
+
+import numpy as np
+import torch
+from rich.console import Console
+from rich.progress import (BarColumn, MofNCompleteColumn, Progress, TaskID, TextColumn,
+                           TimeElapsedColumn, TimeRemainingColumn)
+
+from . import api, imageio
+from .checkpoint import CheckpointError
+from .errors import FormnetError, InvalidOptionError, ModelNotFoundError
+
+Status = Literal["done", "skipped", "failed"]
+
+_FATAL_ERRORS = (ModelNotFoundError, CheckpointError)
+"""Errors that would repeat for every file: they end the batch with one message."""
+
+
+@dataclass(frozen=True)
+class BatchOptions:
+    """How to restore every file of a batch (the ``formnet restore`` options)."""
+
+    task: str = "denoise"
+    sigma: float | str | None = None
+    quality: int | str | None = None
+    scale: int | None = None
+    model: str | None = None
+    device: str = "auto"
+    precision: str = "auto"
+    tile: int | str | None = "auto"
+    tile_overlap: int | None = None
+    batch_size: int = 1
+    recursive: bool = False
+    skip_existing: bool = False
+    ext: str | None = None
+    """Output format by extension (``png``); ``None`` keeps each input's extension."""
+    jpeg_quality: int | None = None
+    """Quality of JPEG outputs; ``None`` uses imageio's default."""
+
+
+@dataclass(frozen=True)
+class Job:
+    """One image to restore and where its result goes."""
+
+    input: Path
+    output: Path
+
+
+@dataclass
+class FileResult:
+    """What happened to one input."""
+
+    input: Path
+    output: Path | None
+    status: Status
+    reason: str = ""
+    """Why it was skipped or failed (one line)."""
+    seconds: float = 0.0
+    megapixels: float = 0.0
+    """Size of the written image, in millions of pixels."""
+    sigma: float | None = None
+    quality: int | None = None
+    estimated: bool = False
+    model: str = ""
+
+    def to_dict(self) -> dict[str, Any]:
+        data = dataclasses.asdict(self)
+        data["input"] = str(self.input)
+        data["output"] = None if self.output is None else str(self.output)
+        data["seconds"] = round(self.seconds, 4)
+        data["megapixels"] = round(self.megapixels, 4)
+        return data
+
+
+@dataclass
+class BatchPlan:
+    """The jobs to run, and inputs already settled (non-images, missing files, clashes)."""
+
+    jobs: list[Job] = field(default_factory=list)
+    settled: list[FileResult] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)
+    _inputs: set[Path] = field(default_factory=set, repr=False)
+    _outputs: dict[Path, Path] = field(default_factory=dict, repr=False)
+    """Resolved output -> the input writing it."""
+
+
+@dataclass
+class BatchSummary:
+    """Every file's result, the elapsed time, and whether the run was interrupted."""
+
+    results: list[FileResult] = field(default_factory=list)
+    seconds: float = 0.0
+    interrupted: bool = False
+    not_started: int = 0
+    """Jobs never started because of an interruption."""
+
+    def _with(self, status: Status) -> list[FileResult]:
+        return [result for result in self.results if result.status == status]
+
+    @property
+    def done(self) -> list[FileResult]:
+        return self._with("done")
+
+    @property
+    def skipped(self) -> list[FileResult]:
+        return self._with("skipped")
+
+    @property
+    def failed(self) -> list[FileResult]:
+        return self._with("failed")
+
+    @property
+    def megapixels(self) -> float:
+        return sum(result.megapixels for result in self.done)
+
+    @property
+    def megapixels_per_second(self) -> float:
+        """Megapixels written per second of the whole run (reading and writing included)."""
+        return self.megapixels / self.seconds if self.seconds > 0 else 0.0
+
+    @property
+    def exit_code(self) -> int:
+        """0 when nothing failed, 130 after an interruption, 1 otherwise."""
+        if self.interrupted:
+            return 130
+        return 1 if self.failed else 0
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "done": len(self.done),
+            "skipped": len(self.skipped),
+            "failed": len(self.failed),
+            "interrupted": self.interrupted,
+            "not_started": self.not_started,
+            "seconds": round(self.seconds, 3),
+            "megapixels": round(self.megapixels, 4),
+            "megapixels_per_second": round(self.megapixels_per_second, 4),
+            "exit_code": self.exit_code,
+            "files": [result.to_dict() for result in self.results],
+        }
+
+    def lines(self) -> list[str]:
+        """The human summary: one line of counts, then one line per failure."""
+        head = (f"restored {len(self.done)}, skipped {len(self.skipped)}, "
+                f"failed {len(self.failed)} in {self.seconds:.1f} s "
+                f"({self.megapixels_per_second:.2f} MP/s)")
+        if self.interrupted:
+            head = f"interrupted: {head}; {self.not_started} not started"
+        return [head] + [f"failed: {result.input}: {result.reason}" for result in self.failed]
+
+
+class Reporter(Protocol):
+    """Where a batch reports its progress (the CLI shows a rich progress bar)."""
+
+    def start(self, total: int) -> None: ...
+    def file_started(self, job: Job) -> None: ...
+    def tiles(self, done: int, total: int) -> None: ...
+    def file_finished(self, result: FileResult) -> None: ...
+    def note(self, message: str) -> None: ...
+    def stop(self) -> None: ...
+
+
+class RichReporter:
+    """A rich progress bar over images, and over tiles of the current image when it has many.
+
+    Draws on ``console`` (standard error in the CLI); notes print above the bar.
+    """
+
+    def __init__(self, console: Console, *, show_progress: bool | None = None) -> None:
+        self.console = console
+        enabled = console.is_terminal if show_progress is None else show_progress
+        self.progress = Progress(
+            TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
+            TimeElapsedColumn(), TimeRemainingColumn(),
+            console=console, transient=True, disable=not enabled)
+        self._images: TaskID | None = None
+        self._tiles: TaskID | None = None
+
+    def start(self, total: int) -> None:
+        self.progress.start()
+        self._images = self.progress.add_task("images", total=total)
+        self._tiles = self.progress.add_task("tiles", total=None, visible=False)
+
+    def file_started(self, job: Job) -> None:
+        if self._tiles is not None:
+            self.progress.update(self._tiles, completed=0, total=None, visible=False,
+                                 description=f"  {job.input.name}")
+
+    def tiles(self, done: int, total: int) -> None:
+        if self._tiles is not None:
+            self.progress.update(self._tiles, completed=done, total=total, visible=total > 1)
+
+    def file_finished(self, result: FileResult) -> None:
+        if self._images is not None:
+            self.progress.advance(self._images)
+
+    def note(self, message: str) -> None:
+        self.console.print(message, markup=False, highlight=False, soft_wrap=True)
+
+    def stop(self) -> None:
+        self.progress.stop()
+
+
+class SilentReporter:
+    """Reports nothing."""
+
+    def start(self, total: int) -> None: pass
+    def file_started(self, job: Job) -> None: pass
+    def tiles(self, done: int, total: int) -> None: pass
+    def file_finished(self, result: FileResult) -> None: pass
+    def note(self, message: str) -> None: pass
+    def stop(self) -> None: pass
+
+
+# -- planning ------------------------------------------------------------------------------
+def plan_batch(inputs: Sequence[str | os.PathLike[str]], output: str | os.PathLike[str], *,
+               recursive: bool = False, ext: str | None = None) -> BatchPlan:
+    """Expand ``inputs`` into jobs writing under (or to) ``output``.
+
+    With a single input file, ``output`` is the output file when it has an extension (and is
+    not an existing folder or written with a trailing ``/``); otherwise ``output`` is a folder.
+    Inputs that are not images are settled as skipped, missing ones as failed; the same file
+    given twice runs once; two inputs that would write the same output, or an output that
+    would overwrite its input, are settled as failed.
+    """
+    if not inputs:
+        raise InvalidOptionError("no inputs given")
+    extension = _normalise_ext(ext)
+    output_text = os.fspath(output)
+    output = Path(output_text)
+    plan = BatchPlan()
+    names_file = (not output.is_dir() and not output_text.endswith(("/", os.sep))
+                  and output.suffix != "")
+    if len(inputs) == 1 and Path(inputs[0]).is_file() and names_file:
+        if not imageio.is_image_path(output):
+            raise InvalidOptionError(f"{output}: unsupported output format {output.suffix!r} "
+                                     "(end the path with / to name a folder)")
+        source = Path(inputs[0])
+        if imageio.is_image_path(source):
+            _add_job(plan, source, output)
+        else:
+            plan.settled.append(_not_an_image(source))
+        return plan
+    if names_file and imageio.is_image_path(output):
+        raise InvalidOptionError(f"{output}: with several inputs or a folder, -o must be a "
+                                 "folder")
+
+    for item in inputs:
+        path = Path(item)
+        if path.is_dir():
+            _plan_directory(plan, path, output, recursive, extension)
+        elif path.is_file():
+            _plan_file(plan, path, output / _with_ext(Path(path.name), extension))
+        elif glob.has_magic(os.fspath(item)):
+            matches = sorted(glob.glob(os.fspath(item), recursive=recursive))
+            if not matches:
+                plan.settled.append(FileResult(path, None, "failed", "no files match"))
+            for match in map(Path, matches):
+                if match.is_dir():
+                    _plan_directory(plan, match, output, recursive, extension)
+                elif match.is_file():
+                    _plan_file(plan, match, output / _with_ext(Path(match.name), extension))
+        else:
+            plan.settled.append(FileResult(path, None, "failed", "no such file or directory"))
+    return plan
+
+
+def _plan_directory(plan: BatchPlan, folder: Path, output: Path, recursive: bool,
+                    extension: str | None) -> None:
+    output_resolved = output.resolve()
+    skipped_folders = 0
+    candidates = sorted(folder.rglob("*") if recursive else folder.iterdir())
+    for path in candidates:
+        relative = path.relative_to(folder)
+        if any(part.startswith(".") for part in relative.parts):
+            continue  # hidden files, and temporary files of interrupted writes
+        if _is_within(path.resolve(), output_resolved):
+            continue  # earlier outputs, when the output folder is inside the input folder
+        if path.is_dir():
+            skipped_folders += not recursive
+            continue
+        if path.is_file():
+            _plan_file(plan, path, output / _with_ext(relative, extension))
+    if skipped_folders:
+        plan.notes.append(f"{folder}: {skipped_folders} subfolder(s) not entered "
+                          "(use --recursive)")
+
+
+def _plan_file(plan: BatchPlan, source: Path, target: Path) -> None:
+    if not imageio.is_image_path(source):
+        plan.settled.append(_not_an_image(source))
+        plan.notes.append(f"skipped {source}: not an image file")
+        return
+    _add_job(plan, source, target)
+
+
+def _add_job(plan: BatchPlan, source: Path, target: Path) -> None:
+    source_key, target_key = source.resolve(), target.resolve()
+    if source_key in plan._inputs:
+        return  # the same file given twice (e.g. by a folder and a glob)
+    if source_key == target_key:
+        plan.settled.append(FileResult(source, target, "failed",
+                                       "the output would overwrite the input"))
+        return
+    if target_key in plan._outputs:
+        plan.settled.append(FileResult(
+            source, target, "failed",
+            f"output clashes with the output of {plan._outputs[target_key]}"))
+        return
+    plan._inputs.add(source_key)
+    plan._outputs[target_key] = source
+    plan.jobs.append(Job(source, target))
+
+
+def _not_an_image(path: Path) -> FileResult:
+    return FileResult(path, None, "skipped", "not an image file")
+
+
+def _normalise_ext(ext: str | None) -> str | None:
+    if ext is None:
+        return None
+    extension = "." + ext.strip().lstrip(".").lower()
+    if not imageio.is_image_path(Path("image" + extension)):
+        raise InvalidOptionError(f"cannot write images with extension {extension!r}")
+    return extension
+
+
+def _with_ext(path: Path, extension: str | None) -> Path:
+    return path if extension is None else path.with_suffix(extension)
+
+
+def _is_within(path: Path, folder: Path) -> bool:
+    return path == folder or folder in path.parents
+
+
+# -- running -------------------------------------------------------------------------------
+def check_options(options: BatchOptions) -> None:
+    """Reject option values that would fail every file, before touching any file."""
+    api.check_options(options.task, sigma=options.sigma, quality=options.quality,
+                      scale=options.scale, device=options.device, precision=options.precision)
+    if options.jpeg_quality is not None and not 1 <= options.jpeg_quality <= 100:
+        raise InvalidOptionError(f"--jpeg-quality must be in [1, 100], got {options.jpeg_quality}")
+
+
+def run_batch(plan: BatchPlan, options: BatchOptions,
+              reporter: Reporter | None = None) -> BatchSummary:
+    """Run every job of ``plan``; stops early (``interrupted``) on KeyboardInterrupt.
+
+    Raises :class:`~formnet_cli.errors.FormnetError` for problems that would hit every file
+    (no weights, an unloadable checkpoint, an option out of range).
+    """
+    reporter = reporter or SilentReporter()
+    check_options(options)
+    summary = BatchSummary(results=list(plan.settled))
+    started = time.perf_counter()
+    reporter.start(len(plan.jobs))
+    try:
+        for index, job in enumerate(plan.jobs):
+            reporter.file_started(job)
+            try:
+                result = _run_job(job, options, reporter)
+            except KeyboardInterrupt:
+                summary.interrupted = True
+                summary.not_started = len(plan.jobs) - index - 1
+                reporter.note(f"interrupted while restoring {job.input}; "
+                              f"{job.output} was not written")
+                break
+            summary.results.append(result)
+            reporter.file_finished(result)
+    finally:
+        summary.seconds = time.perf_counter() - started
+        reporter.stop()
+    return summary
+
+
+def _run_job(job: Job, options: BatchOptions, reporter: Reporter) -> FileResult:
+    started = time.perf_counter()
+    if options.skip_existing and job.output.exists():
+        return FileResult(job.input, job.output, "skipped", "output exists")
+    try:
+        image = imageio.read_image(job.input)
+        pixels = image.pixels
+        if image.alpha is not None:  # the API carries alpha through (resized for sr)
+            pixels = np.concatenate([pixels, image.alpha[:, :, None]], axis=2)
+        restored = api.restore_with_info(
+            pixels, options.task, sigma=options.sigma, quality=options.quality,
+            scale=options.scale, model=options.model, device=options.device,
+            precision=options.precision, tile=options.tile, tile_overlap=options.tile_overlap,
+            batch_size=options.batch_size, progress=reporter.tiles, source_path=job.input)
+        if restored.estimated:
+            reporter.note(f"{job.input}: {restored.describe_level()}")
+        job.output.parent.mkdir(parents=True, exist_ok=True)
+        write_options: dict[str, Any] = {}
+        if options.jpeg_quality is not None:
+            write_options["jpeg_quality"] = options.jpeg_quality
+        output = restored.image
+        alpha = output[:, :, -1] if image.alpha is not None else None
+        colour = output[:, :, :-1] if image.alpha is not None else output
+        imageio.write_image(job.output, dataclasses.replace(image, pixels=colour, alpha=alpha),
+                            **write_options)
+    except _FATAL_ERRORS:
+        raise
+    except (FormnetError, OSError, ValueError, MemoryError, torch.OutOfMemoryError) as error:
+        return FileResult(job.input, job.output, "failed", _one_line(error, job.input),
+                          seconds=time.perf_counter() - started)
+    height, width = restored.image.shape[:2]
+    return FileResult(job.input, job.output, "done", seconds=time.perf_counter() - started,
+                      megapixels=height * width / 1e6, sigma=restored.sigma,
+                      quality=restored.quality, estimated=restored.estimated,
+                      model=restored.model_name)
+
+
+def _one_line(error: BaseException, path: Path) -> str:
+    """The error as one line, without a leading ``<path>: `` (the summary names the file)."""
+    text = " ".join(str(error).split()) or type(error).__name__
+    text = text.removeprefix(f"{path}: ")
+    if not isinstance(error, FormnetError):
+        text = f"{type(error).__name__}: {text}"
+    return text

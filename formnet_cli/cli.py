@@ -1,0 +1,247 @@
+"""The ``formnet`` command line: a thin Typer layer over :mod:`formnet_cli.api` and ``batch``.
+
+Commands other than ``restore`` live in ``cli_*.py`` modules, each with ``register(app)``;
+:func:`register_commands` is the one place that lists them. Known errors
+(:class:`~formnet_cli.errors.FormnetError`) print one line, ``error: <message>``, on standard
+error and exit with 1, whichever command raised them; usage errors exit with 2; set
+``FORMNET_DEBUG=1`` to see the traceback instead.
+
+Heavy imports (torch) happen inside the commands, so ``formnet --help`` stays fast.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+from enum import Enum
+from pathlib import Path
+from typing import Annotated, Any, Optional
+
+import typer
+from typer.core import TyperGroup
+
+from . import __version__
+from .errors import FormnetError
+
+DEBUG_VARIABLE = "FORMNET_DEBUG"
+
+
+def debug_enabled() -> bool:
+    """True when ``FORMNET_DEBUG`` asks for tracebacks (any value but empty, 0, false, no)."""
+    return os.environ.get(DEBUG_VARIABLE, "").strip().lower() not in ("", "0", "false", "no")
+
+
+class FormnetGroup(TyperGroup):
+    """Turns a :class:`FormnetError` from any command into ``error: <message>``, exit 1."""
+
+    def invoke(self, ctx: Any) -> Any:
+        try:
+            return super().invoke(ctx)
+        except FormnetError as error:
+            if debug_enabled():
+                raise
+            message = " ".join(str(error).split()) or type(error).__name__
+            typer.echo(f"error: {message}", err=True)
+            raise typer.Exit(1) from None
+
+
+app = typer.Typer(
+    name="formnet",
+    cls=FormnetGroup,
+    help="Restore images with FormResNet: denoising, JPEG artifact removal, super-resolution.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_show_locals=False,
+    context_settings={"help_option_names": ["-h", "--help"]},
+)
+
+
+# -- shared option types (import these in cli_*.py modules) ---------------------------------
+class TaskName(str, Enum):
+    denoise = "denoise"
+    jpeg = "jpeg"
+    sr = "sr"
+
+
+class PrecisionName(str, Enum):
+    auto = "auto"
+    fp32 = "fp32"
+    fp16 = "fp16"
+    bf16 = "bf16"
+
+
+def parse_sigma(value: str) -> float | str:
+    """``auto`` or a number (0-255 scale); the range is checked against the model later."""
+    if isinstance(value, (int, float)):
+        return float(value)
+    if value.strip().lower() == "auto":
+        return "auto"
+    try:
+        return float(value)
+    except ValueError:
+        raise typer.BadParameter(f"{value!r} is not a number or 'auto'") from None
+
+
+def parse_quality(value: str) -> int | str:
+    """``auto``, ``blind`` or an integer JPEG quality."""
+    if isinstance(value, int):
+        return value
+    text = value.strip().lower()
+    if text in ("auto", "blind"):
+        return text
+    try:
+        return int(text)
+    except ValueError:
+        raise typer.BadParameter(f"{value!r} is not an integer, 'auto' or 'blind'") from None
+
+
+def parse_tile(value: str) -> int | str | None:
+    """``auto``, ``none`` (one untiled pass) or a positive number of pixels."""
+    if value is None or isinstance(value, int):
+        return value
+    text = value.strip().lower()
+    if text == "auto":
+        return "auto"
+    if text == "none":
+        return None
+    try:
+        size = int(text)
+    except ValueError:
+        size = 0
+    if size < 1:
+        raise typer.BadParameter(f"{value!r} is not 'auto', 'none' or a positive integer")
+    return size
+
+
+ModelOption = Annotated[Optional[str], typer.Option(
+    "--model", "-m", metavar="NAME|PATH",
+    help="Model name (see `formnet models`) or checkpoint folder; default: the task's model.")]
+DeviceOption = Annotated[str, typer.Option(
+    "--device", metavar="auto|cpu|cuda|cuda:N|mps", help="Where to run the model.")]
+PrecisionOption = Annotated[PrecisionName, typer.Option(
+    "--precision", help="Compute precision; auto is fp16 on CUDA, fp32 elsewhere.")]
+TileOption = Annotated[str, typer.Option(
+    "--tile", metavar="auto|INT|none", parser=parse_tile,
+    help="Tile side in pixels; auto sizes tiles from free memory; none runs untiled.")]
+TileOverlapOption = Annotated[Optional[int], typer.Option(
+    "--tile-overlap", min=0, metavar="INT",
+    help="Pixels over which neighbouring tiles are blended (default 16).")]
+BatchSizeOption = Annotated[int, typer.Option(
+    "--batch-size", min=1, help="Tiles per forward pass.")]
+TaskOption = Annotated[TaskName, typer.Option(
+    "--task", "-t", help="What to restore: noise, JPEG artifacts or low resolution.")]
+SigmaOption = Annotated[Optional[str], typer.Option(
+    "--sigma", "-s", metavar="FLOAT|auto", parser=parse_sigma,
+    help="Noise level on the 0-255 scale (denoise), or auto to estimate it (default: auto).")]
+QualityOption = Annotated[Optional[str], typer.Option(
+    "--quality", "-q", metavar="INT|auto|blind", parser=parse_quality,
+    help="JPEG quality of the input (jpeg): auto reads it from JPEG files, else blind "
+         "(default: auto).")]
+ScaleOption = Annotated[Optional[int], typer.Option(
+    "--scale", metavar="2|3|4", help="Upscaling factor (sr).")]
+
+
+# -- commands -------------------------------------------------------------------------------
+def _version_callback(value: bool) -> None:
+    if value:
+        typer.echo(f"formnet {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _main_options(
+    version: Annotated[bool, typer.Option(
+        "--version", callback=_version_callback, is_eager=True,
+        help="Show the version and exit.")] = False,
+) -> None:
+    """Restore images with FormResNet: denoising, JPEG artifact removal, super-resolution."""
+
+
+@app.command()
+def restore(
+    inputs: Annotated[list[Path], typer.Argument(
+        show_default=False,
+        help="Image files, folders or glob patterns (quote globs).")],
+    output: Annotated[Path, typer.Option(
+        "--output", "-o", show_default=False,
+        help="Output file (one input file) or folder (created).")],
+    task: TaskOption = TaskName.denoise,
+    sigma: SigmaOption = None,
+    quality: QualityOption = None,
+    scale: ScaleOption = None,
+    model: ModelOption = None,
+    device: DeviceOption = "auto",
+    precision: PrecisionOption = PrecisionName.auto,
+    tile: TileOption = "auto",
+    tile_overlap: TileOverlapOption = None,
+    batch_size: BatchSizeOption = 1,
+    recursive: Annotated[bool, typer.Option(
+        "--recursive", "-r", help="Walk folders and mirror their tree under the output.")] = False,
+    skip_existing: Annotated[bool, typer.Option(
+        "--skip-existing", help="Leave outputs that already exist untouched.")] = False,
+    ext: Annotated[Optional[str], typer.Option(
+        "--ext", metavar="png|jpg|tif|webp|bmp",
+        help="Output format for folder outputs (default: the input's).")] = None,
+    jpeg_quality: Annotated[Optional[int], typer.Option(
+        "--jpeg-quality", min=1, max=100, help="Quality of JPEG outputs (default: 95).")] = None,
+    json_output: Annotated[bool, typer.Option(
+        "--json", help="Print a machine-readable summary (only that) on standard output.")] = False,
+) -> None:
+    """Restore images: one file, or many files, folders and globs into an output folder.
+
+    \b
+    formnet restore photo.png -o photo_clean.png --sigma 25
+    formnet restore scans/ -o restored/ --recursive --sigma auto
+    formnet restore old.jpg -o old_fixed.png --task jpeg --quality auto
+    formnet restore small.png -o big.png --task sr --scale 4
+    """
+    from rich.console import Console
+
+    from .batch import BatchOptions, RichReporter, plan_batch, run_batch
+
+    options = BatchOptions(
+        task=task.value, sigma=sigma, quality=quality, scale=scale, model=model, device=device,
+        precision=precision.value, tile=tile, tile_overlap=tile_overlap, batch_size=batch_size,
+        recursive=recursive, skip_existing=skip_existing, ext=ext, jpeg_quality=jpeg_quality)
+    plan = plan_batch(inputs, output, recursive=recursive, ext=ext)
+    console = Console(stderr=True)
+    for note in plan.notes:
+        console.print(note, markup=False, highlight=False)
+    summary = run_batch(plan, options, RichReporter(console))
+    if json_output:
+        typer.echo(json.dumps(summary.to_dict(), indent=2))
+    else:
+        for line in summary.lines():
+            typer.echo(line)
+    raise typer.Exit(summary.exit_code)
+
+
+# -- commands from other modules: the one place that lists them ----------------------------
+def register_commands(target: typer.Typer) -> None:
+    """Add the commands of the ``cli_*`` modules (each has ``register(app)``), in help order."""
+    from . import cli_eval, cli_hub, cli_train
+
+    for module in (cli_hub, cli_eval, cli_train):
+        module.register(target)
+
+
+register_commands(app)
+
+
+def main() -> None:
+    """Console-script entry point (``formnet``).
+
+    SIGTERM is handled like Ctrl-C, so a killed run also removes its temporary files and
+    reports what it finished.
+    """
+    signal.signal(signal.SIGTERM, _interrupt)
+    app(prog_name="formnet")
+
+
+def _interrupt(signum: int, frame: object) -> None:
+    raise KeyboardInterrupt
+
+
+if __name__ == "__main__":
+    main()

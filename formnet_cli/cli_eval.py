@@ -1,0 +1,306 @@
+"""``formnet eval`` and ``formnet compare``: thin commands over :mod:`formnet_cli.evaluate`.
+
+Several levels go to one option in any of three spellings, all equivalent::
+
+    formnet eval BSD68 --task denoise --sigma 15 25 50
+    formnet eval BSD68 --task denoise --sigma 15,25,50
+    formnet eval BSD68 --task denoise --sigma 15 --sigma 25 --sigma 50
+
+(click has no options with a variable number of values, so :class:`MultiValueCommand`
+rewrites the first spelling into the third before parsing: the words after ``--sigma``,
+``--quality``, ``--scale`` or ``--baseline`` that are numbers, or baseline names, belong to it.)
+"""
+
+from __future__ import annotations
+
+import math
+import sys
+from collections.abc import Callable
+from pathlib import Path
+from typing import Annotated, Any, Optional
+
+import typer
+from typer.core import TyperCommand
+
+from .errors import InvalidOptionError
+
+BASELINES = ("bm3d", "dncnn", "none")
+DEFAULT_LEVELS = {"denoise": (15, 25, 50), "jpeg": (10, 20, 30, 40), "sr": (2, 3, 4)}
+
+
+def _is_number(text: str) -> bool:
+    try:
+        float(text)
+    except ValueError:
+        return False
+    return True
+
+
+def _is_baseline(text: str) -> bool:
+    return text.lower() in BASELINES
+
+
+_MULTI_VALUE_OPTIONS: dict[str, Callable[[str], bool]] = {
+    "--sigma": _is_number, "-s": _is_number, "--quality": _is_number, "-q": _is_number,
+    "--scale": _is_number, "--baseline": _is_baseline, "-b": _is_baseline,
+}
+
+
+def expand_multi_values(args: list[str]) -> list[str]:
+    """``--sigma 15 25 50`` -> ``--sigma 15 --sigma 25 --sigma 50`` (stops at ``--``).
+
+    >>> expand_multi_values(["BSD68", "--sigma", "15", "25", "--baseline", "bm3d", "x"])
+    ['BSD68', '--sigma', '15', '--sigma', '25', '--baseline', 'bm3d', 'x']
+    """
+    out: list[str] = []
+    index = 0
+    while index < len(args):
+        token = args[index]
+        if token == "--":
+            out.extend(args[index:])
+            break
+        accepts = _MULTI_VALUE_OPTIONS.get(token)
+        out.append(token)
+        index += 1
+        if accepts is None or index >= len(args):
+            continue
+        out.append(args[index])  # the option's own value, whatever it is
+        index += 1
+        while index < len(args) and accepts(args[index]):
+            out += [token, args[index]]
+            index += 1
+    return out
+
+
+class MultiValueCommand(TyperCommand):
+    """A command whose level options take several values after one flag."""
+
+    def parse_args(self, ctx: Any, args: list[str]) -> list[str]:
+        return super().parse_args(ctx, expand_multi_values(list(args)))
+
+
+def parse_levels(values: list[str] | None, task: str) -> list[float]:
+    """Numbers from repeated and comma-separated values; the task's defaults when none."""
+    if not values:
+        return [float(v) for v in DEFAULT_LEVELS[task]]
+    levels = []
+    for value in values:
+        for part in str(value).replace(",", " ").split():
+            try:
+                levels.append(float(part))
+            except ValueError:
+                raise typer.BadParameter(f"{part!r} is not a number") from None
+    return list(dict.fromkeys(levels))
+
+
+def _parse_tile(value: str) -> int | str | None:
+    text = str(value).strip().lower()
+    if text in ("auto", "none"):
+        return None if text == "none" else "auto"
+    if text.isdigit() and int(text) > 0:
+        return int(text)
+    raise typer.BadParameter(f"{value!r} is not 'auto', 'none' or a positive integer")
+
+
+def register(app: typer.Typer) -> None:
+    """Add ``eval`` and ``compare`` to ``app``."""
+    app.command("eval", cls=MultiValueCommand)(eval_command)
+    app.command("compare")(compare_command)
+
+
+LevelOption = Optional[list[str]]
+
+
+def eval_command(
+    dataset: Annotated[str, typer.Argument(
+        metavar="DATASET", help="Folder of clean images, or a set name under --data-root (e.g. BSD68).")],
+    task: Annotated[str, typer.Option("--task", "-t", metavar="denoise|jpeg|sr",
+                                      help="Degradation to measure.")] = "denoise",
+    sigma: Annotated[LevelOption, typer.Option(
+        "--sigma", "-s", metavar="FLOAT...", help="Noise levels (0-255), e.g. --sigma 15 25 50 "
+        "(default 15 25 50).")] = None,
+    quality: Annotated[LevelOption, typer.Option(
+        "--quality", "-q", metavar="INT...", help="JPEG qualities (default 10 20 30 40).")] = None,
+    scale: Annotated[LevelOption, typer.Option(
+        "--scale", metavar="INT...", help="SR factors (default 2 3 4).")] = None,
+    model: Annotated[Optional[list[str]], typer.Option(
+        "--model", "-m", metavar="NAME|PATH",
+        help="formnet model name or checkpoint folder (repeat to compare several); "
+             "default: the task's model.")] = None,
+    baseline: Annotated[Optional[list[str]], typer.Option(
+        "--baseline", "-b", metavar="bm3d|dncnn|none...",
+        help="Extra methods: bm3d (BM3D/CBM3D, denoise), dncnn (the published DnCNN models, "
+             "from --peers-root). The degraded input (bicubic for sr) is always scored.")] = None,
+    channels: Annotated[Optional[str], typer.Option(
+        "--channels", metavar="auto|gray|color",
+        help="Image channels: auto keeps each file's; default gray for jpeg (the protocol's "
+             "L version), auto otherwise.")] = None,
+    limit: Annotated[Optional[int], typer.Option("--limit", min=1, help="Only the first N images.")] = None,
+    data_root: Annotated[Optional[Path], typer.Option(
+        "--data-root", envvar="FORMNET_DATA", help="Folder holding the data sets.")] = None,
+    peers_root: Annotated[Optional[Path], typer.Option(
+        "--peers-root", envvar="FORMNET_PEERS", help="Folder with the DnCNN .mat files.")] = None,
+    save_images: Annotated[Optional[Path], typer.Option(
+        "--save-images", metavar="DIR", help="Write restored images and comparison strips here.")] = None,
+    json_path: Annotated[Optional[str], typer.Option(
+        "--json", metavar="PATH|-", help="Write the full results (per image) as JSON; - for stdout.")] = None,
+    markdown_path: Annotated[Optional[str], typer.Option(
+        "--markdown", metavar="PATH|-", help="Write the results as a Markdown table; - for stdout.")] = None,
+    per_image: Annotated[bool, typer.Option("--per-image", help="Also show every image's figures.")] = False,
+    device: Annotated[str, typer.Option("--device", metavar="auto|cpu|cuda|mps")] = "auto",
+    precision: Annotated[str, typer.Option("--precision", metavar="auto|fp32|fp16|bf16")] = "auto",
+    tile: Annotated[str, typer.Option("--tile", metavar="auto|INT|none", help="Tile side in pixels.")] = "auto",
+    warmup: Annotated[bool, typer.Option("--warmup/--no-warmup",
+                                         help="Run each method once, untimed, before timing.")] = True,
+) -> None:
+    """Score formnet and baselines on a data set with the fixed-seed benchmark protocol.
+
+    \b
+    formnet eval BSD68 --task denoise --sigma 15 25 50 --baseline bm3d
+    formnet eval Classic5 --task jpeg --quality 10 20 30 40
+    formnet eval Set5 --task sr --scale 2 3 4 --save-images out/
+    """
+    from rich.console import Console
+
+    from . import evaluate as ev
+    if task not in DEFAULT_LEVELS:
+        raise InvalidOptionError(f"unknown task {task!r}; choose denoise, jpeg or sr")
+    raw_levels = {"denoise": sigma, "jpeg": quality, "sr": scale}
+    for other, values in raw_levels.items():
+        if other != task and values:
+            raise InvalidOptionError(f"--{ev.LEVEL_NAMES[other]} does not apply to --task {task}")
+    settings = [ev.Setting(task, level) for level in parse_levels(raw_levels[task], task)]
+    mode = channels or ("gray" if task == "jpeg" else "auto")
+    folder = ev.resolve_dataset(dataset, data_root)
+    images = ev.read_dataset(folder, channels=mode, limit=limit)
+    image_channels = images[0][1].shape[2]
+    tile_value = _parse_tile(tile)
+
+    to_stdout = json_path == "-" or markdown_path == "-"
+    console = Console(stderr=to_stdout)
+    methods, notes = ev.load_default_methods(task, image_channels, models=model, device=device,
+                                             precision=precision, tile=tile_value)
+    if notes:
+        console.print(f"[yellow]no formnet weights for {task} yet; scoring the baselines only[/]")
+    methods.append(ev.DegradedInput())
+    wanted = [b.lower() for b in (baseline or []) if b.lower() != "none"]
+    unknown = sorted(set(wanted) - set(BASELINES))
+    if unknown:
+        raise InvalidOptionError(f"unknown baseline {unknown[0]!r}; choose bm3d, dncnn or none")
+    if "bm3d" in wanted:
+        methods.append(ev.BM3DMethod())
+    if "dncnn" in wanted:
+        from .peers import default_peers_root
+
+        root = peers_root or default_peers_root()
+        peer = ev.DnCNNMethod.from_folder(root, task, image_channels, [s.level for s in settings])
+        if peer is None:
+            console.print(f"[yellow]no DnCNN model for {task} in {root}; skipped[/]")
+        else:
+            methods.append(peer)
+
+    with console.status("evaluating") as status:
+        report = ev.evaluate(
+            images, settings, methods, dataset=folder.name, warmup=warmup, save_dir=save_images,
+            notes=notes, progress=lambda text: status.update(f"evaluating {text}"),
+            env=ev.environment(device=_device_label(device), precision=_precision_label(precision, device)))
+
+    console.print(render_table(report, per_image=per_image))
+    if json_path:
+        _write_text(json_path, report.to_json())
+    if markdown_path:
+        _write_text(markdown_path, report.to_markdown(per_image=per_image))
+    if save_images:
+        console.print(f"images and comparison strips in {save_images}")
+
+
+def _device_label(device: str) -> str:
+    from .engine import resolve_device
+
+    return str(resolve_device(device))
+
+
+def _precision_label(precision: str, device: str) -> str:
+    if precision != "auto":
+        return precision
+    return "fp16" if _device_label(device).startswith("cuda") else "fp32"
+
+
+def _write_text(target: str, text: str) -> None:
+    if target == "-":
+        sys.stdout.write(text)
+        return
+    path = Path(target)
+    if path.parent and not path.parent.exists():
+        path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(text, encoding="utf-8")
+
+
+def render_table(report: Any, *, per_image: bool = False) -> Any:
+    """A rich table: one row per setting and method (mean PSNR, SSIM, time, throughput)."""
+    from rich.table import Table
+
+    from .evaluate import describe_environment, format_number, format_psnr, format_ssim
+
+    table = Table(title=f"{report.dataset} - {report.task} ({len(_images(report))} images)",
+                  caption=describe_environment(report.environment))
+    for column in ("setting", "method"):
+        table.add_column(column)
+    for column in ("PSNR (dB)", "SSIM", "s / image", "MP/s"):
+        table.add_column(column, justify="right")
+    table.add_column("note")
+    previous = None
+    for result in report.results:
+        if previous is not None and result.setting != previous:
+            table.add_section()
+        previous = result.setting
+        table.add_row(result.setting.label, result.method, format_psnr(result.mean_psnr),
+                      format_ssim(result.mean_ssim), format_number(result.seconds_per_image),
+                      format_number(result.megapixels_per_second), result.note)
+        if per_image:
+            for image in result.images:
+                table.add_row("", f"  {image.image}", format_psnr(image.psnr), format_ssim(image.ssim),
+                              format_number(image.seconds), "", "")
+    return table
+
+
+def _images(report: Any) -> set[str]:
+    return {image.image for result in report.results for image in result.images}
+
+
+def compare_command(
+    images: Annotated[list[Path], typer.Argument(
+        metavar="IMAGE...", help="Images to show side by side, e.g. noisy.png restored.png.")],
+    output: Annotated[Path, typer.Option("--output", "-o", help="Strip to write (PNG).")],
+    reference: Annotated[Optional[Path], typer.Option(
+        "--reference", "-r", help="Clean image: shown last; PSNR/SSIM against it go in the labels.")] = None,
+    label: Annotated[Optional[list[str]], typer.Option(
+        "--label", "-l", help="Panel labels in order (default: file names).")] = None,
+    crop: Annotated[Optional[int], typer.Option(
+        "--crop", min=4, help="Side of the zoomed window (default: a quarter of the image).")] = None,
+) -> None:
+    """Write a labelled side-by-side strip with a zoom on the most detailed region.
+
+    \b
+    formnet compare noisy.png restored.png --reference clean.png -o side_by_side.png
+    """
+    from . import evaluate as ev
+    from .imageio import read_image, to_uint
+    from .metrics import psnr, ssim
+
+    labels = list(label or [])
+    paths = list(images) + ([reference] if reference is not None else [])
+    if labels and len(labels) != len(paths):
+        raise InvalidOptionError(f"{len(labels)} labels for {len(paths)} images")
+    pixels = [to_uint(read_image(path).pixels, 8) for path in paths]
+    clean = pixels[-1] if reference is not None else None
+    panels = []
+    for index, (path, image) in enumerate(zip(paths, pixels)):
+        text = labels[index] if labels else path.stem
+        if clean is not None and index < len(images) and image.shape == clean.shape:
+            value = psnr(clean, image)
+            text += f" {'inf' if math.isinf(value) else f'{value:.2f}'} dB / {ssim(clean, image):.3f}"
+        panels.append((text, image))
+    strip = ev.compare_strip(panels, crop=crop)
+    ev._write_png(output, strip)
+    typer.echo(f"wrote {output} ({strip.shape[1]} x {strip.shape[0]})")

@@ -1,0 +1,96 @@
+"""``formnet download-weights`` and ``formnet models``: thin commands over hub and registry.
+
+Known errors (:class:`~formnet_cli.errors.FormnetError`) propagate to the app's
+``FormnetGroup`` (``cli.py``), which prints ``error: <message>`` and exits with 1.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated, Optional
+
+import typer
+
+RepoOption = Annotated[Optional[str], typer.Option(
+    "--repo", help="Hub repository to download from "
+                   "(default: the manifest's; env FORMNET_HUB_REPO).")]
+RevisionOption = Annotated[Optional[str], typer.Option(
+    "--revision", help="Commit to download "
+                       "(default: the manifest's pinned one; env FORMNET_HUB_REVISION).")]
+DestOption = Annotated[Optional[Path], typer.Option(
+    "--dest", help="Weights folder holding <name>/ model folders instead of the hub cache "
+                   "(env FORMNET_WEIGHTS_DIR).")]
+
+
+def register(app: typer.Typer) -> None:
+    """Add ``download-weights`` and ``models`` to ``app``."""
+    app.command("download-weights")(download_weights)
+    app.command("models")(models)
+
+
+def download_weights(
+    names: Annotated[Optional[list[str]], typer.Argument(
+        help="Models to download (default: every model in the manifest).",
+        show_default=False)] = None,
+    repo: RepoOption = None,
+    revision: RevisionOption = None,
+    dest: DestOption = None,
+) -> None:
+    """Download model weights from the Hugging Face hub, pinned and sha256-verified."""
+    from rich.console import Console
+    from rich.progress import (BarColumn, DownloadColumn, Progress, TextColumn,
+                               TransferSpeedColumn)
+
+    from .hub import download_models, load_manifest
+
+    console = Console(stderr=True)
+    manifest = load_manifest()
+    if not names and not manifest.models:
+        console.print("the weights manifest lists no models yet; nothing to download",
+                      highlight=False)
+        return
+    columns = (TextColumn("{task.description}"), BarColumn(), DownloadColumn(),
+               TransferSpeedColumn())
+    with Progress(*columns, console=console, transient=True,
+                  disable=not console.is_terminal) as progress:
+        results = download_models(names or [], repo=repo, revision=revision, dest=dest,
+                                  manifest=manifest, progress=progress)
+    for result in results:
+        if result.status == "bundled":
+            line = (f"{result.name}: not published on the hub yet; it is bundled with "
+                    f"formnet ({result.path}), nothing to download")
+        elif result.status == "present":
+            line = f"{result.name}: already downloaded and verified ({result.path})"
+        else:
+            line = (f"{result.name}: downloaded {len(result.files_downloaded)} file(s), "
+                    f"sha256 verified -> {result.path}")
+        console.print(line, markup=False, highlight=False, soft_wrap=True)
+
+
+def models(dest: DestOption = None) -> None:
+    """List the models: task, channels, parameters, where each loads from, and card scores."""
+    from rich.console import Console
+    from rich.table import Table
+
+    from .registry import channels_label, list_models
+
+    console = Console()
+    listings = list_models(weights_dir=dest)
+    if not listings:
+        console.print("no models yet: train one with 'formnet train' and pass --model PATH")
+        return
+    table = Table(caption="* default for its task and channels")
+    for column in ("name", "task", "channels", "parameters", "source", "scores"):
+        table.add_column(column, no_wrap=column != "scores",
+                         overflow="fold" if column == "scores" else "ellipsis",
+                         justify="right" if column == "parameters" else "left")
+    for listing in listings:
+        table.add_row(
+            listing.name + (" *" if listing.default else ""),
+            listing.task,
+            channels_label(listing.channels),
+            f"{listing.parameters:,}" if listing.parameters is not None else "-",
+            listing.source,
+            ", ".join(f"{key} {value:.2f}" for key, value in listing.scores.items()) or "-",
+        )
+    console.print(table)

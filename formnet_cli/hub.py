@@ -1,0 +1,613 @@
+"""The weights manifest and ``formnet download-weights``: pinned, sha256-verified hub downloads.
+
+``weights/manifest.json`` lists every model formnet knows: its task and channels, whether it
+is the default for them, the hub repository and pinned revision (a full commit) it is
+published at, and the sha256 and size of each of its files. Its schema::
+
+    {
+      "schema_version": 1,
+      "hub": {"repo": "formnet/formnet-weights", "revision": null},
+      "models": [
+        {"name": "denoise-gray", "task": "denoise", "channels": 1, "default": true,
+         "license": "MIT", "description": "...",
+         "revision": "<40 hex digits>",          # optional, see below
+         "repo": "other/repo",                    # optional, defaults to hub.repo
+         "subfolder": "denoise-gray",             # optional, defaults to the name
+         "files": [{"path": "config.json", "sha256": "<64 hex>", "size": 1234}, ...]}
+      ]
+    }
+
+``hub.repo`` and ``hub.revision`` are the defaults, written once; an entry's ``revision`` key,
+when present, replaces ``hub.revision`` for that model (``null``: not published). A revision of
+``null`` means "not published on the hub yet": such a model is only bundled, and
+``download-weights`` says so without touching the network. ``FORMNET_HUB_REPO`` and
+``FORMNET_HUB_REVISION`` (or ``--repo``/``--revision``) override both for every model.
+
+Downloads go through ``huggingface_hub.hf_hub_download``, one call per file, revision pinned,
+into the hub cache or into ``--dest``/``FORMNET_WEIGHTS_DIR`` as ``<dest>/<name>/``. Every file
+is checked against the manifest's sha256 before it is used; a mismatch removes it and is an
+error. A model downloaded into a folder is staged next to it and renamed into place once all
+of its files are verified, so a partial download is never visible. Files already present and
+verified are not requested again, so a second run makes no request at all.
+"""
+
+from __future__ import annotations
+
+import errno
+import hashlib
+import importlib.resources
+import json
+import os
+import re
+import shutil
+import uuid
+from collections.abc import Iterable, Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+from huggingface_hub import constants as hub_constants
+from huggingface_hub import hf_hub_download, try_to_load_from_cache
+from huggingface_hub.utils import (
+    EntryNotFoundError,
+    HfHubHTTPError,
+    LocalEntryNotFoundError,
+    OfflineModeIsEnabled,
+    RepositoryNotFoundError,
+    RevisionNotFoundError,
+)
+
+from .config import TASKS
+from .errors import DownloadError, FormnetError, ModelNotFoundError
+
+MANIFEST_FILE = "manifest.json"
+SCHEMA_VERSION = 1
+REPO_ENV = "FORMNET_HUB_REPO"
+REVISION_ENV = "FORMNET_HUB_REVISION"
+WEIGHTS_DIR_ENV = "FORMNET_WEIGHTS_DIR"
+"""The configured weights folder: where ``download-weights`` writes and models are looked up."""
+CHECKPOINT_FILES = ("config.json", "model.safetensors", "README.md")
+
+_COMMIT = re.compile(r"[0-9a-f]{40}")
+_SHA256 = re.compile(r"[0-9a-f]{64}")
+_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]*")
+
+
+class ManifestError(FormnetError):
+    """A manifest that cannot be read; the message names the file and the field."""
+
+
+# -- the manifest ----------------------------------------------------------------------------
+@dataclass(frozen=True)
+class ManifestFile:
+    """One file of a model: its name inside the model folder, sha256 and size in bytes."""
+
+    path: str
+    sha256: str
+    size: int
+
+
+@dataclass(frozen=True)
+class ModelEntry:
+    """A model the manifest lists; ``repo`` and ``revision`` already include the defaults."""
+
+    name: str
+    task: str
+    channels: int
+    default: bool
+    files: tuple[ManifestFile, ...]
+    repo: str
+    revision: str | None
+    subfolder: str
+    license: str = ""
+    description: str = ""
+
+    @property
+    def published(self) -> bool:
+        return self.revision is not None
+
+    def repo_path(self, file: ManifestFile) -> str:
+        """The file's path inside the hub repository."""
+        return f"{self.subfolder}/{file.path}" if self.subfolder else file.path
+
+
+@dataclass(frozen=True)
+class Manifest:
+    """Every known model; ``folder`` is where the bundled ``<name>/`` folders live."""
+
+    folder: Path
+    repo: str
+    revision: str | None
+    models: tuple[ModelEntry, ...] = ()
+
+    def get(self, name: str) -> ModelEntry | None:
+        return next((entry for entry in self.models if entry.name == name), None)
+
+    def require(self, name: str) -> ModelEntry:
+        entry = self.get(name)
+        if entry is None:
+            known = ", ".join(entry.name for entry in self.models) or "none yet"
+            raise ModelNotFoundError(f"unknown model '{name}' (known: {known}); "
+                                     "see 'formnet models'")
+        return entry
+
+    def bundled_folder(self, name: str) -> Path | None:
+        folder = self.folder / name
+        return folder if (folder / "config.json").is_file() else None
+
+
+def bundled_weights_dir() -> Path:
+    """The bundled ``weights/`` folder: package ``formnet_cli.weights``, else the checkout's."""
+    here = Path(__file__).resolve().parent
+    candidates = []
+    try:
+        root = importlib.resources.files("formnet_cli.weights")
+        if isinstance(root, Path):
+            candidates.append(root)
+    except (ImportError, OSError, TypeError, ValueError):
+        # Not importable (a checkout), or a namespace package importlib.resources cannot read.
+        pass
+    candidates += [here / "weights", here.parent / "weights"]  # installed wheel, checkout
+    return next((folder for folder in candidates if (folder / MANIFEST_FILE).is_file()),
+                here.parent / "weights")
+
+
+def load_manifest(path: str | os.PathLike[str] | None = None) -> Manifest:
+    """Read and validate ``manifest.json`` (default: the bundled one)."""
+    path = Path(path) if path is not None else bundled_weights_dir() / MANIFEST_FILE
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise ManifestError(f"{path}: weights manifest missing; reinstall formnet") from None
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as error:
+        raise ManifestError(f"{path}: unreadable weights manifest ({error})") from error
+    return parse_manifest(data, folder=path.parent, where=str(path))
+
+
+def parse_manifest(data: Any, *, folder: Path, where: str = MANIFEST_FILE) -> Manifest:
+    """Validate a manifest already parsed from JSON."""
+    def fail(message: str) -> ManifestError:
+        return ManifestError(f"{where}: {message}")
+
+    if not isinstance(data, dict):
+        raise fail("expected a JSON object")
+    version = data.get("schema_version", SCHEMA_VERSION)
+    if version != SCHEMA_VERSION:
+        raise fail(f"schema_version {version!r} is not supported (expected {SCHEMA_VERSION}); "
+                   "update formnet")
+    hub = data.get("hub")
+    if not isinstance(hub, dict) or not isinstance(hub.get("repo"), str) or "/" not in hub["repo"]:
+        raise fail("'hub.repo' must be a repository id such as 'owner/name'")
+    default_revision = _revision(hub.get("revision"), "hub.revision", fail)
+    models = data.get("models", [])
+    if not isinstance(models, list):
+        raise fail("'models' must be a list")
+    entries = tuple(_entry(item, f"models[{index}]", hub["repo"], default_revision, fail)
+                    for index, item in enumerate(models))
+    names: set[str] = set()
+    defaults: set[tuple[str, int]] = set()
+    for entry in entries:
+        if entry.name in names:
+            raise fail(f"model '{entry.name}' is listed twice")
+        names.add(entry.name)
+        if entry.default:
+            if (entry.task, entry.channels) in defaults:
+                raise fail(f"two defaults for task '{entry.task}' with {entry.channels} channel(s)")
+            defaults.add((entry.task, entry.channels))
+    return Manifest(folder=Path(folder), repo=hub["repo"], revision=default_revision,
+                    models=entries)
+
+
+def _revision(value: Any, where: str, fail) -> str | None:
+    if value is None:
+        return None
+    if not isinstance(value, str) or not _COMMIT.fullmatch(value):
+        raise fail(f"'{where}' must be a full 40-digit commit hash or null, got {value!r}")
+    return value
+
+
+def _entry(item: Any, where: str, default_repo: str, default_revision: str | None,
+           fail) -> ModelEntry:
+    if not isinstance(item, dict):
+        raise fail(f"{where} must be an object")
+    for key in ("name", "task", "channels", "files"):
+        if key not in item:
+            raise fail(f"{where} lacks '{key}'")
+    name = item["name"]
+    if not isinstance(name, str) or not _NAME.fullmatch(name):
+        raise fail(f"{where}.name {name!r} is not a valid model name")
+    if item["task"] not in TASKS:
+        raise fail(f"{where}.task must be one of {', '.join(TASKS)}, got {item['task']!r}")
+    if item["channels"] not in (1, 3):
+        raise fail(f"{where}.channels must be 1 or 3, got {item['channels']!r}")
+    files = item["files"]
+    if not isinstance(files, list) or not files:
+        raise fail(f"{where}.files must be a non-empty list")
+    parsed = []
+    for index, file in enumerate(files):
+        here = f"{where}.files[{index}]"
+        if not isinstance(file, dict):
+            raise fail(f"{here} must be an object")
+        path, sha256, size = file.get("path"), file.get("sha256"), file.get("size")
+        plain = isinstance(path, str) and path and not path.startswith(".")
+        if not plain or "/" in path or "\\" in path:
+            raise fail(f"{here}.path must be a plain file name, got {path!r}")
+        if not isinstance(sha256, str) or not _SHA256.fullmatch(sha256):
+            raise fail(f"{here}.sha256 must be 64 lowercase hex digits")
+        if not isinstance(size, int) or isinstance(size, bool) or size < 0:
+            raise fail(f"{here}.size must be a byte count")
+        parsed.append(ManifestFile(path=path, sha256=sha256, size=size))
+    if "config.json" not in {file.path for file in parsed}:
+        raise fail(f"{where}.files must include config.json")
+    repo = item.get("repo", default_repo)
+    if not isinstance(repo, str) or "/" not in repo:
+        raise fail(f"{where}.repo must be a repository id such as 'owner/name'")
+    revision = (_revision(item["revision"], f"{where}.revision", fail) if "revision" in item
+                else default_revision)
+    subfolder = item.get("subfolder", name)
+    if not isinstance(subfolder, str) or subfolder.startswith("/") or ".." in subfolder.split("/"):
+        raise fail(f"{where}.subfolder must be a relative folder inside the repository")
+    return ModelEntry(name=name, task=item["task"], channels=int(item["channels"]),
+                      default=bool(item.get("default", False)), files=tuple(parsed), repo=repo,
+                      revision=revision, subfolder=subfolder.strip("/"),
+                      license=str(item.get("license", "")),
+                      description=str(item.get("description", "")))
+
+
+# -- where a model is published --------------------------------------------------------------
+@dataclass(frozen=True)
+class HubSource:
+    """The repository and revision a model is fetched from, after flags and environment."""
+
+    repo: str
+    revision: str | None
+
+
+def hub_source(entry: ModelEntry, repo: str | None = None,
+               revision: str | None = None) -> HubSource:
+    """Flag, then ``FORMNET_HUB_REPO``/``FORMNET_HUB_REVISION``, then the manifest."""
+    return HubSource(repo=repo or os.environ.get(REPO_ENV) or entry.repo,
+                     revision=revision or os.environ.get(REVISION_ENV) or entry.revision)
+
+
+def configured_weights_dir(dest: str | os.PathLike[str] | None = None) -> Path | None:
+    """``--dest`` when given, else ``FORMNET_WEIGHTS_DIR``, else None (use the hub cache)."""
+    value = dest if dest is not None else os.environ.get(WEIGHTS_DIR_ENV) or None
+    return Path(value).expanduser() if value is not None else None
+
+
+def hub_cache_dir(cache_dir: str | os.PathLike[str] | None = None) -> Path:
+    """huggingface_hub's cache (``HF_HUB_CACHE``/``HF_HOME``), read when called."""
+    return Path(cache_dir if cache_dir is not None else hub_constants.HF_HUB_CACHE).expanduser()
+
+
+# -- verification ----------------------------------------------------------------------------
+_SHA256_MEMO: dict[tuple[str, int, int, int], str] = {}
+
+
+def sha256_file(path: str | os.PathLike[str], *, remember: bool = False) -> str:
+    """Hex sha256 of a file.
+
+    ``remember`` reuses the digest of an unchanged file (same inode, size and mtime) within
+    this process, so resolving the same cached model again does not hash it again.
+    Downloads always hash afresh.
+    """
+    path = Path(path).resolve()
+    status = path.stat()
+    key = (str(path), status.st_ino, status.st_size, status.st_mtime_ns)
+    if remember and key in _SHA256_MEMO:
+        return _SHA256_MEMO[key]
+    hasher = hashlib.sha256()
+    with path.open("rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            hasher.update(block)
+    digest = hasher.hexdigest()
+    if remember:
+        _SHA256_MEMO[key] = digest
+    return digest
+
+
+def file_matches(path: str | os.PathLike[str], file: ManifestFile, *,
+                 remember: bool = False) -> bool:
+    """Whether ``path`` is the manifest's file: same size, then same sha256."""
+    path = Path(path)
+    try:
+        return (path.stat().st_size == file.size
+                and sha256_file(path, remember=remember) == file.sha256)
+    except OSError:
+        return False
+
+
+def cached_model_folder(entry: ModelEntry, *, repo: str | None = None,
+                        revision: str | None = None,
+                        cache_dir: str | os.PathLike[str] | None = None) -> Path | None:
+    """The model's folder in the hub cache when every file is there; never uses the network.
+
+    Raises :class:`DownloadError` when a cached file does not match its sha256.
+    """
+    source = hub_source(entry, repo, revision)
+    if source.revision is None:
+        return None
+    paths = []
+    for file in entry.files:
+        found = try_to_load_from_cache(source.repo, entry.repo_path(file),
+                                       cache_dir=str(hub_cache_dir(cache_dir)),
+                                       revision=source.revision)
+        if not isinstance(found, str):
+            return None
+        paths.append(Path(found))
+    for path, file in zip(paths, entry.files):
+        if not file_matches(path, file, remember=True):
+            raise DownloadError(f"{path}: does not match the manifest's sha256 (corrupt or "
+                                f"modified); run 'formnet download-weights {entry.name}' to "
+                                "fetch it again")
+    return paths[0].parent
+
+
+def folder_matches(folder: Path, entry: ModelEntry) -> bool:
+    """Whether ``folder`` holds every file of ``entry`` with the right sha256."""
+    return all(file_matches(folder / file.path, file) for file in entry.files)
+
+
+# -- downloading -----------------------------------------------------------------------------
+@dataclass(frozen=True)
+class DownloadResult:
+    """What ``download_model`` did: ``downloaded`` files, already ``present``, or ``bundled``
+    (not published on the hub yet; nothing was requested)."""
+
+    name: str
+    status: Literal["downloaded", "present", "bundled"]
+    path: Path
+    files_downloaded: tuple[str, ...] = field(default=())
+
+
+def download_models(names: Sequence[str] = (), *, repo: str | None = None,
+                    revision: str | None = None, dest: str | os.PathLike[str] | None = None,
+                    cache_dir: str | os.PathLike[str] | None = None,
+                    endpoint: str | None = None, manifest: Manifest | None = None,
+                    progress: Any | None = None) -> list[DownloadResult]:
+    """Download the named models (all the manifest lists when ``names`` is empty).
+
+    Every name is checked before anything is downloaded. ``progress`` is a
+    ``rich.progress.Progress`` that shows one bar per file, or None for no output.
+    """
+    manifest = manifest or load_manifest()
+    entries = [manifest.require(name) for name in names] if names else list(manifest.models)
+    return [download_model(entry, repo=repo, revision=revision, dest=dest, cache_dir=cache_dir,
+                           endpoint=endpoint, manifest=manifest, progress=progress)
+            for entry in entries]
+
+
+def download_model(entry: ModelEntry, *, repo: str | None = None, revision: str | None = None,
+                   dest: str | os.PathLike[str] | None = None,
+                   cache_dir: str | os.PathLike[str] | None = None, endpoint: str | None = None,
+                   manifest: Manifest | None = None, progress: Any | None = None
+                   ) -> DownloadResult:
+    """Fetch one model into ``dest/<name>/`` (or the hub cache) and verify every file."""
+    manifest = manifest or load_manifest()
+    source = hub_source(entry, repo, revision)
+    if source.revision is None:
+        bundled = manifest.bundled_folder(entry.name)
+        if bundled is None:
+            raise DownloadError(f"'{entry.name}' is not published on the hub yet and is not "
+                                "bundled; train it ('formnet train') and pass --model PATH")
+        return DownloadResult(entry.name, "bundled", bundled)
+    endpoint = endpoint or os.environ.get("HF_ENDPOINT") or None
+    folder = configured_weights_dir(dest)
+    if folder is not None:
+        return _download_to_folder(entry, source, folder, endpoint, progress)
+    return _download_to_cache(entry, source, hub_cache_dir(cache_dir), endpoint, progress)
+
+
+def _download_to_cache(entry: ModelEntry, source: HubSource, cache: Path, endpoint: str | None,
+                       progress: Any | None) -> DownloadResult:
+    missing: list[ManifestFile] = []
+    paths: dict[str, Path] = {}
+    for file in entry.files:
+        found = try_to_load_from_cache(source.repo, entry.repo_path(file), cache_dir=str(cache),
+                                       revision=source.revision)
+        if isinstance(found, str) and file_matches(found, file):
+            paths[file.path] = Path(found)
+            continue
+        if isinstance(found, str):  # a corrupt or modified cache entry: fetch it again
+            _remove_cached(Path(found))
+        missing.append(file)
+    for file in missing:
+        with _hub_errors(entry, source, file, where=cache, endpoint=endpoint):
+            path = Path(hf_hub_download(source.repo, entry.repo_path(file),
+                                        revision=source.revision, cache_dir=str(cache),
+                                        endpoint=endpoint,
+                                        tqdm_class=_bar_class(progress, entry, file)))
+        _verify_or_remove(path, file, entry, source, remove=_remove_cached)
+        paths[file.path] = path
+    folder = paths[entry.files[0].path].parent
+    status = "downloaded" if missing else "present"
+    return DownloadResult(entry.name, status, folder, tuple(file.path for file in missing))
+
+
+def _download_to_folder(entry: ModelEntry, source: HubSource, dest: Path, endpoint: str | None,
+                        progress: Any | None) -> DownloadResult:
+    target = dest / entry.name
+    if folder_matches(target, entry):
+        return DownloadResult(entry.name, "present", target)
+    with _os_errors(dest):
+        dest.mkdir(parents=True, exist_ok=True)
+        staging = dest / f".formnet-download-{entry.name}-{uuid.uuid4().hex[:8]}"
+        staging.mkdir()
+    downloaded: list[str] = []
+    try:
+        for file in entry.files:
+            # Keep what is already verified; only request what is missing or wrong.
+            if file_matches(target / file.path, file):
+                staged = staging / entry.subfolder / file.path
+                with _os_errors(dest):
+                    staged.parent.mkdir(parents=True, exist_ok=True)
+                    shutil.copy2(target / file.path, staged)
+                continue
+            with _hub_errors(entry, source, file, where=dest, endpoint=endpoint):
+                path = Path(hf_hub_download(source.repo, entry.repo_path(file),
+                                            revision=source.revision, local_dir=str(staging),
+                                            endpoint=endpoint,
+                                            tqdm_class=_bar_class(progress, entry, file)))
+            _verify_or_remove(path, file, entry, source, remove=lambda p: p.unlink(missing_ok=True))
+            downloaded.append(file.path)
+        staged_model = staging / entry.subfolder
+        shutil.rmtree(staged_model / ".cache", ignore_errors=True)  # huggingface_hub's metadata
+        with _os_errors(dest):
+            _replace_folder(staged_model, target)
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+    return DownloadResult(entry.name, "downloaded", target, tuple(downloaded))
+
+
+def _replace_folder(source: Path, target: Path) -> None:
+    """Put ``source`` at ``target`` by renames; an old ``target`` goes only once it is replaced."""
+    old = None
+    if target.exists():
+        old = target.with_name(f".{target.name}.old-{uuid.uuid4().hex[:8]}")
+        target.rename(old)
+    try:
+        source.rename(target)
+    except BaseException:
+        if old is not None:
+            old.rename(target)
+        raise
+    if old is not None:
+        shutil.rmtree(old, ignore_errors=True)
+
+
+def _verify_or_remove(path: Path, file: ManifestFile, entry: ModelEntry, source: HubSource,
+                      remove) -> None:
+    if file_matches(path, file):
+        return
+    remove(path)
+    raise DownloadError(f"{entry.repo_path(file)} from {source.repo}@{source.revision[:12]} "
+                        "does not match the manifest's sha256 and was removed; the repository "
+                        "or revision differs from this formnet release (check --repo/--revision)")
+
+
+def _remove_cached(pointer: Path) -> None:
+    """Remove a hub-cache file: its snapshot link and the blob it points to."""
+    blob = pointer.resolve()
+    pointer.unlink(missing_ok=True)
+    blob.unlink(missing_ok=True)
+
+
+@contextmanager
+def _os_errors(where: Path) -> Iterator[None]:
+    try:
+        yield
+    except FormnetError:
+        raise
+    except OSError as error:
+        raise _os_error(error, where) from error
+
+
+def _os_error(error: OSError, where: Path) -> DownloadError:
+    if error.errno == errno.ENOSPC:
+        return DownloadError(f"no space left on the device holding {where}; free some space or "
+                             "pass --dest DIR on another disk")
+    if error.errno in (errno.EACCES, errno.EPERM, errno.EROFS):
+        return DownloadError(f"cannot write to {where} ({error.strerror}); pass --dest DIR or set "
+                             "HF_HUB_CACHE to a writable folder")
+    return DownloadError(f"cannot write to {where} ({error}); pass --dest DIR")
+
+
+@contextmanager
+def _hub_errors(entry: ModelEntry, source: HubSource, file: ManifestFile, *, where: Path,
+                endpoint: str | None) -> Iterator[None]:
+    """huggingface_hub's exceptions as one-line :class:`DownloadError` messages with the fix."""
+    revision = source.revision or ""
+    try:
+        yield
+    except RevisionNotFoundError as error:
+        raise DownloadError(f"revision {revision} not found in hub repository '{source.repo}'; "
+                            "check --revision/FORMNET_HUB_REVISION or update formnet") from error
+    except RepositoryNotFoundError as error:  # also gated or private repositories
+        raise DownloadError(f"hub repository '{source.repo}' not found (or private); check "
+                            "--repo/FORMNET_HUB_REPO, or log in with 'hf auth login'") from error
+    except (OfflineModeIsEnabled, LocalEntryNotFoundError) as error:
+        if hub_constants.is_offline_mode():
+            raise DownloadError(f"offline mode (HF_HUB_OFFLINE=1) and '{entry.name}' is not "
+                                "downloaded; unset HF_HUB_OFFLINE to download it, or pass "
+                                "--model PATH") from error
+        host = endpoint or hub_constants.ENDPOINT
+        raise DownloadError(f"cannot reach the hub at {host} and '{entry.name}' is not "
+                            "downloaded; check the connection (or HF_ENDPOINT), or pass "
+                            "--model PATH") from error
+    except EntryNotFoundError as error:
+        raise DownloadError(f"file {entry.repo_path(file)} not found in '{source.repo}' at "
+                            f"revision {revision[:12]}; the repository does not match this "
+                            "formnet release (check --repo/--revision)") from error
+    except HfHubHTTPError as error:
+        status = getattr(getattr(error, "response", None), "status_code", "?")
+        raise DownloadError(f"the hub answered HTTP {status} for {entry.repo_path(file)} from "
+                            f"'{source.repo}'; retry later") from error
+    except FormnetError:
+        raise
+    except OSError as error:
+        raise _os_error(error, where) from error
+    except Exception as error:  # transport errors of the HTTP client huggingface_hub uses
+        if type(error).__module__.split(".")[0] not in ("httpx", "httpx2", "requests", "urllib3"):
+            raise
+        host = endpoint or hub_constants.ENDPOINT
+        raise DownloadError(f"network error while downloading {entry.repo_path(file)} from "
+                            f"{host} ({type(error).__name__}); check the connection and run "
+                            "the command again") from error
+
+
+def _bar_class(progress: Any | None, entry: ModelEntry, file: ManifestFile) -> type:
+    """A class with the part of tqdm's interface huggingface_hub's downloader uses."""
+    label = f"{entry.name}/{file.path}"
+
+    class RichBar:
+        def __init__(self, *_args: Any, total: int | None = None, initial: int = 0,
+                     **_kwargs: Any) -> None:
+            self.task = (progress.add_task(label, total=total or file.size, completed=initial)
+                         if progress is not None else None)
+
+        def update(self, count: int | float = 1) -> None:
+            if self.task is not None:
+                progress.advance(self.task, count)
+
+        def close(self) -> None:
+            pass
+
+        def __enter__(self) -> RichBar:
+            return self
+
+        def __exit__(self, *_exc: object) -> None:
+            self.close()
+
+    return RichBar
+
+
+# -- publishing ------------------------------------------------------------------------------
+def manifest_entry_for(folder: str | os.PathLike[str], *, name: str | None = None,
+                       default: bool = False, revision: str | None = None,
+                       license: str = "MIT", files: Iterable[str] | None = None
+                       ) -> dict[str, Any]:
+    """The manifest entry of a checkpoint folder: task and channels from ``config.json``,
+    sha256 and size of each file. Paste it into ``weights/manifest.json`` (see docs/weights.md).
+
+    ``revision`` is the commit ``upload_folder`` returned (``None``: not published yet).
+    """
+    from .checkpoint import read_info  # imports torch; only maintainers call this
+
+    folder = Path(folder)
+    info = read_info(folder)
+    names = list(files) if files is not None else [
+        file for file in CHECKPOINT_FILES if (folder / file).is_file()]
+    entry: dict[str, Any] = {
+        "name": name or folder.name,
+        "task": info.model.task,
+        "channels": info.model.channels,
+        "default": default,
+        "license": license,
+        "description": info.description,
+        "revision": revision,
+        "files": [{"path": file, "sha256": sha256_file(folder / file),
+                   "size": (folder / file).stat().st_size} for file in names],
+    }
+    return entry

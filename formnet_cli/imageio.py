@@ -1,0 +1,468 @@
+"""Image files in and out: the only module that reads or writes pixels.
+
+Every supported file becomes a :class:`LoadedImage`: float32 ``H x W x C`` pixels in [0, 1]
+(C = 1 for grey, 3 for colour), the alpha channel kept apart, the bit depth (8 or 16) and the
+ICC profile and EXIF block to carry to the output. Pillow decodes and encodes everything except
+16-bit colour (and 16-bit grey with alpha), which Pillow would silently reduce to 8 bits; those
+go through OpenCV. EXIF orientation is applied on read, so the pixels are upright and the EXIF
+kept says orientation 1.
+
+Writing is atomic: the file is encoded into a hidden temporary file next to the target and
+renamed onto it, so an interrupted or failed write leaves no partial output.
+
+>>> image = LoadedImage(np.full((2, 3, 1), 0.5, np.float32))
+>>> to_uint(image.pixels, 8)[0, 0, 0]
+np.uint8(128)
+"""
+
+from __future__ import annotations
+
+import io
+import os
+import secrets
+import warnings
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import BinaryIO
+
+import cv2
+import numpy as np
+from PIL import Image, ImageCms
+
+from .errors import ImageReadError, ImageWriteError, InvalidOptionError
+
+IMAGE_EXTENSIONS: frozenset[str] = frozenset(
+    {".png", ".jpg", ".jpeg", ".tif", ".tiff", ".bmp", ".webp"}
+)
+
+# Output format (Pillow's name) for each extension or format name a user may give.
+_FORMAT_BY_NAME = {
+    "png": "PNG",
+    "jpg": "JPEG",
+    "jpeg": "JPEG",
+    "tif": "TIFF",
+    "tiff": "TIFF",
+    "bmp": "BMP",
+    "webp": "WEBP",
+}
+_SIXTEEN_BIT_FORMATS = frozenset({"PNG", "TIFF"})
+_ALPHA_FORMATS = frozenset({"PNG", "TIFF", "WEBP"})
+_ICC_FORMATS = frozenset({"PNG", "JPEG", "TIFF", "WEBP"})
+# TIFF stores EXIF as its own tags; Pillow's libtiff writer rejects a foreign EXIF block.
+_EXIF_FORMATS = frozenset({"PNG", "JPEG", "WEBP"})
+
+# Pillow modes that hold 16-bit grey samples (mode "I" is 32-bit, clipped to 16 bits).
+_SIXTEEN_BIT_GREY_MODES = frozenset({"I;16", "I;16L", "I;16B", "I;16N", "I"})
+# What each 8-bit Pillow mode becomes; "P" and "CMYK" are handled on their own.
+_TARGET_MODE = {
+    "1": "L",
+    "L": "L",
+    "LA": "LA",
+    "La": "LA",
+    "PA": "RGBA",
+    "RGB": "RGB",
+    "RGBA": "RGBA",
+    "RGBa": "RGBA",
+    "RGBX": "RGB",
+    "YCbCr": "RGB",
+}
+_ORIENTATION_TAG = 0x0112
+_PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
+
+
+@dataclass
+class LoadedImage:
+    """Decoded pixels plus what must survive to the output file.
+
+    ``pixels`` is float32 ``H x W x C`` (C in {1, 3}) in [0, 1], upright (EXIF orientation
+    applied). ``alpha`` is float32 ``H x W`` in [0, 1] or None. ``bit_depth`` (8 or 16) is the
+    depth written back where the format allows it. ``exif`` is a Pillow EXIF block
+    (``b"Exif\\0\\0"`` + TIFF structure) whose orientation is 1.
+    """
+
+    pixels: np.ndarray
+    alpha: np.ndarray | None = None
+    bit_depth: int = 8
+    icc_profile: bytes | None = None
+    exif: bytes | None = None
+    source_format: str | None = None
+
+    def __post_init__(self) -> None:
+        pixels = np.asarray(self.pixels, dtype=np.float32)
+        if pixels.ndim == 2:
+            pixels = pixels[:, :, None]
+        if pixels.ndim != 3 or pixels.shape[2] not in (1, 3):
+            raise ValueError(f"pixels must be H x W x C with C in (1, 3), got {pixels.shape}")
+        self.pixels = pixels
+        if self.alpha is not None:
+            alpha = np.asarray(self.alpha, dtype=np.float32)
+            if alpha.ndim == 3 and alpha.shape[2] == 1:
+                alpha = alpha[:, :, 0]
+            if alpha.shape != pixels.shape[:2]:
+                raise ValueError(f"alpha shape {alpha.shape} does not match {pixels.shape[:2]}")
+            self.alpha = alpha
+        if self.bit_depth not in (8, 16):
+            raise ValueError(f"bit_depth must be 8 or 16, got {self.bit_depth}")
+
+    @property
+    def height(self) -> int:
+        return self.pixels.shape[0]
+
+    @property
+    def width(self) -> int:
+        return self.pixels.shape[1]
+
+    @property
+    def channels(self) -> int:
+        return self.pixels.shape[2]
+
+
+def is_image_path(path: str | os.PathLike[str]) -> bool:
+    """True if the file name ends in a supported image extension (any case)."""
+    return Path(path).suffix.lower() in IMAGE_EXTENSIONS
+
+
+def to_uint(pixels: np.ndarray, bit_depth: int = 8) -> np.ndarray:
+    """Quantise [0, 1] floats to uint8 or uint16: ``round(clip(x, 0, 1) * (2**bits - 1))``.
+
+    NaN becomes 0. Rounds to nearest, so a read-write round trip is exact.
+    """
+    if bit_depth not in (8, 16):
+        raise ValueError(f"bit_depth must be 8 or 16, got {bit_depth}")
+    peak = 255 if bit_depth == 8 else 65535
+    clipped = np.clip(np.nan_to_num(pixels, nan=0.0), 0.0, 1.0)
+    return np.rint(clipped * peak).astype(np.uint8 if bit_depth == 8 else np.uint16)
+
+
+def from_uint(values: np.ndarray, bit_depth: int) -> np.ndarray:
+    """Integer samples of the given bit depth to float32 in [0, 1]."""
+    peak = 255 if bit_depth == 8 else 65535
+    return values.astype(np.float32) / np.float32(peak)
+
+
+# --------------------------------------------------------------------------------- reading
+
+
+def read_image(path: str | os.PathLike[str]) -> LoadedImage:
+    """Decode an image file; raise ImageReadError with a one-line reason on any failure."""
+    try:
+        data = Path(path).read_bytes()
+    except FileNotFoundError:
+        raise ImageReadError(f"{path}: file not found") from None
+    except IsADirectoryError:
+        raise ImageReadError(f"{path}: is a folder, not an image") from None
+    except OSError as exc:
+        raise ImageReadError(f"{path}: cannot read file ({exc.strerror or exc})") from None
+    return read_image_bytes(data, str(path))
+
+
+def read_image_bytes(data: bytes, name: str) -> LoadedImage:
+    """Decode an encoded image held in memory; ``name`` is used in error messages."""
+    if not data:
+        raise ImageReadError(f"{name}: empty file (0 bytes)")
+    with warnings.catch_warnings():
+        # Pillow only warns between MAX_IMAGE_PIXELS and twice that; refuse both.
+        warnings.simplefilter("error", Image.DecompressionBombWarning)
+        try:
+            image = Image.open(io.BytesIO(data))
+        except (Image.DecompressionBombError, Image.DecompressionBombWarning) as exc:
+            reason = f"image too large, refused as a possible decompression bomb ({exc})"
+            raise ImageReadError(f"{name}: {reason}") from None
+        except Image.UnidentifiedImageError:
+            reason = "not a supported image (PNG, JPEG, TIFF, BMP or WebP)"
+            raise ImageReadError(f"{name}: {reason}") from None
+        except Exception as exc:  # decoders raise many types on malformed headers
+            raise ImageReadError(f"{name}: truncated or corrupt image ({_describe(exc)})") from None
+        with image:
+            try:
+                if _needs_opencv(image, data):
+                    pixels, alpha, bit_depth = _decode_with_opencv(data, image)
+                    icc_profile = image.info.get("icc_profile") or None
+                else:
+                    image.load()  # decode now: a truncated file fails here, not later
+                    pixels, alpha, bit_depth, icc_profile = _pillow_to_arrays(image)
+            except ImageReadError as exc:
+                raise ImageReadError(f"{name}: {exc}") from None
+            except Exception as exc:  # truncated data surfaces only when decoding
+                reason = f"truncated or corrupt image ({_describe(exc)})"
+                raise ImageReadError(f"{name}: {reason}") from None
+            orientation = _orientation(image)
+            exif = _upright_exif(image.info.get("exif"))
+            source_format = image.format
+    pixels = _apply_orientation(pixels, orientation)
+    if alpha is not None:
+        alpha = _apply_orientation(alpha[:, :, None], orientation)[:, :, 0]
+    return LoadedImage(pixels, alpha, bit_depth, icc_profile, exif, source_format)
+
+
+def _describe(exc: BaseException) -> str:
+    return str(exc).strip() or type(exc).__name__
+
+
+def _orientation(image: Image.Image) -> int:
+    """The EXIF orientation (1-8) from the TIFF tags or the EXIF block; 1 if unreadable.
+
+    Reads ``info`` rather than ``getexif()``, which would decode (and swallow decode errors).
+    """
+    try:
+        if image.format == "TIFF":
+            value = image.tag_v2.get(_ORIENTATION_TAG, 1)
+        else:
+            exif = Image.Exif()
+            exif.load(image.info.get("exif"))
+            value = exif.get(_ORIENTATION_TAG, 1)
+        orientation = int(value)
+    except Exception:
+        return 1
+    return orientation if 1 <= orientation <= 8 else 1
+
+
+def _upright_exif(raw: bytes | None) -> bytes | None:
+    """Re-encode an EXIF block (with or without the ``Exif\\0\\0`` prefix) with orientation 1.
+
+    TIFF tags are not carried as EXIF (they describe the TIFF container). Unreadable EXIF is
+    dropped rather than failing the image.
+    """
+    if not raw:
+        return None
+    try:
+        exif = Image.Exif()
+        exif.load(raw)
+        if _ORIENTATION_TAG in exif:
+            exif[_ORIENTATION_TAG] = 1
+        return exif.tobytes()
+    except Exception:
+        return None
+
+
+def _needs_opencv(image: Image.Image, data: bytes) -> bool:
+    """True for 16-bit colour or 16-bit grey+alpha, which Pillow reduces to 8 bits."""
+    if image.format == "PNG" and data[:8] == _PNG_SIGNATURE and data[12:16] == b"IHDR":
+        bit_depth, colour_type = data[24], data[25]
+        return bit_depth == 16 and colour_type != 0  # type 0 (grey) opens as I;16
+    if image.format == "TIFF" and image.mode not in _SIXTEEN_BIT_GREY_MODES:
+        bits = image.tag_v2.get(258, 8)
+        return max(bits if isinstance(bits, tuple) else (bits,)) > 8
+    return False
+
+
+def _decode_with_opencv(
+    data: bytes, header: Image.Image
+) -> tuple[np.ndarray, np.ndarray | None, int]:
+    """Decode 16-bit colour (or grey+alpha) with OpenCV; BGR(A) becomes RGB plus alpha."""
+    decoded = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_UNCHANGED)
+    if decoded is None:
+        raise ImageReadError("truncated or corrupt image (OpenCV could not decode it)")
+    if decoded.dtype == np.uint8:
+        bit_depth = 8
+    elif decoded.dtype == np.uint16:
+        bit_depth = 16
+    else:
+        raise ImageReadError(f"unsupported sample type {decoded.dtype} (need 8 or 16 bits)")
+    if decoded.ndim == 2:
+        decoded = decoded[:, :, None]
+    alpha = decoded[:, :, 3] if decoded.shape[2] == 4 else None
+    if _is_grey_source(header, data):
+        colour = decoded[:, :, :1]  # OpenCV expands grey to BGR; all three are equal
+    else:
+        colour = decoded[:, :, 2::-1] if decoded.shape[2] >= 3 else decoded[:, :, :1]
+    pixels = from_uint(colour, bit_depth)
+    return pixels, (None if alpha is None else from_uint(alpha, bit_depth)), bit_depth
+
+
+def _is_grey_source(image: Image.Image, data: bytes) -> bool:
+    if image.format == "PNG":
+        return data[25] in (0, 4)
+    if image.format == "TIFF":
+        return image.tag_v2.get(262, 2) in (0, 1)  # photometric: white/black is zero
+    return False
+
+
+def _pillow_to_arrays(
+    image: Image.Image,
+) -> tuple[np.ndarray, np.ndarray | None, int, bytes | None]:
+    """Pixels, alpha, bit depth and ICC profile (sRGB after CMYK conversion) of a loaded image."""
+    icc_profile = image.info.get("icc_profile") or None
+    mode = image.mode
+    if mode in _SIXTEEN_BIT_GREY_MODES:
+        values = np.asarray(image)
+        if mode == "I":
+            values = np.clip(values, 0, 65535)
+        return from_uint(values[:, :, None], 16), None, 16, icc_profile
+    if mode == "P":
+        image = image.convert("RGBA" if image.has_transparency_data else "RGB")
+    elif mode == "CMYK":
+        image, icc_profile = _cmyk_to_rgb(image, icc_profile)
+    elif mode in _TARGET_MODE:
+        image = image.convert(_TARGET_MODE[mode])
+    else:
+        raise ImageReadError(f"unsupported pixel mode {mode}")
+    values = np.asarray(image)
+    if values.ndim == 2:
+        values = values[:, :, None]
+    has_alpha = image.mode in ("LA", "RGBA")
+    colour = values[:, :, :-1] if has_alpha else values
+    alpha = from_uint(values[:, :, -1], 8) if has_alpha else None
+    return from_uint(colour, 8), alpha, 8, icc_profile
+
+
+def _cmyk_to_rgb(
+    image: Image.Image, icc_profile: bytes | None
+) -> tuple[Image.Image, bytes | None]:
+    """CMYK to sRGB through its ICC profile when it has one, else Pillow's naive formula."""
+    if icc_profile:
+        srgb = ImageCms.ImageCmsProfile(ImageCms.createProfile("sRGB"))
+        try:
+            source = ImageCms.ImageCmsProfile(io.BytesIO(icc_profile))
+            converted = ImageCms.profileToProfile(image, source, srgb, outputMode="RGB")
+            return converted, srgb.tobytes()
+        except (ImageCms.PyCMSError, OSError, ValueError):
+            pass
+    return image.convert("RGB"), None
+
+
+def _apply_orientation(array: np.ndarray, orientation: int) -> np.ndarray:
+    """Make an H x W x C array upright for an EXIF orientation (as ImageOps.exif_transpose)."""
+    if orientation in (5, 6, 7, 8):  # these swap width and height
+        array = array.transpose(1, 0, 2)
+    flips = {2: (1,), 3: (0, 1), 4: (0,), 5: (), 6: (1,), 7: (0, 1), 8: (0,)}.get(orientation, ())
+    for axis in flips:
+        array = np.flip(array, axis)
+    return np.ascontiguousarray(array)
+
+
+# --------------------------------------------------------------------------------- writing
+
+
+def output_format(path: str | os.PathLike[str], format: str | None = None) -> str:
+    """Pillow format name (PNG, JPEG, TIFF, BMP, WEBP) from ``format`` or the path's extension."""
+    name = format if format is not None else Path(path).suffix
+    key = name.lower().lstrip(".")
+    if key not in _FORMAT_BY_NAME:
+        shown = repr(name) if name else "(no extension)"
+        choices = ", ".join(sorted(IMAGE_EXTENSIONS))
+        raise ImageWriteError(f"{path}: unsupported output format {shown} (use one of {choices})")
+    return _FORMAT_BY_NAME[key]
+
+
+def write_image(
+    path: str | os.PathLike[str],
+    image: LoadedImage,
+    *,
+    format: str | None = None,
+    jpeg_quality: int = 95,
+) -> None:
+    """Encode ``image`` to ``path`` atomically, in the format of its extension or ``format``.
+
+    16 bits are kept in PNG and TIFF (8 elsewhere); alpha is kept in PNG, TIFF and WebP and
+    dropped in JPEG and BMP; WebP is written lossless and always in colour. ICC profiles go to
+    PNG, JPEG, TIFF and WebP, EXIF to PNG, JPEG and WebP; 16-bit colour TIFF carries neither,
+    and 16-bit grey+alpha is written as RGBA (no encoder writes two 16-bit channels).
+    """
+    path = Path(path)
+    fmt = output_format(path, format)
+    if not 1 <= jpeg_quality <= 100:
+        raise InvalidOptionError(f"JPEG quality must be between 1 and 100, got {jpeg_quality}")
+    parent = path.parent
+    if not parent.exists():
+        raise ImageWriteError(f"{path}: output folder {parent} does not exist")
+    if not parent.is_dir():
+        raise ImageWriteError(f"{path}: {parent} is not a folder")
+    encode = _encoder(image, fmt, jpeg_quality)
+    try:
+        _write_atomically(path, encode)
+    except OSError as exc:
+        reason = exc.strerror or _describe(exc)
+        raise ImageWriteError(f"{path}: cannot write {fmt} file ({reason})") from None
+    except ValueError as exc:
+        raise ImageWriteError(f"{path}: cannot encode as {fmt} ({_describe(exc)})") from None
+
+
+def _encoder(image: LoadedImage, fmt: str, jpeg_quality: int) -> Callable[[BinaryIO], None]:
+    """A function that writes the encoded image to an open binary file."""
+    bit_depth = 16 if image.bit_depth == 16 and fmt in _SIXTEEN_BIT_FORMATS else 8
+    colour = to_uint(image.pixels, bit_depth)
+    alpha = None
+    if image.alpha is not None and fmt in _ALPHA_FORMATS:
+        alpha = to_uint(image.alpha, bit_depth)[:, :, None]
+    if fmt == "WEBP" and colour.shape[2] == 1:
+        colour = np.repeat(colour, 3, axis=2)
+    icc_profile = image.icc_profile if fmt in _ICC_FORMATS else None
+    if icc_profile and not _icc_fits(icc_profile, colour.shape[2]):
+        icc_profile = None
+    exif = _upright_exif(image.exif) if fmt in _EXIF_FORMATS else None
+    samples = colour if alpha is None else np.concatenate([colour, alpha], axis=2)
+
+    if bit_depth == 16 and samples.shape[2] > 1:
+        return _opencv_encoder(samples, fmt, icc_profile, exif)
+
+    pil_image = Image.fromarray(samples[:, :, 0] if samples.shape[2] == 1 else samples)
+    options: dict[str, object] = {}
+    if icc_profile:
+        options["icc_profile"] = icc_profile
+    if exif:
+        options["exif"] = exif
+    if fmt == "JPEG":
+        options["quality"] = jpeg_quality
+    elif fmt == "WEBP":
+        options["lossless"] = True
+    elif fmt == "TIFF":
+        options["compression"] = "tiff_lzw"
+
+    def encode(handle: BinaryIO) -> None:
+        pil_image.save(handle, format=fmt, **options)
+
+    return encode
+
+
+def _opencv_encoder(
+    samples: np.ndarray, fmt: str, icc_profile: bytes | None, exif: bytes | None
+) -> Callable[[BinaryIO], None]:
+    """Encoder for 16-bit colour (RGB, RGBA, or grey+alpha expanded to RGBA) via OpenCV."""
+    if samples.shape[2] == 2:  # grey + alpha
+        samples = samples[:, :, [0, 0, 0, 1]]
+    bgr = np.ascontiguousarray(samples[:, :, [2, 1, 0, *range(3, samples.shape[2])]])
+
+    def encode(handle: BinaryIO) -> None:
+        if fmt == "PNG":
+            kinds, blocks = [], []
+            if icc_profile:
+                kinds.append(cv2.IMAGE_METADATA_ICCP)
+                blocks.append(np.frombuffer(icc_profile, np.uint8))
+            if exif:
+                kinds.append(cv2.IMAGE_METADATA_EXIF)
+                blocks.append(np.frombuffer(exif.removeprefix(b"Exif\x00\x00"), np.uint8))
+            ok, buffer = cv2.imencodeWithMetadata(".png", bgr, kinds, blocks)
+        else:
+            ok, buffer = cv2.imencode(".tiff", bgr)
+        if not ok:
+            raise ValueError(f"OpenCV could not encode a 16-bit {fmt}")
+        handle.write(buffer.tobytes())
+
+    return encode
+
+
+def _icc_fits(icc_profile: bytes, channels: int) -> bool:
+    """True if the profile's colour space (header bytes 16-20) matches grey or RGB pixels."""
+    space = icc_profile[16:20]
+    return space == (b"GRAY" if channels == 1 else b"RGB ")
+
+
+def _write_atomically(path: Path, encode: Callable[[BinaryIO], None]) -> None:
+    """Run ``encode`` into a hidden file beside ``path``, then rename it onto ``path``.
+
+    The temporary file is created with O_EXCL and mode 0o666 (less the umask, as for any new
+    file) and removed on any failure, Ctrl-C included.
+    """
+    temporary = path.with_name(f".{path.name}.{secrets.token_hex(4)}.part")
+    descriptor = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)
+    try:
+        with os.fdopen(descriptor, "wb") as handle:
+            encode(handle)
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(temporary, path)
+    except BaseException:
+        temporary.unlink(missing_ok=True)
+        raise

@@ -1,0 +1,228 @@
+"""Which checkpoint folder a task uses, and where it comes from.
+
+A name resolves, first match wins, to:
+
+1. ``path``: the argument itself, when it is a checkpoint folder (has ``config.json``);
+2. ``folder``: ``<weights dir>/<name>/``, the configured weights folder (``--dest`` or
+   ``FORMNET_WEIGHTS_DIR``; a folder the user owns, not verified against the manifest);
+3. ``cache``: the huggingface_hub cache at the manifest's pinned revision, every file
+   verified against its sha256 (no network);
+4. ``bundled``: ``weights/<name>/`` shipped with formnet.
+
+Without a name, the manifest's default model for the task and channel count is used. The
+registry answers exactly for the channels asked; running a gray model on color images (or the
+reverse) is the restore layer's decision. Nothing here touches the network: when the weights
+are not on this machine the error says which ``formnet download-weights`` command gets them.
+
+>>> resolve_model("denoise-gray").source  # doctest: +SKIP
+'bundled'
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+from math import prod
+from pathlib import Path
+
+from .errors import DownloadError, FormnetError, InvalidOptionError, ModelNotFoundError
+from .hub import (
+    Manifest,
+    ManifestError,
+    ManifestFile,
+    ModelEntry,
+    cached_model_folder,
+    configured_weights_dir,
+    load_manifest,
+)
+
+__all__ = [
+    "Manifest", "ManifestError", "ManifestFile", "ModelEntry", "ModelListing", "ResolvedModel",
+    "SOURCES", "channels_label", "count_parameters", "default_model_name", "list_models",
+    "load_manifest", "resolve_model",
+]
+
+SOURCES = ("path", "folder", "cache", "bundled")
+"""Where a resolved model comes from, in resolution order."""
+CONFIG_FILE = "config.json"
+WEIGHTS_FILE = "model.safetensors"
+
+
+@dataclass(frozen=True)
+class ResolvedModel:
+    """A checkpoint folder and where it was found (one of :data:`SOURCES`)."""
+
+    name: str
+    path: Path
+    source: str
+    entry: ModelEntry | None = None
+
+
+@dataclass(frozen=True)
+class ModelListing:
+    """One row of ``formnet models``. ``source`` is one of :data:`SOURCES`, or
+    ``"not downloaded"`` (published, run ``download-weights``) or ``"unpublished"``."""
+
+    name: str
+    task: str
+    channels: int
+    parameters: int | None
+    source: str
+    path: Path | None = None
+    default: bool = False
+    scores: dict[str, float] = field(default_factory=dict)
+    description: str = ""
+
+
+def channels_label(channels: int) -> str:
+    return {1: "gray", 3: "color"}.get(channels, f"{channels} channels")
+
+
+def default_model_name(task: str, channels: int, manifest: Manifest | None = None) -> str:
+    """The manifest's default model for ``task`` and ``channels`` (exact match)."""
+    manifest = manifest or load_manifest()
+    matches = [entry for entry in manifest.models
+               if entry.task == task and entry.channels == channels]
+    if not matches:
+        raise ModelNotFoundError(f"no trained weights for task '{task}' "
+                                 f"({channels_label(channels)}) yet; train a model with "
+                                 "'formnet train' and pass --model PATH")
+    return next((entry for entry in matches if entry.default), matches[0]).name
+
+
+def resolve_model(name_or_path: str | os.PathLike[str] | None = None, task: str | None = None,
+                  channels: int | None = None, *,
+                  weights_dir: str | os.PathLike[str] | None = None,
+                  cache_dir: str | os.PathLike[str] | None = None,
+                  manifest: Manifest | None = None) -> ResolvedModel:
+    """The checkpoint folder for a name, a path, or the default of ``task``/``channels``.
+
+    Raises :class:`ModelNotFoundError` (one line, with the command that gets the weights)
+    when nothing is found, and :class:`InvalidOptionError` when a listed model is for
+    another task than ``task``.
+    """
+    if name_or_path is not None:
+        explicit = _explicit_folder(name_or_path)
+        if explicit is not None:
+            return ResolvedModel(explicit.name, explicit, "path")
+    manifest = manifest or load_manifest()
+    if name_or_path is None:
+        if task is None or channels is None:
+            raise InvalidOptionError("pass a model name or path, or a task and channel count")
+        name = default_model_name(task, channels, manifest)
+    else:
+        name = str(name_or_path)
+    entry = manifest.get(name)
+    if entry is not None and task is not None and entry.task != task:
+        raise InvalidOptionError(f"model '{name}' restores '{entry.task}', not '{task}'; "
+                                 "see 'formnet models'")
+    found = _locate(name, entry, manifest, configured_weights_dir(weights_dir), cache_dir)
+    if found is not None:
+        return ResolvedModel(name, found[0], found[1], entry)
+    raise ModelNotFoundError(_not_found_message(name, entry, manifest,
+                                                default=name_or_path is None))
+
+
+def list_models(*, weights_dir: str | os.PathLike[str] | None = None,
+                cache_dir: str | os.PathLike[str] | None = None,
+                manifest: Manifest | None = None) -> list[ModelListing]:
+    """Every manifest model (where it would load from), then unlisted checkpoint folders in
+    the configured weights folder and in the bundled ``weights/``."""
+    manifest = manifest or load_manifest()
+    folder = configured_weights_dir(weights_dir)
+    listings = []
+    for entry in manifest.models:
+        try:
+            found = _locate(entry.name, entry, manifest, folder, cache_dir)
+        except DownloadError:
+            found = None  # a corrupt cached copy: resolving says so; list it as not downloaded
+        if found is None:
+            listings.append(ModelListing(
+                entry.name, entry.task, entry.channels, None,
+                "not downloaded" if entry.published else "unpublished",
+                default=entry.default, description=entry.description))
+        else:
+            listings.append(_listing(entry.name, found[0], found[1], entry))
+    known = {entry.name for entry in manifest.models}
+    for root, source in ((folder, "folder"), (manifest.folder, "bundled")):
+        if root is None or not root.is_dir():
+            continue
+        for child in sorted(root.iterdir()):
+            if child.name in known or not (child / CONFIG_FILE).is_file():
+                continue
+            known.add(child.name)
+            try:
+                listings.append(_listing(child.name, child, source, None))
+            except FormnetError:
+                continue  # not a readable checkpoint; loading it would say why
+    return listings
+
+
+def count_parameters(weights: str | os.PathLike[str]) -> int:
+    """Number of parameters in a ``.safetensors`` file, read from its header only."""
+    from safetensors import safe_open
+
+    with safe_open(str(weights), framework="numpy") as handle:
+        return sum(prod(handle.get_slice(key).get_shape()) for key in handle.keys())
+
+
+# -- internals -------------------------------------------------------------------------------
+def _explicit_folder(name_or_path: str | os.PathLike[str]) -> Path | None:
+    """The checkpoint folder ``name_or_path`` names as a path, None when it is a name."""
+    text = os.fspath(name_or_path)
+    path = Path(text).expanduser()
+    if path.is_file() and path.name in (CONFIG_FILE, WEIGHTS_FILE):
+        path = path.parent
+    if path.is_dir() and (path / CONFIG_FILE).is_file():
+        return path
+    looks_like_path = (os.sep in text or "/" in text or text.startswith(("~", "."))
+                       or isinstance(name_or_path, os.PathLike))
+    if looks_like_path and path.is_dir():
+        raise ModelNotFoundError(f"{text}: not a formnet checkpoint folder (no {CONFIG_FILE})")
+    if looks_like_path:
+        raise ModelNotFoundError(f"{text}: no such checkpoint folder; pass a folder with "
+                                 f"{CONFIG_FILE} and {WEIGHTS_FILE}, or a name from "
+                                 "'formnet models'")
+    return None
+
+
+def _locate(name: str, entry: ModelEntry | None, manifest: Manifest, folder: Path | None,
+            cache_dir: str | os.PathLike[str] | None) -> tuple[Path, str] | None:
+    if folder is not None and (folder / name / CONFIG_FILE).is_file():
+        return folder / name, "folder"
+    if entry is not None:
+        cached = cached_model_folder(entry, cache_dir=cache_dir)
+        if cached is not None:
+            return cached, "cache"
+    bundled = manifest.bundled_folder(name)
+    if bundled is not None:
+        return bundled, "bundled"
+    return None
+
+
+def _not_found_message(name: str, entry: ModelEntry | None, manifest: Manifest,
+                       default: bool) -> str:
+    if entry is None:
+        known = ", ".join(model.name for model in manifest.models) or "none yet"
+        return (f"unknown model '{name}' (known: {known}); pass a checkpoint folder as "
+                "--model PATH")
+    what = (f"no trained weights for task '{entry.task}' ({channels_label(entry.channels)}) "
+            f"on this machine" if default else f"model '{name}' is not on this machine")
+    if entry.published:
+        return f"{what}; run 'formnet download-weights {name}' or pass --model PATH"
+    return f"{what} and not published on the hub yet; pass --model PATH"
+
+
+def _listing(name: str, path: Path, source: str, entry: ModelEntry | None) -> ModelListing:
+    from .checkpoint import read_info  # imports torch; only when a checkpoint is read
+
+    info = read_info(path)
+    weights = path / WEIGHTS_FILE
+    try:
+        parameters = count_parameters(weights) if weights.is_file() else None
+    except Exception:  # a corrupt header: loading the model reports it properly
+        parameters = None
+    return ModelListing(name=name, task=info.model.task, channels=info.model.channels,
+                        parameters=parameters, source=source, path=path,
+                        default=entry.default if entry is not None else False,
+                        scores=dict(info.scores), description=info.description)

@@ -1,0 +1,221 @@
+"""Training data: clean images held in memory, random patches, degradations on the fly.
+
+Batch ``k`` is a pure function of ``(seed, k)``, so a resumed run sees exactly the batches
+an uninterrupted one would, whichever worker makes them.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+from PIL import Image
+
+from ..config import BLIND, ModelConfig
+from ..degradations import add_gaussian_noise, imresize, jpeg_compress, rgb_to_y
+from ..imageio import is_image_path
+from .config import DataConfig
+
+
+@dataclass
+class Batch:
+    """``degraded`` and ``clean`` are (B, C, P, P) float32 in [0, 1]; ``level`` is (B,).
+
+    ``formatted`` holds precomputed formatter outputs (BM3D) when the model uses them.
+    """
+
+    degraded: torch.Tensor
+    clean: torch.Tensor
+    level: torch.Tensor
+    formatted: torch.Tensor | None = None
+
+    def to(self, device: torch.device) -> Batch:
+        move = lambda t: None if t is None else t.to(device, non_blocking=True)  # noqa: E731
+        return Batch(move(self.degraded), move(self.clean), move(self.level), move(self.formatted))
+
+
+def list_images(folders: list[str]) -> list[Path]:
+    paths = sorted(p for folder in folders for p in Path(folder).rglob("*") if is_image_path(p))
+    if not paths:
+        raise FileNotFoundError(f"no images found in {', '.join(folders)}")
+    return paths
+
+
+def load_images(folders: list[str], channels: int, limit: int = 0, luma: bool = False) -> list[np.ndarray]:
+    """Decode every image once, as uint8 ``H x W x C``: gray ``L``, ``RGB``, or with ``luma``
+    the Y channel of MATLAB's ``rgb2ycbcr`` (what super-resolution is measured on)."""
+    paths = list_images(folders)
+    if limit:
+        paths = paths[:limit]
+
+    def decode(path: Path) -> np.ndarray:
+        with Image.open(path) as image:
+            if channels == 3:
+                array = np.asarray(image.convert("RGB"))
+            elif luma and image.mode not in ("L", "I;16", "I"):
+                array = np.round(rgb_to_y(np.asarray(image.convert("RGB")) / 255.0) * 255).astype(np.uint8)
+            else:
+                array = np.asarray(image.convert("L"))
+        return array[..., None] if array.ndim == 2 else array
+
+    with ThreadPoolExecutor(4) as pool:
+        return list(pool.map(decode, paths))
+
+
+def augment(patch: np.ndarray, mode: int) -> np.ndarray:
+    """One of the 8 flips and rotations of the square (mode 0..7)."""
+    if mode & 4:
+        patch = patch[:, ::-1]
+    return np.rot90(patch, k=mode & 3, axes=(0, 1))
+
+
+class PatchBatches(torch.utils.data.Dataset):
+    """Map-style data set whose item ``k`` is the whole training batch of step ``k``."""
+
+    def __init__(self, images: list[np.ndarray], model: ModelConfig, data: DataConfig, seed: int,
+                 pairs: list[np.ndarray] | None = None, formatted: dict | None = None) -> None:
+        self.images = images
+        self.model = model
+        self.data = data
+        self.seed = seed
+        self.pairs = pairs
+        self.formatted = formatted
+
+    def __len__(self) -> int:
+        return 2**62
+
+    def __getitem__(self, step: int) -> Batch:
+        rng = np.random.default_rng([self.seed, step])
+        size = self.data.patch_size
+        task = self.model.task
+        clean, degraded, levels, formatted = [], [], [], []
+        for _ in range(self.data.batch_size):
+            index = int(rng.integers(len(self.images)))
+            mode = int(rng.integers(8))
+            if task == "sr":
+                scale = int(rng.choice(self.data.scales))
+                high, low = self._crop_pair(rng, self.images[index], self.pairs[index][scale], scale)
+                clean.append(augment(high, mode))
+                degraded.append(augment(low, mode))
+                levels.append(scale / 4.0)
+                continue
+            if self.formatted is not None:
+                sigma = float(rng.choice(self.data.bm3d_sigmas))
+                noisy, bm3d = self.formatted[(index, sigma)]
+                stack = np.concatenate([self.images[index] / 255.0, noisy, bm3d], axis=2)
+                patch = augment(_crop(rng, stack, size), mode)
+                channels = self.model.channels
+                clean.append(patch[..., :channels])
+                degraded.append(patch[..., channels:2 * channels])
+                formatted.append(patch[..., 2 * channels:])
+                levels.append(sigma / 255.0)
+                continue
+            patch = augment(_crop(rng, self.images[index], size), mode)
+            clean.append(patch / 255.0)
+            if task == "denoise":
+                sigma = float(rng.uniform(*self.data.sigma_range))
+                noise = rng.standard_normal(patch.shape, dtype=np.float32) * (sigma / 255.0)
+                degraded.append(patch / 255.0 + noise)
+                levels.append(sigma / 255.0)
+            else:  # jpeg
+                quality = int(rng.integers(self.data.quality_range[0], self.data.quality_range[1] + 1))
+                compressed = jpeg_compress(np.ascontiguousarray(patch[..., 0] if patch.shape[2] == 1 else patch), quality)
+                degraded.append(compressed.reshape(patch.shape) / 255.0)
+                blind = rng.random() < self.data.blind_probability
+                levels.append(BLIND if blind else quality / 100.0)
+        return Batch(_stack(degraded), _stack(clean), torch.tensor(levels, dtype=torch.float32),
+                     _stack(formatted) if formatted else None)
+
+    def _crop_pair(self, rng: np.random.Generator, high: np.ndarray, upscaled: np.ndarray,
+                   scale: int) -> tuple[np.ndarray, np.ndarray]:
+        """Aligned crops of the HR image and its bicubic down-up version (offsets on the LR grid)."""
+        size = self.data.patch_size
+        top = int(rng.integers((high.shape[0] - size) // scale + 1)) * scale
+        left = int(rng.integers((high.shape[1] - size) // scale + 1)) * scale
+        window = (slice(top, top + size), slice(left, left + size))
+        return high[window] / 255.0, upscaled[window]
+
+
+def _crop(rng: np.random.Generator, image: np.ndarray, size: int) -> np.ndarray:
+    height, width = image.shape[:2]
+    if height < size or width < size:
+        image = np.pad(image, ((0, max(0, size - height)), (0, max(0, size - width)), (0, 0)),
+                       mode="reflect")
+        height, width = image.shape[:2]
+    top = int(rng.integers(height - size + 1))
+    left = int(rng.integers(width - size + 1))
+    return image[top:top + size, left:left + size]
+
+
+def _stack(patches: list[np.ndarray]) -> torch.Tensor:
+    array = np.stack([np.ascontiguousarray(p) for p in patches]).astype(np.float32)
+    return torch.from_numpy(array).permute(0, 3, 1, 2).contiguous()
+
+
+# -- precomputed inputs -------------------------------------------------------------------------
+def bicubic_pairs(images: list[np.ndarray], scales: list[int], cache_dir: Path) -> list[dict[int, np.ndarray]]:
+    """For each HR image (cropped to a multiple of 12) and scale: bicubic(down(HR)) in [0, 1].
+
+    Computed once with MATLAB-compatible bicubic resizing and cached on disk.
+    """
+    cache_dir.mkdir(parents=True, exist_ok=True)
+
+    def one(image: np.ndarray) -> dict[int, np.ndarray]:
+        key = hashlib.sha1(image.tobytes() + str(image.shape).encode()).hexdigest()[:16]
+        result = {}
+        for scale in scales:
+            path = cache_dir / f"bicubic-{key}-x{scale}.npy"
+            if path.exists():
+                result[scale] = np.load(path)
+                continue
+            high = image / 255.0
+            low = imresize(high, 1.0 / scale)
+            up = np.clip(imresize(low, float(scale)), 0, 1).astype(np.float32)
+            up = up.reshape(high.shape)
+            np.save(path, up)
+            result[scale] = up
+        return result
+
+    with ThreadPoolExecutor(4) as pool:
+        return list(pool.map(one, images))
+
+
+def crop_to_multiple(images: list[np.ndarray], multiple: int) -> list[np.ndarray]:
+    return [image[: image.shape[0] // multiple * multiple, : image.shape[1] // multiple * multiple]
+            for image in images]
+
+
+def bm3d_outputs(images: list[np.ndarray], sigmas: list[float], seed: int, cache_dir: Path
+                 ) -> dict[tuple[int, float], tuple[np.ndarray, np.ndarray]]:
+    """Noisy images and their BM3D outputs for every image and sigma, cached on disk.
+
+    BM3D takes seconds per image, so it runs once per (image, sigma, seed).
+    """
+    from ..models.formresnet import BM3DFormatter
+
+    cache_dir.mkdir(parents=True, exist_ok=True)
+    formatter = BM3DFormatter()
+
+    def one(item: tuple[int, float]) -> tuple[tuple[int, float], tuple[np.ndarray, np.ndarray]]:
+        index, sigma = item
+        image = images[index]
+        key = hashlib.sha1(image.tobytes()).hexdigest()[:16]
+        path = cache_dir / f"bm3d-{key}-s{sigma:g}-seed{seed}.npz"
+        noisy = add_gaussian_noise(image / 255.0, sigma, seed=seed + index).astype(np.float32)
+        if path.exists():
+            return item, (noisy, np.load(path)["formatted"])
+        tensor = torch.from_numpy(noisy).permute(2, 0, 1)[None]
+        output = formatter(tensor, sigma / 255.0)[0].permute(1, 2, 0).numpy().astype(np.float32)
+        buffer = io.BytesIO()
+        np.savez(buffer, formatted=output)
+        path.write_bytes(buffer.getvalue())
+        return item, (noisy, output)
+
+    items = [(i, float(s)) for i in range(len(images)) for s in sigmas]
+    with ThreadPoolExecutor(2) as pool:
+        return dict(pool.map(one, items))

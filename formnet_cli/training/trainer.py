@@ -1,0 +1,403 @@
+"""The training loop of ``formnet train``: cross-level loss, optional adversarial term, EMA.
+
+A run folder holds ``config.json`` (the full training config), ``log.jsonl`` (each loss term,
+learning rate, validation PSNR), ``state.pt`` (everything ``--resume`` needs) and, at the end,
+``model/``: the EMA weights as a checkpoint ``formnet restore --model`` loads.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import platform
+import shlex
+import sys
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch import nn
+from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
+
+from ..checkpoint import load_checkpoint, save_checkpoint
+from ..config import ModelConfig
+from ..degradations import add_gaussian_noise, imresize, jpeg_compress
+from ..errors import FormnetError
+from ..metrics import psnr, sr_psnr
+from ..models import FormResNet, count_parameters
+from . import data as training_data
+from .config import TrainConfig, dump_config
+from .discriminator import PatchDiscriminator
+from .losses import AdversarialLoss, CrossLevelLoss, PerceptualLoss, PixelLoss, SobelGradientLoss
+
+STATE_FILE = "state.pt"
+LOG_FILE = "log.jsonl"
+
+
+@dataclass
+class ValidationSet:
+    """Degraded inputs made once with the benchmark protocol, with their references."""
+
+    inputs: list[tuple[np.ndarray, float, np.ndarray]] = field(default_factory=list)
+    """(degraded float32 H x W x C, normalised level, clean uint8 H x W x C)."""
+    sr_scales: list[int] = field(default_factory=list)
+
+
+def resolve_training_device(spec: str) -> torch.device:
+    if spec == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    device = torch.device(spec)
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise FormnetError(f"--device {spec}: CUDA is not available on this machine")
+    return device
+
+
+class Trainer:
+    """Trains one FormResNet from a :class:`TrainConfig` in a run folder."""
+
+    def __init__(self, config: TrainConfig, run_dir: str | Path, *, command: str = "") -> None:
+        self.config = config
+        self.run_dir = Path(run_dir)
+        self.run_dir.mkdir(parents=True, exist_ok=True)
+        # `python -m formnet_cli.training ...` is the same command as `formnet train ...`
+        program = ["formnet", "train"] if Path(sys.argv[0]).name == "__main__.py" else [Path(sys.argv[0]).name]
+        self.command = command or shlex.join([*program, *sys.argv[1:]])
+        run = config.train
+        if run.threads:
+            torch.set_num_threads(run.threads)
+        self.device = resolve_training_device(run.device)
+        torch.manual_seed(run.seed)
+        self.use_amp = run.amp and self.device.type == "cuda"
+
+        self.model = FormResNet(config.model)
+        if run.init_weights:
+            initial, _ = load_checkpoint(run.init_weights)
+            self.model.load_state_dict(initial.state_dict())
+        self.model = self.model.to(self.device)
+        if self.device.type == "cuda":
+            self.model = self.model.to(memory_format=torch.channels_last)
+        self.ema = AveragedModel(self.model, multi_avg_fn=get_ema_multi_avg_fn(config.optim.ema_decay),
+                                 use_buffers=True)
+        self.optimizer = _make_optimizer(config, self.model.parameters(), config.optim.lr)
+        self.scheduler = _make_scheduler(config, self.optimizer)
+        self.loss = _make_cross_level_loss(config).to(self.device)
+        self.discriminator: nn.Module | None = None
+        if config.loss.adversarial > 0:
+            self.discriminator = PatchDiscriminator(config.model.channels).to(self.device)
+            self.discriminator_optimizer = torch.optim.Adam(
+                self.discriminator.parameters(), lr=config.optim.discriminator_lr, betas=(0.5, 0.999))
+            self.adversarial = AdversarialLoss(config.loss.gan_type, loss_weight=config.loss.adversarial)
+        self.forward = torch.compile(self.model) if run.compile else self.model
+        self.step = 0
+        self.elapsed = 0.0
+        self.best_psnr = -math.inf
+        self.last_val_psnr: float | None = None
+
+    # -- data ---------------------------------------------------------------------------------
+    def _dataset(self) -> training_data.PatchBatches:
+        config = self.config
+        images = training_data.load_images(config.data.train_dirs, config.model.channels,
+                                           luma=config.data.luma)
+        cache = Path(config.data.cache_dir) if config.data.cache_dir else self.run_dir / "cache"
+        pairs = formatted = None
+        if config.model.task == "sr":
+            images = training_data.crop_to_multiple(images, 12)
+            pairs = training_data.bicubic_pairs(images, config.data.scales, cache)
+        elif config.model.formatter == "bm3d":
+            formatted = training_data.bm3d_outputs(images, config.data.bm3d_sigmas, config.train.seed, cache)
+        return training_data.PatchBatches(images, config.model, config.data, config.train.seed,
+                                          pairs=pairs, formatted=formatted)
+
+    def _validation_set(self) -> ValidationSet:
+        config = self.config
+        result = ValidationSet()
+        if not config.data.val_dir:
+            return result
+        images = training_data.load_images([config.data.val_dir], config.model.channels,
+                                           limit=config.data.val_limit, luma=config.data.luma)
+        for level in config.data.val_levels:
+            for clean in images:
+                task = config.model.task
+                if task == "denoise":
+                    degraded = add_gaussian_noise(clean / 255.0, level, seed=0)
+                    result.inputs.append((degraded.astype(np.float32), level / 255.0, clean))
+                elif task == "jpeg":
+                    squeezed = clean[..., 0] if clean.shape[2] == 1 else clean
+                    degraded = jpeg_compress(squeezed, int(level)).reshape(clean.shape) / 255.0
+                    result.inputs.append((degraded.astype(np.float32), level / 100.0, clean))
+                else:
+                    scale = int(level)
+                    high = training_data.crop_to_multiple([clean], scale)[0]
+                    low = imresize(high / 255.0, 1.0 / scale)
+                    up = np.clip(imresize(low, float(scale)), 0, 1).reshape(high.shape).astype(np.float32)
+                    result.inputs.append((up, scale / 4.0, high))
+        return result
+
+    # -- state --------------------------------------------------------------------------------
+    def state_dict(self) -> dict:
+        state = {
+            "step": self.step,
+            "elapsed": self.elapsed,
+            "best_psnr": self.best_psnr,
+            "model": self.model.state_dict(),
+            "ema": self.ema.state_dict(),
+            "optimizer": self.optimizer.state_dict(),
+            "scheduler": self.scheduler.state_dict(),
+            "torch_rng": torch.get_rng_state(),
+        }
+        if torch.cuda.is_available():
+            state["cuda_rng"] = torch.cuda.get_rng_state_all()
+        if self.discriminator is not None:
+            state["discriminator"] = self.discriminator.state_dict()
+            state["discriminator_optimizer"] = self.discriminator_optimizer.state_dict()
+        return state
+
+    def save_state(self) -> None:
+        temporary = self.run_dir / f".{STATE_FILE}.tmp"
+        torch.save(self.state_dict(), temporary)
+        os.replace(temporary, self.run_dir / STATE_FILE)
+
+    def load_state(self) -> None:
+        path = self.run_dir / STATE_FILE
+        if not path.is_file():
+            raise FormnetError(f"--resume {self.run_dir}: no {STATE_FILE} in the run folder")
+        state = torch.load(path, map_location=self.device, weights_only=True)
+        self.model.load_state_dict(state["model"])
+        self.ema.load_state_dict(state["ema"])
+        self.optimizer.load_state_dict(state["optimizer"])
+        self.scheduler.load_state_dict(state["scheduler"])
+        torch.set_rng_state(state["torch_rng"].cpu())
+        if "cuda_rng" in state and torch.cuda.is_available():
+            torch.cuda.set_rng_state_all([s.cpu() for s in state["cuda_rng"]])
+        if self.discriminator is not None:
+            self.discriminator.load_state_dict(state["discriminator"])
+            self.discriminator_optimizer.load_state_dict(state["discriminator_optimizer"])
+        self.step = int(state["step"])
+        self.elapsed = float(state["elapsed"])
+        self.best_psnr = float(state["best_psnr"])
+
+    # -- one step -----------------------------------------------------------------------------
+    def _model_output(self, batch: training_data.Batch) -> tuple[torch.Tensor, torch.Tensor]:
+        model = self.model
+        run = self.config.train
+        staged_formatter_phase = (model.config.formatter == "cnn" and run.formatter_training == "staged"
+                                  and self.step < run.formatter_steps)
+        if staged_formatter_phase:
+            formatted = model.format(batch.degraded, batch.level)
+            return formatted, formatted
+        if batch.formatted is not None:  # precomputed BM3D
+            restored = model.residual([batch.formatted, batch.degraded], batch.level)
+            return restored, batch.formatted
+        if model.config.formatter == "cnn" and run.formatter_training == "staged":
+            with torch.no_grad():
+                formatted = model.format(batch.degraded, batch.level)
+            inputs = [formatted, batch.degraded]
+            return model.residual(inputs, batch.level), formatted
+        if self.forward is not model and model.config.formatter == "none":
+            return self.forward(batch.degraded, batch.level), batch.degraded
+        return model.forward_with_formatted(batch.degraded, batch.level)
+
+    def train_step(self, batch: training_data.Batch) -> dict[str, float]:
+        config = self.config
+        self.model.train()
+        if self.device.type == "cuda":
+            batch.degraded = batch.degraded.contiguous(memory_format=torch.channels_last)
+        with torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.use_amp):
+            output, formatted = self._model_output(batch)
+            total, terms = self.loss(output.float(), batch.clean)
+            if config.loss.formatter_weight > 0 and formatted is not batch.degraded:
+                formatter_term = config.loss.formatter_weight * self.loss.terms["pixel"](formatted.float(), batch.clean)
+                total = total + formatter_term
+                terms["formatter"] = float(formatter_term.detach())
+            adversarial_on = self.discriminator is not None and self.step >= config.loss.adversarial_warmup
+            if adversarial_on:
+                generator_term = self.adversarial(self.discriminator(output), True, is_discriminator=False)
+                total = total + generator_term
+                terms["adversarial"] = float(generator_term.detach())
+        self.optimizer.zero_grad(set_to_none=True)
+        total.backward()
+        if config.optim.grad_clip > 0:
+            nn.utils.clip_grad_norm_(self.model.parameters(), config.optim.grad_clip)
+        self.optimizer.step()
+        if self.config.train.time_limit_s:
+            self._set_lr_by_time()
+        else:
+            self.scheduler.step()
+        self.ema.update_parameters(self.model)
+        if adversarial_on:
+            terms.update(self._discriminator_step(output.detach(), batch.clean))
+        terms["total"] = float(total.detach())
+        terms["lr"] = self.optimizer.param_groups[0]["lr"]
+        return terms
+
+    def _set_lr_by_time(self) -> None:
+        """With a time limit the schedule runs on the share of the time budget spent, so a
+        run sized in minutes still ends its warm-up and cosine decay when the time is up."""
+        optim = self.config.optim
+        progress = min(1.0, self.elapsed / self.config.train.time_limit_s)
+        if self.step < optim.warmup_steps:
+            lr = optim.lr * (self.step + 1) / optim.warmup_steps
+        else:
+            lr = optim.min_lr + 0.5 * (optim.lr - optim.min_lr) * (1 + math.cos(math.pi * progress))
+        for group in self.optimizer.param_groups:
+            group["lr"] = lr
+
+    def _discriminator_step(self, fake: torch.Tensor, real: torch.Tensor) -> dict[str, float]:
+        with torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.use_amp):
+            loss_real = self.adversarial(self.discriminator(real), True, is_discriminator=True)
+            loss_fake = self.adversarial(self.discriminator(fake), False, is_discriminator=True)
+            loss = (loss_real + loss_fake) / 2
+        self.discriminator_optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        self.discriminator_optimizer.step()
+        return {"discriminator": float(loss.detach())}
+
+    # -- validation ---------------------------------------------------------------------------
+    @torch.no_grad()
+    def validate(self, validation: ValidationSet) -> float | None:
+        """Mean PSNR of the EMA model over the validation set (Y channel, border crop for SR)."""
+        if not validation.inputs:
+            return None
+        model = self.ema.module.eval()
+        scores = []
+        for degraded, level, clean in validation.inputs:
+            tensor = torch.from_numpy(degraded).permute(2, 0, 1)[None].to(self.device)
+            restored = _run_padded(model, tensor, level)
+            output = np.round(np.clip(restored[0].permute(1, 2, 0).float().cpu().numpy(), 0, 1) * 255)
+            output = output.astype(np.uint8)
+            if self.config.model.task == "sr":
+                scores.append(sr_psnr(clean, output, scale=round(level * 4)))
+            else:
+                scores.append(psnr(clean, output))
+        return float(np.mean(scores))
+
+    # -- the loop -----------------------------------------------------------------------------
+    def fit(self, on_log: Callable[[dict], None] | None = None) -> Path:
+        config = self.config
+        (self.run_dir / "config.json").write_text(dump_config(config) + "\n")
+        dataset = self._dataset()
+        validation = self._validation_set()
+        loader = torch.utils.data.DataLoader(
+            dataset, batch_size=None, sampler=range(self.step, config.train.steps),
+            num_workers=config.data.workers, pin_memory=self.device.type == "cuda",
+            persistent_workers=False, prefetch_factor=4 if config.data.workers else None,
+            collate_fn=lambda batch: batch)
+        log = (self.run_dir / LOG_FILE).open("a", encoding="utf-8")
+        window_start, window_steps = time.perf_counter(), 0
+        try:
+            for batch in loader:
+                step_start = time.perf_counter()
+                terms = self.train_step(batch.to(self.device))
+                self.step += 1
+                window_steps += 1
+                self.elapsed += time.perf_counter() - step_start
+                record: dict = {}
+                if self.step % config.train.log_every == 0 or self.step == config.train.steps:
+                    now = time.perf_counter()
+                    record = {"step": self.step, **terms,
+                              "it_per_s": window_steps / max(now - window_start, 1e-9)}
+                    window_start, window_steps = now, 0
+                if self.step % config.train.val_every == 0 or self.step == config.train.steps:
+                    self.last_val_psnr = self.validate(validation)
+                    if self.last_val_psnr is not None:
+                        record = {"step": self.step, **terms, **record, "val_psnr": self.last_val_psnr}
+                        self.best_psnr = max(self.best_psnr, self.last_val_psnr)
+                if record:
+                    record["elapsed_s"] = round(self.elapsed, 1)
+                    log.write(json.dumps(record) + "\n")
+                    log.flush()
+                    if on_log:
+                        on_log(record)
+                if self.step % config.train.checkpoint_every == 0:
+                    self.save_state()
+                if config.train.time_limit_s and self.elapsed >= config.train.time_limit_s:
+                    self.last_val_psnr = self.validate(validation)
+                    break
+        except KeyboardInterrupt:
+            self.save_state()
+            raise
+        finally:
+            log.close()
+        self.save_state()
+        return self.export()
+
+    def export(self) -> Path:
+        """Write the EMA weights as a checkpoint folder ``run_dir/model`` with a model card."""
+        model = FormResNet(self.config.model)
+        model.load_state_dict(self.ema.module.state_dict())
+        card = model_card(self.config, self.command, self.step, self.elapsed, str(self.device),
+                          count_parameters(model), self.last_val_psnr)
+        return save_checkpoint(model, self.run_dir / "model", self.config.name, card=card,
+                               description=self.config.description,
+                               dtype=getattr(torch, self.config.train.export_dtype))
+
+
+@torch.no_grad()
+def _run_padded(model: FormResNet, tensor: torch.Tensor, level: float) -> torch.Tensor:
+    multiple = model.size_multiple
+    height, width = tensor.shape[-2:]
+    pad_h, pad_w = (-height) % multiple, (-width) % multiple
+    padded = torch.nn.functional.pad(tensor, (0, pad_w, 0, pad_h), mode="reflect") if pad_h or pad_w else tensor
+    levels = torch.full((1,), level, device=tensor.device)
+    return model(padded, levels)[..., :height, :width]
+
+
+def _make_optimizer(config: TrainConfig, parameters, lr: float) -> torch.optim.Optimizer:
+    kind = torch.optim.AdamW if config.optim.optimizer == "adamw" else torch.optim.Adam
+    return kind(parameters, lr=lr, weight_decay=config.optim.weight_decay)
+
+
+def _make_scheduler(config: TrainConfig, optimizer: torch.optim.Optimizer):
+    optim, steps = config.optim, config.train.steps
+    schedulers = []
+    if optim.schedule == "cosine":
+        main = torch.optim.lr_scheduler.CosineAnnealingLR(
+            optimizer, T_max=max(1, steps - optim.warmup_steps), eta_min=optim.min_lr)
+    elif optim.schedule == "step":
+        main = torch.optim.lr_scheduler.MultiStepLR(optimizer, optim.step_milestones, gamma=0.5)
+    else:
+        main = torch.optim.lr_scheduler.ConstantLR(optimizer, factor=1.0, total_iters=0)
+    if optim.warmup_steps:
+        warmup = torch.optim.lr_scheduler.LinearLR(optimizer, start_factor=1e-3, total_iters=optim.warmup_steps)
+        schedulers = [warmup, main]
+        return torch.optim.lr_scheduler.SequentialLR(optimizer, schedulers, milestones=[optim.warmup_steps])
+    return main
+
+
+def _make_cross_level_loss(config: TrainConfig) -> CrossLevelLoss:
+    loss = config.loss
+    terms: dict[str, nn.Module] = {"pixel": PixelLoss(loss.pixel, loss_weight=loss.pixel_weight)}
+    if loss.gradient > 0:
+        terms["gradient"] = SobelGradientLoss(loss_weight=loss.gradient)
+    if loss.perceptual > 0:
+        terms["perceptual"] = PerceptualLoss(loss_weight=loss.perceptual, weights_path=loss.vgg_weights or None)
+    return CrossLevelLoss(terms)
+
+
+def model_card(config: TrainConfig, command: str, steps: int, elapsed: float, device: str,
+               parameters: int, val_psnr: float | None) -> str:
+    model: ModelConfig = config.model
+    device_name = torch.cuda.get_device_name() if device.startswith("cuda") else platform.processor() or "CPU"
+    lines = [
+        f"# {config.name}",
+        "",
+        config.description,
+        "",
+        f"- task: {model.task}, channels: {model.channels}, formatter: {model.formatter}",
+        f"- residual network: {model.residual}",
+        f"- parameters: {parameters:,}",
+        f"- training command: `{command}`",
+        f"- data: {', '.join(Path(d).name for d in config.data.train_dirs)}; patches "
+        f"{config.data.patch_size}px, batch {config.data.batch_size}",
+        f"- loss: {config.loss.pixel} x{config.loss.pixel_weight}, gradient x{config.loss.gradient}, "
+        f"perceptual x{config.loss.perceptual}, adversarial x{config.loss.adversarial}",
+        f"- steps: {steps}, training time: {elapsed / 60:.1f} min on {device} ({device_name})",
+        f"- validation PSNR ({Path(config.data.val_dir).name}, levels {config.data.val_levels}): "
+        + (f"{val_psnr:.2f} dB" if val_psnr is not None else "n/a"),
+        "",
+    ]
+    return "\n".join(lines)

@@ -1,0 +1,169 @@
+"""The numpy API: layouts and dtypes round-trip, channel routing, validation, model loading."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+import formnet_cli
+from formnet_cli import api
+from formnet_cli.errors import InvalidOptionError, ModelNotFoundError
+
+
+def test_package_reexports_the_api():
+    assert formnet_cli.restore is api.restore
+    assert formnet_cli.load_model is api.load_model
+    assert isinstance(formnet_cli.__version__, str)
+
+
+def test_uint8_gray_keeps_dtype_and_shape(tiny_models, random_image):
+    image = random_image((21, 34), np.uint8)
+    out = formnet_cli.restore(image, task="denoise", sigma=25, model=tiny_models.denoise_gray,
+                              device="cpu")
+    assert out.dtype == np.uint8 and out.shape == (21, 34)
+
+
+def test_gray_with_channel_axis_keeps_it(tiny_models, random_image):
+    image = random_image((16, 16, 1), np.float32)
+    out = formnet_cli.restore(image, sigma=10, model=tiny_models.denoise_gray, device="cpu")
+    assert out.dtype == np.float32 and out.shape == (16, 16, 1)
+    assert 0.0 <= out.min() and out.max() <= 1.0
+
+
+def test_uint16_rgb_with_a_gray_model_keeps_dtype_and_shape(tiny_models, random_image):
+    image = random_image((19, 23, 3), np.uint16)
+    out = formnet_cli.restore(image, sigma=5, model=tiny_models.denoise_gray, device="cpu")
+    assert out.dtype == np.uint16 and out.shape == (19, 23, 3)
+    assert out.max() > 255  # 16-bit output, not 8-bit values in a 16-bit array
+
+
+def test_rgb_through_gray_model_equals_per_channel(tiny_models, random_image):
+    image = random_image((16, 20, 3), np.float32)
+    both = formnet_cli.restore(image, sigma=15, model=tiny_models.denoise_gray, device="cpu")
+    for channel in range(3):
+        alone = formnet_cli.restore(image[:, :, channel], sigma=15,
+                                    model=tiny_models.denoise_gray, device="cpu")
+        np.testing.assert_allclose(both[:, :, channel], alone, atol=1e-6)
+
+
+def test_color_model_runs_on_rgb(tiny_models, random_image):
+    image = random_image((12, 12, 3), np.uint8)
+    out = formnet_cli.restore(image, sigma=15, model=tiny_models.denoise_color, device="cpu")
+    assert out.shape == image.shape and out.dtype == np.uint8
+
+
+def test_rgba_alpha_passes_through_unchanged(tiny_models, random_image):
+    image = random_image((17, 15, 4), np.uint8, seed=3)
+    out = formnet_cli.restore(image, sigma=25, model=tiny_models.denoise_gray, device="cpu")
+    assert out.shape == image.shape and out.dtype == np.uint8
+    np.testing.assert_array_equal(out[:, :, 3], image[:, :, 3])
+
+
+@pytest.mark.parametrize("scale", [2, 3, 4])
+def test_sr_output_is_scale_times_the_input(tiny_models, random_image, scale):
+    image = random_image((9, 11, 3), np.uint8)
+    out = formnet_cli.restore(image, task="sr", scale=scale, model=tiny_models.sr_gray,
+                              device="cpu")
+    assert out.shape == (9 * scale, 11 * scale, 3) and out.dtype == np.uint8
+
+
+def test_sr_resizes_alpha(tiny_models):
+    image = np.zeros((8, 8, 4), np.uint8)
+    image[..., 3] = 200
+    out = formnet_cli.restore(image, task="sr", scale=2, model=tiny_models.sr_gray, device="cpu")
+    assert out.shape == (16, 16, 4)
+    np.testing.assert_array_equal(out[..., 3], 200)  # bicubic keeps a constant alpha
+
+
+def test_jpeg_on_rgb_runs_gray_model_on_ycbcr(tiny_models, random_image):
+    image = random_image((16, 16, 3), np.uint8)
+    result = api.restore_with_info(image, "jpeg", quality=20, model=tiny_models.jpeg_gray,
+                                   device="cpu")
+    assert result.image.shape == image.shape and result.quality == 20
+    blind = api.restore_with_info(image, "jpeg", quality="blind", model=tiny_models.jpeg_gray,
+                                  device="cpu")
+    assert blind.quality is None and blind.describe_level() == "blind quality"
+
+
+def test_quality_auto_reads_the_jpeg_tables(tiny_models, tmp_path, random_image):
+    from PIL import Image
+
+    path = tmp_path / "photo.jpg"
+    Image.fromarray(random_image((16, 16), np.uint8)).save(path, quality=30)
+    pixels = np.asarray(Image.open(path))
+    result = api.restore_with_info(pixels, "jpeg", quality="auto", model=tiny_models.jpeg_gray,
+                                   device="cpu", source_path=path)
+    assert result.estimated and result.quality == 30
+    no_file = api.restore_with_info(pixels, "jpeg", model=tiny_models.jpeg_gray, device="cpu")
+    assert no_file.quality is None  # no source file: blind
+
+
+def test_sigma_auto_estimates_and_reports(tiny_models):
+    rng = np.random.default_rng(0)
+    noisy = np.clip(0.5 + rng.normal(0, 20 / 255, (64, 64)), 0, 1).astype(np.float32)
+    result = api.restore_with_info(noisy, sigma="auto", model=tiny_models.denoise_gray,
+                                   device="cpu")
+    assert result.estimated and result.sigma == pytest.approx(20, abs=2)
+    assert result.describe_level().startswith("estimated sigma ")
+
+
+@pytest.mark.parametrize("options", [
+    {"sigma": 80}, {"sigma": -1}, {"sigma": float("nan")}, {"sigma": "loud"},
+    {"task": "jpeg", "quality": 0}, {"task": "jpeg", "quality": 101},
+    {"task": "jpeg", "quality": 2.5}, {"task": "sr", "scale": 5}, {"task": "sr"},
+    {"task": "deblur"},
+])
+def test_invalid_options_raise_one_line_errors(tiny_models, options):
+    model = {"denoise": tiny_models.denoise_gray, "jpeg": tiny_models.jpeg_gray,
+             "sr": tiny_models.sr_gray}.get(options.get("task", "denoise"))
+    with pytest.raises(InvalidOptionError) as caught:
+        api.restore(np.zeros((8, 8), np.uint8), model=model, device="cpu", **options)
+    assert "\n" not in str(caught.value)
+
+
+@pytest.mark.parametrize("image", [
+    np.zeros((8, 8), np.int32), np.full((8, 8), 255.0, np.float32), np.zeros((8, 8, 5), np.uint8),
+    np.zeros((0, 8), np.uint8),
+])
+def test_unsupported_images_raise(tiny_models, image):
+    with pytest.raises(InvalidOptionError):
+        api.restore(image, sigma=10, model=tiny_models.denoise_gray, device="cpu")
+
+
+def test_model_for_another_task_is_refused(tiny_models):
+    with pytest.raises(InvalidOptionError, match="restores 'sr'"):
+        api.restore(np.zeros((8, 8), np.uint8), sigma=10, model=tiny_models.sr_gray, device="cpu")
+
+
+def test_missing_weights_raise_model_not_found(tmp_path, monkeypatch):
+    monkeypatch.setenv("FORMNET_WEIGHTS_DIR", str(tmp_path))
+    with pytest.raises(ModelNotFoundError):
+        api.restore(np.zeros((8, 8), np.uint8), sigma=10, device="cpu")  # no default weights
+    with pytest.raises(ModelNotFoundError):
+        api.restore(np.zeros((8, 8), np.uint8), sigma=10, model=tmp_path / "nope", device="cpu")
+
+
+def test_load_model_is_cached_and_usable(tiny_models, random_image):
+    first = api.load_model(tiny_models.denoise_gray, task="denoise", device="cpu")
+    again = api.load_model(str(tiny_models.denoise_gray), task="denoise", device="cpu")
+    assert first is again and first.source == "path" and first.channels == 1
+    out = api.restore(random_image((8, 8), np.uint8), sigma=25, model=first)
+    assert out.shape == (8, 8)
+
+
+def test_tiled_equals_untiled_and_progress_is_reported(tiny_models, random_image):
+    image = random_image((70, 90), np.float32)
+    calls = []
+    tiled = api.restore(image, sigma=25, model=tiny_models.denoise_gray, device="cpu", tile=48,
+                        tile_overlap=4, progress=lambda done, total: calls.append((done, total)))
+    untiled = api.restore(image, sigma=25, model=tiny_models.denoise_gray, device="cpu",
+                          tile=None)
+    np.testing.assert_allclose(tiled, untiled, atol=1e-5)
+    assert calls and calls[-1][0] == calls[-1][1] > 1
+
+
+def test_gray_with_alpha_keeps_both(tiny_models, random_image):
+    image = random_image((10, 12, 2), np.uint16, seed=5)
+    out = formnet_cli.restore(image, sigma=5, model=tiny_models.denoise_gray, device="cpu")
+    assert out.shape == image.shape and out.dtype == np.uint16
+    np.testing.assert_array_equal(out[:, :, 1], image[:, :, 1])

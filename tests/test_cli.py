@@ -1,0 +1,228 @@
+"""``formnet restore`` end to end on tiny saved models, through Typer's CliRunner."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+from typer.testing import CliRunner
+
+from formnet_cli.cli import app
+
+runner = CliRunner()
+
+
+def invoke(*args: object):
+    return runner.invoke(app, [str(arg) for arg in args])
+
+
+def restore(model: Path, *args: object):
+    return invoke("restore", *args, "--model", model, "--device", "cpu", "--tile", "none")
+
+
+@pytest.fixture
+def gray_png(tmp_path, random_image, write_png):
+    return write_png(tmp_path / "in" / "photo.png", random_image((20, 28), np.uint8))
+
+
+def test_one_file_keeps_size_and_dtype(tiny_models, tmp_path, gray_png):
+    output = tmp_path / "clean.png"
+    result = restore(tiny_models.denoise_gray, gray_png, "-o", output, "--sigma", "25")
+    assert result.exit_code == 0, result.output
+    with Image.open(output) as image:
+        assert image.size == (28, 20) and image.mode == "L"
+    assert "restored 1, skipped 0, failed 0" in result.stdout
+
+
+def test_sixteen_bit_rgb_stays_sixteen_bit(tiny_models, tmp_path, random_image):
+    import cv2
+
+    source = tmp_path / "deep.png"
+    cv2.imwrite(str(source), random_image((12, 10, 3), np.uint16))
+    output = tmp_path / "deep_clean.png"
+    result = restore(tiny_models.denoise_gray, source, "-o", output, "--sigma", "10")
+    assert result.exit_code == 0, result.output
+    restored = cv2.imread(str(output), cv2.IMREAD_UNCHANGED)
+    assert restored.dtype == np.uint16 and restored.shape == (12, 10, 3)
+
+
+def test_sigma_auto_is_reported(tiny_models, tmp_path, gray_png):
+    result = restore(tiny_models.denoise_gray, gray_png, "-o", tmp_path / "out.png",
+                     "--sigma", "auto")
+    assert result.exit_code == 0, result.output
+    assert "estimated sigma" in result.stderr
+
+
+def test_recursive_folder_with_a_corrupt_file(tiny_models, tmp_path, random_image, write_png):
+    scans = tmp_path / "scans"
+    write_png(scans / "a.png", random_image((16, 16), np.uint8))
+    write_png(scans / "sub" / "b.png", random_image((12, 20, 3), np.uint8, seed=1))
+    (scans / "sub" / "bad.png").write_bytes(b"\x89PNG\r\n\x1a\nnot really a png")
+    (scans / "notes.txt").write_text("not an image")
+    output = tmp_path / "restored"
+    result = restore(tiny_models.denoise_gray, scans, "-o", output, "--recursive",
+                     "--sigma", "15")
+    assert result.exit_code == 1, result.output
+    assert (output / "a.png").is_file() and (output / "sub" / "b.png").is_file()
+    assert not (output / "sub" / "bad.png").exists()
+    assert "restored 2, skipped 1, failed 1" in result.stdout
+    assert any(line.startswith("failed: ") and "bad.png" in line
+               for line in result.stdout.splitlines())
+
+
+def test_without_recursive_subfolders_are_not_entered(tiny_models, tmp_path, random_image,
+                                                       write_png):
+    scans = tmp_path / "scans"
+    write_png(scans / "a.png", random_image((8, 8), np.uint8))
+    write_png(scans / "sub" / "b.png", random_image((8, 8), np.uint8))
+    result = restore(tiny_models.denoise_gray, scans, "-o", tmp_path / "out", "--sigma", "5",
+                     "--ext", "tif")
+    assert result.exit_code == 0, result.output
+    assert sorted(p.name for p in (tmp_path / "out").rglob("*")) == ["a.tif"]
+    assert "--recursive" in result.stderr
+
+
+def test_skip_existing_leaves_outputs_untouched(tiny_models, tmp_path, gray_png):
+    output = tmp_path / "out"
+    first = restore(tiny_models.denoise_gray, gray_png, "-o", f"{output}/", "--sigma", "5")
+    assert first.exit_code == 0, first.output
+    written = output / "photo.png"
+    os.utime(written, (1_000_000_000, 1_000_000_000))
+    second = restore(tiny_models.denoise_gray, gray_png, "-o", f"{output}/", "--sigma", "5",
+                     "--skip-existing")
+    assert second.exit_code == 0, second.output
+    assert "restored 0, skipped 1, failed 0" in second.stdout
+    assert written.stat().st_mtime == 1_000_000_000
+
+
+def test_json_summary_is_the_only_stdout(tiny_models, tmp_path, gray_png):
+    result = restore(tiny_models.denoise_gray, gray_png, "-o", tmp_path / "out.png",
+                     "--sigma", "auto", "--json")
+    assert result.exit_code == 0, result.output
+    summary = json.loads(result.stdout)
+    assert summary["done"] == 1 and summary["failed"] == 0 and summary["exit_code"] == 0
+    (entry,) = summary["files"]
+    assert entry["status"] == "done" and entry["estimated"] and entry["sigma"] >= 0
+
+
+def test_jpeg_and_sr_tasks(tiny_models, tmp_path, random_image):
+    source = tmp_path / "old.jpg"
+    Image.fromarray(random_image((16, 16, 3), np.uint8)).save(source, quality=20)
+    fixed = tmp_path / "old_fixed.png"
+    result = restore(tiny_models.jpeg_gray, source, "-o", fixed, "--task", "jpeg",
+                     "--quality", "auto", "--json")
+    assert result.exit_code == 0, result.output
+    assert json.loads(result.stdout)["files"][0]["quality"] == 20
+    big = tmp_path / "big.png"
+    result = restore(tiny_models.sr_gray, fixed, "-o", big, "--task", "sr", "--scale", "3")
+    assert result.exit_code == 0, result.output
+    with Image.open(big) as image:
+        assert image.size == (48, 48)
+
+
+def test_unknown_task_is_a_usage_error(tiny_models, tmp_path, gray_png):
+    result = restore(tiny_models.denoise_gray, gray_png, "-o", tmp_path / "o.png",
+                     "--task", "deblur")
+    assert result.exit_code == 2
+
+
+def test_unparseable_sigma_is_a_usage_error(tiny_models, tmp_path, gray_png):
+    result = restore(tiny_models.denoise_gray, gray_png, "-o", tmp_path / "o.png",
+                     "--sigma", "loud")
+    assert result.exit_code == 2
+
+
+def test_sigma_out_of_range_is_one_line_error(tiny_models, tmp_path, gray_png):
+    result = restore(tiny_models.denoise_gray, gray_png, "-o", tmp_path / "o.png",
+                     "--sigma", "80")
+    assert result.exit_code == 1
+    assert result.stderr.startswith("error: ") and result.stderr.count("\n") == 1
+    assert "sigma" in result.stderr and "Traceback" not in result.output
+    assert not (tmp_path / "o.png").exists()
+
+
+def test_missing_weights_is_one_line_error(tmp_path, gray_png):
+    result = restore(tmp_path / "no-such-model", gray_png, "-o", tmp_path / "o.png",
+                     "--sigma", "5")
+    assert result.exit_code == 1
+    assert result.stderr.startswith("error: ") and result.stderr.count("\n") == 1
+    assert "no-such-model" in result.stderr
+
+
+def test_debug_variable_shows_the_exception(tmp_path, gray_png, monkeypatch):
+    monkeypatch.setenv("FORMNET_DEBUG", "1")
+    result = restore(tmp_path / "no-such-model", gray_png, "-o", tmp_path / "o.png")
+    assert result.exit_code == 1 and result.exception is not None
+    assert "error: " not in result.stderr
+
+
+def test_unwritable_output_is_recorded_and_the_batch_goes_on(tiny_models, tmp_path,
+                                                             random_image, write_png):
+    first = write_png(tmp_path / "in" / "a.png", random_image((8, 8), np.uint8))
+    second = write_png(tmp_path / "in" / "b.png", random_image((8, 8), np.uint8))
+    output = tmp_path / "out"
+    (output / "a.png" / "occupied").mkdir(parents=True)  # a folder where a.png should go
+    result = restore(tiny_models.denoise_gray, first, second, "-o", output, "--sigma", "5",
+                     "--json")
+    assert result.exit_code == 1, result.output
+    summary = json.loads(result.stdout)
+    statuses = {Path(entry["input"]).name: entry for entry in summary["files"]}
+    assert statuses["a.png"]["status"] == "failed" and statuses["a.png"]["reason"]
+    assert statuses["b.png"]["status"] == "done" and (output / "b.png").is_file()
+
+
+def test_interrupted_write_leaves_no_partial_file(tiny_models, tmp_path, gray_png, monkeypatch):
+    real_save = Image.Image.save
+
+    def save_half_then_interrupt(self, fp, *args, **kwargs):
+        buffer = __import__("io").BytesIO()
+        real_save(self, buffer, *args, **kwargs)
+        fp.write(buffer.getvalue()[: len(buffer.getvalue()) // 2])
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(Image.Image, "save", save_half_then_interrupt)
+    output = tmp_path / "out"
+    result = restore(tiny_models.denoise_gray, gray_png, "-o", f"{output}/", "--sigma", "5")
+    assert result.exit_code == 130, result.output
+    assert "interrupted" in result.stdout
+    assert list(output.iterdir()) == []  # neither the image nor a temporary file
+
+
+def test_python_m_formnet_cli_help():
+    completed = subprocess.run([sys.executable, "-m", "formnet_cli", "--help"],
+                               capture_output=True, text=True, timeout=60)
+    assert completed.returncode == 0, completed.stderr
+    assert "restore" in completed.stdout
+
+
+def test_output_folder_inside_the_input_folder_is_not_restored_again(
+        tiny_models, tmp_path, random_image, write_png):
+    scans = tmp_path / "scans"
+    write_png(scans / "a.png", random_image((8, 8), np.uint8))
+    for _ in range(2):
+        result = restore(tiny_models.denoise_gray, scans, "-o", scans / "restored", "-r",
+                         "--sigma", "5", "--json")
+        assert result.exit_code == 0, result.output
+        assert json.loads(result.stdout)["done"] == 1
+    assert sorted(p.relative_to(scans).as_posix() for p in scans.rglob("*.png")) == [
+        "a.png", "restored/a.png"]
+
+
+def test_clashing_outputs_and_bad_output_names(tiny_models, tmp_path, random_image, write_png):
+    first = write_png(tmp_path / "x" / "a.png", random_image((8, 8), np.uint8))
+    second = write_png(tmp_path / "y" / "a.png", random_image((8, 8), np.uint8))
+    result = restore(tiny_models.denoise_gray, first, second, "-o", tmp_path / "out",
+                     "--sigma", "5", "--json")
+    assert result.exit_code == 1
+    reasons = [entry["reason"] for entry in json.loads(result.stdout)["files"]]
+    assert any("clashes" in reason for reason in reasons)
+    result = restore(tiny_models.denoise_gray, first, "-o", tmp_path / "a.xyz", "--sigma", "5")
+    assert result.exit_code == 1 and "unsupported output format" in result.stderr
+    result = restore(tiny_models.denoise_gray, first, second, "-o", tmp_path / "b.png")
+    assert result.exit_code == 1 and "must be a folder" in result.stderr

@@ -1,0 +1,298 @@
+"""The tiled inference engine: tiles are exact, memory and precision fall back safely."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from formnet_cli.config import ModelConfig, NetworkConfig
+from formnet_cli.engine import (
+    TileGeometry,
+    plan_axis,
+    resolve_device,
+    resolve_precision,
+    restore_tensor,
+)
+from formnet_cli.errors import FormnetError, InvalidOptionError
+from formnet_cli.models import FormResNet
+
+TINY_UNET = NetworkConfig(widths=(8, 16), blocks_per_level=1)
+TINY_PLAIN = NetworkConfig(kind="plain", widths=(8,), depth=5, unshuffle=1)
+LEVEL = 25 / 255
+
+
+def make_model(residual: NetworkConfig, channels: int = 1, **config: object) -> FormResNet:
+    torch.manual_seed(0)
+    return FormResNet(ModelConfig(channels=channels, residual=residual, **config)).eval()
+
+
+def random_image(channels: int, height: int, width: int, seed: int = 1) -> torch.Tensor:
+    return torch.rand(channels, height, width, generator=torch.Generator().manual_seed(seed))
+
+
+def restore_counting(model: FormResNet, image: torch.Tensor, level: float | torch.Tensor,
+                     **options: object) -> tuple[torch.Tensor, int]:
+    """``restore_tensor`` plus the number of tiles it reported."""
+    calls: list[tuple[int, int]] = []
+    restored = restore_tensor(model, image, level, progress=lambda d, t: calls.append((d, t)),
+                              **options)
+    return restored, calls[-1][1]
+
+
+@pytest.fixture(scope="module")
+def unet() -> FormResNet:
+    return make_model(TINY_UNET)
+
+
+@pytest.fixture(scope="module")
+def plain() -> FormResNet:
+    return make_model(TINY_PLAIN)
+
+
+# -- exactness ---------------------------------------------------------------------------------
+@pytest.mark.parametrize(("kind", "tile"), [("unet", 72), ("plain", 32), ("cnn-formatter", 112)])
+@pytest.mark.parametrize("size", [(77, 131), (200, 45)])
+def test_tiled_equals_untiled(kind: str, tile: int, size: tuple[int, int]) -> None:
+    """Small windows (near the minimum a model allows) force many tiles on odd sizes."""
+    if kind == "unet":
+        model = make_model(TINY_UNET, channels=3)
+    elif kind == "plain":
+        model = make_model(TINY_PLAIN, channels=3)
+    else:
+        model = make_model(TINY_UNET, channels=3, formatter="cnn", formatter_network=TINY_UNET)
+    image = random_image(3, *size)
+    untiled = restore_tensor(model, image, LEVEL, tile=None)
+    tiled, tiles = restore_counting(model, image, LEVEL, tile=tile, tile_overlap=8)
+    assert tiles >= 3
+    assert untiled.shape == tiled.shape == image.shape
+    assert untiled.dtype == torch.float32
+    assert (untiled - image).abs().mean() > 0.05  # the model does change the image
+    assert (tiled - untiled).abs().max() < 1e-4
+
+
+def test_untiled_is_pad_forward_crop(unet: FormResNet) -> None:
+    image = random_image(1, 64, 48)  # already a multiple of size_multiple: no padding
+    expected = unet(image[None], torch.tensor([LEVEL]))[0]
+    assert torch.allclose(restore_tensor(unet, image, LEVEL, tile=None), expected, atol=1e-6)
+
+
+def test_too_small_context_is_detected(unet: FormResNet, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The exactness test has teeth: tiles without their context margin show seams."""
+    image = random_image(1, 77, 131)
+    untiled = restore_tensor(unet, image, LEVEL, tile=None)
+    monkeypatch.setattr(FormResNet, "receptive_radius", property(lambda self: 0))
+    tiled = restore_tensor(unet, image, LEVEL, tile=48, tile_overlap=0)
+    assert (tiled - untiled).abs().max() > 1e-3
+
+
+def test_level_map_is_tiled_like_the_image(unet: FormResNet) -> None:
+    image = random_image(1, 77, 131)
+    level_map = random_image(1, 77, 131, seed=7) * 0.3
+    untiled = restore_tensor(unet, image, level_map, tile=None)
+    tiled, tiles = restore_counting(unet, image, level_map, tile=72, tile_overlap=8)
+    assert tiles > 4
+    assert (tiled - untiled).abs().max() < 1e-4
+    scalar = restore_tensor(unet, image, LEVEL, tile=None)
+    assert (scalar - untiled).abs().max() > 1e-3  # the map is really used
+
+
+def test_scalar_tensor_level_equals_float(unet: FormResNet) -> None:
+    image = random_image(1, 30, 20)
+    by_float = restore_tensor(unet, image, LEVEL, tile=None)
+    by_tensor = restore_tensor(unet, image, torch.tensor(LEVEL), tile=None)
+    assert torch.equal(by_float, by_tensor)
+
+
+@pytest.mark.parametrize("size", [(1, 1), (5, 3), (3, 5), (1, 9)])
+def test_tiny_images(unet: FormResNet, plain: FormResNet, size: tuple[int, int]) -> None:
+    image = random_image(1, *size)
+    for model in (unet, plain):
+        untiled = restore_tensor(model, image, LEVEL, tile=None)
+        tiled = restore_tensor(model, image, LEVEL, tile=8)
+        assert untiled.shape == image.shape
+        assert torch.isfinite(untiled).all()
+        assert torch.equal(tiled, untiled)
+
+
+def test_batch_size_does_not_change_the_result(unet: FormResNet) -> None:
+    image = random_image(1, 77, 131)
+    single = restore_tensor(unet, image, LEVEL, tile=72, tile_overlap=8, batch_size=1)
+    batched = restore_tensor(unet, image, LEVEL, tile=72, tile_overlap=8, batch_size=5)
+    assert (single - batched).abs().max() < 1e-5
+
+
+def test_progress_reports_every_batch(unet: FormResNet) -> None:
+    calls: list[tuple[int, int]] = []
+    restore_tensor(unet, random_image(1, 77, 131), LEVEL, tile=72, tile_overlap=8, batch_size=4,
+                   progress=lambda done, total: calls.append((done, total)))
+    total = calls[-1][1]
+    assert [done for done, _ in calls] == [min(4 * (i + 1), total) for i in range(len(calls))]
+    assert {t for _, t in calls} == {total} and calls[-1][0] == total
+
+
+def test_auto_tile_on_cpu(unet: FormResNet) -> None:
+    image = random_image(1, 77, 131)
+    auto = restore_tensor(unet, image, LEVEL, tile="auto")
+    assert (auto - restore_tensor(unet, image, LEVEL, tile=None)).abs().max() < 1e-4
+
+
+@pytest.mark.parametrize("length", [4, 60, 64, 68, 132, 200, 1000])
+@pytest.mark.parametrize("window", [60, 64, 100])
+def test_plan_covers_the_axis_on_the_grid(length: int, window: int) -> None:
+    geometry = TileGeometry(size_multiple=4, context=24, overlap=8)
+    window = geometry.window(window)
+    spans = plan_axis(length, window, geometry)
+    covered = torch.zeros(length)
+    for span in spans:
+        assert span.start % 4 == 0 and span.stop - span.start == min(window, length)
+        assert 0 <= span.start and span.stop <= length
+        inner_start = span.keep_start - span.start if span.start > 0 else geometry.context
+        inner_stop = span.stop - span.keep_stop if span.stop < length else geometry.context
+        assert inner_start >= geometry.context and inner_stop >= geometry.context
+        assert (span.weights > 0).all()
+        covered[span.kept] += span.weights
+    assert (covered > 0).all()
+
+
+# -- options and the caller's model ----------------------------------------------------------
+def test_caller_model_is_left_as_it_was(unet: FormResNet) -> None:
+    unet.train()
+    try:
+        restore_tensor(unet, random_image(1, 20, 20), LEVEL, tile=None, precision="bf16")
+        assert unet.training
+        assert all(p.dtype == torch.float32 for p in unet.parameters())
+    finally:
+        unet.eval()
+
+
+@pytest.mark.parametrize("options", [{"tile": 0}, {"tile": "big"}, {"tile_overlap": -1},
+                                     {"batch_size": 0}, {"precision": "fp8"}])
+def test_bad_options(unet: FormResNet, options: dict[str, object]) -> None:
+    with pytest.raises(InvalidOptionError):
+        restore_tensor(unet, random_image(1, 8, 8), LEVEL, **options)
+
+
+def test_bad_level_map_shape(unet: FormResNet) -> None:
+    with pytest.raises(ValueError, match="level map"):
+        restore_tensor(unet, random_image(1, 8, 8), torch.zeros(1, 8, 9))
+
+
+@pytest.mark.parametrize("spec", ["cuda:99", "tpu", "gpu0", ""])
+def test_resolve_device_rejects_unknown_and_unavailable(spec: str) -> None:
+    with pytest.raises(InvalidOptionError):
+        resolve_device(spec)
+
+
+@pytest.mark.skipif(torch.cuda.device_count() > 7, reason="this machine has a cuda:7")
+def test_resolve_device_rejects_missing_gpu() -> None:
+    with pytest.raises(InvalidOptionError, match="not available"):
+        resolve_device("cuda:7")
+    if not torch.cuda.is_available():
+        with pytest.raises(InvalidOptionError, match="not available"):
+            resolve_device("cuda")
+
+
+def test_resolve_device_cpu_and_auto() -> None:
+    assert resolve_device("cpu") == torch.device("cpu")
+    assert resolve_device(torch.device("cpu")) == torch.device("cpu")
+    if not torch.cuda.is_available() and not torch.backends.mps.is_available():
+        assert resolve_device("auto") == torch.device("cpu")
+
+
+def test_resolve_precision(unet: FormResNet) -> None:
+    cpu = torch.device("cpu")
+    assert resolve_precision("auto", cpu, unet) == torch.float32
+    assert resolve_precision("bf16", cpu, unet) == torch.bfloat16
+    bm3d_model = FormResNet(ModelConfig(formatter="bm3d", residual=TINY_UNET))
+    assert resolve_precision("auto", cpu, bm3d_model) == torch.float32
+    with pytest.raises(InvalidOptionError, match="does not support"):
+        resolve_precision("fp16", cpu, bm3d_model)
+
+
+# -- fallbacks -------------------------------------------------------------------------------
+def test_out_of_memory_halves_the_tile(monkeypatch: pytest.MonkeyPatch) -> None:
+    model = make_model(TINY_UNET)
+    image = random_image(1, 200, 150)
+    expected = restore_tensor(model, image, LEVEL, tile=None)
+    forward = model.forward
+    sides: list[int] = []
+
+    def forward_with_small_memory(x: torch.Tensor, level: torch.Tensor) -> torch.Tensor:
+        sides.append(max(x.shape[-2:]))
+        if max(x.shape[-2:]) > 100:
+            raise torch.cuda.OutOfMemoryError("CUDA out of memory. Tried to allocate 2.00 GiB")
+        return forward(x, level)
+
+    monkeypatch.setattr(model, "forward", forward_with_small_memory)
+    restored = restore_tensor(model, image, LEVEL, tile=None, tile_overlap=4)
+    assert sides[:2] == [200, 100]  # untiled, then half
+    assert max(sides[2:]) <= 100
+    assert (restored - expected).abs().max() < 1e-4
+
+
+def test_out_of_memory_at_the_smallest_tile_is_one_line(monkeypatch: pytest.MonkeyPatch) -> None:
+    model = make_model(TINY_UNET)
+
+    def always_out_of_memory(x: torch.Tensor, level: torch.Tensor) -> torch.Tensor:
+        raise RuntimeError("DefaultCPUAllocator: can't allocate memory: you tried to allocate 9 GB")
+
+    monkeypatch.setattr(model, "forward", always_out_of_memory)
+    with pytest.raises(FormnetError, match="out of memory") as raised:
+        restore_tensor(model, random_image(1, 300, 300), LEVEL, tile=256)
+    assert "\n" not in str(raised.value)
+
+
+def test_other_runtime_errors_are_not_swallowed(monkeypatch: pytest.MonkeyPatch) -> None:
+    model = make_model(TINY_UNET)
+
+    def broken(x: torch.Tensor, level: torch.Tensor) -> torch.Tensor:
+        raise RuntimeError("shape mismatch")
+
+    monkeypatch.setattr(model, "forward", broken)
+    with pytest.raises(RuntimeError, match="shape mismatch"):
+        restore_tensor(model, random_image(1, 20, 20), LEVEL)
+
+
+def test_non_finite_half_precision_tiles_rerun_in_fp32(monkeypatch: pytest.MonkeyPatch) -> None:
+    model = make_model(TINY_UNET)
+    image = random_image(1, 50, 90)
+    options = {"tile": 72, "tile_overlap": 8}
+    expected = restore_tensor(model, image, LEVEL, precision="fp32", **options)
+    half = restore_tensor(model, image, LEVEL, precision="bf16", **options)
+    assert 0 < (half - expected).abs().max() < 0.1  # bf16 really ran, and roughly agrees
+    forward = model.forward
+    dtypes: list[bool] = []
+
+    def overflows_in_half(x: torch.Tensor, level: torch.Tensor) -> torch.Tensor:
+        in_half = torch.is_autocast_enabled("cpu")
+        dtypes.append(in_half)
+        output = forward(x, level)
+        return output * float("nan") if in_half else output
+
+    monkeypatch.setattr(model, "forward", overflows_in_half)
+    restored = restore_tensor(model, image, LEVEL, precision="bf16", batch_size=3, **options)
+    assert True in dtypes and False in dtypes
+    assert torch.isfinite(restored).all()
+    assert (restored - expected).abs().max() < 1e-5
+
+
+def test_bm3d_formatter_model_runs_tiled() -> None:
+    pytest.importorskip("bm3d")
+    model = make_model(TINY_UNET, formatter="bm3d")
+    image = random_image(1, 60, 16)
+    restored, tiles = restore_counting(model, image, LEVEL, tile=56, tile_overlap=0)
+    assert tiles > 1
+    assert restored.shape == image.shape and torch.isfinite(restored).all()
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
+def test_cuda_half_precision_matches_cpu() -> None:
+    model = make_model(TINY_UNET, channels=3)
+    image = random_image(3, 301, 257)
+    expected = restore_tensor(model, image, LEVEL, tile=None)
+    restored = restore_tensor(model, image, LEVEL, tile=128, device="cuda", batch_size=4)
+    assert restored.device.type == "cpu" and restored.dtype == torch.float32
+    assert next(model.parameters()).device.type == "cpu"
+    assert (restored - expected).abs().max() < 0.02
+    exact = restore_tensor(model, image, LEVEL, tile="auto", device="cuda", precision="fp32")
+    assert (exact - expected).abs().max() < 1e-3

@@ -1,0 +1,260 @@
+"""formnet eval / compare and the DnCNN MatConvNet reader, on tiny generated data."""
+
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+from typer.testing import CliRunner
+
+from formnet_cli import evaluate as ev
+from formnet_cli.checkpoint import save_checkpoint
+from formnet_cli.cli import app
+from formnet_cli.cli_eval import expand_multi_values
+from formnet_cli.config import ModelConfig, NetworkConfig
+from formnet_cli.models import FormResNet
+
+runner = CliRunner()
+
+
+def _image(seed: int, size: tuple[int, int] = (40, 48), color: bool = False) -> np.ndarray:
+    """A smooth ramp with a textured square (so it has a clear region of detail)."""
+    height, width = size
+    rng = np.random.default_rng(seed)
+    ramp = np.linspace(40, 200, width)[None, :] + np.linspace(0, 30, height)[:, None]
+    image = np.repeat(ramp[:, :, None], 3 if color else 1, axis=2)
+    image[8:24, 20:36] += rng.normal(0, 40, (16, 16, image.shape[2]))
+    return np.clip(image, 0, 255).astype(np.uint8)
+
+
+@pytest.fixture()
+def dataset(tmp_path: Path) -> Path:
+    folder = tmp_path / "tiny"
+    folder.mkdir()
+    for index in range(3):
+        Image.fromarray(_image(index)[:, :, 0], "L").save(folder / f"img{index}.png")
+    return folder
+
+
+@pytest.fixture()
+def color_dataset(tmp_path: Path) -> Path:
+    folder = tmp_path / "tinyrgb"
+    folder.mkdir()
+    for index in range(2):
+        Image.fromarray(_image(index, (36, 42), color=True), "RGB").save(folder / f"rgb{index}.png")
+    return folder
+
+
+def _checkpoint(folder: Path, task: str = "denoise", channels: int = 1, formatter: str = "none") -> Path:
+    torch.manual_seed(0)
+    config = ModelConfig(task=task, channels=channels, formatter=formatter,
+                         residual=NetworkConfig(widths=(8, 16), blocks_per_level=1),
+                         formatter_network=(NetworkConfig(widths=(8, 16), blocks_per_level=1)
+                                            if formatter == "cnn" else None))
+    return save_checkpoint(FormResNet(config), folder, f"tiny-{task}")
+
+
+def _invoke(*args: str) -> str:
+    result = runner.invoke(app, [str(a) for a in args], env={"COLUMNS": "160"})
+    assert result.exit_code == 0, result.output + repr(result.exception)
+    return result.output
+
+
+def test_eval_table_json_and_markdown(dataset: Path, tmp_path: Path) -> None:
+    model = _checkpoint(tmp_path / "model")
+    out_json, out_md = tmp_path / "r.json", tmp_path / "r.md"
+    output = _invoke("eval", dataset, "--task", "denoise", "--sigma", "15", "25", "--model", model,
+                     "--json", out_json, "--markdown", out_md, "--no-warmup")
+    assert "sigma 15" in output and "sigma 25" in output and "formnet tiny-denoise" in output
+    report = json.loads(out_json.read_text())
+    rows = [(r["label"], r["method"]) for r in report["results"]]
+    assert rows == [("sigma 15", "formnet tiny-denoise"), ("sigma 15", "input"),
+                    ("sigma 25", "formnet tiny-denoise"), ("sigma 25", "input")]
+    for row in report["results"]:
+        assert [image["image"] for image in row["images"]] == ["img0", "img1", "img2"]
+        assert row["mean_psnr"] == pytest.approx(np.mean([i["psnr"] for i in row["images"]]))
+        assert row["megapixels_per_second"] > 0
+    noisy15 = report["results"][1]["mean_psnr"]
+    noisy25 = report["results"][3]["mean_psnr"]
+    assert 24 < noisy15 < 26 and 20 < noisy25 < 21.5  # 20 log10(255 / sigma), less clipping
+    markdown = out_md.read_text()
+    assert markdown.count("| sigma 15 |") == 2 and "| PSNR (dB) |" in markdown
+
+
+def test_level_spellings_are_equivalent() -> None:
+    spaced = expand_multi_values(["BSD68", "--sigma", "15", "25", "50", "--baseline", "bm3d", "dncnn"])
+    assert spaced == ["BSD68", "--sigma", "15", "--sigma", "25", "--sigma", "50",
+                      "--baseline", "bm3d", "--baseline", "dncnn"]
+    from formnet_cli.cli_eval import parse_levels
+
+    assert parse_levels(["15,25", "50"], "denoise") == [15.0, 25.0, 50.0]
+    assert parse_levels(None, "jpeg") == [10.0, 20.0, 30.0, 40.0]
+
+
+def test_identical_images_report_inf(dataset: Path, tmp_path: Path) -> None:
+    out_json, out_md = tmp_path / "r.json", tmp_path / "r.md"
+    model = _checkpoint(tmp_path / "model")
+    _invoke("eval", dataset, "--sigma", "0", "--model", model, "--json", out_json,
+            "--markdown", out_md, "--no-warmup")
+    text = out_json.read_text()
+    report = json.loads(text)  # strict JSON: no bare Infinity
+    assert "Infinity" not in text
+    row = next(r for r in report["results"] if r["method"] == "input")
+    assert row["mean_psnr"] == "inf" and all(i["psnr"] == "inf" for i in row["images"])
+    assert row["mean_ssim"] == pytest.approx(1.0)
+    assert "| input | inf |" in out_md.read_text()
+
+
+def test_no_weights_row_and_bm3d(dataset: Path, monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    from formnet_cli import api
+    from formnet_cli.errors import ModelNotFoundError
+
+    def missing(*args, **kwargs):
+        raise ModelNotFoundError("no weights")
+
+    monkeypatch.setattr(api, "load_model", missing)
+    out_json = tmp_path / "r.json"
+    _invoke("eval", dataset, "--sigma", "25", "--baseline", "bm3d", "--limit", "1",
+            "--json", out_json, "--no-warmup")
+    report = json.loads(out_json.read_text())
+    rows = {r["method"]: r for r in report["results"]}
+    assert rows["formnet"]["note"] == "no weights yet" and rows["formnet"]["mean_psnr"] is None
+    assert rows["BM3D"]["mean_psnr"] > rows["input"]["mean_psnr"] + 3
+
+
+def test_sr_uses_y_channel_and_bicubic(color_dataset: Path, tmp_path: Path) -> None:
+    model = _checkpoint(tmp_path / "sr", task="sr")
+    out_json = tmp_path / "r.json"
+    _invoke("eval", color_dataset, "--task", "sr", "--scale", "2", "--model", model,
+            "--json", out_json, "--no-warmup")
+    report = json.loads(out_json.read_text())
+    assert [r["method"] for r in report["results"]] == ["formnet tiny-sr", "bicubic"]
+    bicubic = report["results"][1]
+    # The same figure by hand: modcrop, MATLAB bicubic down and up, Y of the 8-bit images.
+    from formnet_cli import degradations, metrics
+
+    clean = degradations.modcrop(_image(0, (36, 42), color=True), 2)
+    low = degradations.imresize(clean / 255.0, scale=0.5)
+    up = ev.to_uint8(degradations.imresize(low, scale=2))
+    assert bicubic["images"][0]["psnr"] == pytest.approx(metrics.sr_psnr(clean, up, 2), abs=1e-6)
+
+
+def test_save_images_writes_strips(dataset: Path, tmp_path: Path) -> None:
+    model = _checkpoint(tmp_path / "model", formatter="cnn")
+    out = tmp_path / "out"
+    _invoke("eval", dataset, "--sigma", "25", "--model", model, "--limit", "1",
+            "--save-images", out, "--no-warmup")
+    folder = out / "sigma25"
+    names = sorted(p.name for p in folder.iterdir())
+    assert names == ["img0_degraded.png", "img0_formnet-tiny-denoise.png",
+                     "img0_formnet-tiny-denoise_strip.png"]
+    strip = Image.open(folder / "img0_formnet-tiny-denoise_strip.png")
+    assert strip.width == ev.strip_width(48, 4)  # degraded | formatted | restored | clean
+
+
+def test_compare_strip_width(tmp_path: Path) -> None:
+    clean = _image(1)
+    noisy = np.clip(clean + np.random.default_rng(0).normal(0, 20, clean.shape), 0, 255).astype(np.uint8)
+    paths = []
+    for name, image in (("noisy", noisy), ("restored", clean), ("clean", clean)):
+        Image.fromarray(image[:, :, 0], "L").save(tmp_path / f"{name}.png")
+        paths.append(tmp_path / f"{name}.png")
+    target = tmp_path / "side.png"
+    output = _invoke("compare", paths[0], paths[1], "--reference", paths[2], "-o", target)
+    assert "wrote" in output
+    strip = Image.open(target)
+    assert strip.width == ev.strip_width(48, 3) and strip.mode == "RGB"
+
+
+def test_detail_window_finds_texture() -> None:
+    image = _image(0, (64, 64))
+    top, left = ev.detail_window(image, 16)
+    assert 4 <= top <= 12 and 16 <= left <= 24  # the textured square at rows 8-24, cols 20-36
+
+
+# -- DnCNN MatConvNet reader ---------------------------------------------------------------
+def _write_matconvnet(path: Path, layers: list) -> None:
+    """A MATLAB v7.3-like file: net/layers (N x 1 object refs) -> struct groups.
+
+    Each conv layer is ``("conv", W, b)`` with ``W`` in MATLAB's ``(kh, kw, in, out)``;
+    it is stored as MATLAB does: trailing singleton axes dropped, axes reversed by HDF5.
+    """
+    h5py = pytest.importorskip("h5py")
+    with h5py.File(path, "w") as handle:
+        refs = handle.create_group("#refs#")
+        layer_refs = []
+        for index, layer in enumerate(layers):
+            group = refs.create_group(f"layer{index}")
+            kind = layer[0]
+            group["type"] = np.array([[ord(c)] for c in kind], dtype=np.uint16)
+            if kind == "conv":
+                weight, bias = layer[1], layer[2]
+                shape = list(weight.shape)
+                while len(shape) > 2 and shape[-1] == 1:
+                    shape.pop()
+                stored_w = refs.create_dataset(f"w{index}", data=np.transpose(weight.reshape(shape)))
+                stored_b = refs.create_dataset(f"b{index}", data=np.asarray(bias, np.float32).reshape(1, -1))
+                group.create_dataset("weights", data=np.array([[stored_w.ref], [stored_b.ref]],
+                                                              dtype=h5py.ref_dtype))
+                group["pad"] = np.array([[1.0]])
+                group["stride"] = np.array([[1.0]])
+            else:
+                group["leak"] = np.array([[0.0]])
+            layer_refs.append(group.ref)
+        net = handle.create_group("net")
+        net.create_dataset("layers", data=np.array([[r] for r in layer_refs], dtype=h5py.ref_dtype))
+
+
+def test_dncnn_reader_single_conv_matches_hand_computation(tmp_path: Path) -> None:
+    from formnet_cli.peers import load_dncnn
+
+    kernel = np.arange(1, 10, dtype=np.float32).reshape(3, 3)  # rows: 1 2 3 / 4 5 6 / 7 8 9
+    path = tmp_path / "one.mat"
+    _write_matconvnet(path, [("conv", kernel.reshape(3, 3, 1, 1), [0.5])])
+    net = load_dncnn(path)
+    impulse = torch.zeros(1, 1, 5, 5)
+    impulse[0, 0, 2, 2] = 1.0
+    restored = net(impulse)[0, 0]
+    # Cross-correlation with zero padding: y[i, j] = sum K[a, b] x[i + a - 1, j + b - 1] + b,
+    # so an impulse at (2, 2) shows the kernel flipped: y[1, 1] = K[2, 2] = 9, y[1, 3] = K[2, 0] = 7.
+    assert restored[2, 2].item() == pytest.approx(1 - (5 + 0.5))
+    assert restored[1, 1].item() == pytest.approx(-(9 + 0.5))
+    assert restored[1, 3].item() == pytest.approx(-(7 + 0.5))
+    assert restored[3, 1].item() == pytest.approx(-(3 + 0.5))
+    assert restored[2, 1].item() == pytest.approx(-(6 + 0.5))  # K[1, 2]
+    assert restored[0, 0].item() == pytest.approx(-0.5)
+
+
+def test_dncnn_reader_relu_stack_and_dropped_singleton(tmp_path: Path) -> None:
+    from formnet_cli.peers import load_dncnn
+
+    rng = np.random.default_rng(0)
+    kernel = rng.normal(size=(3, 3)).astype(np.float32)
+    first = np.stack([kernel, -kernel], axis=-1)[:, :, None, :]  # (3, 3, in 1, out 2)
+    last = np.zeros((3, 3, 2, 1), np.float32)  # MATLAB stores it as (3, 3, 2)
+    last[1, 1, 0, 0], last[1, 1, 1, 0] = 1.0, -1.0  # relu(Kx) - relu(-Kx) = Kx
+    path = tmp_path / "stack.mat"
+    _write_matconvnet(path, [("conv", first, [0.0, 0.0]), ("relu",), ("conv", last, [0.0])])
+    net = load_dncnn(path)
+    assert net.depth == 2 and net.channels == 1
+    x = torch.from_numpy(rng.random((1, 1, 6, 7)).astype(np.float32))
+    expected = x - torch.nn.functional.conv2d(x, torch.from_numpy(kernel)[None, None], padding=1)
+    assert torch.allclose(net(x), expected, atol=1e-5)
+
+
+def test_dncnn_method_on_sr_uses_luma(tmp_path: Path) -> None:
+    from formnet_cli.peers import load_dncnn
+
+    path = tmp_path / "zero.mat"
+    _write_matconvnet(path, [("conv", np.zeros((3, 3, 1, 1), np.float32), [0.0])])
+    method = ev.DnCNNMethod({None: load_dncnn(path)}, name="DnCNN-3")
+    sample = ev.degrade("x", _image(2, (36, 42), color=True), ev.Setting("sr", 3))
+    restored = method.restore(sample)  # a zero residual: exactly bicubic
+    bicubic = ev.DegradedInput().restore(sample)
+    assert np.allclose(restored, bicubic, atol=1e-5)
+    assert math.isclose(ev.score(sample, restored)[0], ev.score(sample, bicubic)[0], abs_tol=0.05)

@@ -1,0 +1,472 @@
+"""Image I/O: round trips per format and depth, metadata, bad input, atomic writes."""
+
+from __future__ import annotations
+
+import io
+import zlib
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+from PIL import Image, ImageCms, ImageFile, ImageOps
+
+from formnet_cli import imageio
+from formnet_cli.errors import ImageReadError, ImageWriteError, InvalidOptionError
+from formnet_cli.imageio import (
+    IMAGE_EXTENSIONS,
+    LoadedImage,
+    is_image_path,
+    read_image,
+    read_image_bytes,
+    to_uint,
+    write_image,
+)
+
+RNG = np.random.default_rng(0)
+SRGB_ICC = ImageCms.ImageCmsProfile(ImageCms.createProfile("sRGB")).tobytes()
+
+
+def random_uint(shape: tuple[int, ...], bit_depth: int) -> np.ndarray:
+    dtype = np.uint8 if bit_depth == 8 else np.uint16
+    return RNG.integers(0, 2**bit_depth, size=shape, dtype=np.uint64).astype(dtype)
+
+
+def exif_with_orientation(orientation: int) -> Image.Exif:
+    exif = Image.Exif()
+    exif[0x0112] = orientation
+    exif[0x010F] = "TestCam"  # Make
+    return exif
+
+
+def save_16bit_colour(path: Path, rgb: np.ndarray) -> None:
+    """Write 16-bit RGB(A) with OpenCV, the reference encoder for these files."""
+    bgr = rgb[:, :, [2, 1, 0, *range(3, rgb.shape[2])]]
+    assert cv2.imwrite(str(path), np.ascontiguousarray(bgr))
+
+
+# ----------------------------------------------------------------------------- round trips
+
+
+@pytest.mark.parametrize("channels", [1, 3])
+@pytest.mark.parametrize("extension", [".png", ".tif", ".bmp", ".webp"])
+def test_lossless_8bit_round_trip_is_exact(tmp_path, channels, extension):
+    values = random_uint((9, 7, channels), 8)
+    source = tmp_path / f"in{extension}"
+    Image.fromarray(values[:, :, 0] if channels == 1 else values).save(source, lossless=True)
+
+    image = read_image(source)
+    assert image.pixels.dtype == np.float32 and image.bit_depth == 8
+    expected_channels = 3 if extension == ".webp" else channels  # WebP has no grey
+    assert image.pixels.shape == (9, 7, expected_channels)
+    assert np.array_equal(to_uint(image.pixels, 8)[:, :, :channels], values)
+
+    target = tmp_path / f"out{extension}"
+    write_image(target, image)
+    again = read_image(target)
+    assert np.array_equal(again.pixels, image.pixels)
+
+
+@pytest.mark.parametrize("extension", [".png", ".tiff"])
+def test_16bit_grey_round_trip_keeps_values_above_255(tmp_path, extension):
+    values = random_uint((8, 6), 16)
+    values[0, 0] = 65535
+    values[0, 1] = 257  # would collapse to 1 at 8 bits
+    source = tmp_path / f"grey16{extension}"
+    Image.fromarray(values).save(source)
+
+    image = read_image(source)
+    assert image.bit_depth == 16 and image.pixels.shape == (8, 6, 1)
+    assert np.array_equal(to_uint(image.pixels, 16)[:, :, 0], values)
+
+    target = tmp_path / f"out{extension}"
+    write_image(target, image)
+    with Image.open(target) as written:
+        assert written.mode.startswith("I;16")
+        assert np.array_equal(np.asarray(written), values)
+
+
+@pytest.mark.parametrize("extension", [".png", ".tiff"])
+def test_16bit_rgb_round_trip_is_exact(tmp_path, extension):
+    rgb = random_uint((7, 5, 3), 16)
+    rgb[0, 0] = (65535, 300, 1)
+    source = tmp_path / f"rgb16{extension}"
+    save_16bit_colour(source, rgb)
+
+    image = read_image(source)
+    assert image.bit_depth == 16 and image.pixels.shape == (7, 5, 3) and image.alpha is None
+    assert np.array_equal(to_uint(image.pixels, 16), rgb)  # channel order is RGB
+
+    target = tmp_path / f"out{extension}"
+    write_image(target, image)
+    decoded = cv2.imread(str(target), cv2.IMREAD_UNCHANGED)
+    assert decoded.dtype == np.uint16
+    assert np.array_equal(decoded[:, :, ::-1], rgb)
+
+
+def test_16bit_rgba_png_keeps_alpha_at_16_bits(tmp_path):
+    rgba = random_uint((4, 6, 4), 16)
+    source = tmp_path / "rgba16.png"
+    save_16bit_colour(source, rgba)
+
+    image = read_image(source)
+    assert image.bit_depth == 16 and image.alpha is not None
+    assert np.array_equal(to_uint(image.alpha, 16), rgba[:, :, 3])
+
+    target = tmp_path / "out.png"
+    write_image(target, image)
+    assert np.array_equal(read_image(target).alpha, image.alpha)
+
+
+def test_16bit_grey_alpha_png_is_read_as_grey(tmp_path):
+    grey_alpha = random_uint((3, 4, 2), 16)
+    source = tmp_path / "la16.png"
+    source.write_bytes(encode_png(grey_alpha, colour_type=4))
+
+    image = read_image(source)
+    assert image.pixels.shape == (3, 4, 1) and image.bit_depth == 16
+    assert np.array_equal(to_uint(image.pixels, 16)[:, :, 0], grey_alpha[:, :, 0])
+    assert np.array_equal(to_uint(image.alpha, 16), grey_alpha[:, :, 1])
+
+
+def encode_png(samples: np.ndarray, colour_type: int) -> bytes:
+    """A minimal 16-bit PNG (filter 0), for layouts no installed encoder writes."""
+    height, width, _ = samples.shape
+
+    def chunk(kind: bytes, body: bytes) -> bytes:
+        crc = zlib.crc32(kind + body).to_bytes(4, "big")
+        return len(body).to_bytes(4, "big") + kind + body + crc
+
+    size = width.to_bytes(4, "big") + height.to_bytes(4, "big")
+    header = size + bytes([16, colour_type, 0, 0, 0])  # depth, colour type, methods
+    rows = b"".join(b"\0" + row.astype(">u2").tobytes() for row in samples)
+    return (
+        b"\x89PNG\r\n\x1a\n"
+        + chunk(b"IHDR", header)
+        + chunk(b"IDAT", zlib.compress(rows))
+        + chunk(b"IEND", b"")
+    )
+
+
+@pytest.mark.parametrize("mode", ["LA", "RGBA"])
+def test_alpha_is_returned_separately_and_written_back(tmp_path, mode):
+    channels = len(mode)
+    values = random_uint((6, 5, channels), 8)
+    source = tmp_path / "alpha.png"
+    Image.fromarray(values, mode).save(source)
+
+    image = read_image(source)
+    assert image.pixels.shape == (6, 5, channels - 1)
+    assert np.array_equal(to_uint(image.alpha, 8), values[:, :, -1])
+
+    target = tmp_path / "out.png"
+    write_image(target, image)
+    with Image.open(target) as written:
+        assert written.mode == mode
+        assert np.array_equal(np.asarray(written), values)
+
+
+def test_alpha_is_dropped_for_jpeg(tmp_path):
+    image = LoadedImage(np.full((8, 8, 3), 0.5, np.float32), alpha=np.zeros((8, 8), np.float32))
+    target = tmp_path / "out.jpg"
+    write_image(target, image)
+    with Image.open(target) as written:
+        assert written.mode == "RGB"
+    grey = LoadedImage(np.full((8, 8, 1), 0.5, np.float32), alpha=np.ones((8, 8), np.float32))
+    write_image(target, grey)
+    with Image.open(target) as written:
+        assert written.mode == "L"
+
+
+def test_palette_image_becomes_rgb_or_rgba(tmp_path):
+    palette_image = Image.fromarray(random_uint((5, 5, 3), 8)).quantize(colors=8)
+    expected = np.asarray(palette_image.convert("RGB"))
+    source = tmp_path / "palette.png"
+    palette_image.save(source)
+    image = read_image(source)
+    assert image.pixels.shape == (5, 5, 3) and image.alpha is None
+    assert np.array_equal(to_uint(image.pixels, 8), expected)
+
+    transparent = tmp_path / "transparent.png"
+    palette_image.save(transparent, transparency=0)
+    image = read_image(transparent)
+    index = np.asarray(palette_image)
+    assert image.alpha is not None
+    assert np.array_equal(image.alpha == 0, index == 0)
+
+
+def test_one_bit_and_cmyk_images_are_converted(tmp_path):
+    bits = Image.fromarray(np.eye(6, dtype=bool))
+    bits.save(tmp_path / "bits.png")
+    image = read_image(tmp_path / "bits.png")
+    assert image.pixels.shape == (6, 6, 1)
+    assert np.array_equal(image.pixels[:, :, 0], np.eye(6, dtype=np.float32))
+
+    Image.new("CMYK", (4, 3), (0, 255, 255, 0)).save(tmp_path / "cmyk.tif")
+    image = read_image(tmp_path / "cmyk.tif")
+    assert image.pixels.shape == (3, 4, 3)
+    assert np.allclose(image.pixels[0, 0], [1.0, 0.0, 0.0])  # pure red
+
+
+# ----------------------------------------------------------------------------- metadata
+
+
+@pytest.mark.parametrize("extension", [".jpg", ".png"])
+def test_exif_orientation_is_applied_and_reset_to_1(tmp_path, extension):
+    values = np.zeros((4, 10, 3), np.uint8)
+    values[0, 0] = 255  # marks the top-left corner
+    source = tmp_path / f"rotated{extension}"
+    Image.fromarray(values).save(source, exif=exif_with_orientation(6))
+
+    image = read_image(source)
+    assert image.pixels.shape[:2] == (10, 4)  # orientation 6: rotate 90 degrees clockwise
+    assert image.pixels[0, -1].mean() > 0.8  # top-left went to top-right
+
+    target = tmp_path / f"out{extension}"
+    write_image(target, image)
+    with Image.open(target) as written:
+        exif = written.getexif()
+        assert exif.get(0x0112, 1) == 1
+        assert exif.get(0x010F) == "TestCam"  # the rest of EXIF is carried
+        assert written.size == (4, 10)
+
+
+@pytest.mark.parametrize("orientation", range(1, 9))
+def test_orientation_matches_pillow_exif_transpose(tmp_path, orientation):
+    values = random_uint((3, 5, 3), 8)
+    source = tmp_path / "oriented.png"
+    Image.fromarray(values).save(source, exif=exif_with_orientation(orientation))
+    with Image.open(source) as opened:
+        expected = np.asarray(ImageOps.exif_transpose(opened))
+    assert np.array_equal(to_uint(read_image(source).pixels, 8), expected)
+
+
+def test_orientation_is_applied_to_16bit_colour(tmp_path):
+    rgb = random_uint((3, 5, 3), 16)
+    source = tmp_path / "rgb16.png"
+    ok, buffer = cv2.imencodeWithMetadata(
+        ".png",
+        np.ascontiguousarray(rgb[:, :, ::-1]),
+        [cv2.IMAGE_METADATA_EXIF],
+        [np.frombuffer(exif_with_orientation(6).tobytes()[6:], np.uint8)],
+    )
+    source.write_bytes(buffer.tobytes())
+    image = read_image(source)
+    assert np.array_equal(to_uint(image.pixels, 16), np.rot90(rgb, k=-1))
+
+
+@pytest.mark.parametrize("extension", [".png", ".jpg", ".tif", ".webp"])
+def test_icc_profile_is_carried(tmp_path, extension):
+    source = tmp_path / f"icc{extension}"
+    Image.new("RGB", (6, 4), (200, 100, 50)).save(source, icc_profile=SRGB_ICC)
+    image = read_image(source)
+    assert image.icc_profile == SRGB_ICC
+
+    target = tmp_path / f"out{extension}"
+    write_image(target, image)
+    with Image.open(target) as written:
+        assert written.info.get("icc_profile") == SRGB_ICC
+
+
+def test_icc_profile_and_exif_survive_16bit_png(tmp_path):
+    image = LoadedImage(
+        random_uint((4, 4, 3), 16).astype(np.float32) / 65535,
+        bit_depth=16,
+        icc_profile=SRGB_ICC,
+        exif=exif_with_orientation(1).tobytes(),
+    )
+    write_image(tmp_path / "out.png", image)
+    again = read_image(tmp_path / "out.png")
+    assert again.icc_profile == SRGB_ICC
+    exif = Image.Exif()
+    exif.load(again.exif)
+    assert exif[0x010F] == "TestCam"
+    assert again.bit_depth == 16 and np.array_equal(again.pixels, image.pixels)
+
+
+def test_grey_image_drops_an_rgb_profile(tmp_path):
+    image = LoadedImage(np.full((4, 4, 1), 0.25, np.float32), icc_profile=SRGB_ICC)
+    write_image(tmp_path / "out.png", image)
+    with Image.open(tmp_path / "out.png") as written:
+        assert "icc_profile" not in written.info
+
+
+def test_jpeg_quality_is_honoured(tmp_path):
+    noise = LoadedImage(RNG.random((64, 64, 3), dtype=np.float32))
+    write_image(tmp_path / "high.jpg", noise)
+    write_image(tmp_path / "low.jpeg", noise, jpeg_quality=20)
+    assert (tmp_path / "low.jpeg").stat().st_size < (tmp_path / "high.jpg").stat().st_size
+    with pytest.raises(InvalidOptionError):
+        write_image(tmp_path / "bad.jpg", noise, jpeg_quality=0)
+
+
+def test_16bit_image_is_written_as_8bit_jpeg(tmp_path):
+    image = LoadedImage(np.full((8, 8, 3), 0.5, np.float32), bit_depth=16)
+    write_image(tmp_path / "out.jpg", image)
+    assert read_image(tmp_path / "out.jpg").bit_depth == 8
+
+
+# ----------------------------------------------------------------------------- formats, quantising
+
+
+def test_explicit_format_overrides_the_extension(tmp_path):
+    target = tmp_path / "no_extension"
+    write_image(target, LoadedImage(np.zeros((2, 2, 3), np.float32)), format="jpg")
+    with Image.open(target) as written:
+        assert written.format == "JPEG"
+    assert read_image(target).source_format == "JPEG"
+
+
+def test_is_image_path_and_extensions():
+    assert is_image_path("a/B.PNG") and is_image_path("x.JpEg") and is_image_path(Path("y.tiff"))
+    assert not is_image_path("notes.txt") and not is_image_path("png")
+    assert {".png", ".jpg", ".jpeg", ".tif", ".tiff", ".bmp", ".webp"} == IMAGE_EXTENSIONS
+
+
+def test_to_uint_rounds_and_clips():
+    pixels = np.array([-0.5, 0.0, 0.4 / 255, 0.6 / 255, 1.0, 2.0, np.nan], np.float32)
+    assert to_uint(pixels, 8).tolist() == [0, 0, 0, 1, 255, 255, 0]
+    assert to_uint(np.float32([0.5]), 16).tolist() == [32768]  # 32767.5 rounds half to even
+    assert to_uint(np.float32([257 / 65535]), 16).dtype == np.uint16
+
+
+def test_read_image_bytes_matches_file(tmp_path):
+    buffer = io.BytesIO()
+    Image.new("RGB", (3, 2), (1, 2, 3)).save(buffer, format="PNG")
+    image = read_image_bytes(buffer.getvalue(), "memory.png")
+    assert image.source_format == "PNG" and to_uint(image.pixels[0, 0], 8).tolist() == [1, 2, 3]
+
+
+def test_loaded_image_validates_shapes():
+    assert LoadedImage(np.zeros((2, 3))).pixels.shape == (2, 3, 1)
+    with pytest.raises(ValueError):
+        LoadedImage(np.zeros((2, 3, 2)))
+    with pytest.raises(ValueError):
+        LoadedImage(np.zeros((2, 3, 3)), alpha=np.zeros((3, 2)))
+
+
+# ----------------------------------------------------------------------------- bad input
+
+
+def png_bytes() -> bytes:
+    buffer = io.BytesIO()
+    Image.fromarray(random_uint((64, 64, 3), 8)).save(buffer, format="PNG")
+    return buffer.getvalue()
+
+
+def corrupt_png_bytes() -> bytes:
+    """A complete PNG whose compressed pixel data starts with a broken zlib header."""
+    data = bytearray(png_bytes())
+    assert data[37:41] == b"IDAT"
+    data[41:43] = b"\xff\xff"
+    return bytes(data)
+
+
+def jpeg_bytes() -> bytes:
+    buffer = io.BytesIO()
+    Image.fromarray(random_uint((64, 64, 3), 8)).save(buffer, format="JPEG")
+    return buffer.getvalue()
+
+
+@pytest.mark.parametrize(
+    ("name", "content", "reason"),
+    [
+        ("empty.png", b"", "empty file"),
+        ("notes.png", b"just some text, not pixels\n", "not a supported image"),
+        ("cut.png", png_bytes()[:400], "truncated or corrupt"),
+        ("cut.jpg", jpeg_bytes()[:600], "truncated or corrupt"),
+        ("bad.png", corrupt_png_bytes(), "truncated or corrupt"),
+    ],
+)
+def test_bad_input_raises_one_line_read_error(tmp_path, name, content, reason):
+    path = tmp_path / name
+    path.write_bytes(content)
+    with pytest.raises(ImageReadError) as caught:
+        read_image(path)
+    message = str(caught.value)
+    assert message.startswith(f"{path}: ") and reason in message and "\n" not in message
+    assert ImageFile.LOAD_TRUNCATED_IMAGES is False
+
+
+def test_truncated_16bit_png_raises(tmp_path):
+    full = tmp_path / "full.png"
+    save_16bit_colour(full, random_uint((64, 64, 3), 16))
+    cut = tmp_path / "cut.png"
+    cut.write_bytes(full.read_bytes()[:2000])
+    with pytest.raises(ImageReadError, match="truncated or corrupt"):
+        read_image(cut)
+
+
+def test_missing_file_and_folder_raise_read_error(tmp_path):
+    with pytest.raises(ImageReadError, match="file not found"):
+        read_image(tmp_path / "missing.png")
+    with pytest.raises(ImageReadError, match="is a folder"):
+        read_image(tmp_path)
+
+
+@pytest.mark.parametrize("pixels_over_limit", [1.5, 3.0])  # warning zone and error zone
+def test_decompression_bomb_raises_read_error(tmp_path, monkeypatch, pixels_over_limit):
+    path = tmp_path / "bomb.png"
+    Image.new("L", (100, 100)).save(path)
+    monkeypatch.setattr(Image, "MAX_IMAGE_PIXELS", int(100 * 100 / pixels_over_limit))
+    with pytest.raises(ImageReadError, match="decompression bomb"):
+        read_image(path)
+
+
+# ----------------------------------------------------------------------------- writing failures
+
+
+def failing_save(exception: BaseException):
+    def save(self, fp, *args, **kwargs):
+        fp.write(b"half an image")
+        raise exception
+
+    return save
+
+
+@pytest.mark.parametrize("exception", [OSError("disk full"), KeyboardInterrupt()])
+def test_failed_write_leaves_no_partial_file(tmp_path, monkeypatch, exception):
+    monkeypatch.setattr(Image.Image, "save", failing_save(exception))
+    image = LoadedImage(np.zeros((4, 4, 3), np.float32))
+    expected = ImageWriteError if isinstance(exception, OSError) else KeyboardInterrupt
+    with pytest.raises(expected):
+        write_image(tmp_path / "out.png", image)
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_failed_write_keeps_the_previous_file(tmp_path, monkeypatch):
+    target = tmp_path / "out.png"
+    write_image(target, LoadedImage(np.zeros((4, 4, 3), np.float32)))
+    before = target.read_bytes()
+    monkeypatch.setattr(Image.Image, "save", failing_save(ValueError("encoder broke")))
+    with pytest.raises(ImageWriteError, match="cannot encode as PNG"):
+        write_image(target, LoadedImage(np.ones((4, 4, 3), np.float32)))
+    assert target.read_bytes() == before
+    assert [p.name for p in tmp_path.iterdir()] == ["out.png"]
+
+
+def test_successful_write_leaves_no_temporary_file(tmp_path):
+    write_image(tmp_path / "out.tif", LoadedImage(np.zeros((4, 4, 3), np.float32), bit_depth=16))
+    assert [p.name for p in tmp_path.iterdir()] == ["out.tif"]
+
+
+def test_unwritable_destinations_raise_write_error(tmp_path):
+    image = LoadedImage(np.zeros((2, 2, 1), np.float32))
+    blocker = tmp_path / "file.txt"
+    blocker.write_text("a file, not a folder")
+    with pytest.raises(ImageWriteError, match="is not a folder"):
+        write_image(blocker / "out.png", image)
+    with pytest.raises(ImageWriteError, match="does not exist"):
+        write_image(tmp_path / "missing" / "out.png", image)
+    with pytest.raises(ImageWriteError, match="unsupported output format"):
+        write_image(tmp_path / "out.gif", image)
+    (tmp_path / "folder.png").mkdir()
+    with pytest.raises(ImageWriteError, match="cannot write PNG file"):
+        write_image(tmp_path / "folder.png", image)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["file.txt", "folder.png"]
+
+
+def test_output_format_names():
+    assert imageio.output_format("x.JPG") == "JPEG"
+    assert imageio.output_format("x.png", ".tif") == "TIFF"
+    assert imageio.output_format("x", "WebP") == "WEBP"

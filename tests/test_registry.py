@@ -1,0 +1,235 @@
+"""Registry: manifest schema, resolution order, defaults, listings and their one-line errors."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from formnet_cli import registry
+from formnet_cli.checkpoint import load_checkpoint, save_checkpoint
+from formnet_cli.config import ModelConfig, NetworkConfig
+from formnet_cli.errors import DownloadError, InvalidOptionError, ModelNotFoundError
+from formnet_cli.hub import ManifestError, manifest_entry_for, parse_manifest
+from formnet_cli.models import FormResNet, count_parameters
+
+COMMIT = "0123456789abcdef0123456789abcdef01234567"
+REPO = "formnet/formnet-weights"
+
+
+def make_checkpoint(folder: Path, task: str = "denoise", channels: int = 1,
+                    scores: dict[str, float] | None = None) -> Path:
+    """A real (tiny) checkpoint folder: config.json, model.safetensors, README.md."""
+    config = ModelConfig(task=task, channels=channels,
+                         residual=NetworkConfig(kind="plain", widths=(4,), depth=2, unshuffle=1))
+    return save_checkpoint(FormResNet(config), folder, folder.name, card=f"# {folder.name}\n",
+                           scores=scores or {"set12_sigma25_psnr": 30.5})
+
+
+def write_manifest(folder: Path, entries: list[dict], revision: str | None = None) -> Path:
+    folder.mkdir(parents=True, exist_ok=True)
+    path = folder / "manifest.json"
+    path.write_text(json.dumps({"schema_version": 1, "hub": {"repo": REPO, "revision": revision},
+                                "models": entries}))
+    return path
+
+
+def put_in_cache(cache: Path, source: Path, subfolder: str, commit: str = COMMIT,
+                 repo: str = REPO) -> Path:
+    """Lay a model out the way huggingface_hub's cache does (snapshot files; no network)."""
+    snapshot = cache / f"models--{repo.replace('/', '--')}" / "snapshots" / commit / subfolder
+    snapshot.mkdir(parents=True)
+    for file in source.iterdir():
+        (snapshot / file.name).write_bytes(file.read_bytes())
+    return snapshot
+
+
+@pytest.fixture(autouse=True)
+def isolated(monkeypatch, tmp_path):
+    from huggingface_hub import constants
+
+    for name in ("FORMNET_WEIGHTS_DIR", "FORMNET_HUB_REPO", "FORMNET_HUB_REVISION", "HF_ENDPOINT"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setattr(constants, "HF_HUB_CACHE", str(tmp_path / "hub-cache"))
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory) -> Path:
+    return make_checkpoint(tmp_path_factory.mktemp("trained") / "denoise-gray")
+
+
+@pytest.fixture
+def setup(tmp_path, trained):
+    """A manifest listing a published gray denoiser and an unpublished color one."""
+    bundled = tmp_path / "weights"
+    gray = manifest_entry_for(trained, default=True, revision=COMMIT)
+    color_folder = make_checkpoint(bundled / "denoise-color", channels=3)
+    color = manifest_entry_for(color_folder, default=True)
+    manifest = registry.load_manifest(write_manifest(bundled, [gray, color]))
+    return manifest, bundled
+
+
+def test_bundled_manifest_loads_and_lists_nothing_yet():
+    manifest = registry.load_manifest()
+    assert (manifest.folder / "manifest.json").is_file()
+    assert manifest.repo == REPO
+    assert all(entry.revision is None or len(entry.revision) == 40 for entry in manifest.models)
+
+
+def test_manifest_entry_for_describes_the_folder(trained):
+    entry = manifest_entry_for(trained, revision=COMMIT)
+    assert (entry["task"], entry["channels"], entry["revision"]) == ("denoise", 1, COMMIT)
+    assert [file["path"] for file in entry["files"]] == ["config.json", "model.safetensors",
+                                                         "README.md"]
+    weights = next(file for file in entry["files"] if file["path"] == "model.safetensors")
+    assert weights["size"] == (trained / "model.safetensors").stat().st_size
+    parsed = parse_manifest({"hub": {"repo": REPO}, "models": [entry]}, folder=trained.parent)
+    assert parsed.models[0].subfolder == "denoise-gray"
+    assert parsed.models[0].repo_path(parsed.models[0].files[0]) == "denoise-gray/config.json"
+
+
+def test_entry_revision_inherits_hub_revision_and_null_means_unpublished(trained):
+    entry = manifest_entry_for(trained)
+    del entry["revision"]
+    unpublished = dict(entry, name="other", revision=None)
+    manifest = parse_manifest({"hub": {"repo": REPO, "revision": COMMIT},
+                               "models": [entry, unpublished]}, folder=trained.parent)
+    assert manifest.require("denoise-gray").revision == COMMIT
+    assert manifest.require("other").published is False
+
+
+@pytest.mark.parametrize("change, message", [
+    (lambda e: e.update(revision="main"), "full 40-digit commit"),
+    (lambda e: e.update(task="deblur"), "task must be one of"),
+    (lambda e: e.update(channels=2), "channels must be 1 or 3"),
+    (lambda e: e["files"][0].update(sha256="abc"), "sha256 must be 64"),
+    (lambda e: e["files"][0].update(path="../config.json"), "plain file name"),
+    (lambda e: e.pop("task"), "lacks 'task'"),
+])
+def test_invalid_manifest_entries_are_one_line_errors(trained, change, message):
+    entry = manifest_entry_for(trained)
+    change(entry)
+    with pytest.raises(ManifestError, match=message) as caught:
+        parse_manifest({"hub": {"repo": REPO}, "models": [entry]}, folder=trained.parent)
+    assert "\n" not in str(caught.value)
+
+
+def test_two_defaults_for_the_same_task_and_channels_are_rejected(trained):
+    entry = manifest_entry_for(trained, default=True)
+    with pytest.raises(ManifestError, match="two defaults"):
+        parse_manifest({"hub": {"repo": REPO}, "models": [entry, dict(entry, name="copy")]},
+                       folder=trained.parent)
+
+
+def test_default_model_is_an_exact_task_and_channels_match(setup):
+    manifest, _ = setup
+    assert registry.default_model_name("denoise", 1, manifest) == "denoise-gray"
+    assert registry.default_model_name("denoise", 3, manifest) == "denoise-color"
+    with pytest.raises(ModelNotFoundError) as caught:
+        registry.default_model_name("sr", 1, manifest)
+    assert str(caught.value).startswith("no trained weights for task 'sr' (gray)")
+
+
+def test_missing_published_default_says_which_download_gets_it(setup):
+    manifest, _ = setup
+    with pytest.raises(ModelNotFoundError) as caught:
+        registry.resolve_model(None, "denoise", 1, manifest=manifest)
+    message = str(caught.value)
+    assert message == ("no trained weights for task 'denoise' (gray) on this machine; run "
+                       "'formnet download-weights denoise-gray' or pass --model PATH")
+
+
+def test_resolution_order_path_folder_cache_bundled(setup, tmp_path, trained):
+    manifest, bundled = setup
+    cache = tmp_path / "hub-cache"
+    # bundled only
+    make_checkpoint(bundled / "denoise-gray")
+    found = registry.resolve_model("denoise-gray", "denoise", 1, manifest=manifest)
+    assert (found.source, found.path) == ("bundled", bundled / "denoise-gray")
+    # the hub cache (at the pinned revision) wins over bundled
+    snapshot = put_in_cache(cache, trained, "denoise-gray")
+    found = registry.resolve_model(None, "denoise", 1, manifest=manifest)
+    assert (found.name, found.source, found.path) == ("denoise-gray", "cache", snapshot)
+    model, info = load_checkpoint(found.path)
+    assert info.model.channels == 1
+    # the configured weights folder wins over the cache
+    weights_dir = tmp_path / "mine"
+    make_checkpoint(weights_dir / "denoise-gray")
+    found = registry.resolve_model("denoise-gray", weights_dir=weights_dir, manifest=manifest)
+    assert (found.source, found.path) == ("folder", weights_dir / "denoise-gray")
+    # an explicit path wins over everything and needs no manifest entry
+    found = registry.resolve_model(str(trained), "denoise", 1, manifest=manifest)
+    assert (found.source, found.path) == ("path", trained)
+    found = registry.resolve_model(trained / "model.safetensors", manifest=manifest)
+    assert found.path == trained
+
+
+def test_weights_dir_comes_from_the_environment(setup, tmp_path, monkeypatch):
+    manifest, _ = setup
+    make_checkpoint(tmp_path / "env-weights" / "denoise-gray")
+    monkeypatch.setenv("FORMNET_WEIGHTS_DIR", str(tmp_path / "env-weights"))
+    assert registry.resolve_model("denoise-gray", manifest=manifest).source == "folder"
+
+
+def test_cache_at_another_revision_is_not_used(setup, tmp_path, trained):
+    manifest, _ = setup
+    put_in_cache(tmp_path / "hub-cache", trained, "denoise-gray", commit="f" * 40)
+    with pytest.raises(ModelNotFoundError):
+        registry.resolve_model("denoise-gray", manifest=manifest)
+
+
+def test_corrupt_cached_file_is_an_error_not_a_silent_load(setup, tmp_path, trained):
+    manifest, _ = setup
+    snapshot = put_in_cache(tmp_path / "hub-cache", trained, "denoise-gray")
+    data = bytearray((snapshot / "model.safetensors").read_bytes())
+    data[-1] ^= 0xFF
+    (snapshot / "model.safetensors").write_bytes(bytes(data))
+    with pytest.raises(DownloadError, match="download-weights denoise-gray"):
+        registry.resolve_model("denoise-gray", manifest=manifest)
+
+
+def test_unknown_names_and_paths_are_one_line_errors(setup, tmp_path):
+    manifest, _ = setup
+    with pytest.raises(ModelNotFoundError, match=r"unknown model 'nope' \(known: denoise-gray, "
+                                                 r"denoise-color\)"):
+        registry.resolve_model("nope", manifest=manifest)
+    with pytest.raises(ModelNotFoundError, match="no such checkpoint folder"):
+        registry.resolve_model(str(tmp_path / "missing"), manifest=manifest)
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(ModelNotFoundError, match="no config.json"):
+        registry.resolve_model(str(tmp_path / "empty"), manifest=manifest)
+
+
+def test_a_listed_model_for_another_task_is_refused(setup):
+    manifest, _ = setup
+    with pytest.raises(InvalidOptionError, match="restores 'denoise', not 'sr'"):
+        registry.resolve_model("denoise-color", "sr", 3, manifest=manifest)
+
+
+def test_channels_are_answered_exactly(setup):
+    manifest, bundled = setup
+    found = registry.resolve_model(None, "denoise", 3, manifest=manifest)
+    assert (found.name, found.source) == ("denoise-color", "bundled")
+
+
+def test_list_models_shows_source_parameters_and_scores(setup, tmp_path, trained):
+    manifest, bundled = setup
+    make_checkpoint(bundled / "sr-extra", task="sr", scores={"set5_x4_psnr": 28.25})
+    weights_dir = tmp_path / "mine"
+    make_checkpoint(weights_dir / "my-jpeg", task="jpeg", channels=3)
+    rows = {row.name: row for row in registry.list_models(weights_dir=weights_dir,
+                                                          manifest=manifest)}
+    assert rows["denoise-gray"].source == "not downloaded"
+    assert rows["denoise-gray"].parameters is None
+    color = rows["denoise-color"]
+    assert (color.source, color.channels, color.default) == ("bundled", 3, True)
+    model, _ = load_checkpoint(bundled / "denoise-color")
+    assert color.parameters == count_parameters(model)
+    assert rows["sr-extra"].scores == {"set5_x4_psnr": 28.25}
+    assert (rows["sr-extra"].source, rows["sr-extra"].task) == ("bundled", "sr")
+    assert (rows["my-jpeg"].source, rows["my-jpeg"].task) == ("folder", "jpeg")
+    put_in_cache(tmp_path / "hub-cache", trained, "denoise-gray")
+    rows = {row.name: row for row in registry.list_models(manifest=manifest)}
+    assert rows["denoise-gray"].source == "cache"
+    assert rows["denoise-gray"].scores == {"set12_sigma25_psnr": 30.5}
