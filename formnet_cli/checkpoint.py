@@ -69,14 +69,16 @@ def load_checkpoint(folder: str | os.PathLike[str], device: str | torch.device =
     except Exception as error:  # safetensors raises several types for corrupt files
         raise CheckpointError(f"{weights}: unreadable weights ({error})") from error
     state = {key: value.float() if value.is_floating_point() else value for key, value in state.items()}
-    result = model.load_state_dict(state, strict=False)
-    problems = []
-    if result.missing_keys:
-        problems.append(f"missing {', '.join(result.missing_keys[:5])}")
-    if result.unexpected_keys:
-        problems.append(f"unexpected {', '.join(result.unexpected_keys[:5])}")
+    expected = model.state_dict()
+    missing = [key for key in expected if key not in state]
+    unexpected = [key for key in state if key not in expected]
+    reshaped = [key for key in expected if key in state and state[key].shape != expected[key].shape]
+    problems = [f"{label} {', '.join(keys[:3])}{' ...' if len(keys) > 3 else ''}"
+                for label, keys in (("missing", missing), ("unexpected", unexpected),
+                                    ("wrong shape for", reshaped)) if keys]
     if problems:
         raise CheckpointError(f"{weights} does not match {CONFIG_FILE}: {'; '.join(problems)}")
+    model.load_state_dict(state, strict=True)
     return model.to(device).eval(), info
 
 

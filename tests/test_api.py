@@ -136,6 +136,11 @@ def test_model_for_another_task_is_refused(tiny_models):
 
 
 def test_missing_weights_raise_model_not_found(tmp_path, monkeypatch):
+    empty = tmp_path / "weights"
+    empty.mkdir()
+    (empty / "manifest.json").write_text('{"schema_version": 1, "hub": {"repo": "formnet/formnet-weights", '
+                                         '"revision": null}, "models": []}')
+    monkeypatch.setattr("formnet_cli.hub.bundled_weights_dir", lambda: empty)
     monkeypatch.setenv("FORMNET_WEIGHTS_DIR", str(tmp_path))
     with pytest.raises(ModelNotFoundError):
         api.restore(np.zeros((8, 8), np.uint8), sigma=10, device="cpu")  # no default weights

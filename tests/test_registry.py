@@ -11,7 +11,7 @@ from formnet_cli import registry
 from formnet_cli.checkpoint import load_checkpoint, save_checkpoint
 from formnet_cli.config import ModelConfig, NetworkConfig
 from formnet_cli.errors import DownloadError, InvalidOptionError, ModelNotFoundError
-from formnet_cli.hub import ManifestError, manifest_entry_for, parse_manifest
+from formnet_cli.hub import ManifestError, folder_matches, manifest_entry_for, parse_manifest
 from formnet_cli.models import FormResNet, count_parameters
 
 COMMIT = "0123456789abcdef0123456789abcdef01234567"
@@ -70,11 +70,15 @@ def setup(tmp_path, trained):
     return manifest, bundled
 
 
-def test_bundled_manifest_loads_and_lists_nothing_yet():
+def test_bundled_manifest_matches_the_bundled_files():
     manifest = registry.load_manifest()
     assert (manifest.folder / "manifest.json").is_file()
     assert manifest.repo == REPO
     assert all(entry.revision is None or len(entry.revision) == 40 for entry in manifest.models)
+    defaults = {(entry.task, entry.channels) for entry in manifest.models if entry.default}
+    assert {("denoise", 1), ("denoise", 3), ("jpeg", 1), ("sr", 1)} <= defaults
+    for entry in manifest.models:  # a stale sha256 or size would make downloads fail verification
+        assert folder_matches(manifest.folder / entry.name, entry), entry.name
 
 
 def test_manifest_entry_for_describes_the_folder(trained):
