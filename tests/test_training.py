@@ -1,0 +1,343 @@
+"""``formnet train``: config parsing, the training loop, resume, export and the CLI.
+
+Every run uses a tiny U-Net (widths 8, 16; size multiple 4) on a handful of generated
+32 x 32 PNG images, with ``data.workers = 0``, so the whole file runs in seconds on a CPU.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from formnet_cli.checkpoint import load_checkpoint
+from formnet_cli.config import ConfigError
+from formnet_cli.training.config import load_train_config
+from formnet_cli.training.trainer import STATE_FILE, Trainer
+
+TINY_UNET = """
+[model.residual]
+kind = "unet"
+widths = [8, 16]
+blocks_per_level = 1
+unshuffle = 2
+"""
+
+
+def _smooth_image(seed: int, size: int = 32) -> np.ndarray:
+    """A smooth RGB uint8 image (gradients and low-frequency waves): easy to denoise."""
+    rng = np.random.default_rng(seed)
+    y, x = np.mgrid[0:size, 0:size] / size
+    channels = []
+    for _ in range(3):
+        a, b, c, d = rng.uniform(0.5, 3.0, size=4)
+        phase = rng.uniform(0, 2 * np.pi)
+        channels.append(0.5 + 0.25 * np.sin(2 * np.pi * (a * x + b * y) / 2 + phase) + 0.2 * (c * x - d * y) / 3)
+    return np.round(np.clip(np.stack(channels, axis=2), 0, 1) * 255).astype(np.uint8)
+
+
+@pytest.fixture(scope="module")
+def image_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """Four generated 32 x 32 RGB PNG images (the training and validation set)."""
+    from PIL import Image
+
+    folder = tmp_path_factory.mktemp("train-images")
+    for index in range(4):
+        Image.fromarray(_smooth_image(index)).save(folder / f"image{index}.png")
+    return folder
+
+
+def write_config(folder: Path, image_dir: Path, *, task: str = "denoise", model: str = "",
+                 data: str = "", loss: str = "", optim: str = "", train: str = "") -> Path:
+    """A tiny TOML training config in ``folder``; each argument adds lines to its section."""
+    text = f"""
+name = "tiny-{task}"
+description = "tiny test model"
+
+[model]
+task = "{task}"
+channels = 1
+formatter = "none"
+{model}
+{TINY_UNET}
+
+[data]
+train_dirs = ["{image_dir.as_posix()}"]
+patch_size = 16
+batch_size = 4
+workers = 0
+{data}
+
+[loss]
+pixel = "l2"
+{loss}
+
+[optim]
+lr = 3e-3
+schedule = "constant"
+ema_decay = 0.9
+{optim}
+
+[train]
+steps = 2
+log_every = 1
+val_every = 1000
+checkpoint_every = 1000
+seed = 0
+device = "cpu"
+{train}
+"""
+    path = folder / "config.toml"
+    path.write_text(text, encoding="utf-8")
+    return path
+
+
+def _parameters(module: torch.nn.Module) -> dict[str, torch.Tensor]:
+    return {name: value.detach().clone() for name, value in module.state_dict().items()}
+
+
+# -- config ---------------------------------------------------------------------------------
+def test_set_overrides_apply_with_type_coercion(tmp_path: Path, image_dir: Path) -> None:
+    path = write_config(tmp_path, image_dir)
+    config = load_train_config(path, ["train.steps=7", "loss.pixel=l1", "data.sigma_range=[5, 10]",
+                                      "optim.lr=1e-3", "train.amp=false", "train.device=cpu"])
+    assert config.train.steps == 7 and isinstance(config.train.steps, int)
+    assert config.loss.pixel == "l1"
+    assert config.data.sigma_range == [5.0, 10.0]
+    assert all(isinstance(value, float) for value in config.data.sigma_range)
+    assert config.optim.lr == 1e-3
+    assert config.train.amp is False
+    assert config.data.train_dirs == [str(image_dir)]
+
+
+def test_relative_train_dirs_resolve_against_the_config_folder(tmp_path: Path, image_dir: Path) -> None:
+    path = write_config(tmp_path, image_dir)
+    text = path.read_text().replace(f'["{image_dir.as_posix()}"]', '["images"]')
+    path.write_text(text)
+    (tmp_path / "images").mkdir()
+    config = load_train_config(path)
+    assert config.data.train_dirs == [str((tmp_path / "images").resolve())]
+
+
+@pytest.mark.parametrize(("override", "names"), [
+    ("train.stepz=7", "train.stepz"),
+    ('train.steps="a"', "train.steps"),
+    ("train.steps=1.5", "train.steps"),
+    ("loss.pixel=l3", "loss.pixel"),
+    ("data.sigma_range=5", "data.sigma_range"),
+    ("train.amp=1", "train.amp"),
+    ("data.sigma_range=[0, 80]", "data.sigma_range"),
+    ("data.patch_size=18", "data.patch_size"),
+])
+def test_invalid_values_are_one_config_error_naming_the_key(tmp_path: Path, image_dir: Path,
+                                                            override: str, names: str) -> None:
+    path = write_config(tmp_path, image_dir)
+    with pytest.raises(ConfigError, match=names.replace(".", r"\.")):
+        load_train_config(path, [override])
+
+
+def test_missing_train_dirs_is_a_config_error(tmp_path: Path, image_dir: Path) -> None:
+    path = write_config(tmp_path, image_dir)
+    with pytest.raises(ConfigError, match=r"data\.train_dirs"):
+        load_train_config(path, ["data.train_dirs=[]"])
+
+
+def test_missing_config_file_and_bad_set_syntax_are_config_errors(tmp_path: Path, image_dir: Path) -> None:
+    with pytest.raises(ConfigError, match="no such config file"):
+        load_train_config(tmp_path / "absent.toml")
+    with pytest.raises(ConfigError, match="key=value"):
+        load_train_config(write_config(tmp_path, image_dir), ["train.steps"])
+
+
+# -- the training loop ----------------------------------------------------------------------
+def test_training_lowers_the_loss(tmp_path: Path, image_dir: Path) -> None:
+    path = write_config(tmp_path, image_dir)
+    config = load_train_config(path, ["train.steps=30", "data.sigma_range=[50, 50]"])
+    losses: list[float] = []
+    Trainer(config, tmp_path / "run", command="test").fit(on_log=lambda record: losses.append(record["total"]))
+    assert len(losses) == 30
+    first, last = np.mean(losses[:5]), np.mean(losses[-5:])
+    assert last < 0.7 * first, (first, last)
+
+
+def test_resume_gives_the_weights_of_an_uninterrupted_run(tmp_path: Path, image_dir: Path) -> None:
+    steps = 3
+    # warm-up then cosine: the resumed run must also restore the scheduler's position
+    path = write_config(tmp_path, image_dir, optim="warmup_steps = 2\nmin_lr = 1e-4", loss="gradient = 0.05")
+    overrides = [f"train.steps={2 * steps}", "optim.schedule=cosine"]
+    config = lambda: load_train_config(path, overrides)  # noqa: E731
+
+    uninterrupted = Trainer(config(), tmp_path / "a", command="test")
+    uninterrupted.fit()
+
+    def interrupt(record: dict) -> None:
+        if record["step"] == steps:
+            raise KeyboardInterrupt
+
+    interrupted = Trainer(config(), tmp_path / "b", command="test")
+    with pytest.raises(KeyboardInterrupt):
+        interrupted.fit(on_log=interrupt)
+    assert interrupted.step == steps
+    assert (tmp_path / "b" / STATE_FILE).is_file()
+    assert not (tmp_path / "b" / "model").exists()
+
+    resumed = Trainer(config(), tmp_path / "b", command="test")
+    resumed.load_state()
+    assert resumed.step == steps
+    resumed.fit()
+    assert resumed.step == uninterrupted.step == 2 * steps
+    for name, module in (("model", "model"), ("ema", "ema")):
+        expected = getattr(uninterrupted, module).state_dict()
+        actual = getattr(resumed, module).state_dict()
+        assert expected.keys() == actual.keys()
+        for key in expected:
+            assert torch.equal(expected[key], actual[key]), f"{name}.{key} differs after resume"
+    assert resumed.optimizer.param_groups[0]["lr"] == uninterrupted.optimizer.param_groups[0]["lr"]
+
+
+def test_exported_model_loads_and_its_card_names_command_steps_and_data(tmp_path: Path, image_dir: Path) -> None:
+    config = load_train_config(write_config(tmp_path, image_dir),
+                               ["train.steps=3", f'data.val_dir="{image_dir.as_posix()}"', "data.val_limit=2"])
+    trainer = Trainer(config, tmp_path / "run", command="formnet train config.toml --set train.steps=3")
+    folder = trainer.fit()
+    assert folder == tmp_path / "run" / "model"
+    model, info = load_checkpoint(folder)
+    assert info.name == "tiny-denoise"
+    assert info.model == config.model
+    # float16 export of the EMA weights, loaded back as float32
+    for key, value in trainer.ema.module.state_dict().items():
+        loaded = model.state_dict()[key]
+        assert loaded.dtype == value.dtype
+        torch.testing.assert_close(loaded, value, rtol=1e-3, atol=1e-3)
+    card = (folder / "README.md").read_text()
+    assert "`formnet train config.toml --set train.steps=3`" in card
+    assert "steps: 3" in card
+    assert image_dir.name in card
+    assert "validation PSNR" in card and " dB" in card
+    assert (tmp_path / "run" / "config.json").is_file()
+    log = (tmp_path / "run" / "log.jsonl").read_text().splitlines()
+    assert len(log) == 3 and '"val_psnr"' in log[-1]
+
+
+@pytest.mark.parametrize(("task", "extra"), [
+    ("jpeg", ["data.quality_range=[10, 40]", "data.blind_probability=0.5"]),
+    ("sr", ["data.patch_size=24", "data.scales=[2, 3, 4]"]),
+])
+def test_jpeg_and_sr_tasks_train(tmp_path: Path, image_dir: Path, task: str, extra: list[str]) -> None:
+    config = load_train_config(write_config(tmp_path, image_dir, task=task), ["train.steps=2", *extra])
+    records: list[dict] = []
+    trainer = Trainer(config, tmp_path / "run", command="test")
+    folder = trainer.fit(on_log=records.append)
+    assert [record["step"] for record in records] == [1, 2]
+    assert all(np.isfinite(record["total"]) for record in records)
+    model, info = load_checkpoint(folder)
+    assert info.model.task == task
+
+
+def test_sr_patch_size_must_be_a_multiple_of_12(tmp_path: Path, image_dir: Path) -> None:
+    with pytest.raises(ConfigError, match="multiple of 12"):
+        load_train_config(write_config(tmp_path, image_dir, task="sr"), ["data.patch_size=16"])
+
+
+def test_staged_cnn_formatter_trains_only_the_formatter_first(tmp_path: Path, image_dir: Path) -> None:
+    formatter = 'formatter_network = { kind = "unet", widths = [8, 16], blocks_per_level = 1, unshuffle = 2 }'
+    path = write_config(tmp_path, image_dir, model=formatter, loss="formatter_weight = 0.5",
+                        train='formatter_training = "staged"\nformatter_steps = 2')
+    text = path.read_text().replace('formatter = "none"', 'formatter = "cnn"')
+    path.write_text(text)
+    config = load_train_config(path, ["train.steps=4"])
+    trainer = Trainer(config, tmp_path / "run", command="test")
+    initial_residual = _parameters(trainer.model.residual)
+    initial_formatter = _parameters(trainer.model.formatter)
+    snapshots: dict[int, tuple[dict, dict]] = {}
+
+    def snapshot(record: dict) -> None:
+        snapshots[record["step"]] = (_parameters(trainer.model.formatter), _parameters(trainer.model.residual))
+
+    trainer.fit(on_log=snapshot)
+    phase1_formatter, phase1_residual = snapshots[2]
+    # phase 1: the formatter learns, the residual network is untouched
+    assert all(torch.equal(initial_residual[k], phase1_residual[k]) for k in initial_residual)
+    assert any(not torch.equal(initial_formatter[k], phase1_formatter[k]) for k in initial_formatter)
+    # phase 2: the residual network learns on the frozen formatter's output
+    final_formatter, final_residual = snapshots[4]
+    assert all(torch.equal(phase1_formatter[k], final_formatter[k]) for k in phase1_formatter)
+    assert any(not torch.equal(phase1_residual[k], final_residual[k]) for k in phase1_residual)
+
+
+def test_joint_cnn_formatter_trains_both_networks(tmp_path: Path, image_dir: Path) -> None:
+    formatter = 'formatter_network = { kind = "unet", widths = [8, 16], blocks_per_level = 1, unshuffle = 2 }'
+    path = write_config(tmp_path, image_dir, model=formatter, loss="formatter_weight = 0.5")
+    path.write_text(path.read_text().replace('formatter = "none"', 'formatter = "cnn"'))
+    config = load_train_config(path, ["train.steps=2"])
+    trainer = Trainer(config, tmp_path / "run", command="test")
+    before = _parameters(trainer.model)
+    records: list[dict] = []
+    trainer.fit(on_log=records.append)
+    after = trainer.model.state_dict()
+    for prefix in ("formatter.", "residual."):
+        assert any(not torch.equal(before[k], after[k]) for k in before if k.startswith(prefix)), prefix
+    assert "formatter" in records[-1]
+
+
+def test_adversarial_term_joins_after_warmup(tmp_path: Path, image_dir: Path) -> None:
+    path = write_config(tmp_path, image_dir, loss="adversarial = 0.01\nadversarial_warmup = 1")
+    records: list[dict] = []
+    Trainer(load_train_config(path, ["train.steps=2"]), tmp_path / "run", command="test").fit(on_log=records.append)
+    assert "adversarial" not in records[0] and "discriminator" not in records[0]
+    assert "adversarial" in records[1] and "discriminator" in records[1]
+
+
+def test_time_limit_stops_and_exports(tmp_path: Path, image_dir: Path) -> None:
+    path = write_config(tmp_path, image_dir, train="time_limit_s = 1e-9")
+    trainer = Trainer(load_train_config(path, ["train.steps=1000"]), tmp_path / "run", command="test")
+    folder = trainer.fit()
+    assert trainer.step == 1
+    assert (folder / "model.safetensors").is_file()
+
+
+def test_resume_without_state_is_a_clear_error(tmp_path: Path, image_dir: Path) -> None:
+    from formnet_cli.errors import FormnetError
+
+    trainer = Trainer(load_train_config(write_config(tmp_path, image_dir)), tmp_path / "empty", command="test")
+    with pytest.raises(FormnetError, match=STATE_FILE):
+        trainer.load_state()
+
+
+# -- the command line -----------------------------------------------------------------------
+def test_cli_train_runs_and_writes_the_model(tmp_path: Path, image_dir: Path) -> None:
+    from typer.testing import CliRunner
+
+    from formnet_cli.cli import app
+
+    path = write_config(tmp_path, image_dir)
+    path.write_text(path.read_text().replace("steps = 2", "steps = 50"))
+    run = tmp_path / "run"
+    result = CliRunner().invoke(app, ["train", str(path), "--run-dir", str(run), "--set", "train.steps=2"])
+    assert result.exit_code == 0, result.output
+    assert (run / "model" / "config.json").is_file()
+    assert (run / "model" / "model.safetensors").is_file()
+    assert (run / STATE_FILE).is_file()
+    model, info = load_checkpoint(run / "model")
+    assert info.name == "tiny-denoise"
+    assert "steps: 2" in (run / "model" / "README.md").read_text()
+
+    resumed = CliRunner().invoke(app, ["train", str(path), "--resume", str(run), "--set", "train.steps=3"])
+    assert resumed.exit_code == 0, resumed.output
+    assert "steps: 3" in (run / "model" / "README.md").read_text()
+
+
+def test_cli_train_config_error_is_one_line(tmp_path: Path, image_dir: Path, monkeypatch) -> None:
+    from typer.testing import CliRunner
+
+    from formnet_cli.cli import app
+
+    monkeypatch.delenv("FORMNET_DEBUG", raising=False)
+    path = write_config(tmp_path, image_dir)
+    result = CliRunner().invoke(app, ["train", str(path), "--run-dir", str(tmp_path / "run"),
+                                      "--set", "train.stepz=2"])
+    assert result.exit_code == 1
+    assert "error:" in result.output and "train.stepz" in result.output
+    assert "Traceback" not in result.output
