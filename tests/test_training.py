@@ -87,11 +87,20 @@ val_every = 1000
 checkpoint_every = 1000
 seed = 0
 device = "cpu"
+threads = 1
 {train}
 """
     path = folder / "config.toml"
     path.write_text(text, encoding="utf-8")
     return path
+
+
+@pytest.fixture(autouse=True)
+def _restore_torch_threads():
+    """Every config sets ``train.threads = 1`` (fast next to busy cores); put torch's back."""
+    threads = torch.get_num_threads()
+    yield
+    torch.set_num_threads(threads)
 
 
 def _parameters(module: torch.nn.Module) -> dict[str, torch.Tensor]:
@@ -130,6 +139,7 @@ def test_relative_train_dirs_resolve_against_the_config_folder(tmp_path: Path, i
     ("train.amp=1", "train.amp"),
     ("data.sigma_range=[0, 80]", "data.sigma_range"),
     ("data.patch_size=18", "data.patch_size"),
+    ("loss.adversarial=0.1", "data.patch_size"),  # the PatchGAN discriminator needs 24 pixels
 ])
 def test_invalid_values_are_one_config_error_naming_the_key(tmp_path: Path, image_dir: Path,
                                                             override: str, names: str) -> None:
@@ -285,7 +295,8 @@ def test_joint_cnn_formatter_trains_both_networks(tmp_path: Path, image_dir: Pat
 def test_adversarial_term_joins_after_warmup(tmp_path: Path, image_dir: Path) -> None:
     path = write_config(tmp_path, image_dir, loss="adversarial = 0.01\nadversarial_warmup = 1")
     records: list[dict] = []
-    Trainer(load_train_config(path, ["train.steps=2"]), tmp_path / "run", command="test").fit(on_log=records.append)
+    config = load_train_config(path, ["train.steps=2", "data.patch_size=24"])
+    Trainer(config, tmp_path / "run", command="test").fit(on_log=records.append)
     assert "adversarial" not in records[0] and "discriminator" not in records[0]
     assert "adversarial" in records[1] and "discriminator" in records[1]
 

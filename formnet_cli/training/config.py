@@ -119,6 +119,9 @@ class TrainConfig:
             raise ConfigError(f"data.patch_size must be a multiple of {self_size_multiple(self)}")
         if self.model.task == "sr" and self.data.patch_size % 12 != 0:
             raise ConfigError("data.patch_size must be a multiple of 12 for super-resolution (x2/x3/x4)")
+        if self.loss.adversarial > 0 and self.data.patch_size < 24:
+            # the PatchGAN discriminator's 3 stride-2 and 2 final 4x4 convolutions need 24 pixels
+            raise ConfigError("data.patch_size must be at least 24 with the adversarial term (loss.adversarial > 0)")
         if self.train.steps < 1 or self.data.batch_size < 1:
             raise ConfigError("train.steps and data.batch_size must be positive")
         low, high = self.data.sigma_range
