@@ -611,3 +611,21 @@ def manifest_entry_for(folder: str | os.PathLike[str], *, name: str | None = Non
                    "size": (folder / file).stat().st_size} for file in names],
     }
     return entry
+
+
+def refresh_bundled_manifest(path: str | os.PathLike[str] | None = None) -> Path:
+    """Recompute sha256 and size of every bundled model in the manifest after its files changed
+    (a new card, retrained weights), keeping each entry's name, default, licence and revision.
+
+        python -c "from formnet_cli.hub import refresh_bundled_manifest; refresh_bundled_manifest()"
+    """
+    path = Path(path) if path is not None else bundled_weights_dir() / MANIFEST_FILE
+    data = json.loads(path.read_text(encoding="utf-8"))
+    for index, entry in enumerate(data["models"]):
+        folder = path.parent / entry["name"]
+        if folder.is_dir():
+            data["models"][index] = manifest_entry_for(
+                folder, name=entry["name"], default=entry.get("default", False),
+                revision=entry.get("revision"), license=entry.get("license", "MIT"))
+    path.write_text(json.dumps(data, indent=2) + "\n", encoding="utf-8")
+    return path
