@@ -251,19 +251,26 @@ def plan_batch(inputs: Sequence[str | os.PathLike[str]], output: str | os.PathLi
     plan = BatchPlan()
     names_file = (not output.is_dir() and not output_text.endswith(("/", os.sep))
                   and output.suffix != "")
-    if len(inputs) == 1 and Path(inputs[0]).is_file() and names_file:
+    single = Path(inputs[0])
+    if (len(inputs) == 1 and names_file and not single.exists()
+            and not glob.has_magic(os.fspath(inputs[0]))):
+        plan.settled.append(FileResult(single, None, "failed", "no such file or directory"))
+        return plan
+    if len(inputs) == 1 and single.is_file() and names_file:
         if not imageio.is_image_path(output):
             raise InvalidOptionError(f"{output}: unsupported output format {output.suffix!r} "
                                      "(end the path with / to name a folder)")
-        source = Path(inputs[0])
-        if imageio.is_image_path(source):
-            _add_job(plan, source, output)
+        if imageio.is_image_path(single):
+            _add_job(plan, single, output)
         else:
-            plan.settled.append(_not_an_image(source))
+            plan.settled.append(_not_an_image(single))
         return plan
     if names_file and imageio.is_image_path(output):
         raise InvalidOptionError(f"{output}: with several inputs or a folder, -o must be a "
                                  "folder")
+    if output.exists() and not output.is_dir():
+        raise InvalidOptionError(f"{output}: exists and is not a folder; with several inputs "
+                                 "or a folder, -o must be a folder")
 
     for item in inputs:
         path = Path(item)
@@ -371,6 +378,9 @@ def run_batch(plan: BatchPlan, options: BatchOptions,
     """
     reporter = reporter or SilentReporter()
     check_options(options)
+    if plan.jobs and options.model is not None:
+        # A model for another task (or an unloadable one) would fail every file: fail once.
+        api.load_model(options.model, task=options.task, device=options.device)
     summary = BatchSummary(results=list(plan.settled))
     started = time.perf_counter()
     reporter.start(len(plan.jobs))

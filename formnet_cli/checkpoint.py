@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import json
 import os
-import tempfile
+import secrets
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -15,7 +15,7 @@ from typing import Any
 import torch
 from safetensors.torch import load_file, save_file
 
-from .config import ConfigError, ModelConfig
+from .config import ModelConfig
 from .errors import FormnetError
 from .models import FormResNet
 
@@ -52,7 +52,7 @@ def read_info(folder: str | os.PathLike[str]) -> CheckpointInfo:
         return CheckpointInfo(name=str(data["name"]), model=ModelConfig.from_dict(data["model"]),
                               scores={str(k): float(v) for k, v in data.get("scores", {}).items()},
                               description=str(data.get("description", "")))
-    except (json.JSONDecodeError, KeyError, TypeError, ConfigError) as error:
+    except (OSError, ValueError, KeyError, TypeError) as error:  # ValueError: JSON, ConfigError
         raise CheckpointError(f"{path}: invalid checkpoint config ({error})") from error
 
 
@@ -104,8 +104,10 @@ def save_checkpoint(model: FormResNet, folder: str | os.PathLike[str], name: str
 
 
 def _atomic_write(target: Path, write) -> None:
-    handle, temporary = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.", suffix=".tmp")
-    os.close(handle)
+    # Not tempfile.mkstemp: its 0o600 mode would survive the rename. 0o666 less the umask, as
+    # for any new file, so a checkpoint can be shared or published.
+    temporary = target.with_name(f".{target.name}.{secrets.token_hex(4)}.tmp")
+    os.close(os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666))
     try:
         write(temporary)
         os.replace(temporary, target)

@@ -22,7 +22,7 @@ from typing import Annotated, Any, Optional
 import typer
 from typer.core import TyperCommand
 
-from .errors import InvalidOptionError
+from .errors import FormnetError, InvalidOptionError
 
 BASELINES = ("bm3d", "dncnn", "none")
 DEFAULT_LEVELS = {"denoise": (15, 25, 50), "jpeg": (10, 20, 30, 40), "sr": (2, 3, 4)}
@@ -231,9 +231,11 @@ def _write_text(target: str, text: str) -> None:
         sys.stdout.write(text)
         return
     path = Path(target)
-    if path.parent and not path.parent.exists():
+    try:
         path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(text, encoding="utf-8")
+        path.write_text(text, encoding="utf-8")
+    except OSError as error:
+        raise FormnetError(f"{path}: cannot write ({error.strerror or error})") from None
 
 
 def render_table(report: Any, *, per_image: bool = False) -> Any:
