@@ -20,7 +20,7 @@ import torch
 from PIL import Image
 
 from formnet_cli.checkpoint import load_checkpoint
-from formnet_cli.degradations import add_gaussian_noise, jpeg_compress
+from formnet_cli.degradations import add_gaussian_noise, imresize, jpeg_compress
 from formnet_cli.engine import restore_tensor
 from formnet_cli.metrics import psnr
 from formnet_cli.models import condition_level
@@ -48,6 +48,8 @@ def main() -> None:
     print("| model | precision | PSNR (dB) | max abs diff vs fp32 (grey levels) | MP/s |")
     print("|---|---|---|---|---|")
     for listing in list_models():
+        if listing.path is None:  # listed in the manifest but not on this machine
+            continue
         model, info = load_checkpoint(listing.path, device=device)
         task, channels = info.model.task, info.model.channels
         clean = test_image(args.data, channels, args.megapixels)
@@ -55,8 +57,9 @@ def main() -> None:
             degraded, level = add_gaussian_noise(clean / 255.0, 25.0, seed=0), condition_level(task, sigma=25)
         elif task == "jpeg":
             degraded, level = jpeg_compress(clean, 20) / 255.0, condition_level(task, quality=20)
-        else:  # sr models restore the bicubic-upscaled image; a JPEG-free stand-in is the clean image blurred
-            degraded, level = clean / 255.0, condition_level(task, scale=2)
+        else:  # sr models restore the MATLAB-bicubic-upscaled image (scale 1 inside the model)
+            low = imresize(clean / 255.0, 0.5)
+            degraded, level = imresize(low, output_shape=clean.shape[:2]).reshape(clean.shape), condition_level(task, scale=2)
         tensor = torch.from_numpy(np.ascontiguousarray(degraded, dtype=np.float32)).permute(2, 0, 1)
         tile = None if args.tile == "none" else (args.tile if args.tile == "auto" else int(args.tile))
         reference = None
@@ -74,7 +77,7 @@ def main() -> None:
             if reference is None:
                 reference = restored
             difference = float(np.abs(restored - reference).max())
-            quality = psnr(clean, restored.astype(np.uint8)) if task != "sr" else float("nan")
+            quality = psnr(clean, restored.astype(np.uint8))
             megapixels = clean.shape[0] * clean.shape[1] / 1e6
             print(f"| {listing.name} | {precision} | {quality:.2f} | {difference:.0f} | "
                   f"{megapixels / statistics.median(times):.1f} |", flush=True)

@@ -226,3 +226,31 @@ def test_clashing_outputs_and_bad_output_names(tiny_models, tmp_path, random_ima
     assert result.exit_code == 1 and "unsupported output format" in result.stderr
     result = restore(tiny_models.denoise_gray, first, second, "-o", tmp_path / "b.png")
     assert result.exit_code == 1 and "must be a folder" in result.stderr
+
+
+def test_missing_single_input_is_reported_as_missing(tiny_models, tmp_path):
+    result = restore(tiny_models.denoise_gray, tmp_path / "nothere.png", "-o", tmp_path / "o.png",
+                     "--sigma", "5", "--json")
+    assert result.exit_code == 1, result.output
+    [entry] = json.loads(result.stdout)["files"]
+    assert entry["status"] == "failed" and entry["reason"] == "no such file or directory"
+
+
+def test_folder_output_that_is_a_file_fails_before_any_work(tiny_models, tmp_path, gray_png):
+    occupied = tmp_path / "occupied"
+    occupied.write_text("not a folder")
+    result = restore(tiny_models.denoise_gray, gray_png.parent, "-o", occupied, "--sigma", "5")
+    assert result.exit_code == 1
+    assert result.stderr.startswith("error: ") and "not a folder" in result.stderr
+    assert occupied.read_text() == "not a folder"
+
+
+def test_model_for_another_task_stops_the_batch_once(tiny_models, tmp_path, random_image,
+                                                     write_png):
+    for name in ("a.png", "b.png"):
+        write_png(tmp_path / "in" / name, random_image((8, 8), np.uint8))
+    result = restore(tiny_models.jpeg_gray, tmp_path / "in", "-o", tmp_path / "out",
+                     "--task", "denoise", "--sigma", "5")
+    assert result.exit_code == 1
+    assert result.stderr.startswith("error: ") and result.stderr.count("\n") == 1
+    assert "restores 'jpeg'" in result.stderr and not (tmp_path / "out").exists()

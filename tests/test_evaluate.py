@@ -258,3 +258,13 @@ def test_dncnn_method_on_sr_uses_luma(tmp_path: Path) -> None:
     bicubic = ev.DegradedInput().restore(sample)
     assert np.allclose(restored, bicubic, atol=1e-5)
     assert math.isclose(ev.score(sample, restored)[0], ev.score(sample, bicubic)[0], abs_tol=0.05)
+
+
+def test_unwritable_report_path_is_one_line_error(dataset: Path, tmp_path: Path) -> None:
+    model = _checkpoint(tmp_path / "model")
+    blocker = tmp_path / "blocker"
+    blocker.write_text("a file, so no folder can be made under it")
+    result = runner.invoke(app, ["eval", str(dataset), "--sigma", "15", "--model", str(model),
+                                 "--no-warmup", "--json", str(blocker / "r.json")])
+    assert result.exit_code == 1, result.output
+    assert result.stderr.startswith("error: ") and "Traceback" not in result.output

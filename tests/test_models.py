@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 
 import numpy as np
 import pytest
@@ -162,3 +163,22 @@ def test_loading_never_unpickles(tmp_path):
     torch.save({"x": np.arange(3)}, folder / "model.safetensors")
     with pytest.raises(CheckpointError):
         load_checkpoint(folder)
+
+
+def test_saved_checkpoint_files_are_readable_by_others(tmp_path):
+    umask = os.umask(0o022)
+    try:
+        folder = save_checkpoint(FormResNet(tiny_config()), tmp_path / "m", "m", card="# card\n")
+    finally:
+        os.umask(umask)
+    for name in ("config.json", "model.safetensors", "README.md"):
+        assert (folder / name).stat().st_mode & 0o777 == 0o644, name
+
+
+def test_non_numeric_score_is_a_checkpoint_error(tmp_path):
+    folder = save_checkpoint(FormResNet(tiny_config()), tmp_path / "m", "m")
+    data = json.loads((folder / "config.json").read_text())
+    data["scores"] = {"BSD68 sigma 25": "high"}
+    (folder / "config.json").write_text(json.dumps(data))
+    with pytest.raises(CheckpointError, match="invalid checkpoint config"):
+        read_info(folder)
