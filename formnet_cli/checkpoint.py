@@ -52,7 +52,8 @@ def read_info(folder: str | os.PathLike[str]) -> CheckpointInfo:
         return CheckpointInfo(name=str(data["name"]), model=ModelConfig.from_dict(data["model"]),
                               scores={str(k): float(v) for k, v in data.get("scores", {}).items()},
                               description=str(data.get("description", "")))
-    except (OSError, ValueError, KeyError, TypeError) as error:  # ValueError: JSON, ConfigError
+    # ValueError covers JSONDecodeError, ConfigError and non-numeric scores.
+    except (OSError, ValueError, KeyError, TypeError, AttributeError) as error:
         raise CheckpointError(f"{path}: invalid checkpoint config ({error})") from error
 
 
@@ -104,12 +105,15 @@ def save_checkpoint(model: FormResNet, folder: str | os.PathLike[str], name: str
 
 
 def _atomic_write(target: Path, write) -> None:
-    # Not tempfile.mkstemp: its 0o600 mode would survive the rename. 0o666 less the umask, as
-    # for any new file, so a checkpoint can be shared or published.
+    # The file gets 0o666 less the umask, as any new file does, so a checkpoint can be shared
+    # or published: not mkstemp's 0o600, which safetensors' own writer also uses.
     temporary = target.with_name(f".{target.name}.{secrets.token_hex(4)}.tmp")
-    os.close(os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666))
+    descriptor = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)
+    mode = os.fstat(descriptor).st_mode & 0o777
+    os.close(descriptor)
     try:
         write(temporary)
+        os.chmod(temporary, mode)
         os.replace(temporary, target)
     except BaseException:
         Path(temporary).unlink(missing_ok=True)

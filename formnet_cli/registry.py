@@ -38,7 +38,7 @@ from .hub import (
 
 __all__ = [
     "Manifest", "ManifestError", "ManifestFile", "ModelEntry", "ModelListing", "ResolvedModel",
-    "SOURCES", "channels_label", "count_parameters", "default_model_name", "list_models",
+    "SOURCES", "channels_label", "parameters_in_file", "default_model_name", "list_models",
     "load_manifest", "resolve_model",
 ]
 
@@ -158,7 +158,7 @@ def list_models(*, weights_dir: str | os.PathLike[str] | None = None,
     return listings
 
 
-def count_parameters(weights: str | os.PathLike[str]) -> int:
+def parameters_in_file(weights: str | os.PathLike[str]) -> int:
     """Number of parameters in a ``.safetensors`` file, read from its header only."""
     from safetensors import safe_open
 
@@ -219,7 +219,7 @@ def _listing(name: str, path: Path, source: str, entry: ModelEntry | None) -> Mo
     info = read_info(path)
     weights = path / WEIGHTS_FILE
     try:
-        parameters = count_parameters(weights) if weights.is_file() else None
+        parameters = parameters_in_file(weights) if weights.is_file() else None
     except Exception:  # a corrupt header: loading the model reports it properly
         parameters = None
     return ModelListing(name=name, task=info.model.task, channels=info.model.channels,

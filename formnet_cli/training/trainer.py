@@ -26,6 +26,7 @@ from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
 from ..checkpoint import load_checkpoint, save_checkpoint
 from ..config import ModelConfig
 from ..degradations import add_gaussian_noise, imresize, jpeg_compress
+from ..engine import resolve_device
 from ..errors import FormnetError
 from ..metrics import psnr, sr_psnr
 from ..models import FormResNet, count_parameters
@@ -47,15 +48,6 @@ class ValidationSet:
     sr_scales: list[int] = field(default_factory=list)
 
 
-def resolve_training_device(spec: str) -> torch.device:
-    if spec == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    device = torch.device(spec)
-    if device.type == "cuda" and not torch.cuda.is_available():
-        raise FormnetError(f"--device {spec}: CUDA is not available on this machine")
-    return device
-
-
 class Trainer:
     """Trains one FormResNet from a :class:`TrainConfig` in a run folder."""
 
@@ -69,7 +61,7 @@ class Trainer:
         run = config.train
         if run.threads:
             torch.set_num_threads(run.threads)
-        self.device = resolve_training_device(run.device)
+        self.device = resolve_device(run.device)
         torch.manual_seed(run.seed)
         self.use_amp = run.amp and self.device.type == "cuda"
 
@@ -94,7 +86,6 @@ class Trainer:
         self.forward = torch.compile(self.model) if run.compile else self.model
         self.step = 0
         self.elapsed = 0.0
-        self.best_psnr = -math.inf
         self.last_val_psnr: float | None = None
 
     # -- data ---------------------------------------------------------------------------------
@@ -142,7 +133,6 @@ class Trainer:
         state = {
             "step": self.step,
             "elapsed": self.elapsed,
-            "best_psnr": self.best_psnr,
             "model": self.model.state_dict(),
             "ema": self.ema.state_dict(),
             "optimizer": self.optimizer.state_dict(),
@@ -178,7 +168,6 @@ class Trainer:
             self.discriminator_optimizer.load_state_dict(state["discriminator_optimizer"])
         self.step = int(state["step"])
         self.elapsed = float(state["elapsed"])
-        self.best_psnr = float(state["best_psnr"])
 
     # -- one step -----------------------------------------------------------------------------
     def _model_output(self, batch: training_data.Batch) -> tuple[torch.Tensor, torch.Tensor]:
@@ -305,7 +294,6 @@ class Trainer:
                     self.last_val_psnr = self.validate(validation)
                     if self.last_val_psnr is not None:
                         record = {"step": self.step, **terms, **record, "val_psnr": self.last_val_psnr}
-                        self.best_psnr = max(self.best_psnr, self.last_val_psnr)
                 if record:
                     record["elapsed_s"] = round(self.elapsed, 1)
                     log.write(json.dumps(record) + "\n")
