@@ -28,7 +28,7 @@ from rich.progress import (BarColumn, MofNCompleteColumn, Progress, TaskID, Text
 
 from . import api, imageio
 from .checkpoint import CheckpointError
-from .errors import FormnetError, InvalidOptionError, ModelNotFoundError
+from .errors import FormnetError, ImageWriteError, InvalidOptionError, ModelNotFoundError
 
 Status = Literal["done", "skipped", "failed"]
 
@@ -408,6 +408,7 @@ def _run_job(job: Job, options: BatchOptions, reporter: Reporter) -> FileResult:
     if options.skip_existing and job.output.exists():
         return FileResult(job.input, job.output, "skipped", "output exists")
     try:
+        _prepare_output_folder(job.output)  # before the model runs, so a bad -o costs nothing
         image = imageio.read_image(job.input)
         pixels = image.pixels
         if image.alpha is not None:  # the API carries alpha through (resized for sr)
@@ -419,7 +420,6 @@ def _run_job(job: Job, options: BatchOptions, reporter: Reporter) -> FileResult:
             batch_size=options.batch_size, progress=reporter.tiles, source_path=job.input)
         if restored.estimated:
             reporter.note(f"{job.input}: {restored.describe_level()}")
-        job.output.parent.mkdir(parents=True, exist_ok=True)
         write_options: dict[str, Any] = {}
         if options.jpeg_quality is not None:
             write_options["jpeg_quality"] = options.jpeg_quality
@@ -438,6 +438,13 @@ def _run_job(job: Job, options: BatchOptions, reporter: Reporter) -> FileResult:
                       megapixels=height * width / 1e6, sigma=restored.sigma,
                       quality=restored.quality, estimated=restored.estimated,
                       model=restored.model_name)
+
+
+def _prepare_output_folder(output: Path) -> None:
+    try:
+        output.parent.mkdir(parents=True, exist_ok=True)
+    except OSError as error:
+        raise ImageWriteError(f"{output}: cannot create its folder ({error.strerror or error})") from None
 
 
 def _one_line(error: BaseException, path: Path) -> str:

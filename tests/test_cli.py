@@ -254,3 +254,17 @@ def test_model_for_another_task_stops_the_batch_once(tiny_models, tmp_path, rand
     assert result.exit_code == 1
     assert result.stderr.startswith("error: ") and result.stderr.count("\n") == 1
     assert "restores 'jpeg'" in result.stderr and not (tmp_path / "out").exists()
+
+
+def test_output_folder_that_cannot_be_made_fails_before_the_model_runs(tiny_models, tmp_path,
+                                                                       gray_png, monkeypatch):
+    blocker = tmp_path / "photo.png"
+    blocker.write_text("a file where a folder is needed")
+    calls = []
+    monkeypatch.setattr("formnet_cli.api.restore_with_info", lambda *a, **k: calls.append(a))
+    result = restore(tiny_models.denoise_gray, gray_png, "-o", blocker / "x.png", "--sigma", "5",
+                     "--json")
+    assert result.exit_code == 1, result.output
+    entry = json.loads(result.stdout)["files"][0]
+    assert entry["status"] == "failed" and "cannot create its folder" in entry["reason"]
+    assert calls == []  # no compute was spent on an output that cannot be written
