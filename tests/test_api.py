@@ -172,3 +172,13 @@ def test_gray_with_alpha_keeps_both(tiny_models, random_image):
     out = formnet_cli.restore(image, sigma=5, model=tiny_models.denoise_gray, device="cpu")
     assert out.shape == image.shape and out.dtype == np.uint16
     np.testing.assert_array_equal(out[:, :, 1], image[:, :, 1])
+
+
+def test_unclipped_noisy_floats_are_accepted_but_8_bit_floats_are_not(tiny_models):
+    rng = np.random.default_rng(0)
+    noisy = (0.5 + rng.normal(0, 75 / 255, (16, 16))).astype(np.float32)  # the protocol's sigma 75
+    noisy[0, 0], noisy[0, 1] = 2.4, -1.4
+    out = api.restore(noisy, sigma=75, model=tiny_models.denoise_gray, device="cpu")
+    assert out.shape == noisy.shape and out.dtype == np.float32
+    with pytest.raises(InvalidOptionError, match="divide 8-bit values by 255"):
+        api.restore(noisy * 255, sigma=75, model=tiny_models.denoise_gray, device="cpu")

@@ -352,3 +352,25 @@ def test_cli_train_config_error_is_one_line(tmp_path: Path, image_dir: Path, mon
     assert result.exit_code == 1
     assert "error:" in result.output and "train.stepz" in result.output
     assert "Traceback" not in result.output
+
+
+def test_bm3d_formatter_outputs_are_computed_once_and_cached(tmp_path, image_dir, monkeypatch):
+    """BM3D runs once per (image, sigma, seed); a second run reads the cache instead."""
+    from formnet_cli.models.formresnet import BM3DFormatter
+
+    path = write_config(tmp_path, image_dir, data="bm3d_sigmas = [25.0]")
+    overrides = ["model.formatter=bm3d", f'data.cache_dir="{(tmp_path / "cache").as_posix()}"']
+    calls = []
+    real_forward = BM3DFormatter.forward
+    monkeypatch.setattr(BM3DFormatter, "forward",
+                        lambda self, x, level: calls.append(level) or real_forward(self, x, level))
+    first = Trainer(load_train_config(path, overrides), tmp_path / "run1")
+    first.fit()
+    assert len(calls) == 4 and len(list((tmp_path / "cache").glob("bm3d-*.npz"))) == 4
+    second = Trainer(load_train_config(path, overrides), tmp_path / "run2")
+    second.fit()
+    assert len(calls) == 4  # all four read back from the cache
+    model, info = load_checkpoint(tmp_path / "run2" / "model")
+    assert info.model.formatter == "bm3d"
+    assert torch.equal(first.model.state_dict()["residual.network.head.weight"],
+                       second.model.state_dict()["residual.network.head.weight"])
