@@ -216,6 +216,5 @@ def bm3d_outputs(images: list[np.ndarray], sigmas: list[float], seed: int, cache
         path.write_bytes(buffer.getvalue())
         return item, (noisy, output)
 
-    items = [(i, float(s)) for i in range(len(images)) for s in sigmas]
-    with ThreadPoolExecutor(2) as pool:
-        return dict(pool.map(one, items))
+    # One at a time: the bm4d library under bm3d is not thread-safe (two threads deadlock in it).
+    return dict(one((index, float(sigma))) for index in range(len(images)) for sigma in sigmas)
