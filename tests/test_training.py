@@ -356,14 +356,14 @@ def test_cli_train_config_error_is_one_line(tmp_path: Path, image_dir: Path, mon
 
 def test_bm3d_formatter_outputs_are_computed_once_and_cached(tmp_path, image_dir, monkeypatch):
     """BM3D runs once per (image, sigma, seed); a second run reads the cache instead."""
-    from formnet_cli.models.formresnet import BM3DFormatter
+    from formnet_cli.training import data as training_data
 
     path = write_config(tmp_path, image_dir, data="bm3d_sigmas = [25.0]")
     overrides = ["model.formatter=bm3d", f'data.cache_dir="{(tmp_path / "cache").as_posix()}"']
     calls = []
-    real_forward = BM3DFormatter.forward
-    monkeypatch.setattr(BM3DFormatter, "forward",
-                        lambda self, x, level: calls.append(level) or real_forward(self, x, level))
+    real_bm3d = training_data.bm3d_denoise
+    monkeypatch.setattr(training_data, "bm3d_denoise",
+                        lambda image, sigma: calls.append(sigma) or real_bm3d(image, sigma))
     first = Trainer(load_train_config(path, overrides), tmp_path / "run1")
     first.fit()
     assert len(calls) == 4 and len(list((tmp_path / "cache").glob("bm3d-*.npz"))) == 4
@@ -374,3 +374,21 @@ def test_bm3d_formatter_outputs_are_computed_once_and_cached(tmp_path, image_dir
     assert info.model.formatter == "bm3d"
     assert torch.equal(first.model.state_dict()["residual.network.head.weight"],
                        second.model.state_dict()["residual.network.head.weight"])
+
+
+def test_bm3d_cache_in_worker_processes_matches_one_process(tmp_path):
+    """The process pool computes the same BM3D outputs, noise and cache files as one process."""
+    from formnet_cli.training.data import bm3d_outputs
+
+    rng = np.random.default_rng(3)
+    images = [rng.integers(0, 256, (24, 24, 1)).astype(np.float32) for _ in range(3)]
+    serial = bm3d_outputs(images, [15.0, 50.0], 7, tmp_path / "serial")
+    pooled = bm3d_outputs(images, [15.0, 50.0], 7, tmp_path / "pooled", workers=2)
+    assert serial.keys() == pooled.keys() and len(serial) == 6
+    for key in serial:
+        np.testing.assert_array_equal(serial[key][0], pooled[key][0])
+        np.testing.assert_allclose(serial[key][1], pooled[key][1], atol=1e-6)
+    assert sorted(p.name for p in (tmp_path / "pooled").iterdir()) == sorted(
+        p.name for p in (tmp_path / "serial").iterdir())
+    cached = bm3d_outputs(images, [15.0, 50.0], 7, tmp_path / "pooled", workers=2)
+    np.testing.assert_array_equal(cached[0, 15.0][1], pooled[0, 15.0][1])

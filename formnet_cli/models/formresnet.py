@@ -60,25 +60,27 @@ class ConditionalResidual(nn.Module):
         return images[0] + self.network(stacked)
 
 
+def bm3d_denoise(image: np.ndarray, sigma: float) -> np.ndarray:
+    """BM3D (CBM3D for 3 channels) of a ``(H, W, C)`` image in [0, 1] at noise level ``sigma``
+    (on the same [0, 1] scale), by the ``bm3d`` package."""
+    try:
+        import bm3d
+    except ImportError as error:  # pragma: no cover - bm3d is a dependency
+        raise RuntimeError("the bm3d formatter needs the bm3d package: pip install bm3d") from error
+    sigma = max(float(sigma), 1e-3)
+    if image.shape[2] == 3:
+        return np.asarray(bm3d.bm3d_rgb(image, sigma))
+    return np.asarray(bm3d.bm3d(image[..., 0], sigma))[..., None]
+
+
 class BM3DFormatter(nn.Module):
     """BM3D (the ``bm3d`` package) as a formatting stage: CPU only, not differentiable."""
 
     def forward(self, x: torch.Tensor, level: torch.Tensor | float) -> torch.Tensor:
-        try:
-            import bm3d
-        except ImportError as error:  # pragma: no cover - bm3d is a dependency
-            raise RuntimeError("the bm3d formatter needs the bm3d package: pip install bm3d") from error
         levels = level_map(level, x)[:, 0, 0, 0].detach().cpu().double().numpy()
-        images = x.detach().cpu().double().numpy()
-        formatted = np.empty_like(images)
-        for index, (image, sigma) in enumerate(zip(images, levels)):
-            sigma = max(float(sigma), 1e-3)
-            if image.shape[0] == 3:
-                result = bm3d.bm3d_rgb(image.transpose(1, 2, 0), sigma)
-                formatted[index] = np.asarray(result).transpose(2, 0, 1)
-            else:
-                formatted[index, 0] = bm3d.bm3d(image[0], sigma)
-        return torch.from_numpy(formatted).to(device=x.device, dtype=x.dtype)
+        images = x.detach().cpu().double().numpy().transpose(0, 2, 3, 1)
+        formatted = np.stack([bm3d_denoise(image, sigma) for image, sigma in zip(images, levels)])
+        return torch.from_numpy(formatted.transpose(0, 3, 1, 2)).to(device=x.device, dtype=x.dtype)
 
 
 class FormResNet(nn.Module):

@@ -8,7 +8,8 @@ from __future__ import annotations
 
 import hashlib
 import io
-from concurrent.futures import ThreadPoolExecutor
+import multiprocessing
+from concurrent.futures import ProcessPoolExecutor, ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -19,6 +20,7 @@ from PIL import Image
 from ..config import BLIND, ModelConfig
 from ..degradations import add_gaussian_noise, imresize, jpeg_compress, rgb_to_y
 from ..imageio import is_image_path
+from ..models.formresnet import bm3d_denoise
 from .config import DataConfig
 
 
@@ -190,31 +192,45 @@ def crop_to_multiple(images: list[np.ndarray], multiple: int) -> list[np.ndarray
             for image in images]
 
 
-def bm3d_outputs(images: list[np.ndarray], sigmas: list[float], seed: int, cache_dir: Path
-                 ) -> dict[tuple[int, float], tuple[np.ndarray, np.ndarray]]:
+def bm3d_outputs(images: list[np.ndarray], sigmas: list[float], seed: int, cache_dir: Path,
+                 workers: int = 0) -> dict[tuple[int, float], tuple[np.ndarray, np.ndarray]]:
     """Noisy images and their BM3D outputs for every image and sigma, cached on disk.
 
-    BM3D takes seconds per image, so it runs once per (image, sigma, seed).
+    BM3D takes seconds per image, so it runs once per (image, sigma, seed), in ``workers``
+    processes when more than one (the bm4d library under bm3d is not thread-safe: two threads
+    deadlock in it, so never a thread pool).
     """
-    from ..models.formresnet import BM3DFormatter
-
     cache_dir.mkdir(parents=True, exist_ok=True)
-    formatter = BM3DFormatter()
-
-    def one(item: tuple[int, float]) -> tuple[tuple[int, float], tuple[np.ndarray, np.ndarray]]:
-        index, sigma = item
-        image = images[index]
+    results: dict[tuple[int, float], tuple[np.ndarray, np.ndarray]] = {}
+    missing: list[tuple[tuple[int, float], np.ndarray, Path]] = []
+    for index, image in enumerate(images):
         key = hashlib.sha1(image.tobytes()).hexdigest()[:16]
-        path = cache_dir / f"bm3d-{key}-s{sigma:g}-seed{seed}.npz"
-        noisy = add_gaussian_noise(image / 255.0, sigma, seed=seed + index).astype(np.float32)
-        if path.exists():
-            return item, (noisy, np.load(path)["formatted"])
-        tensor = torch.from_numpy(noisy).permute(2, 0, 1)[None]
-        output = formatter(tensor, sigma / 255.0)[0].permute(1, 2, 0).numpy().astype(np.float32)
-        buffer = io.BytesIO()
-        np.savez(buffer, formatted=output)
-        path.write_bytes(buffer.getvalue())
-        return item, (noisy, output)
+        for sigma in map(float, sigmas):
+            path = cache_dir / f"bm3d-{key}-s{sigma:g}-seed{seed}.npz"
+            noisy = add_gaussian_noise(image / 255.0, sigma, seed=seed + index).astype(np.float32)
+            if path.exists():
+                results[index, sigma] = noisy, np.load(path)["formatted"]
+            else:
+                missing.append(((index, sigma), noisy, path))
+    if not missing:
+        return results
+    if workers > 1:
+        with ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("spawn")) as pool:
+            outputs = list(pool.map(_bm3d_to_file, missing, chunksize=4))
+    else:
+        outputs = [_bm3d_to_file(item) for item in missing]
+    for (item, noisy, _), output in zip(missing, outputs):
+        results[item] = noisy, output
+    return results
 
-    # One at a time: the bm4d library under bm3d is not thread-safe (two threads deadlock in it).
-    return dict(one((index, float(sigma))) for index in range(len(images)) for sigma in sigmas)
+
+def _bm3d_to_file(task: tuple[tuple[int, float], np.ndarray, Path]) -> np.ndarray:
+    """BM3D of one noisy image, written atomically to its cache file."""
+    (_, sigma), noisy, path = task
+    output = bm3d_denoise(noisy.astype(np.float64), sigma / 255.0).astype(np.float32)
+    buffer = io.BytesIO()
+    np.savez(buffer, formatted=output)
+    temporary = path.with_name(path.name + ".part")
+    temporary.write_bytes(buffer.getvalue())
+    temporary.replace(path)
+    return output

@@ -99,7 +99,8 @@ class Trainer:
             images = training_data.crop_to_multiple(images, 12)
             pairs = training_data.bicubic_pairs(images, config.data.scales, cache)
         elif config.model.formatter == "bm3d":
-            formatted = training_data.bm3d_outputs(images, config.data.bm3d_sigmas, config.train.seed, cache)
+            formatted = training_data.bm3d_outputs(images, config.data.bm3d_sigmas, config.train.seed, cache,
+                                                     workers=config.data.workers)
         return training_data.PatchBatches(images, config.model, config.data, config.train.seed,
                                           pairs=pairs, formatted=formatted)
 
