@@ -11,7 +11,7 @@ import pytest
 from PIL import Image
 
 from formnet_cli import restore
-from formnet_cli.degradations import imresize
+from formnet_cli.degradations import add_gaussian_noise, imresize, jpeg_compress
 from formnet_cli.metrics import psnr
 
 DATA = Path(__file__).resolve().parent / "data"
@@ -40,3 +40,37 @@ def test_bundled_model_matches_its_reference_and_restores(name):
     else:
         baseline = to_uint8(degraded)
     assert psnr(clean, output) > psnr(clean, baseline) + MINIMUM_GAIN[name]
+
+
+def _crop() -> tuple[np.ndarray, np.ndarray]:
+    photo = np.asarray(Image.open(DATA.parents[1] / "examples" / "astronaut.png").convert("RGB"))
+    color = photo[100:196, 120:216]
+    return color, np.asarray(Image.fromarray(color).convert("L"))
+
+
+@pytest.mark.parametrize("quality", [5, 50, 95, "blind"])
+def test_one_jpeg_model_restores_every_quality_and_blind(quality):
+    color, gray = _crop()
+    for clean in (gray, color):  # color: Y, Cb and Cr each through the gray model
+        compressed = jpeg_compress(clean, 30 if quality == "blind" else quality)
+        output = to_uint8(restore(compressed, task="jpeg", quality=quality, device="cpu"))
+        assert output.shape == clean.shape
+        # at quality 95 little is left to remove (color: its 4:2:0 chroma is not recoverable)
+        assert psnr(clean, output) > psnr(clean, compressed) + (0.1 if quality == 95 else 0.3)
+
+
+@pytest.mark.parametrize("sigma", [5, 60, 75])
+def test_denoiser_restores_off_the_benchmark_levels(sigma):
+    _, gray = _crop()
+    noisy = add_gaussian_noise(gray / 255.0, sigma, seed=0)
+    output = to_uint8(restore(noisy, task="denoise", sigma=sigma, device="cpu"))
+    assert psnr(gray, output) > psnr(gray, to_uint8(noisy)) + 4.0
+
+
+@pytest.mark.parametrize("scale", [3, 4])
+def test_sr_beats_bicubic_at_every_scale(scale):
+    _, gray = _crop()
+    low = np.clip(imresize(gray / 255.0, 1 / scale), 0, 1).astype(np.float32)
+    output = to_uint8(restore(low, task="sr", scale=scale, device="cpu"))
+    assert output.shape == gray.shape
+    assert psnr(gray, output) > psnr(gray, to_uint8(imresize(low, output_shape=gray.shape))) + 1.0
