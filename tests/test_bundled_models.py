@@ -74,3 +74,13 @@ def test_sr_beats_bicubic_at_every_scale(scale):
     output = to_uint8(restore(low, task="sr", scale=scale, device="cpu"))
     assert output.shape == gray.shape
     assert psnr(gray, output) > psnr(gray, to_uint8(imresize(low, output_shape=gray.shape))) + 1.0
+
+
+def test_bm3d_formatted_model_improves_on_bm3d_alone():
+    from formnet_cli.models.formresnet import bm3d_denoise
+
+    _, gray = _crop()
+    noisy = add_gaussian_noise(gray / 255.0, 25, seed=0)
+    output = to_uint8(restore(noisy, task="denoise", sigma=25, model="denoise-gray-bm3d", device="cpu"))
+    formatted = to_uint8(bm3d_denoise(noisy[..., None].astype(np.float64), 25 / 255)[..., 0])
+    assert psnr(gray, output) > psnr(gray, formatted) + 0.05
