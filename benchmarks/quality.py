@@ -168,7 +168,8 @@ def suite_methods(suite: Suite, channels: int, args: argparse.Namespace
     peer = ev.DnCNNMethod.from_folder(peers_root, suite.task, channels, suite.levels) \
         if peers_root.exists() else None
     if peer is None:
-        print(f"  DnCNN models not found under {peers_root}: skipped")
+        levels = ", ".join(f"{level:g}" for level in suite.levels)
+        print(f"  no DnCNN model under {peers_root} for {suite.task} at {levels}: skipped")
     else:
         methods.append(peer)
     return [Measured(m) for m in methods], notes
