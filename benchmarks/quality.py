@@ -185,7 +185,7 @@ def suite_markdown(suite: Suite, report: ev.EvalReport, methods: list[Measured],
     settings = report.settings
     for method in report.methods:
         published = PUBLISHED.get((suite.dataset, method))
-        if published:
+        if published and any(s.level in published for s in settings):
             cells = [f"*{published[s.level]:.2f}*" if s.level in published else "" for s in settings]
             psnr_table.append(f"| *{method} (published)* | " + " | ".join(cells) + " |")
     lines += ["PSNR (dB):", "", *psnr_table, "", "SSIM:", "", report.wide_markdown(metric="ssim"), ""]
