@@ -133,10 +133,11 @@ class Measured(ev.Method):
 
 
 # -- methods per suite -------------------------------------------------------------------------
-def formnet_methods(task: str, channels: int, extra_models: list[str], device: str
-                    ) -> tuple[list[ev.Method], dict[str, str]]:
+def formnet_methods(task: str, channels: int, extra_models: list[str], device: str,
+                    single_pass: bool = True) -> tuple[list[ev.Method], dict[str, str]]:
     """The default model (or a "no weights yet" note), every available bm3d-formatted model of
-    the task and channels, and any ``--model`` given."""
+    the task and channels, and any ``--model`` given; with ``single_pass``, also each model
+    whose card recommends a self-ensemble as one plain pass."""
     methods, notes = ev.load_default_methods(task, channels, device=device)
     names = {m.loaded.name for m in methods if isinstance(m, ev.FormnetMethod)}
     wanted = list(extra_models)
@@ -155,12 +156,15 @@ def formnet_methods(task: str, channels: int, extra_models: list[str], device: s
     if wanted:
         extra, _ = ev.load_default_methods(task, channels, models=wanted, device=device)
         methods += [m for m in extra if m.loaded.name not in names]
-    return methods, notes
+    single = [ev.FormnetMethod(m.loaded, device=device, ensemble=1, name=f"formnet {m.loaded.name} (1 pass)")
+              for m in methods if single_pass and isinstance(m, ev.FormnetMethod) and m.passes > 1]
+    return methods + single, notes
 
 
 def suite_methods(suite: Suite, channels: int, args: argparse.Namespace
                   ) -> tuple[list[ev.Method], dict[str, str]]:
-    methods, notes = formnet_methods(suite.task, channels, args.model, args.device)
+    methods, notes = formnet_methods(suite.task, channels, args.model, args.device,
+                                     single_pass=not args.no_single_pass)
     methods.append(ev.DegradedInput())
     if suite.task == "denoise" and not args.no_bm3d:
         methods.append(ev.BM3DMethod())
@@ -242,6 +246,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--limit", type=int, default=None, help="only the first N images of each set")
     parser.add_argument("--model", action="append", default=[], help="extra formnet model (name or folder)")
     parser.add_argument("--no-bm3d", action="store_true", help="skip BM3D (slow: seconds per image)")
+    parser.add_argument("--no-single-pass", action="store_true",
+                        help="skip the one-pass row of models whose card recommends a self-ensemble")
     parser.add_argument("--data-root", default=str(ev.default_data_root()))
     parser.add_argument("--peers-root", default=str(default_peers_root() / "dncnn"))
     parser.add_argument("--device", default="cpu")

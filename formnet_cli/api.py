@@ -124,6 +124,8 @@ class RestoreResult:
     quality: int | None = None
     scale: int | None = None
     estimated: bool = False
+    ensemble: int = 1
+    """Flipped/rotated passes averaged (1: a single pass)."""
 
     def describe_level(self) -> str:
         """A short phrase such as ``"estimated sigma 23.7"`` or ``"quality 20"``."""
@@ -139,17 +141,19 @@ def restore(image: np.ndarray, task: str = "denoise", *, sigma: float | str | No
             quality: int | str | None = None, scale: int | None = None,
             model: str | os.PathLike[str] | LoadedModel | None = None,
             device: str = "auto", precision: str = "auto", tile: int | str | None = "auto",
-            tile_overlap: int | None = None, batch_size: int = 1,
+            tile_overlap: int | None = None, batch_size: int = 1, ensemble: int | str = "auto",
             progress: Progress | None = None) -> np.ndarray:
     """Restore one image; same dtype and layout as ``image`` (``scale`` x larger for ``sr``).
 
     ``sigma``: noise level on the 0-255 scale, or ``'auto'`` (also the default) to estimate it.
     ``quality``: JPEG quality 1-100, ``'blind'``, or ``'auto'`` (the default; without the
-    source file this is blind). ``scale``: 2, 3 or 4 for ``sr``. See :func:`restore_with_info`.
+    source file this is blind). ``scale``: 2, 3 or 4 for ``sr``. ``ensemble``: 1, 2, 4 or 8
+    flipped/rotated passes averaged (that many times the time), or ``'auto'`` for the number
+    the model's card recommends. See :func:`restore_with_info`.
     """
     return restore_with_info(image, task, sigma=sigma, quality=quality, scale=scale, model=model,
                              device=device, precision=precision, tile=tile,
-                             tile_overlap=tile_overlap, batch_size=batch_size,
+                             tile_overlap=tile_overlap, batch_size=batch_size, ensemble=ensemble,
                              progress=progress).image
 
 
@@ -159,7 +163,8 @@ def restore_with_info(image: np.ndarray, task: str = "denoise", *,
                       model: str | os.PathLike[str] | LoadedModel | None = None,
                       device: str = "auto", precision: str = "auto",
                       tile: int | str | None = "auto", tile_overlap: int | None = None,
-                      batch_size: int = 1, progress: Progress | None = None,
+                      batch_size: int = 1, ensemble: int | str = "auto",
+                      progress: Progress | None = None,
                       source_path: str | os.PathLike[str] | None = None) -> RestoreResult:
     """:func:`restore`, also returning the levels used (e.g. the estimated sigma).
 
@@ -175,8 +180,10 @@ def restore_with_info(image: np.ndarray, task: str = "denoise", *,
         sigma = _check_sigma_option(sigma)
     else:
         quality = _check_quality_option(quality)
+    ensemble = _check_ensemble_option(ensemble)
 
     loaded = _select_model(model, task, 3 if color else 1, device)
+    passes = loaded.info.ensemble if ensemble == "auto" else ensemble
 
     estimated = False
     level_quality: int | None = None
@@ -191,8 +198,8 @@ def restore_with_info(image: np.ndarray, task: str = "denoise", *,
         _check_scale(scale, loaded.config.scales)
         level = condition_level("sr", scale=scale)
 
-    run = _Runner(loaded, level=level, precision=precision, tile=tile,
-                  tile_overlap=tile_overlap, batch_size=batch_size, progress=progress)
+    run = _Runner(loaded, level=level, precision=precision, tile=tile, tile_overlap=tile_overlap,
+                  batch_size=batch_size, ensemble=passes, progress=progress)
     if task == "sr":
         assert scale is not None
         restored = _restore_sr(run, pixels, scale)
@@ -214,7 +221,8 @@ def restore_with_info(image: np.ndarray, task: str = "denoise", *,
         output[:, :, -1] = image[:, :, -1]  # bit-exact, not through float
     return RestoreResult(image=output, task=task, model_name=loaded.name,
                          model_source=loaded.source, sigma=level_sigma, quality=level_quality,
-                         scale=scale if task == "sr" else None, estimated=estimated)
+                         scale=scale if task == "sr" else None, estimated=estimated,
+                         ensemble=passes)
 
 
 # -- internals -----------------------------------------------------------------------------
@@ -226,10 +234,10 @@ class _Runner:
 
     def __init__(self, loaded: LoadedModel, *, level: float, precision: str,
                  tile: int | str | None, tile_overlap: int | None, batch_size: int,
-                 progress: Progress | None) -> None:
+                 ensemble: int, progress: Progress | None) -> None:
         self.loaded, self.level, self.progress = loaded, level, progress
         self.options = dict(tile=tile, device=loaded.device, precision=precision,
-                            batch_size=batch_size)
+                            batch_size=batch_size, ensemble=ensemble)
         if tile_overlap is not None:
             self.options["tile_overlap"] = tile_overlap
 
@@ -283,7 +291,8 @@ def _select_model(model: str | os.PathLike[str] | LoadedModel | None, task: str,
 
 def check_options(task: str, *, sigma: float | str | None = None,
                   quality: int | str | None = None, scale: int | None = None,
-                  device: str = "auto", precision: str = "auto") -> None:
+                  device: str = "auto", precision: str = "auto",
+                  ensemble: int | str = "auto") -> None:
     """Raise :class:`InvalidOptionError` for values no model accepts, before any work.
 
     :func:`restore_with_info` checks the same (and the model's own ranges) per image; a batch
@@ -296,6 +305,7 @@ def check_options(task: str, *, sigma: float | str | None = None,
         _check_quality_option(quality)
     else:
         _check_scale(scale, SR_SCALES)
+    _check_ensemble_option(ensemble)
     engine.resolve_device(device)
     if str(precision).strip().lower() not in ("auto", *engine.PRECISIONS):
         raise InvalidOptionError(
@@ -305,6 +315,16 @@ def check_options(task: str, *, sigma: float | str | None = None,
 def _check_task(task: str) -> None:
     if task not in TASKS:
         raise InvalidOptionError(f"unknown task {task!r}; choose one of {', '.join(TASKS)}")
+
+
+def _check_ensemble_option(ensemble: int | str) -> int | str:
+    text = str(ensemble).strip().lower()
+    if text == "auto":
+        return "auto"
+    if isinstance(ensemble, bool) or text not in {str(size) for size in engine.ENSEMBLE_SIZES}:
+        raise InvalidOptionError(f"ensemble must be auto or one of "
+                                 f"{', '.join(map(str, engine.ENSEMBLE_SIZES))}, got {ensemble!r}")
+    return int(text)
 
 
 def _check_sigma_option(sigma: float | str | None) -> float | str:

@@ -50,6 +50,8 @@ class BatchOptions:
     tile: int | str | None = "auto"
     tile_overlap: int | None = None
     batch_size: int = 1
+    ensemble: int | str = "auto"
+    """Flipped/rotated passes averaged per image; ``auto``: the model's recommendation."""
     recursive: bool = False
     skip_existing: bool = False
     ext: str | None = None
@@ -364,7 +366,8 @@ def _is_within(path: Path, folder: Path) -> bool:
 def check_options(options: BatchOptions) -> None:
     """Reject option values that would fail every file, before touching any file."""
     api.check_options(options.task, sigma=options.sigma, quality=options.quality,
-                      scale=options.scale, device=options.device, precision=options.precision)
+                      scale=options.scale, device=options.device, precision=options.precision,
+                      ensemble=options.ensemble)
     if options.jpeg_quality is not None and not 1 <= options.jpeg_quality <= 100:
         raise InvalidOptionError(f"--jpeg-quality must be in [1, 100], got {options.jpeg_quality}")
 
@@ -417,7 +420,8 @@ def _run_job(job: Job, options: BatchOptions, reporter: Reporter) -> FileResult:
             pixels, options.task, sigma=options.sigma, quality=options.quality,
             scale=options.scale, model=options.model, device=options.device,
             precision=options.precision, tile=options.tile, tile_overlap=options.tile_overlap,
-            batch_size=options.batch_size, progress=reporter.tiles, source_path=job.input)
+            batch_size=options.batch_size, ensemble=options.ensemble, progress=reporter.tiles,
+            source_path=job.input)
         if restored.estimated:
             reporter.note(f"{job.input}: {restored.describe_level()}")
         write_options: dict[str, Any] = {}

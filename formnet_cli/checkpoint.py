@@ -16,6 +16,7 @@ import torch
 from safetensors.torch import load_file, save_file
 
 from .config import ModelConfig
+from .engine import ENSEMBLE_SIZES
 from .errors import FormnetError
 from .models import FormResNet
 
@@ -36,10 +37,12 @@ class CheckpointInfo:
     model: ModelConfig
     scores: dict[str, float] = field(default_factory=dict)
     description: str = ""
+    ensemble: int = 1
+    """The self-ensemble size ``ensemble="auto"`` runs (see :func:`formnet_cli.engine.restore_tensor`)."""
 
     def to_dict(self) -> dict[str, Any]:
         return {"name": self.name, "description": self.description,
-                "model": self.model.to_dict(), "scores": self.scores}
+                "model": self.model.to_dict(), "scores": self.scores, "ensemble": self.ensemble}
 
 
 def read_info(folder: str | os.PathLike[str]) -> CheckpointInfo:
@@ -49,9 +52,12 @@ def read_info(folder: str | os.PathLike[str]) -> CheckpointInfo:
         raise CheckpointError(f"{folder}: not a formnet checkpoint (no {CONFIG_FILE})")
     try:
         data = json.loads(path.read_text(encoding="utf-8"))
+        ensemble = data.get("ensemble", 1)
+        if isinstance(ensemble, bool) or ensemble not in ENSEMBLE_SIZES:
+            raise ValueError(f"ensemble must be one of {', '.join(map(str, ENSEMBLE_SIZES))}")
         return CheckpointInfo(name=str(data["name"]), model=ModelConfig.from_dict(data["model"]),
                               scores={str(k): float(v) for k, v in data.get("scores", {}).items()},
-                              description=str(data.get("description", "")))
+                              description=str(data.get("description", "")), ensemble=int(ensemble))
     # ValueError covers JSONDecodeError, ConfigError and non-numeric scores.
     except (OSError, ValueError, KeyError, TypeError, AttributeError) as error:
         raise CheckpointError(f"{path}: invalid checkpoint config ({error})") from error

@@ -129,6 +129,10 @@ TileOverlapOption = Annotated[Optional[int], typer.Option(
     help="Pixels over which neighbouring tiles are blended (default 16).")]
 BatchSizeOption = Annotated[int, typer.Option(
     "--batch-size", min=1, help="Tiles per forward pass.")]
+EnsembleOption = Annotated[str, typer.Option(
+    "--ensemble", metavar="auto|1|2|4|8",
+    help="Average this many flipped/rotated passes (slower, slightly better); auto: the "
+         "number the model card recommends.")]
 TaskOption = Annotated[TaskName, typer.Option(
     "--task", "-t", help="What to restore: noise, JPEG artifacts or low resolution.")]
 SigmaOption = Annotated[Optional[str], typer.Option(
@@ -176,6 +180,7 @@ def restore(
     tile: TileOption = "auto",
     tile_overlap: TileOverlapOption = None,
     batch_size: BatchSizeOption = 1,
+    ensemble: EnsembleOption = "auto",
     recursive: Annotated[bool, typer.Option(
         "--recursive", "-r", help="Walk folders and mirror their tree under the output.")] = False,
     skip_existing: Annotated[bool, typer.Option(
@@ -203,7 +208,7 @@ def restore(
     options = BatchOptions(
         task=task.value, sigma=sigma, quality=quality, scale=scale, model=model, device=device,
         precision=precision.value, tile=tile, tile_overlap=tile_overlap, batch_size=batch_size,
-        recursive=recursive, skip_existing=skip_existing, ext=ext, jpeg_quality=jpeg_quality)
+        ensemble=ensemble, recursive=recursive, skip_existing=skip_existing, ext=ext, jpeg_quality=jpeg_quality)
     plan = plan_batch(inputs, output, recursive=recursive, ext=ext)
     console = Console(stderr=True)
     for note in plan.notes:

@@ -150,6 +150,9 @@ def eval_command(
     device: Annotated[str, typer.Option("--device", metavar="auto|cpu|cuda|mps")] = "auto",
     precision: Annotated[str, typer.Option("--precision", metavar="auto|fp32|fp16|bf16")] = "auto",
     tile: Annotated[str, typer.Option("--tile", metavar="auto|INT|none", help="Tile side in pixels.")] = "auto",
+    ensemble: Annotated[str, typer.Option(
+        "--ensemble", metavar="auto|1|2|4|8",
+        help="Flipped/rotated passes averaged; auto: the model card's number.")] = "auto",
     warmup: Annotated[bool, typer.Option("--warmup/--no-warmup",
                                          help="Run each method once, untimed, before timing.")] = True,
 ) -> None:
@@ -179,7 +182,7 @@ def eval_command(
     to_stdout = json_path == "-" or markdown_path == "-"
     console = Console(stderr=to_stdout)
     methods, notes = ev.load_default_methods(task, image_channels, models=model, device=device,
-                                             precision=precision, tile=tile_value)
+                                             precision=precision, tile=tile_value, ensemble=ensemble)
     if notes:
         console.print(f"[yellow]no formnet weights for {task} yet; scoring the baselines only[/]")
     methods.append(ev.DegradedInput())

@@ -279,10 +279,14 @@ class FormnetMethod(Method):
     """A formnet checkpoint, run through :func:`formnet_cli.api.restore` (tiling included)."""
 
     def __init__(self, loaded: Any, *, device: str = "auto", precision: str = "auto",
-                 tile: int | str | None = "auto", name: str | None = None) -> None:
+                 tile: int | str | None = "auto", ensemble: int | str = "auto",
+                 name: str | None = None) -> None:
         self.loaded = loaded
-        self.options = {"device": device, "precision": precision, "tile": tile}
-        self.name = name or f"formnet {loaded.name}"
+        self.passes = loaded.info.ensemble if str(ensemble).lower() == "auto" else int(ensemble)
+        self.options = {"device": device, "precision": precision, "tile": tile,
+                        "ensemble": self.passes}
+        passes = f" ({self.passes} passes)" if self.passes > 1 else ""
+        self.name = name or f"formnet {loaded.name}{passes}"
 
     def unsupported(self, setting: Setting, channels: int) -> str | None:
         config = self.loaded.config
@@ -757,7 +761,8 @@ def _save_outputs(root: Path, sample: Sample, method: Method, label: str, restor
 
 def load_default_methods(task: str, channels: int, *, models: Sequence[str] | None = None,
                          device: str = "auto", precision: str = "auto",
-                         tile: int | str | None = "auto") -> tuple[list[Method], dict[str, str]]:
+                         tile: int | str | None = "auto", ensemble: int | str = "auto"
+                         ) -> tuple[list[Method], dict[str, str]]:
     """formnet methods for ``models`` (names or folders), or the task's default model.
 
     Returns the methods and, when no ``models`` were named and the task has no weights, a
@@ -769,12 +774,14 @@ def load_default_methods(task: str, channels: int, *, models: Sequence[str] | No
     if models:
         for model in models:
             loaded = api.load_model(model, task=task, channels=channels, device=device)
-            methods.append(FormnetMethod(loaded, device=device, precision=precision, tile=tile))
+            methods.append(FormnetMethod(loaded, device=device, precision=precision, tile=tile,
+                                         ensemble=ensemble))
         return methods, {}
     for wanted in (channels, 4 - channels):
         try:
             loaded = api.load_model(None, task=task, channels=wanted, device=device)
         except ModelNotFoundError:
             continue
-        return [FormnetMethod(loaded, device=device, precision=precision, tile=tile)], {}
+        return [FormnetMethod(loaded, device=device, precision=precision, tile=tile,
+                              ensemble=ensemble)], {}
     return [], {"formnet": "no weights yet"}

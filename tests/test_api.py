@@ -111,7 +111,7 @@ def test_sigma_auto_estimates_and_reports(tiny_models):
     {"sigma": 80}, {"sigma": -1}, {"sigma": float("nan")}, {"sigma": "loud"},
     {"task": "jpeg", "quality": 0}, {"task": "jpeg", "quality": 101},
     {"task": "jpeg", "quality": 2.5}, {"task": "sr", "scale": 5}, {"task": "sr"},
-    {"task": "deblur"},
+    {"task": "deblur"}, {"ensemble": 3}, {"ensemble": "all"}, {"ensemble": True},
 ])
 def test_invalid_options_raise_one_line_errors(tiny_models, options):
     model = {"denoise": tiny_models.denoise_gray, "jpeg": tiny_models.jpeg_gray,
@@ -119,6 +119,38 @@ def test_invalid_options_raise_one_line_errors(tiny_models, options):
     with pytest.raises(InvalidOptionError) as caught:
         api.restore(np.zeros((8, 8), np.uint8), model=model, device="cpu", **options)
     assert "\n" not in str(caught.value)
+
+
+def test_ensemble_auto_runs_what_the_model_card_recommends(tiny_models, random_image, tmp_path):
+    import json
+    import shutil
+
+    folder = tmp_path / "recommends-4"
+    shutil.copytree(tiny_models.denoise_gray, folder)
+    config = json.loads((folder / "config.json").read_text())
+    (folder / "config.json").write_text(json.dumps({**config, "ensemble": 4}))
+    image = random_image((21, 34), np.float32)
+    auto = api.restore_with_info(image, sigma=25, model=folder, device="cpu")
+    four = api.restore(image, sigma=25, model=tiny_models.denoise_gray, device="cpu", ensemble=4)
+    one = api.restore(image, sigma=25, model=folder, device="cpu", ensemble="1")
+    assert auto.ensemble == 4
+    np.testing.assert_array_equal(auto.image, four)
+    assert np.abs(auto.image - one).max() > 1e-3
+    assert api.restore_with_info(image, sigma=25, model=tiny_models.denoise_gray).ensemble == 1
+
+
+def test_invalid_ensemble_in_config_json_is_a_checkpoint_error(tiny_models, tmp_path):
+    import json
+    import shutil
+
+    from formnet_cli.checkpoint import CheckpointError, read_info
+
+    folder = tmp_path / "bad"
+    shutil.copytree(tiny_models.denoise_gray, folder)
+    config = json.loads((folder / "config.json").read_text())
+    (folder / "config.json").write_text(json.dumps({**config, "ensemble": 3}))
+    with pytest.raises(CheckpointError, match="ensemble"):
+        read_info(folder)
 
 
 @pytest.mark.parametrize("image", [

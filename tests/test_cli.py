@@ -147,6 +147,14 @@ def test_sigma_out_of_range_is_one_line_error(tiny_models, tmp_path, gray_png):
     assert not (tmp_path / "o.png").exists()
 
 
+def test_unsupported_ensemble_is_one_line_error(tiny_models, tmp_path, gray_png):
+    result = restore(tiny_models.denoise_gray, gray_png, "-o", tmp_path / "o.png",
+                     "--sigma", "25", "--ensemble", "3")
+    assert result.exit_code == 1
+    assert result.stderr.startswith("error: ") and result.stderr.count("\n") == 1
+    assert "ensemble" in result.stderr and not (tmp_path / "o.png").exists()
+
+
 def test_missing_weights_is_one_line_error(tmp_path, gray_png):
     result = restore(tmp_path / "no-such-model", gray_png, "-o", tmp_path / "o.png",
                      "--sigma", "5")

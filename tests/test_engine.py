@@ -7,11 +7,14 @@ import torch
 
 from formnet_cli.config import ModelConfig, NetworkConfig
 from formnet_cli.engine import (
+    ENSEMBLE_VIEWS,
     TileGeometry,
+    dihedral,
     plan_axis,
     resolve_device,
     resolve_precision,
     restore_tensor,
+    undo_dihedral,
 )
 from formnet_cli.errors import FormnetError, InvalidOptionError
 from formnet_cli.models import FormResNet
@@ -130,6 +133,37 @@ def test_progress_reports_every_batch(unet: FormResNet) -> None:
     assert {t for _, t in calls} == {total} and calls[-1][0] == total
 
 
+# -- self-ensemble ------------------------------------------------------------------------------
+def test_dihedral_views_are_the_eight_distinct_symmetries_and_undo_them() -> None:
+    image = random_image(2, 5, 7)
+    views = [dihedral(image, view) for view in range(8)]
+    assert len({tuple(v.flatten().tolist()) for v in views}) == 8
+    for view, transformed in enumerate(views):
+        assert torch.equal(undo_dihedral(transformed, view), image)
+    assert torch.equal(views[3], torch.rot90(image, 2, (-2, -1)))
+    assert {tuple(views[5].flatten().tolist()), tuple(views[6].flatten().tolist())} == {
+        tuple(torch.rot90(image, k, (-2, -1)).flatten().tolist()) for k in (1, 3)}
+
+
+@pytest.mark.parametrize("ensemble", [2, 4, 8])
+def test_ensemble_is_the_mean_of_the_turned_back_views(unet: FormResNet, ensemble: int) -> None:
+    image = random_image(1, 37, 52)
+    level_map = torch.linspace(0.02, 0.2, 52).expand(1, 37, 52).contiguous()
+    expected = torch.stack([
+        undo_dihedral(restore_tensor(unet, dihedral(image, view), dihedral(level_map, view),
+                                     tile=None), view)
+        for view in ENSEMBLE_VIEWS[ensemble]]).mean(dim=0)
+    calls: list[tuple[int, int]] = []
+    result = restore_tensor(unet, image, level_map, tile=24, tile_overlap=4, ensemble=ensemble,
+                            progress=lambda done, total: calls.append((done, total)))
+    single, tiles_per_pass = restore_counting(unet, image, level_map, tile=24, tile_overlap=4)
+    assert result.shape == image.shape
+    assert (result - expected).abs().max() < 1e-5
+    assert (result - single).abs().max() > 1e-3  # an untrained net is far from symmetric
+    assert [done for done, _ in calls] == list(range(1, ensemble * tiles_per_pass + 1))
+    assert {total for _, total in calls} == {ensemble * tiles_per_pass}
+
+
 def test_auto_tile_on_cpu(unet: FormResNet) -> None:
     image = random_image(1, 77, 131)
     auto = restore_tensor(unet, image, LEVEL, tile="auto")
@@ -177,7 +211,8 @@ def test_caller_model_is_left_as_it_was(unet: FormResNet) -> None:
 
 
 @pytest.mark.parametrize("options", [{"tile": 0}, {"tile": "big"}, {"tile_overlap": -1},
-                                     {"batch_size": 0}, {"precision": "fp8"}])
+                                     {"batch_size": 0}, {"precision": "fp8"},
+                                     {"ensemble": 3}, {"ensemble": 0}])
 def test_bad_options(unet: FormResNet, options: dict[str, object]) -> None:
     with pytest.raises(InvalidOptionError):
         restore_tensor(unet, random_image(1, 8, 8), LEVEL, **options)

@@ -140,6 +140,8 @@ def test_relative_train_dirs_resolve_against_the_config_folder(tmp_path: Path, i
     ("data.sigma_range=[0, 80]", "data.sigma_range"),
     ("data.patch_size=18", "data.patch_size"),
     ("loss.adversarial=0.1", "data.patch_size"),  # the PatchGAN discriminator needs 24 pixels
+    ("data.sigma_focus_share=1.5", "data.sigma_focus_share"),
+    ("data.sigma_focus_share=0.5", "data.sigma_focus_range"),  # a share needs its range
 ])
 def test_invalid_values_are_one_config_error_naming_the_key(tmp_path: Path, image_dir: Path,
                                                             override: str, names: str) -> None:
@@ -159,6 +161,22 @@ def test_missing_config_file_and_bad_set_syntax_are_config_errors(tmp_path: Path
         load_train_config(tmp_path / "absent.toml")
     with pytest.raises(ConfigError, match="key=value"):
         load_train_config(write_config(tmp_path, image_dir), ["train.steps"])
+
+
+def test_sigma_focus_share_draws_that_share_of_levels_from_the_focus_range(tmp_path: Path,
+                                                                           image_dir: Path) -> None:
+    from formnet_cli.training.data import PatchBatches, load_images
+
+    path = write_config(tmp_path, image_dir, data="sigma_range = [0.0, 75.0]\n"
+                                                  "sigma_focus_range = [0.0, 10.0]\n"
+                                                  "sigma_focus_share = 0.75")
+    config = load_train_config(path, ["data.batch_size=50"])
+    batches = PatchBatches(load_images(config.data.train_dirs, 1), config.model, config.data, seed=0)
+    sigmas = torch.cat([batches[step].level for step in range(40)]).numpy() * 255.0
+    low_share = float(np.mean(sigmas <= 10.0))
+    # 75 % from [0, 10] plus 25 % x 10/75 of the uniform draws: 0.783 in expectation
+    assert low_share == pytest.approx(0.75 + 0.25 * 10 / 75, abs=0.03)
+    assert sigmas.max() > 60.0  # the rest still covers the whole range
 
 
 # -- the training loop ----------------------------------------------------------------------

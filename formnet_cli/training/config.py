@@ -33,6 +33,10 @@ class DataConfig:
     patch_size: int = 96
     batch_size: int = 16
     sigma_range: list[float] = field(default_factory=lambda: [0.0, 75.0])
+    sigma_focus_range: list[float] = field(default_factory=list)
+    """Denoise: a sub-range of ``sigma_range`` drawn more often (empty: uniform over the range)."""
+    sigma_focus_share: float = 0.0
+    """Denoise: share of patches whose sigma comes from ``sigma_focus_range``."""
     quality_range: list[int] = field(default_factory=lambda: [5, 95])
     blind_probability: float = 0.2
     """JPEG: share of patches trained without the quality (blind mode)."""
@@ -127,6 +131,12 @@ class TrainConfig:
         low, high = self.data.sigma_range
         if not 0 <= low <= high <= 75:
             raise ConfigError("data.sigma_range must lie within [0, 75]")
+        if not 0 <= self.data.sigma_focus_share <= 1:
+            raise ConfigError("data.sigma_focus_share must lie within [0, 1]")
+        if self.data.sigma_focus_share > 0:
+            focus = self.data.sigma_focus_range
+            if len(focus) != 2 or not low <= focus[0] <= focus[1] <= high:
+                raise ConfigError("data.sigma_focus_range must be [low, high] within data.sigma_range")
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)

@@ -120,7 +120,7 @@ class PatchBatches(torch.utils.data.Dataset):
             patch = augment(_crop(rng, self.images[index], size), mode)
             clean.append(patch / 255.0)
             if task == "denoise":
-                sigma = float(rng.uniform(*self.data.sigma_range))
+                sigma = self._draw_sigma(rng)
                 noise = rng.standard_normal(patch.shape, dtype=np.float32) * (sigma / 255.0)
                 degraded.append(patch / 255.0 + noise)
                 levels.append(sigma / 255.0)
@@ -132,6 +132,13 @@ class PatchBatches(torch.utils.data.Dataset):
                 levels.append(BLIND if blind else quality / 100.0)
         return Batch(_stack(degraded), _stack(clean), torch.tensor(levels, dtype=torch.float32),
                      _stack(formatted) if formatted else None)
+
+    def _draw_sigma(self, rng: np.random.Generator) -> float:
+        """A training sigma: from ``sigma_focus_range`` for that share of patches, else the range."""
+        share = self.data.sigma_focus_share
+        if share > 0 and rng.random() < share:
+            return float(rng.uniform(*self.data.sigma_focus_range))
+        return float(rng.uniform(*self.data.sigma_range))
 
     def _crop_pair(self, rng: np.random.Generator, high: np.ndarray, upscaled: np.ndarray,
                    scale: int) -> tuple[np.ndarray, np.ndarray]:
