@@ -110,7 +110,8 @@ def worker(args: argparse.Namespace) -> dict:
 
         def run(pixels: np.ndarray) -> np.ndarray:
             return api.restore(pixels, "denoise", sigma=25.0, model=loaded, tile=tile,
-                               device=args.device, precision=args.precision)
+                               device=args.device, precision=args.precision,
+                               ensemble=args.ensemble)
     if args.precision == "auto":
         args.precision = "fp16" if args.device.startswith("cuda") and args.method != "dncnn" else "fp32"
     run(warm)
@@ -146,13 +147,14 @@ def measure(options: list[str]) -> dict:
     return json.loads(lines[-1])
 
 
-def markdown(rows: list[dict], references: dict[str, dict], command: str, started: str) -> str:
+def markdown(rows: list[dict], references: dict[str, dict], command: str, started: str,
+             ensemble: str = "1") -> str:
     rates = {device: ref["megapixels_per_second"] for device, ref in references.items() if "error" not in ref}
     model_note = next((r["method"] for r in rows if "error" not in r), "formnet")
     lines = [
         "## Speed and memory", "",
         f"Written by `{command}` on {started}. Denoising a gray uint8 image at sigma 25 through "
-        f"`formnet_cli.api.restore` ({model_note}); each row is a fresh process (one warm-up "
+        f"`formnet_cli.api.restore` ({model_note}, `ensemble={ensemble}`); each row is a fresh process (one warm-up "
         f"{WARMUP_SIDE} x {WARMUP_SIDE} image, then the timed call). Peak RSS is the process's "
         "maximum resident set size (model, input and output images included); *rise* is peak "
         "minus the RSS just before the timed call. *time / DnCNN* is formnet's time per megapixel "
@@ -187,6 +189,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--tiles", default="512,1024,auto", help="tile sides, 'auto' or 'none'")
     parser.add_argument("--devices", default=None, help="comma list (default: cpu, and cuda if available)")
     parser.add_argument("--precision", default="auto")
+    parser.add_argument("--ensemble", default="1",
+                        help="self-ensemble passes (default 1: the tiling and memory of one pass; "
+                             "'auto' runs the model card's number, that many times the time)")
     parser.add_argument("--model", default=None, help="formnet model name or folder (default: denoise gray)")
     parser.add_argument("--dncnn-size", type=float, default=1.0, help="megapixels for the DnCNN reference")
     parser.add_argument("--peers-root", default=None, help="folder of the DnCNN .mat files")
@@ -214,7 +219,8 @@ def main(argv: list[str] | None = None) -> int:
     import torch
 
     devices = args.devices.split(",") if args.devices else (["cpu"] + (["cuda"] if torch.cuda.is_available() else []))
-    common = ["--peers-root", args.peers_root, "--precision", args.precision]
+    common = ["--peers-root", args.peers_root, "--precision", args.precision,
+              "--ensemble", args.ensemble]
     if args.threads:
         common += ["--threads", str(args.threads)]
     if args.model:
@@ -236,7 +242,8 @@ def main(argv: list[str] | None = None) -> int:
     command = "python benchmarks/speed.py " + " ".join(sys.argv[1:] if argv is None else argv)
     from quality import write_block
 
-    write_block(args.output, START, END, markdown(rows, references, command.strip(), started))
+    write_block(args.output, START, END, markdown(rows, references, command.strip(), started,
+                                                   args.ensemble))
     if args.json:
         args.json.write_text(json.dumps({"references": references, "rows": rows}, indent=2) + "\n")
     print(f"wrote {args.output}")
