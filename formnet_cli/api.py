@@ -180,10 +180,9 @@ def restore_with_info(image: np.ndarray, task: str = "denoise", *,
         sigma = _check_sigma_option(sigma)
     else:
         quality = _check_quality_option(quality)
-    ensemble = _check_ensemble_option(ensemble)
 
     loaded = _select_model(model, task, 3 if color else 1, device)
-    passes = loaded.info.ensemble if ensemble == "auto" else ensemble
+    passes = ensemble_passes(ensemble, loaded)
 
     estimated = False
     level_quality: int | None = None
@@ -315,6 +314,15 @@ def check_options(task: str, *, sigma: float | str | None = None,
 def _check_task(task: str) -> None:
     if task not in TASKS:
         raise InvalidOptionError(f"unknown task {task!r}; choose one of {', '.join(TASKS)}")
+
+
+def ensemble_passes(ensemble: int | str, loaded: LoadedModel) -> int:
+    """How many self-ensemble passes ``ensemble`` means for ``loaded`` (``auto``: its card's).
+
+    Raises :class:`InvalidOptionError` for anything but ``auto``, 1, 2, 4 or 8.
+    """
+    option = _check_ensemble_option(ensemble)
+    return loaded.info.ensemble if option == "auto" else option
 
 
 def _check_ensemble_option(ensemble: int | str) -> int | str:

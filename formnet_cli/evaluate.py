@@ -281,8 +281,10 @@ class FormnetMethod(Method):
     def __init__(self, loaded: Any, *, device: str = "auto", precision: str = "auto",
                  tile: int | str | None = "auto", ensemble: int | str = "auto",
                  name: str | None = None) -> None:
+        from .api import ensemble_passes
+
         self.loaded = loaded
-        self.passes = loaded.info.ensemble if str(ensemble).lower() == "auto" else int(ensemble)
+        self.passes = ensemble_passes(ensemble, loaded)
         self.options = {"device": device, "precision": precision, "tile": tile,
                         "ensemble": self.passes}
         passes = f" ({self.passes} passes)" if self.passes > 1 else ""

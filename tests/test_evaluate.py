@@ -268,3 +268,14 @@ def test_unwritable_report_path_is_one_line_error(dataset: Path, tmp_path: Path)
                                  "--no-warmup", "--json", str(blocker / "r.json")])
     assert result.exit_code == 1, result.output
     assert result.stderr.startswith("error: ") and "Traceback" not in result.output
+
+
+def test_formnet_method_names_its_passes_and_rejects_unsupported_ensembles(tiny_models):
+    from formnet_cli import api
+    from formnet_cli.errors import InvalidOptionError
+
+    loaded = api.load_model(tiny_models.denoise_gray, task="denoise", device="cpu")
+    assert ev.FormnetMethod(loaded).name == f"formnet {loaded.name}"  # its card says 1 pass
+    assert ev.FormnetMethod(loaded, ensemble="4").name == f"formnet {loaded.name} (4 passes)"
+    with pytest.raises(InvalidOptionError, match="ensemble"):
+        ev.FormnetMethod(loaded, ensemble="x")
