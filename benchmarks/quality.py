@@ -156,7 +156,8 @@ def formnet_methods(task: str, channels: int, extra_models: list[str], device: s
     if wanted:
         extra, _ = ev.load_default_methods(task, channels, models=wanted, device=device)
         methods += [m for m in extra if m.loaded.name not in names]
-    single = [ev.FormnetMethod(m.loaded, device=device, ensemble=1, name=f"formnet {m.loaded.name} (1 pass)")
+    single = [ev.FormnetMethod(m.loaded, device=device, ensemble=1,
+                               name=f"formnet {m.loaded.name} (1 pass)")
               for m in methods if single_pass and isinstance(m, ev.FormnetMethod) and m.passes > 1]
     return methods + single, notes
 
