@@ -245,16 +245,11 @@ class _Runner:
         for index, plane in enumerate(planes):
             tensor = torch.from_numpy(np.ascontiguousarray(plane.transpose(2, 0, 1)))
             result = engine.restore_tensor(self.loaded.model, tensor, self.level,
-                                           progress=self._pass_progress(index, len(planes)),
+                                           progress=engine.pass_progress(self.progress, index,
+                                                                         len(planes)),
                                            **self.options)
             outputs.append(result.detach().float().cpu().numpy().transpose(1, 2, 0))
         return outputs
-
-    def _pass_progress(self, index: int, passes: int) -> Progress | None:
-        if self.progress is None:
-            return None
-        report = self.progress
-        return lambda done, total: report(index * total + done, passes * total)
 
 
 def _restore_sr(run: _Runner, pixels: np.ndarray, scale: int) -> np.ndarray:

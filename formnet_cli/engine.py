@@ -345,18 +345,18 @@ def restore_tensor(
     total: torch.Tensor | None = None
     for index, view in enumerate(views):
         view_level = dihedral(level, view) if isinstance(level, torch.Tensor) and level.ndim == 3 else level
-        restored = undo_dihedral(
-            _restore_view(model, dihedral(image, view), view_level, tile=tile,
-                          tile_overlap=tile_overlap, device=device, precision=precision,
-                          batch_size=batch_size, progress=_pass_progress(progress, index, len(views))),
-            view)
+        restored = _restore_view(model, dihedral(image, view), view_level, tile=tile,
+                                 tile_overlap=tile_overlap, device=device, precision=precision,
+                                 batch_size=batch_size,
+                                 progress=pass_progress(progress, index, len(views)))
+        restored = undo_dihedral(restored, view)
         total = restored if total is None else total + restored
     assert total is not None
     return (total / len(views)).contiguous() if len(views) > 1 else total
 
 
-def _pass_progress(progress: ProgressCallback | None, index: int, passes: int
-                   ) -> ProgressCallback | None:
+def pass_progress(progress: ProgressCallback | None, index: int, passes: int
+                  ) -> ProgressCallback | None:
     """``progress`` for pass ``index`` of ``passes`` equal passes, counted as one run."""
     if progress is None or passes == 1:
         return progress
