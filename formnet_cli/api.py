@@ -11,7 +11,8 @@ alpha, ``H x W x 2`` gray with alpha) and dtype (``uint8``, ``uint16``, float in
 back in the same layout and dtype (``H`` and ``W`` times the scale for super-resolution).
 Inside, the work is done on float32 in [0, 1]:
 
-* a gray image uses the task's gray model;
+* a gray image uses the task's gray model, and so does an RGB image whose three channels
+  are identical (a black-and-white photo saved as RGB), returned as RGB;
 * an RGB image uses the task's color model when there is one, otherwise the gray model:
   ``denoise`` on each of R, G and B; ``jpeg`` on each of Y, Cb and Cr (JPEG compresses each
   of them); ``sr`` on Y of the bicubic-upscaled image, keeping the bicubic Cb and Cr;
@@ -173,6 +174,9 @@ def restore_with_info(image: np.ndarray, task: str = "denoise", *,
     """
     _check_task(task)
     pixels, alpha, restore_shape = _to_float(image)
+    gray_as_rgb = pixels.shape[2] == 3 and _channels_equal(pixels)
+    if gray_as_rgb:  # a black-and-white photo saved as RGB: restore it as the gray image it is
+        pixels = np.ascontiguousarray(pixels[:, :, :1])
     color = pixels.shape[2] == 3
     if task == "sr":
         scale = _check_scale(scale, SR_SCALES)
@@ -215,6 +219,8 @@ def restore_with_info(image: np.ndarray, task: str = "denoise", *,
     else:  # a color model on a gray image: run it on gray RGB, keep the mean
         restored = run([np.repeat(pixels, 3, axis=2)])[0].mean(axis=2, keepdims=True)
 
+    if gray_as_rgb:
+        restored = np.repeat(restored, 3, axis=2)
     output = _from_float(restored, alpha, image.dtype, restore_shape)
     if alpha is not None and task != "sr":
         output[:, :, -1] = image[:, :, -1]  # bit-exact, not through float
@@ -250,6 +256,12 @@ class _Runner:
                                            **self.options)
             outputs.append(result.detach().float().cpu().numpy().transpose(1, 2, 0))
         return outputs
+
+
+def _channels_equal(pixels: np.ndarray) -> bool:
+    """Whether the three channels of an ``H x W x 3`` image are identical (a gray image)."""
+    return bool(np.array_equal(pixels[:, :, 0], pixels[:, :, 1])
+                and np.array_equal(pixels[:, :, 0], pixels[:, :, 2]))
 
 
 def _restore_sr(run: _Runner, pixels: np.ndarray, scale: int) -> np.ndarray:

@@ -57,7 +57,7 @@ def estimate_noise_sigma(
 
     Weak-texture patch method of Liu, Tanaka & Okutomi ("Single-image noise level
     estimation for blind denoising", IEEE TIP 2013). For a patch ``y`` (a vector of
-    ``p x p x C`` pixels) of pure noise, the gradient energy ``t(y) = |D_h y|^2 + |D_v y|^2``
+    ``p x p`` pixels) of pure noise, the gradient energy ``t(y) = |D_h y|^2 + |D_v y|^2``
     (central differences ``(y[i+1] - y[i-1]) / 2``) follows approximately
     ``sigma^2 Gamma(r / 2, 2 tr(D^T D) / r)`` with ``r = rank(D^T D)``. Starting from all
     patches, each iteration takes ``sigma^2`` as the smallest eigenvalue of the covariance
@@ -67,45 +67,59 @@ def estimate_noise_sigma(
     factor ``(1 - sqrt(d / n))^2`` (our addition), which removes the method's known
     underestimate at high noise.
 
-    Colour images are measured jointly: patches span all channels, and one sigma is
-    returned, assuming the same noise level in every channel (as in the benchmark
-    protocol). Patches holding a pixel at exactly 0 or 1 (clipped, so noise-free there)
-    are left out when enough others remain. Above ``max_patches / C`` patch positions a
-    stride is used, so time and memory stay bounded for large photos.
+    Colour images: each channel is measured on its own and the mean is returned (the
+    noise level of one channel, as ``sigma`` means for the denoisers). Measuring the
+    channels jointly would read noise that is correlated across channels (a gray photo
+    stored as RGB, luminance noise, chroma-subsampled JPEG) as almost none, since the
+    least-textured direction is then a noise-free colour difference. Patches holding a
+    pixel at exactly 0 or 1 (clipped, so noise-free there) are left out when enough others
+    remain. Above ``max_patches`` patch positions a stride is used, so time and memory stay
+    bounded for large photos.
 
     Args:
         image: noisy image in [0, 1] (clipped or not), ``H x W`` or ``H x W x C``.
         patch_size: side ``p`` of the square patches.
         iterations: estimate-and-select rounds (3, as the authors use).
-        max_patches: about the largest number of patches used (divided by ``C``).
+        max_patches: about the largest number of patches used per channel.
 
     Example: ``estimate_noise_sigma(add_gaussian_noise(clean, 25))`` is about 25.
     """
     array = np.asarray(image, dtype=np.float64)
     if array.ndim == 2:
         array = array[..., None]
-    if array.ndim != 3 or min(array.shape[:2]) < patch_size + 2:
-        raise ValueError(f"need an H x W (x C) image of at least {patch_size + 2} pixels, got {np.shape(image)}")
-    channels = array.shape[2]
-    dimension = patch_size * patch_size * channels
-    positions = (array.shape[0] - patch_size + 1) * (array.shape[1] - patch_size + 1)
-    if positions < 2 * dimension:
-        raise ValueError(f"image too small to estimate noise: {np.shape(image)}")
-    stride = max(1, math.ceil(math.sqrt(positions * channels / max_patches)))
+    if array.ndim != 3:
+        raise ValueError(f"expected an H x W or H x W x C image, got shape {np.shape(image)}")
+    height, width = array.shape[:2]
+    # The covariance of p*p-pixel patches needs at least 2 p^2 patch positions.
+    if min(height, width) < patch_size + 2 or (
+            (height - patch_size + 1) * (width - patch_size + 1) < 2 * patch_size ** 2):
+        side = patch_size - 1 + math.ceil(math.sqrt(2) * patch_size)
+        raise ValueError(f"image too small to measure its noise: {height} x {width} pixels "
+                         f"(about {side} x {side} needed)")
+    sigmas = [_plane_noise_sigma(array[:, :, channel], patch_size, iterations, max_patches)
+              for channel in range(array.shape[2])]
+    return float(np.mean(sigmas))
+
+
+def _plane_noise_sigma(plane: np.ndarray, patch_size: int, iterations: int,
+                       max_patches: int) -> float:
+    """:func:`estimate_noise_sigma` of one ``H x W`` channel in [0, 1]."""
+    dimension = patch_size * patch_size
+    positions = (plane.shape[0] - patch_size + 1) * (plane.shape[1] - patch_size + 1)
+    stride = max(1, math.ceil(math.sqrt(positions / max_patches)))
 
     # Texture strength of every patch: sums of squared central differences inside it.
-    scaled = array * 255.0
-    horizontal = (((scaled[:, 2:] - scaled[:, :-2]) / 2.0) ** 2).sum(axis=2)
-    vertical = (((scaled[2:] - scaled[:-2]) / 2.0) ** 2).sum(axis=2)
+    scaled = plane * 255.0
+    horizontal = ((scaled[:, 2:] - scaled[:, :-2]) / 2.0) ** 2
+    vertical = ((scaled[2:] - scaled[:-2]) / 2.0) ** 2
     texture = _box_sum(horizontal, patch_size, patch_size - 2) + _box_sum(vertical, patch_size - 2, patch_size)
-    clipped = _box_sum(((array == 0.0) | (array == 1.0)).any(axis=2).astype(np.float64), patch_size, patch_size)
+    clipped = _box_sum(((plane == 0.0) | (plane == 1.0)).astype(np.float64), patch_size, patch_size)
     texture, clipped = texture[::stride, ::stride].ravel(), clipped[::stride, ::stride].ravel()
-    windows = sliding_window_view(scaled, (patch_size, patch_size), axis=(0, 1))[::stride, ::stride]
+    windows = sliding_window_view(scaled, (patch_size, patch_size))[::stride, ::stride]
     patches = windows.reshape(-1, dimension)  # one row per patch (a copy)
 
     # Threshold scale: for pure noise, t ~ sigma^2 Gamma(r / 2, 2 tr / r).
     trace, rank = _gradient_operator_stats(patch_size)
-    trace, rank = trace * channels, rank * channels
     threshold = _gamma_quantile(rank / 2.0) * 2.0 * trace / rank
 
     usable = clipped < 0.5
@@ -119,7 +133,7 @@ def estimate_noise_sigma(
             break
         selected = candidate
         variance = _smallest_eigenvalue(patches[selected])
-    return float(math.sqrt(variance))
+    return math.sqrt(variance)
 
 
 @functools.lru_cache(maxsize=8)

@@ -214,3 +214,21 @@ def test_unclipped_noisy_floats_are_accepted_but_8_bit_floats_are_not(tiny_model
     assert out.shape == noisy.shape and out.dtype == np.float32
     with pytest.raises(InvalidOptionError, match="divide 8-bit values by 255"):
         api.restore(noisy * 255, sigma=75, model=tiny_models.denoise_gray, device="cpu")
+
+
+def test_gray_photo_saved_as_rgb_is_restored_as_gray(tiny_models, random_image):
+    gray = random_image((40, 36))
+    as_rgb = np.repeat(gray[:, :, None], 3, axis=2)
+    expected = api.restore(gray, sigma=25, model=tiny_models.denoise_gray, device="cpu")
+    result = api.restore_with_info(as_rgb, sigma=25, model=tiny_models.denoise_gray, device="cpu")
+    assert result.image.shape == as_rgb.shape
+    np.testing.assert_array_equal(result.image, np.repeat(expected[:, :, None], 3, axis=2))
+    # Through a color model too the channels stay equal (no tint).
+    tinted = api.restore(as_rgb, sigma=25, model=tiny_models.denoise_color, device="cpu")
+    assert (tinted[:, :, 0] == tinted[:, :, 1]).all() and (tinted[:, :, 0] == tinted[:, :, 2]).all()
+
+
+def test_default_model_for_gray_saved_as_rgb_is_the_gray_one(random_image):
+    as_rgb = np.repeat(random_image((24, 24))[:, :, None], 3, axis=2)
+    result = api.restore_with_info(as_rgb, sigma=15, device="cpu", ensemble=1)
+    assert result.model_name == "denoise-gray"

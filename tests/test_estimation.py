@@ -73,3 +73,21 @@ def test_jpeg_quality_every_level_and_from_path(tmp_path: Path) -> None:
     Image.fromarray(np.zeros((8, 8), np.uint8)).save(png)
     assert estimate_jpeg_quality(png) is None
     assert estimate_jpeg_quality(Image.new("L", (8, 8))) is None
+
+
+@pytest.mark.parametrize("layout", ["gray as RGB", "luminance noise"])
+def test_noise_sigma_when_the_noise_is_the_same_in_every_channel(layout: str) -> None:
+    """Noise correlated across channels must not read as none (the channels are measured apart)."""
+    rng = np.random.default_rng(4)
+    if layout == "gray as RGB":
+        clean = np.repeat(_textured_image()[:, :, None], 3, axis=2)
+    else:
+        clean = _textured_image(channels=3)
+    noisy = clean + rng.normal(0, 20 / 255, clean.shape[:2])[:, :, None]
+    assert estimate_noise_sigma(noisy) == pytest.approx(20.0, abs=1.0)
+
+
+def test_noise_sigma_refuses_images_too_small_to_measure() -> None:
+    with pytest.raises(ValueError, match="too small.*15 x 15"):
+        estimate_noise_sigma(np.zeros((15, 15)))
+    estimate_noise_sigma(np.random.default_rng(0).random((16, 16)))
