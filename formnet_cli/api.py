@@ -173,6 +173,7 @@ def restore_with_info(image: np.ndarray, task: str = "denoise", *,
     file, the quality is estimated from its quantisation tables.
     """
     _check_task(task)
+    _check_levels_apply(task, sigma=sigma, quality=quality, scale=scale)
     pixels, alpha, restore_shape = _to_float(image)
     gray_as_rgb = pixels.shape[2] == 3 and _channels_equal(pixels)
     if gray_as_rgb:  # a black-and-white photo saved as RGB: restore it as the gray image it is
@@ -305,6 +306,7 @@ def check_options(task: str, *, sigma: float | str | None = None,
     calls this first so that a bad option is one error, not one failure per file.
     """
     _check_task(task)
+    _check_levels_apply(task, sigma=sigma, quality=quality, scale=scale)
     if task == "denoise":
         _check_sigma_option(sigma)
     elif task == "jpeg":
@@ -321,6 +323,29 @@ def check_options(task: str, *, sigma: float | str | None = None,
 def _check_task(task: str) -> None:
     if task not in TASKS:
         raise InvalidOptionError(f"unknown task {task!r}; choose one of {', '.join(TASKS)}")
+
+
+_LEVEL_OF_TASK = {"denoise": "sigma", "jpeg": "quality", "sr": "scale"}
+
+
+def _check_levels_apply(task: str, **levels: object) -> None:
+    """Refuse a level meant for another task (``scale`` with ``denoise``: a forgotten
+    ``task='sr'``), rather than silently ignoring it."""
+    for name, value in levels.items():
+        if value is not None and _LEVEL_OF_TASK[task] != name:
+            owner = next(other for other, level in _LEVEL_OF_TASK.items() if level == name)
+            raise InvalidOptionError(f"{name} applies to task '{owner}', not '{task}'")
+
+
+def check_model_levels(loaded: LoadedModel, *, sigma: float | str | None = None,
+                       scale: int | None = None) -> None:
+    """Raise :class:`InvalidOptionError` when a given sigma or scale is outside ``loaded``'s
+    range (what :func:`restore_with_info` would raise for every image)."""
+    option = _check_sigma_option(sigma)
+    if loaded.task == "denoise" and isinstance(option, float):
+        _check_sigma_in_range(option, loaded.config)
+    if loaded.task == "sr" and scale is not None:
+        _check_scale(scale, loaded.config.scales)
 
 
 def ensemble_passes(ensemble: int | str, loaded: LoadedModel) -> int:
@@ -362,10 +387,15 @@ def _sigma_level(sigma: float | str, pixels: np.ndarray, config: ModelConfig
         estimate = _estimate_sigma(pixels)
         return float(min(max(estimate, low), high)), True
     assert isinstance(sigma, float)
+    _check_sigma_in_range(sigma, config)
+    return sigma, False
+
+
+def _check_sigma_in_range(sigma: float, config: ModelConfig) -> None:
+    low, high = config.sigma_range
     if not low <= sigma <= high:
         raise InvalidOptionError(
             f"sigma must be in [{low:g}, {high:g}] for this model, got {sigma:g}")
-    return sigma, False
 
 
 _ESTIMATION_CROP = 768

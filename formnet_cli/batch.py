@@ -165,7 +165,7 @@ class BatchSummary:
         """The human summary: one line of counts, then one line per failure."""
         head = (f"restored {len(self.done)}, skipped {len(self.skipped)}, "
                 f"failed {len(self.failed)} in {self.seconds:.1f} s "
-                f"({self.megapixels_per_second:.2f} MP/s)")
+                f"({self.megapixels_per_second:.3g} MP/s)")
         if self.interrupted:
             head = f"interrupted: {head}; {self.not_started} not started"
         return [head] + [f"failed: {result.input}: {result.reason}" for result in self.failed]
@@ -259,6 +259,9 @@ def plan_batch(inputs: Sequence[str | os.PathLike[str]], output: str | os.PathLi
         plan.settled.append(FileResult(single, None, "failed", "no such file or directory"))
         return plan
     if len(inputs) == 1 and single.is_file() and names_file:
+        if extension is not None and extension != output.suffix.lower():
+            raise InvalidOptionError(f"--ext applies to folder outputs; {output} is written as "
+                                     f"{output.suffix} (name it {output.with_suffix(extension).name})")
         if not imageio.is_image_path(output):
             raise InvalidOptionError(f"{output}: unsupported output format {output.suffix!r} "
                                      "(end the path with / to name a folder)")
@@ -291,6 +294,9 @@ def plan_batch(inputs: Sequence[str | os.PathLike[str]], output: str | os.PathLi
                     _plan_file(plan, match, output / _with_ext(Path(match.name), extension))
         else:
             plan.settled.append(FileResult(path, None, "failed", "no such file or directory"))
+    if not plan.jobs and not plan.settled:
+        raise InvalidOptionError(f"no files to restore in {', '.join(map(os.fspath, inputs))}"
+                                 + "".join(f"; {note}" for note in plan.notes))
     return plan
 
 
@@ -382,8 +388,11 @@ def run_batch(plan: BatchPlan, options: BatchOptions,
     reporter = reporter or SilentReporter()
     check_options(options)
     if plan.jobs and options.model is not None:
-        # A model for another task (or an unloadable one) would fail every file: fail once.
-        api.load_model(options.model, task=options.task, device=options.device)
+        # A model for another task, an unloadable one or a level outside its range would
+        # fail every file: fail once.
+        loaded = api.load_model(options.model, task=options.task, device=options.device)
+        api.check_model_levels(loaded, sigma=options.sigma, scale=options.scale)
+    _check_output_folders_writable(plan.jobs)
     summary = BatchSummary(results=list(plan.settled))
     started = time.perf_counter()
     reporter.start(len(plan.jobs))
@@ -411,7 +420,7 @@ def _run_job(job: Job, options: BatchOptions, reporter: Reporter) -> FileResult:
     if options.skip_existing and job.output.exists():
         return FileResult(job.input, job.output, "skipped", "output exists")
     try:
-        _prepare_output_folder(job.output)  # before the model runs, so a bad -o costs nothing
+        _prepare_output_folder(job.output)  # before the model runs
         image = imageio.read_image(job.input)
         pixels = image.pixels
         if image.alpha is not None:  # the API carries alpha through (resized for sr)
@@ -442,6 +451,13 @@ def _run_job(job: Job, options: BatchOptions, reporter: Reporter) -> FileResult:
                       megapixels=height * width / 1e6, sigma=restored.sigma,
                       quality=restored.quality, estimated=restored.estimated,
                       model=restored.model_name)
+
+
+def _check_output_folders_writable(jobs: Sequence[Job]) -> None:
+    """Raise :class:`ImageWriteError` when an output folder cannot be written: every image
+    going there would be restored for nothing."""
+    for folder in sorted({job.output.parent for job in jobs}):
+        imageio.check_writable_folder(folder)
 
 
 def _prepare_output_folder(output: Path) -> None:

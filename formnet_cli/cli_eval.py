@@ -173,6 +173,9 @@ def eval_command(
         if other != task and values:
             raise InvalidOptionError(f"--{ev.LEVEL_NAMES[other]} does not apply to --task {task}")
     settings = [ev.Setting(task, level) for level in parse_levels(raw_levels[task], task)]
+    for target in (json_path, markdown_path):
+        if target and target != "-":  # fail now, not after the whole evaluation
+            _check_writable_target(Path(target))
     mode = channels or ("gray" if task == "jpeg" else "auto")
     folder = ev.resolve_dataset(dataset, data_root)
     images = ev.read_dataset(folder, channels=mode, limit=limit)
@@ -227,6 +230,18 @@ def _precision_label(precision: str, device: str) -> str:
     if precision != "auto":
         return precision
     return "fp16" if _device_label(device).startswith("cuda") else "fp32"
+
+
+def _check_writable_target(path: Path) -> None:
+    from .imageio import check_writable_folder
+
+    if path.is_dir():
+        raise InvalidOptionError(f"{path}: is a folder; give a file name")
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+    except OSError as error:
+        raise FormnetError(f"{path}: cannot write ({error.strerror or error})") from None
+    check_writable_folder(path.parent)
 
 
 def _write_text(target: str, text: str) -> None:
@@ -295,16 +310,27 @@ def compare_command(
 
     labels = list(label or [])
     paths = list(images) + ([reference] if reference is not None else [])
+    if any(output.resolve() == path.resolve() for path in paths):
+        raise InvalidOptionError(f"{output}: the strip would overwrite an input; choose another -o")
+    _check_writable_target(output)
     if labels and len(labels) != len(paths):
         raise InvalidOptionError(f"{len(labels)} labels for {len(paths)} images")
     pixels = [to_uint(read_image(path).pixels, 8) for path in paths]
     clean = pixels[-1] if reference is not None else None
+    stems = [path.stem for path in paths]
     panels = []
     for index, (path, image) in enumerate(zip(paths, pixels)):
-        text = labels[index] if labels else path.stem
-        if clean is not None and index < len(images) and image.shape == clean.shape:
-            value = psnr(clean, image)
-            text += f" {'inf' if math.isinf(value) else f'{value:.2f}'} dB / {ssim(clean, image):.3f}"
+        # Default labels: file names, with their folder where two names are the same.
+        text = labels[index] if labels else (
+            path.stem if stems.count(path.stem) == 1 else f"{path.parent.name}/{path.stem}")
+        if clean is not None and index < len(images):
+            if image.shape == clean.shape:
+                value = psnr(clean, image)
+                text += f" {'inf' if math.isinf(value) else f'{value:.2f}'} dB / {ssim(clean, image):.3f}"
+            else:
+                typer.echo(f"note: {path} is {image.shape[1]} x {image.shape[0]} x "
+                           f"{image.shape[2]}, the reference {clean.shape[1]} x {clean.shape[0]} "
+                           f"x {clean.shape[2]}: no PSNR/SSIM for it", err=True)
         panels.append((text, image))
     strip = ev.compare_strip(panels, crop=crop)
     ev._write_png(output, strip)

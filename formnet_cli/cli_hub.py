@@ -6,6 +6,7 @@ Known errors (:class:`~formnet_cli.errors.FormnetError`) propagate to the app's
 
 from __future__ import annotations
 
+import logging
 from pathlib import Path
 from typing import Annotated, Optional
 
@@ -51,10 +52,17 @@ def download_weights(
         return
     columns = (TextColumn("{task.description}"), BarColumn(), DownloadColumn(),
                TransferSpeedColumn())
-    with Progress(*columns, console=console, transient=True,
-                  disable=not console.is_terminal) as progress:
-        results = download_models(names or [], repo=repo, revision=revision, dest=dest,
-                                  manifest=manifest, progress=progress)
+    # huggingface_hub logs each connection retry; the failure, if any, is our one line.
+    hub_logger = logging.getLogger("huggingface_hub")
+    level = hub_logger.level
+    hub_logger.setLevel(logging.ERROR)
+    try:
+        with Progress(*columns, console=console, transient=True,
+                      disable=not console.is_terminal) as progress:
+            results = download_models(names or [], repo=repo, revision=revision, dest=dest,
+                                      manifest=manifest, progress=progress)
+    finally:
+        hub_logger.setLevel(level)
     for result in results:
         if result.status == "bundled":
             line = (f"{result.name}: not published on the hub yet; it is bundled with "

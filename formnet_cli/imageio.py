@@ -20,6 +20,7 @@ from __future__ import annotations
 import io
 import os
 import secrets
+import tempfile
 import warnings
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -175,6 +176,11 @@ def read_image_bytes(data: bytes, name: str) -> LoadedImage:
         except Exception as exc:  # decoders raise many types on malformed headers
             raise ImageReadError(f"{name}: truncated or corrupt image ({_describe(exc)})") from None
         with image:
+            frames = getattr(image, "n_frames", 1)
+            if frames > 1 and image.format != "MPO":  # MPO: a camera JPEG with its previews
+                raise ImageReadError(
+                    f"{name}: holds {frames} {'pages' if image.format == 'TIFF' else 'frames'}; "
+                    "formnet restores single images (split it into one file per page first)")
             try:
                 if _needs_opencv(image, data):
                     pixels, alpha, bit_depth = _decode_with_opencv(data, image)
@@ -447,6 +453,25 @@ def _icc_fits(icc_profile: bytes, channels: int) -> bool:
     """True if the profile's colour space (header bytes 16-20) matches grey or RGB pixels."""
     space = icc_profile[16:20]
     return space == (b"GRAY" if channels == 1 else b"RGB ")
+
+
+def check_writable_folder(folder: str | os.PathLike[str]) -> None:
+    """Raise :class:`ImageWriteError` unless a file can be created in ``folder`` (or, when it
+    does not exist yet, in the nearest existing folder above it, where it would be made).
+
+    Tries a real (anonymous, self-deleting) file: permission bits alone say nothing about
+    read-only mounts or special file systems.
+    """
+    probe = Path(folder).absolute()
+    while not probe.exists() and probe != probe.parent:
+        probe = probe.parent
+    if not probe.is_dir():
+        return  # a file in the way: making the folder fails with its own message
+    try:
+        with tempfile.TemporaryFile(dir=probe):
+            pass
+    except OSError as error:
+        raise ImageWriteError(f"{folder}: cannot write there ({error.strerror or error})") from None
 
 
 def _write_atomically(path: Path, encode: Callable[[BinaryIO], None]) -> None:

@@ -203,6 +203,8 @@ def _locate(name: str, entry: ModelEntry | None, manifest: Manifest, folder: Pat
 def _not_found_message(name: str, entry: ModelEntry | None, manifest: Manifest,
                        default: bool) -> str:
     if entry is None:
+        if Path(name).expanduser().is_dir():
+            return f"{name}: not a formnet checkpoint folder (no {CONFIG_FILE})"
         known = ", ".join(model.name for model in manifest.models) or "none yet"
         return (f"unknown model '{name}' (known: {known}); pass a checkpoint folder as "
                 "--model PATH")

@@ -276,3 +276,57 @@ def test_output_folder_that_cannot_be_made_fails_before_the_model_runs(tiny_mode
     entry = json.loads(result.stdout)["files"][0]
     assert entry["status"] == "failed" and "cannot create its folder" in entry["reason"]
     assert calls == []  # no compute was spent on an output that cannot be written
+
+
+def test_a_level_of_another_task_is_one_line_error(tiny_models, tmp_path, gray_png):
+    result = restore(tiny_models.denoise_gray, gray_png, "-o", tmp_path / "o.png", "--scale", "2")
+    assert result.exit_code == 1 and not (tmp_path / "o.png").exists()
+    assert result.stderr == "error: scale applies to task 'sr', not 'denoise'\n"
+
+
+def test_a_level_outside_the_model_range_stops_the_batch_once(tiny_models, tmp_path,
+                                                              random_image, write_png):
+    import json as json_module
+    import shutil
+
+    model = tmp_path / "narrow"
+    shutil.copytree(tiny_models.denoise_gray, model)
+    config = json_module.loads((model / "config.json").read_text())
+    config["model"]["sigma_range"] = [15.0, 50.0]
+    (model / "config.json").write_text(json_module.dumps(config))
+    for name in ("a.png", "b.png"):
+        write_png(tmp_path / "in" / name, random_image((8, 8), np.uint8))
+    result = restore(model, tmp_path / "in", "-o", tmp_path / "out", "--sigma", "10")
+    assert result.exit_code == 1
+    assert result.stderr == "error: sigma must be in [15, 50] for this model, got 10\n"
+
+
+def test_unwritable_output_folder_fails_before_the_model_runs(tiny_models, tmp_path, gray_png,
+                                                              monkeypatch):
+    import tempfile
+
+    output = tmp_path / "read-only"
+    output.mkdir()
+    real = tempfile.TemporaryFile
+
+    def refuse_in_output(*args, dir=None, **kwargs):  # chmod means nothing to root: simulate it
+        if dir is not None and Path(dir) == output:
+            raise PermissionError(13, "Permission denied")
+        return real(*args, dir=dir, **kwargs)
+
+    monkeypatch.setattr("formnet_cli.imageio.tempfile.TemporaryFile", refuse_in_output)
+    calls = []
+    monkeypatch.setattr("formnet_cli.api.restore_with_info", lambda *a, **k: calls.append(a))
+    result = restore(tiny_models.denoise_gray, gray_png, gray_png.parent, "-o", output / "sub",
+                     "--sigma", "5")
+    assert result.exit_code == 1 and calls == []
+    assert result.stderr == f"error: {output / 'sub'}: cannot write there (Permission denied)\n"
+
+
+def test_empty_folder_and_misplaced_ext_are_one_line_errors(tiny_models, tmp_path, gray_png):
+    (tmp_path / "empty").mkdir()
+    result = restore(tiny_models.denoise_gray, tmp_path / "empty", "-o", tmp_path / "out")
+    assert result.exit_code == 1 and result.stderr.startswith("error: no files to restore in ")
+    result = restore(tiny_models.denoise_gray, gray_png, "-o", tmp_path / "o.png", "--ext", "jpg")
+    assert result.exit_code == 1 and "--ext applies to folder outputs" in result.stderr
+    assert not (tmp_path / "o.png").exists()

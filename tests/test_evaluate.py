@@ -260,14 +260,28 @@ def test_dncnn_method_on_sr_uses_luma(tmp_path: Path) -> None:
     assert math.isclose(ev.score(sample, restored)[0], ev.score(sample, bicubic)[0], abs_tol=0.05)
 
 
-def test_unwritable_report_path_is_one_line_error(dataset: Path, tmp_path: Path) -> None:
+def test_unwritable_report_path_is_one_line_error_before_any_work(
+        dataset: Path, tmp_path: Path, monkeypatch) -> None:
     model = _checkpoint(tmp_path / "model")
     blocker = tmp_path / "blocker"
     blocker.write_text("a file, so no folder can be made under it")
-    result = runner.invoke(app, ["eval", str(dataset), "--sigma", "15", "--model", str(model),
-                                 "--no-warmup", "--json", str(blocker / "r.json")])
-    assert result.exit_code == 1, result.output
-    assert result.stderr.startswith("error: ") and "Traceback" not in result.output
+    calls = []
+    monkeypatch.setattr(ev, "evaluate", lambda *a, **k: calls.append(a))
+    for option in ("--json", "--markdown"):
+        result = runner.invoke(app, ["eval", str(dataset), "--sigma", "15", "--model", str(model),
+                                     "--no-warmup", option, str(blocker / "r.json")])
+        assert result.exit_code == 1, result.output
+        assert result.stderr.startswith("error: ") and result.stderr.count("\n") == 1
+    assert calls == []  # failed before evaluating, not after
+
+
+def test_compare_refuses_to_overwrite_an_input(tmp_path: Path) -> None:
+    path = tmp_path / "photo.png"
+    Image.fromarray(_image(1)[:, :, 0], "L").save(path)
+    before = path.read_bytes()
+    result = runner.invoke(app, ["compare", str(path), "-o", str(path)])
+    assert result.exit_code == 1 and "would overwrite an input" in result.stderr
+    assert path.read_bytes() == before
 
 
 def test_formnet_method_names_its_passes_and_rejects_unsupported_ensembles(tiny_models):

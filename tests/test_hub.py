@@ -379,3 +379,33 @@ def test_a_corrupt_file_is_fetched_again_and_only_that_one(published, fake_hub, 
         assert (again.status, again.files_downloaded) == ("downloaded", ("model.safetensors",))
         assert fake_hub.downloads == downloads + 1
         assert hub.folder_matches(again.path, manifest.require(NAME))
+
+
+def test_cli_hides_huggingface_hub_retry_chatter(cli, monkeypatch):
+    """huggingface_hub logs a warning per connection retry (5 of them when offline); the
+    command's only output is its one-line error."""
+    import logging
+
+    retry_logger = logging.getLogger("huggingface_hub.utils._http")
+    logged: list[logging.LogRecord] = []
+
+    def retry_then_fail(*args, **kwargs):
+        retry_logger.warning("Retrying in 1s [Retry 1/5].")
+        raise DownloadError("cannot reach the hub at https://hub.example")
+
+    class Collect(logging.Handler):
+        def emit(self, record: logging.LogRecord) -> None:
+            logged.append(record)
+
+    monkeypatch.setattr(hub, "download_models", retry_then_fail)
+    level = logging.getLogger("huggingface_hub").level
+    handler = Collect()
+    retry_logger.addHandler(handler)
+    try:
+        result = CliRunner().invoke(cli, ["download-weights", NAME])
+    finally:
+        retry_logger.removeHandler(handler)
+    assert result.exit_code == 1
+    assert result.output.strip() == "error: cannot reach the hub at https://hub.example"
+    assert logged == []
+    assert logging.getLogger("huggingface_hub").level == level  # restored after

@@ -388,6 +388,15 @@ def test_bad_input_raises_one_line_read_error(tmp_path, name, content, reason):
     assert ImageFile.LOAD_TRUNCATED_IMAGES is False
 
 
+@pytest.mark.parametrize("extension", [".tif", ".webp"])
+def test_multi_page_files_are_refused_not_cut_to_their_first_page(tmp_path, extension):
+    pages = [Image.fromarray(random_uint((16, 16, 3), 8)) for _ in range(3)]
+    path = tmp_path / f"scan{extension}"
+    pages[0].save(path, save_all=True, append_images=pages[1:], lossless=True)
+    with pytest.raises(ImageReadError, match=r"holds 3 (pages|frames); formnet restores single"):
+        read_image(path)
+
+
 def test_truncated_16bit_png_raises(tmp_path):
     full = tmp_path / "full.png"
     save_16bit_colour(full, random_uint((64, 64, 3), 16))

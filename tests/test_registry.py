@@ -205,6 +205,14 @@ def test_unknown_names_and_paths_are_one_line_errors(setup, tmp_path):
         registry.resolve_model(str(tmp_path / "empty"), manifest=manifest)
 
 
+def test_a_bare_folder_name_that_is_no_checkpoint_says_so(setup, tmp_path, monkeypatch):
+    manifest, _ = setup
+    monkeypatch.chdir(tmp_path)
+    Path("my-model").mkdir()  # given as --model my-model, without ./
+    with pytest.raises(ModelNotFoundError, match="my-model: not a formnet checkpoint folder"):
+        registry.resolve_model("my-model", manifest=manifest)
+
+
 def test_a_listed_model_for_another_task_is_refused(setup):
     manifest, _ = setup
     with pytest.raises(InvalidOptionError, match="restores 'denoise', not 'sr'"):
