@@ -3,8 +3,10 @@
 Commands other than ``restore`` live in ``cli_*.py`` modules, each with ``register(app)``;
 :func:`register_commands` is the one place that lists them. Known errors
 (:class:`~formnet_cli.errors.FormnetError`) print one line, ``error: <message>``, on standard
-error and exit with 1, whichever command raised them; usage errors exit with 2; set
-``FORMNET_DEBUG=1`` to see the traceback instead.
+error and exit with 1, whichever command raised them; usage errors (an unknown flag, a bad
+value) print one line too, naming the command's help, and exit with 2. Set
+``FORMNET_DEBUG=1`` to see the traceback instead. Option types shared by several commands are
+in :mod:`formnet_cli.cli_options`.
 
 Heavy imports (torch) happen inside the commands, so ``formnet --help`` stays fast.
 """
@@ -14,17 +16,22 @@ from __future__ import annotations
 import json
 import os
 import signal
-from enum import Enum
 from pathlib import Path
-from typing import Annotated, Any, Optional
+from typing import Annotated, Any, NoReturn, Optional
 
 import typer
 from typer.core import TyperGroup
 
 from . import __version__
+from .cli_options import (
+    BatchSizeOption, DeviceOption, EnsembleOption, ModelOption, PrecisionName, PrecisionOption,
+    QualityOption, ScaleOption, SigmaOption, TaskName, TaskOption, TileOption, TileOverlapOption)
 from .errors import FormnetError
 
 DEBUG_VARIABLE = "FORMNET_DEBUG"
+
+UsageError: type[Exception] = typer.BadParameter.__mro__[1]
+"""click's ``UsageError`` (typer vendors its own click from 0.20; this finds either)."""
 
 
 def debug_enabled() -> bool:
@@ -33,17 +40,34 @@ def debug_enabled() -> bool:
 
 
 class FormnetGroup(TyperGroup):
-    """Turns a :class:`FormnetError` from any command into ``error: <message>``, exit 1."""
+    """Turns a :class:`FormnetError` from any command into ``error: <message>``, exit 1, and
+    a usage error (a bad flag or value) into ``error: <message> (see '<command> -h')``, exit 2."""
+
+    def make_context(self, *args: Any, **kwargs: Any) -> Any:
+        try:
+            return super().make_context(*args, **kwargs)
+        except UsageError as error:
+            _usage_error(error)
 
     def invoke(self, ctx: Any) -> Any:
         try:
             return super().invoke(ctx)
+        except UsageError as error:  # raised while parsing a command's options
+            _usage_error(error)
         except FormnetError as error:
             if debug_enabled():
                 raise
             message = " ".join(str(error).split()) or type(error).__name__
             typer.echo(f"error: {message}", err=True)
             raise typer.Exit(1) from None
+
+
+def _usage_error(error: Any) -> NoReturn:
+    message = " ".join(error.format_message().split()).replace(": Value error, ", ": ")
+    message = message.removesuffix(".")
+    where = f" (see '{error.ctx.command_path} -h')" if error.ctx is not None else ""
+    typer.echo(f"error: {message}{where}", err=True)
+    raise typer.Exit(2) from None
 
 
 app = typer.Typer(
@@ -55,95 +79,6 @@ app = typer.Typer(
     pretty_exceptions_show_locals=False,
     context_settings={"help_option_names": ["-h", "--help"]},
 )
-
-
-# -- shared option types (import these in cli_*.py modules) ---------------------------------
-class TaskName(str, Enum):
-    denoise = "denoise"
-    jpeg = "jpeg"
-    sr = "sr"
-
-
-class PrecisionName(str, Enum):
-    auto = "auto"
-    fp32 = "fp32"
-    fp16 = "fp16"
-    bf16 = "bf16"
-
-
-def parse_sigma(value: str) -> float | str:
-    """``auto`` or a number (0-255 scale); the range is checked against the model later."""
-    if isinstance(value, (int, float)):
-        return float(value)
-    if value.strip().lower() == "auto":
-        return "auto"
-    try:
-        return float(value)
-    except ValueError:
-        raise typer.BadParameter(f"{value!r} is not a number or 'auto'") from None
-
-
-def parse_quality(value: str) -> int | str:
-    """``auto``, ``blind`` or an integer JPEG quality."""
-    if isinstance(value, int):
-        return value
-    text = value.strip().lower()
-    if text in ("auto", "blind"):
-        return text
-    try:
-        return int(text)
-    except ValueError:
-        raise typer.BadParameter(f"{value!r} is not an integer, 'auto' or 'blind'") from None
-
-
-def parse_tile(value: str) -> int | str | None:
-    """``auto``, ``none`` (one untiled pass) or a positive number of pixels."""
-    if value is None or isinstance(value, int):
-        return value
-    text = value.strip().lower()
-    if text == "auto":
-        return "auto"
-    if text == "none":
-        return None
-    try:
-        size = int(text)
-    except ValueError:
-        size = 0
-    if size < 1:
-        raise typer.BadParameter(f"{value!r} is not 'auto', 'none' or a positive integer")
-    return size
-
-
-ModelOption = Annotated[Optional[str], typer.Option(
-    "--model", "-m", metavar="NAME|PATH",
-    help="Model name (see `formnet models`) or checkpoint folder; default: the task's model.")]
-DeviceOption = Annotated[str, typer.Option(
-    "--device", metavar="auto|cpu|cuda|cuda:N|mps", help="Where to run the model.")]
-PrecisionOption = Annotated[PrecisionName, typer.Option(
-    "--precision", help="Compute precision; auto is fp16 on CUDA, fp32 elsewhere.")]
-TileOption = Annotated[str, typer.Option(
-    "--tile", metavar="auto|INT|none", parser=parse_tile,
-    help="Tile side in pixels; auto sizes tiles from free memory; none runs untiled.")]
-TileOverlapOption = Annotated[Optional[int], typer.Option(
-    "--tile-overlap", min=0, metavar="INT",
-    help="Pixels over which neighbouring tiles are blended (default 16).")]
-BatchSizeOption = Annotated[int, typer.Option(
-    "--batch-size", min=1, help="Tiles per forward pass.")]
-EnsembleOption = Annotated[str, typer.Option(
-    "--ensemble", metavar="auto|1|2|4|8",
-    help="Average this many flipped/rotated passes (slower, slightly better); auto: the "
-         "number the model card recommends.")]
-TaskOption = Annotated[TaskName, typer.Option(
-    "--task", "-t", help="What to restore: noise, JPEG artifacts or low resolution.")]
-SigmaOption = Annotated[Optional[str], typer.Option(
-    "--sigma", "-s", metavar="FLOAT|auto", parser=parse_sigma,
-    help="Noise level on the 0-255 scale (denoise), or auto to estimate it (default: auto).")]
-QualityOption = Annotated[Optional[str], typer.Option(
-    "--quality", "-q", metavar="INT|auto|blind", parser=parse_quality,
-    help="JPEG quality of the input (jpeg): auto reads it from JPEG files, else blind "
-         "(default: auto).")]
-ScaleOption = Annotated[Optional[int], typer.Option(
-    "--scale", metavar="2|3|4", help="Upscaling factor (sr).")]
 
 
 # -- commands -------------------------------------------------------------------------------
@@ -165,7 +100,7 @@ def _main_options(
 @app.command()
 def restore(
     inputs: Annotated[list[Path], typer.Argument(
-        show_default=False,
+        show_default=False, metavar="INPUT...",
         help="Image files, folders or glob patterns (quote globs).")],
     output: Annotated[Path, typer.Option(
         "--output", "-o", show_default=False,

@@ -22,6 +22,7 @@ from typing import Annotated, Any, Optional
 import typer
 from typer.core import TyperCommand
 
+from .cli_options import TileOption
 from .errors import FormnetError, InvalidOptionError
 
 BASELINES = ("bm3d", "dncnn", "none")
@@ -79,6 +80,9 @@ class MultiValueCommand(TyperCommand):
         return super().parse_args(ctx, expand_multi_values(list(args)))
 
 
+_LEVEL_OPTIONS = {"denoise": "sigma", "jpeg": "quality", "sr": "scale"}
+
+
 def parse_levels(values: list[str] | None, task: str) -> list[float]:
     """Numbers from repeated and comma-separated values; the task's defaults when none."""
     if not values:
@@ -89,17 +93,9 @@ def parse_levels(values: list[str] | None, task: str) -> list[float]:
             try:
                 levels.append(float(part))
             except ValueError:
-                raise typer.BadParameter(f"{part!r} is not a number") from None
+                raise typer.BadParameter(f"{part!r} is not a number",
+                                         param_hint=f"'--{_LEVEL_OPTIONS[task]}'") from None
     return list(dict.fromkeys(levels))
-
-
-def _parse_tile(value: str) -> int | str | None:
-    text = str(value).strip().lower()
-    if text in ("auto", "none"):
-        return None if text == "none" else "auto"
-    if text.isdigit() and int(text) > 0:
-        return int(text)
-    raise typer.BadParameter(f"{value!r} is not 'auto', 'none' or a positive integer")
 
 
 def register(app: typer.Typer) -> None:
@@ -149,7 +145,7 @@ def eval_command(
     per_image: Annotated[bool, typer.Option("--per-image", help="Also show every image's figures.")] = False,
     device: Annotated[str, typer.Option("--device", metavar="auto|cpu|cuda|mps")] = "auto",
     precision: Annotated[str, typer.Option("--precision", metavar="auto|fp32|fp16|bf16")] = "auto",
-    tile: Annotated[str, typer.Option("--tile", metavar="auto|INT|none", help="Tile side in pixels.")] = "auto",
+    tile: TileOption = "auto",
     ensemble: Annotated[str, typer.Option(
         "--ensemble", metavar="auto|1|2|4|8",
         help="Flipped/rotated passes averaged; auto: the model card's number.")] = "auto",
@@ -180,12 +176,11 @@ def eval_command(
     folder = ev.resolve_dataset(dataset, data_root)
     images = ev.read_dataset(folder, channels=mode, limit=limit)
     image_channels = images[0][1].shape[2]
-    tile_value = _parse_tile(tile)
 
     to_stdout = json_path == "-" or markdown_path == "-"
     console = Console(stderr=to_stdout)
     methods, notes = ev.load_default_methods(task, image_channels, models=model, device=device,
-                                             precision=precision, tile=tile_value, ensemble=ensemble)
+                                             precision=precision, tile=tile, ensemble=ensemble)
     if notes:
         console.print(f"[yellow]no formnet weights for {task} yet; scoring the baselines only[/]")
     methods.append(ev.DegradedInput())

@@ -126,16 +126,31 @@ def test_jpeg_and_sr_tasks(tiny_models, tmp_path, random_image):
         assert image.size == (48, 48)
 
 
-def test_unknown_task_is_a_usage_error(tiny_models, tmp_path, gray_png):
+def test_unknown_task_is_a_one_line_usage_error(tiny_models, tmp_path, gray_png):
     result = restore(tiny_models.denoise_gray, gray_png, "-o", tmp_path / "o.png",
                      "--task", "deblur")
     assert result.exit_code == 2
+    assert result.stderr == ("error: Invalid value for '--task' / '-t': 'deblur' is not one of "
+                             "'denoise', 'jpeg', 'sr' (see 'formnet restore -h')\n")
 
 
-def test_unparseable_sigma_is_a_usage_error(tiny_models, tmp_path, gray_png):
-    result = restore(tiny_models.denoise_gray, gray_png, "-o", tmp_path / "o.png",
-                     "--sigma", "loud")
+@pytest.mark.parametrize("flags, expected", [
+    (["--sigma", "loud"], "'loud' is not a number or 'auto'"),
+    (["--tile", "0"], "'0' is not 'auto', 'none' or a positive integer"),
+    (["--jpeg-quality", "0"], "'--jpeg-quality'"),
+    (["--no-such-flag"], "No such option: --no-such-flag"),
+])
+def test_bad_flags_are_one_line_usage_errors(tiny_models, tmp_path, gray_png, flags, expected):
+    result = invoke("restore", gray_png, "-o", tmp_path / "o.png", *flags)
     assert result.exit_code == 2
+    assert result.stderr.startswith("error: ") and result.stderr.count("\n") == 1
+    assert expected in result.stderr and "restore -h" in result.stderr
+
+
+def test_unknown_command_is_a_one_line_usage_error():
+    result = invoke("restor")
+    assert result.exit_code == 2 and result.stderr.startswith("error: No such command 'restor'")
+    assert result.stderr.count("\n") == 1
 
 
 def test_sigma_out_of_range_is_one_line_error(tiny_models, tmp_path, gray_png):

@@ -1,0 +1,99 @@
+"""Option types shared by the ``formnet`` commands (``cli.py`` and the ``cli_*.py`` modules).
+
+A module of its own, so that every command module can import it without importing ``cli``
+(which imports the command modules to register them).
+"""
+
+from __future__ import annotations
+
+from enum import Enum
+from typing import Annotated, Optional
+
+import typer
+
+class TaskName(str, Enum):
+    denoise = "denoise"
+    jpeg = "jpeg"
+    sr = "sr"
+
+
+class PrecisionName(str, Enum):
+    auto = "auto"
+    fp32 = "fp32"
+    fp16 = "fp16"
+    bf16 = "bf16"
+
+
+def parse_sigma(value: str) -> float | str:
+    """``auto`` or a number (0-255 scale); the range is checked against the model later."""
+    if isinstance(value, (int, float)):
+        return float(value)
+    if value.strip().lower() == "auto":
+        return "auto"
+    try:
+        return float(value)
+    except ValueError:
+        raise typer.BadParameter(f"{value!r} is not a number or 'auto'") from None
+
+
+def parse_quality(value: str) -> int | str:
+    """``auto``, ``blind`` or an integer JPEG quality."""
+    if isinstance(value, int):
+        return value
+    text = value.strip().lower()
+    if text in ("auto", "blind"):
+        return text
+    try:
+        return int(text)
+    except ValueError:
+        raise typer.BadParameter(f"{value!r} is not an integer, 'auto' or 'blind'") from None
+
+
+def parse_tile(value: str) -> int | str | None:
+    """``auto``, ``none`` (one untiled pass) or a positive number of pixels."""
+    if value is None or isinstance(value, int):
+        return value
+    text = value.strip().lower()
+    if text == "auto":
+        return "auto"
+    if text == "none":
+        return None
+    try:
+        size = int(text)
+    except ValueError:
+        size = 0
+    if size < 1:
+        raise typer.BadParameter(f"{value!r} is not 'auto', 'none' or a positive integer")
+    return size
+
+
+ModelOption = Annotated[Optional[str], typer.Option(
+    "--model", "-m", metavar="NAME|PATH",
+    help="Model name (see `formnet models`) or checkpoint folder; default: the task's model.")]
+DeviceOption = Annotated[str, typer.Option(
+    "--device", metavar="auto|cpu|cuda|cuda:N|mps", help="Where to run the model.")]
+PrecisionOption = Annotated[PrecisionName, typer.Option(
+    "--precision", help="Compute precision; auto is fp16 on CUDA, fp32 elsewhere.")]
+TileOption = Annotated[str, typer.Option(
+    "--tile", metavar="auto|INT|none", parser=parse_tile,
+    help="Tile side in pixels; auto sizes tiles from free memory; none runs untiled.")]
+TileOverlapOption = Annotated[Optional[int], typer.Option(
+    "--tile-overlap", min=0, metavar="INT",
+    help="Pixels over which neighbouring tiles are blended (default 16).")]
+BatchSizeOption = Annotated[int, typer.Option(
+    "--batch-size", min=1, help="Tiles per forward pass.")]
+EnsembleOption = Annotated[str, typer.Option(
+    "--ensemble", metavar="auto|1|2|4|8",
+    help="Average this many flipped/rotated passes (slower, slightly better); auto: the "
+         "number the model card recommends.")]
+TaskOption = Annotated[TaskName, typer.Option(
+    "--task", "-t", help="What to restore: noise, JPEG artifacts or low resolution.")]
+SigmaOption = Annotated[Optional[str], typer.Option(
+    "--sigma", "-s", metavar="FLOAT|auto", parser=parse_sigma,
+    help="Noise level on the 0-255 scale (denoise), or auto to estimate it (default: auto).")]
+QualityOption = Annotated[Optional[str], typer.Option(
+    "--quality", "-q", metavar="INT|auto|blind", parser=parse_quality,
+    help="JPEG quality of the input (jpeg): auto reads it from JPEG files, else blind "
+         "(default: auto).")]
+ScaleOption = Annotated[Optional[int], typer.Option(
+    "--scale", metavar="2|3|4", help="Upscaling factor (sr).")]
