@@ -441,6 +441,9 @@ def _run_job(job: Job, options: BatchOptions, reporter: Reporter) -> FileResult:
         colour = output[:, :, :-1] if image.alpha is not None else output
         imageio.write_image(job.output, dataclasses.replace(image, pixels=colour, alpha=alpha),
                             **write_options)
+        if alpha is not None and not imageio.keeps_alpha(job.output):
+            reporter.note(f"{job.input}: transparency dropped ({job.output.suffix} has no alpha "
+                          "channel; write .png, .tif or .webp to keep it)")
     except _FATAL_ERRORS:
         raise
     except (FormnetError, OSError, ValueError, MemoryError, torch.OutOfMemoryError) as error:

@@ -352,6 +352,11 @@ def output_format(path: str | os.PathLike[str], format: str | None = None) -> st
     return _FORMAT_BY_NAME[key]
 
 
+def keeps_alpha(path: str | os.PathLike[str]) -> bool:
+    """Whether the format of ``path`` holds an alpha channel (PNG, TIFF, WebP; not JPEG, BMP)."""
+    return output_format(path) in _ALPHA_FORMATS
+
+
 def write_image(
     path: str | os.PathLike[str],
     image: LoadedImage,

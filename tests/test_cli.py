@@ -345,3 +345,12 @@ def test_empty_folder_and_misplaced_ext_are_one_line_errors(tiny_models, tmp_pat
     result = restore(tiny_models.denoise_gray, gray_png, "-o", tmp_path / "o.png", "--ext", "jpg")
     assert result.exit_code == 1 and "--ext applies to folder outputs" in result.stderr
     assert not (tmp_path / "o.png").exists()
+
+
+def test_dropping_transparency_is_reported(tiny_models, tmp_path, random_image, write_png):
+    rgba = write_png(tmp_path / "in" / "logo.png", random_image((12, 12, 4), np.uint8))
+    result = restore(tiny_models.denoise_gray, rgba, "-o", tmp_path / "logo.jpg", "--sigma", "5")
+    assert result.exit_code == 0, result.output
+    assert "transparency dropped" in result.stderr and (tmp_path / "logo.jpg").is_file()
+    kept = restore(tiny_models.denoise_gray, rgba, "-o", tmp_path / "logo.webp", "--sigma", "5")
+    assert kept.exit_code == 0 and "transparency" not in kept.stderr
