@@ -2,7 +2,7 @@
 
 Inputs are files, directories and glob patterns. A directory contributes its images (all
 of its tree with ``recursive``), mirrored under the output directory; files and glob
-matches go straight into it. With a single input file the output may be a file path.
+matches go straight into it. Every page of a multi-page TIFF is restored, into a TIFF. With a single input file the output may be a file path.
 Every output is written atomically by :func:`formnet_cli.imageio.write_image`, so an
 interrupted run never leaves a partial image. A file that cannot be read, restored or
 written is recorded as failed and the batch goes on; problems that would hit every file
@@ -79,10 +79,11 @@ class FileResult:
     """Why it was skipped or failed (one line)."""
     seconds: float = 0.0
     megapixels: float = 0.0
-    """Size of the written image, in millions of pixels."""
+    """Size of the written image (all its pages), in millions of pixels."""
     sigma: float | None = None
     quality: int | None = None
     estimated: bool = False
+    """The levels used (of the first page, for a multi-page TIFF) and whether estimated."""
     model: str = ""
 
     def to_dict(self) -> dict[str, Any]:
@@ -416,32 +417,29 @@ def run_batch(plan: BatchPlan, options: BatchOptions,
 
 
 def _run_job(job: Job, options: BatchOptions, reporter: Reporter) -> FileResult:
+    """Restore one file: every page of a multi-page TIFF, the one image of any other file."""
     started = time.perf_counter()
     if options.skip_existing and job.output.exists():
         return FileResult(job.input, job.output, "skipped", "output exists")
     try:
         _prepare_output_folder(job.output)  # before the model runs
-        image = imageio.read_image(job.input)
-        pixels = image.pixels
-        if image.alpha is not None:  # the API carries alpha through (resized for sr)
-            pixels = np.concatenate([pixels, image.alpha[:, :, None]], axis=2)
-        restored = api.restore_with_info(
-            pixels, options.task, sigma=options.sigma, quality=options.quality,
-            scale=options.scale, model=options.model, device=options.device,
-            precision=options.precision, tile=options.tile, tile_overlap=options.tile_overlap,
-            batch_size=options.batch_size, ensemble=options.ensemble, progress=reporter.tiles,
-            source_path=job.input)
-        if restored.estimated:
-            reporter.note(f"{job.input}: {restored.describe_level()}")
+        pages = imageio.read_pages(job.input)
+        if len(pages) > 1 and imageio.output_format(job.output) != "TIFF":
+            raise ImageWriteError(f"{len(pages)} pages need a TIFF output (.tif), not "
+                                  f"{job.output.suffix}")
+        restored_pages, results = [], []
+        for number, page in enumerate(pages, start=1):
+            where = f"{job.input}" if len(pages) == 1 else f"{job.input} page {number}"
+            restored_page, result = _restore_page(page, job.input, options, reporter)
+            if result.estimated:
+                reporter.note(f"{where}: {result.describe_level()}")
+            restored_pages.append(restored_page)
+            results.append(result)
         write_options: dict[str, Any] = {}
         if options.jpeg_quality is not None:
             write_options["jpeg_quality"] = options.jpeg_quality
-        output = restored.image
-        alpha = output[:, :, -1] if image.alpha is not None else None
-        colour = output[:, :, :-1] if image.alpha is not None else output
-        imageio.write_image(job.output, dataclasses.replace(image, pixels=colour, alpha=alpha),
-                            **write_options)
-        if alpha is not None and not imageio.keeps_alpha(job.output):
+        imageio.write_pages(job.output, restored_pages, **write_options)
+        if pages[0].alpha is not None and not imageio.keeps_alpha(job.output):
             reporter.note(f"{job.input}: transparency dropped ({job.output.suffix} has no alpha "
                           "channel; write .png, .tif or .webp to keep it)")
     except _FATAL_ERRORS:
@@ -449,11 +447,29 @@ def _run_job(job: Job, options: BatchOptions, reporter: Reporter) -> FileResult:
     except (FormnetError, OSError, ValueError, MemoryError, torch.OutOfMemoryError) as error:
         return FileResult(job.input, job.output, "failed", _one_line(error, job.input),
                           seconds=time.perf_counter() - started)
-    height, width = restored.image.shape[:2]
+    first = results[0]
     return FileResult(job.input, job.output, "done", seconds=time.perf_counter() - started,
-                      megapixels=height * width / 1e6, sigma=restored.sigma,
-                      quality=restored.quality, estimated=restored.estimated,
-                      model=restored.model_name)
+                      megapixels=sum(page.height * page.width for page in restored_pages) / 1e6,
+                      sigma=first.sigma, quality=first.quality, estimated=first.estimated,
+                      model=first.model_name)
+
+
+def _restore_page(page: imageio.LoadedImage, source: Path, options: BatchOptions,
+                  reporter: Reporter) -> tuple[imageio.LoadedImage, api.RestoreResult]:
+    """One image through :func:`api.restore_with_info`, alpha included (resized for sr)."""
+    pixels = page.pixels
+    if page.alpha is not None:
+        pixels = np.concatenate([pixels, page.alpha[:, :, None]], axis=2)
+    result = api.restore_with_info(
+        pixels, options.task, sigma=options.sigma, quality=options.quality,
+        scale=options.scale, model=options.model, device=options.device,
+        precision=options.precision, tile=options.tile, tile_overlap=options.tile_overlap,
+        batch_size=options.batch_size, ensemble=options.ensemble, progress=reporter.tiles,
+        source_path=source)
+    output = result.image
+    if page.alpha is None:
+        return dataclasses.replace(page, pixels=output), result
+    return dataclasses.replace(page, pixels=output[:, :, :-1], alpha=output[:, :, -1]), result
 
 
 def _check_output_folders_writable(jobs: Sequence[Job]) -> None:

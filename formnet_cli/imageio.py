@@ -158,6 +158,51 @@ def read_image(path: str | os.PathLike[str]) -> LoadedImage:
     return read_image_bytes(data, str(path))
 
 
+def read_pages(path: str | os.PathLike[str]) -> list[LoadedImage]:
+    """Every page of a multi-page TIFF (one :class:`LoadedImage` each); for any other file,
+    the one image :func:`read_image` reads. Raises ImageReadError as :func:`read_image` does.
+
+    16-bit colour pages (which only OpenCV decodes at full depth, one page at a time) and
+    animations (WebP, PNG) are refused with a one-line reason.
+    """
+    try:
+        data = Path(path).read_bytes()
+    except OSError:
+        return [read_image(path)]  # says why in one line
+    try:
+        with Image.open(io.BytesIO(data)) as probe:
+            multi_page_tiff = probe.format == "TIFF" and getattr(probe, "n_frames", 1) > 1
+    except Exception:
+        multi_page_tiff = False
+    if not multi_page_tiff:
+        return [read_image_bytes(data, str(path))]
+    return _read_tiff_pages(data, str(path))
+
+
+def _read_tiff_pages(data: bytes, name: str) -> list[LoadedImage]:
+    pages = []
+    with Image.open(io.BytesIO(data)) as image:
+        for index in range(image.n_frames):
+            try:
+                image.seek(index)
+                if _needs_opencv(image, data):
+                    raise ImageReadError(f"page {index + 1} is 16-bit colour, which formnet reads "
+                                         "from single-page files only (split the pages first)")
+                image.load()
+                pixels, alpha, bit_depth, icc_profile = _pillow_to_arrays(image)
+            except ImageReadError as exc:
+                raise ImageReadError(f"{name}: {exc}") from None
+            except Exception as exc:
+                reason = f"page {index + 1}: truncated or corrupt ({_describe(exc)})"
+                raise ImageReadError(f"{name}: {reason}") from None
+            orientation = _orientation(image)
+            pixels = _apply_orientation(pixels, orientation)
+            if alpha is not None:
+                alpha = _apply_orientation(alpha[:, :, None], orientation)[:, :, 0]
+            pages.append(LoadedImage(pixels, alpha, bit_depth, icc_profile, None, "TIFF"))
+    return pages
+
+
 def read_image_bytes(data: bytes, name: str) -> LoadedImage:
     """Decode an encoded image held in memory; ``name`` is used in error messages."""
     if not data:
@@ -178,9 +223,9 @@ def read_image_bytes(data: bytes, name: str) -> LoadedImage:
         with image:
             frames = getattr(image, "n_frames", 1)
             if frames > 1 and image.format != "MPO":  # MPO: a camera JPEG with its previews
-                raise ImageReadError(
-                    f"{name}: holds {frames} {'pages' if image.format == 'TIFF' else 'frames'}; "
-                    "formnet restores single images (split it into one file per page first)")
+                what = ("pages (read them with read_pages)" if image.format == "TIFF"
+                        else "frames; formnet restores still images, not animations")
+                raise ImageReadError(f"{name}: holds {frames} {what}")
             try:
                 if _needs_opencv(image, data):
                     pixels, alpha, bit_depth = _decode_with_opencv(data, image)
@@ -409,6 +454,17 @@ def _encoder(image: LoadedImage, fmt: str, jpeg_quality: int) -> Callable[[Binar
         return _opencv_encoder(samples, fmt, icc_profile, exif)
 
     pil_image = Image.fromarray(samples[:, :, 0] if samples.shape[2] == 1 else samples)
+    options = _save_options(fmt, icc_profile, exif, jpeg_quality)
+
+    def encode(handle: BinaryIO) -> None:
+        pil_image.save(handle, format=fmt, **options)
+
+    return encode
+
+
+def _save_options(fmt: str, icc_profile: bytes | None, exif: bytes | None,
+                  jpeg_quality: int) -> dict[str, object]:
+    """Pillow ``save`` options for ``fmt``."""
     options: dict[str, object] = {}
     if icc_profile:
         options["icc_profile"] = icc_profile
@@ -420,11 +476,40 @@ def _encoder(image: LoadedImage, fmt: str, jpeg_quality: int) -> Callable[[Binar
         options["lossless"] = True
     elif fmt == "TIFF":
         options["compression"] = "tiff_lzw"
+    return options
+
+
+def write_pages(path: str | os.PathLike[str], pages: list[LoadedImage], *,
+                jpeg_quality: int = 95) -> None:
+    """Write one image (as :func:`write_image`) or several pages as one multi-page TIFF,
+    atomically. Pages keep 8 bits, or 16 for grey; the first page's ICC profile is used."""
+    if len(pages) == 1:
+        write_image(path, pages[0], jpeg_quality=jpeg_quality)
+        return
+    path = Path(path)
+    if output_format(path) != "TIFF":
+        raise ImageWriteError(f"{path}: {len(pages)} pages need a TIFF output (.tif)")
+    frames = []
+    for page in pages:
+        depth = 16 if page.bit_depth == 16 and page.channels == 1 and page.alpha is None else 8
+        samples = to_uint(page.pixels, depth)
+        if page.alpha is not None:
+            samples = np.concatenate([samples, to_uint(page.alpha, depth)[:, :, None]], axis=2)
+        frames.append(Image.fromarray(samples[:, :, 0] if samples.shape[2] == 1 else samples))
+    icc_profile = pages[0].icc_profile
+    if icc_profile and not _icc_fits(icc_profile, pages[0].channels):
+        icc_profile = None
+    options = _save_options("TIFF", icc_profile, None, jpeg_quality)
 
     def encode(handle: BinaryIO) -> None:
-        pil_image.save(handle, format=fmt, **options)
+        buffer = io.BytesIO()  # Pillow's multi-page TIFF writer reads back what it wrote
+        frames[0].save(buffer, format="TIFF", save_all=True, append_images=frames[1:], **options)
+        handle.write(buffer.getbuffer())
 
-    return encode
+    try:
+        _write_atomically(path, encode)
+    except OSError as exc:
+        raise ImageWriteError(f"{path}: cannot write TIFF file ({exc.strerror or _describe(exc)})") from None
 
 
 def _opencv_encoder(

@@ -354,3 +354,23 @@ def test_dropping_transparency_is_reported(tiny_models, tmp_path, random_image, 
     assert "transparency dropped" in result.stderr and (tmp_path / "logo.jpg").is_file()
     kept = restore(tiny_models.denoise_gray, rgba, "-o", tmp_path / "logo.webp", "--sigma", "5")
     assert kept.exit_code == 0 and "transparency" not in kept.stderr
+
+
+def test_every_page_of_a_multi_page_tiff_is_restored(tiny_models, tmp_path, random_image):
+    from formnet_cli import api, imageio
+
+    pages = [random_image((16, 12), np.uint8, seed=1), random_image((10, 14), np.uint8, seed=2)]
+    source = tmp_path / "in" / "scan.tif"
+    source.parent.mkdir()
+    Image.fromarray(pages[0]).save(source, save_all=True, append_images=[Image.fromarray(pages[1])])
+    result = restore(tiny_models.denoise_gray, source, "-o", tmp_path / "out.tif", "--sigma", "5")
+    assert result.exit_code == 0, result.output
+    written = imageio.read_pages(tmp_path / "out.tif")
+    assert len(written) == 2
+    for page, restored in zip(pages, written):
+        expected = api.restore(page, sigma=5, model=tiny_models.denoise_gray, device="cpu",
+                               tile=None)
+        np.testing.assert_array_equal(imageio.to_uint(restored.pixels, 8)[:, :, 0], expected)
+    as_png = restore(tiny_models.denoise_gray, source, "-o", tmp_path / "out.png", "--sigma", "5")
+    assert as_png.exit_code == 1 and "2 pages need a TIFF output" in as_png.stdout
+    assert not (tmp_path / "out.png").exists()

@@ -388,13 +388,46 @@ def test_bad_input_raises_one_line_read_error(tmp_path, name, content, reason):
     assert ImageFile.LOAD_TRUNCATED_IMAGES is False
 
 
-@pytest.mark.parametrize("extension", [".tif", ".webp"])
-def test_multi_page_files_are_refused_not_cut_to_their_first_page(tmp_path, extension):
-    pages = [Image.fromarray(random_uint((16, 16, 3), 8)) for _ in range(3)]
-    path = tmp_path / f"scan{extension}"
-    pages[0].save(path, save_all=True, append_images=pages[1:], lossless=True)
-    with pytest.raises(ImageReadError, match=r"holds 3 (pages|frames); formnet restores single"):
-        read_image(path)
+def test_multi_page_tiff_reads_and_writes_every_page(tmp_path):
+    grey = random_uint((16, 20), 8)
+    rgb = random_uint((12, 10, 3), 8)
+    rgba = random_uint((8, 8, 4), 8)
+    deep = random_uint((10, 6), 16)
+    frames = [Image.fromarray(grey), Image.fromarray(rgb), Image.fromarray(rgba, "RGBA"),
+              Image.fromarray(deep)]
+    source = tmp_path / "scan.tif"
+    frames[0].save(source, save_all=True, append_images=frames[1:])
+    pages = imageio.read_pages(source)
+    assert [page.pixels.shape for page in pages] == [(16, 20, 1), (12, 10, 3), (8, 8, 3), (10, 6, 1)]
+    assert [page.bit_depth for page in pages] == [8, 8, 8, 16]
+    np.testing.assert_array_equal(to_uint(pages[3].pixels, 16)[:, :, 0], deep)
+    copy = tmp_path / "copy.tif"
+    imageio.write_pages(copy, pages)
+    again = imageio.read_pages(copy)
+    assert len(again) == 4
+    for before, after in zip(pages, again):
+        np.testing.assert_array_equal(before.pixels, after.pixels)
+        assert before.bit_depth == after.bit_depth and (after.alpha is None) == (before.alpha is None)
+    np.testing.assert_array_equal(to_uint(again[2].alpha, 8), rgba[:, :, 3])
+    with pytest.raises(ImageReadError, match="holds 4 pages"):
+        read_image(source)  # a single image from a multi-page file would drop pages
+    with pytest.raises(ImageWriteError, match="4 pages need a TIFF output"):
+        imageio.write_pages(tmp_path / "copy.png", pages)
+
+
+def test_single_page_files_read_as_one_page(tmp_path):
+    path = tmp_path / "one.png"
+    Image.fromarray(random_uint((9, 7, 3), 8)).save(path)
+    [page] = imageio.read_pages(path)
+    np.testing.assert_array_equal(page.pixels, read_image(path).pixels)
+
+
+def test_animations_are_refused_not_cut_to_their_first_frame(tmp_path):
+    frames = [Image.fromarray(random_uint((16, 16, 3), 8)) for _ in range(3)]
+    path = tmp_path / "clip.webp"
+    frames[0].save(path, save_all=True, append_images=frames[1:], lossless=True)
+    with pytest.raises(ImageReadError, match="holds 3 frames; formnet restores still images"):
+        imageio.read_pages(path)
 
 
 def test_truncated_16bit_png_raises(tmp_path):
