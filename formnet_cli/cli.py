@@ -100,7 +100,7 @@ def _main_options(
 @app.command()
 def restore(
     inputs: Annotated[list[Path], typer.Argument(
-        show_default=False, metavar="INPUT...",
+        show_default=False, metavar="INPUT",
         help="Image files, folders or glob patterns (quote globs).")],
     output: Annotated[Path, typer.Option(
         "--output", "-o", show_default=False,

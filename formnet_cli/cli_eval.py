@@ -285,7 +285,7 @@ def _images(report: Any) -> set[str]:
 
 def compare_command(
     images: Annotated[list[Path], typer.Argument(
-        metavar="IMAGE...", help="Images to show side by side, e.g. noisy.png restored.png.")],
+        metavar="IMAGE", help="Images to show side by side, e.g. noisy.png restored.png.")],
     output: Annotated[Path, typer.Option("--output", "-o", help="Strip to write (PNG).")],
     reference: Annotated[Optional[Path], typer.Option(
         "--reference", "-r", help="Clean image: shown last; PSNR/SSIM against it go in the labels.")] = None,
