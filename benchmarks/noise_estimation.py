@@ -5,6 +5,7 @@ Prints, per set and sigma: mean estimate, mean and worst absolute error, and how
 are off by more than 2, plus the mean time per image.
 
     python benchmarks/noise_estimation.py [--data /work/shared/data] [--sigmas 5 15 25 50 75]
+        [--sets BSD68 CBSD68]
 """
 
 from __future__ import annotations
@@ -25,6 +26,7 @@ def main() -> None:
     parser.add_argument("--data", type=Path, default=Path("/work/shared/data"))
     parser.add_argument("--sigmas", type=float, nargs="+", default=[5, 15, 25, 50, 75])
     parser.add_argument("--tolerance", type=float, default=2.0)
+    parser.add_argument("--sets", nargs="+", default=["BSD68", "CBSD68"], choices=["BSD68", "CBSD68"])
     args = parser.parse_args()
 
     print(
@@ -33,6 +35,8 @@ def main() -> None:
     )
     print("|---|---|---|---|---|---|---|")
     for set_name, mode in (("BSD68", "L"), ("CBSD68", "RGB")):
+        if set_name not in args.sets:
+            continue
         suffixes = {".png", ".bmp", ".jpg", ".tif"}
         paths = sorted(p for p in (args.data / set_name).iterdir() if p.suffix.lower() in suffixes)
         cleans = [np.asarray(Image.open(p).convert(mode), dtype=np.float64) / 255.0 for p in paths]

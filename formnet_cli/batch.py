@@ -260,12 +260,13 @@ def plan_batch(inputs: Sequence[str | os.PathLike[str]], output: str | os.PathLi
         plan.settled.append(FileResult(single, None, "failed", "no such file or directory"))
         return plan
     if len(inputs) == 1 and single.is_file() and names_file:
-        if extension is not None and extension != output.suffix.lower():
-            raise InvalidOptionError(f"--ext applies to folder outputs; {output} is written as "
-                                     f"{output.suffix} (name it {output.with_suffix(extension).name})")
         if not imageio.is_image_path(output):
             raise InvalidOptionError(f"{output}: unsupported output format {output.suffix!r} "
                                      "(end the path with / to name a folder)")
+        if extension is not None and (imageio.output_format(output)
+                                      != imageio.output_format(output.with_suffix(extension))):
+            raise InvalidOptionError(f"--ext applies to folder outputs; {output} is written as "
+                                     f"{output.suffix} (name it {output.with_suffix(extension).name})")
         if imageio.is_image_path(single):
             _add_job(plan, single, output)
         else:
@@ -393,7 +394,8 @@ def run_batch(plan: BatchPlan, options: BatchOptions,
         # fail every file: fail once.
         loaded = api.load_model(options.model, task=options.task, device=options.device)
         api.check_model_levels(loaded, sigma=options.sigma, scale=options.scale)
-    _check_output_folders_writable(plan.jobs)
+    _check_output_folders_writable(
+        [job for job in plan.jobs if not (options.skip_existing and job.output.exists())])
     summary = BatchSummary(results=list(plan.settled))
     started = time.perf_counter()
     reporter.start(len(plan.jobs))
@@ -439,7 +441,8 @@ def _run_job(job: Job, options: BatchOptions, reporter: Reporter) -> FileResult:
         if options.jpeg_quality is not None:
             write_options["jpeg_quality"] = options.jpeg_quality
         imageio.write_pages(job.output, restored_pages, **write_options)
-        if pages[0].alpha is not None and not imageio.keeps_alpha(job.output):
+        if (any(page.alpha is not None and (page.alpha < 1).any() for page in pages)
+                and not imageio.keeps_alpha(job.output)):
             reporter.note(f"{job.input}: transparency dropped ({job.output.suffix} has no alpha "
                           "channel; write .png, .tif or .webp to keep it)")
     except _FATAL_ERRORS:

@@ -63,6 +63,8 @@ class FormnetGroup(TyperGroup):
 
 
 def _usage_error(error: Any) -> NoReturn:
+    if not error.format_message().strip():  # e.g. bare `formnet`: the help was the message
+        raise error
     message = " ".join(error.format_message().split()).replace(": Value error, ", ": ")
     message = message.removesuffix(".")
     where = f" (see '{error.ctx.command_path} -h')" if error.ctx is not None else ""

@@ -14,6 +14,7 @@ rewrites the first spelling into the third before parsing: the words after ``--s
 from __future__ import annotations
 
 import math
+import os
 import sys
 from collections.abc import Callable
 from pathlib import Path
@@ -305,11 +306,13 @@ def compare_command(
 
     labels = list(label or [])
     paths = list(images) + ([reference] if reference is not None else [])
-    if any(output.resolve() == path.resolve() for path in paths):
+    if any(output.resolve() == path.resolve()
+           or (output.exists() and path.exists() and os.path.samefile(output, path))
+           for path in paths):  # samefile: case-insensitive file systems, links
         raise InvalidOptionError(f"{output}: the strip would overwrite an input; choose another -o")
-    _check_writable_target(output)
     if labels and len(labels) != len(paths):
         raise InvalidOptionError(f"{len(labels)} labels for {len(paths)} images")
+    _check_writable_target(output)
     pixels = [to_uint(read_image(path).pixels, 8) for path in paths]
     clean = pixels[-1] if reference is not None else None
     stems = [path.stem for path in paths]

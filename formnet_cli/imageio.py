@@ -171,29 +171,72 @@ def read_pages(path: str | os.PathLike[str]) -> list[LoadedImage]:
         return [read_image(path)]  # says why in one line
     try:
         with Image.open(io.BytesIO(data)) as probe:
-            multi_page_tiff = probe.format == "TIFF" and getattr(probe, "n_frames", 1) > 1
+            pages = _tiff_pages(probe) if probe.format == "TIFF" else [0]
     except Exception:
-        multi_page_tiff = False
-    if not multi_page_tiff:
+        pages = [0]
+    if pages == [0]:
         return [read_image_bytes(data, str(path))]
-    return _read_tiff_pages(data, str(path))
+    return _read_tiff_pages(data, str(path), pages)
 
 
-def _read_tiff_pages(data: bytes, name: str) -> list[LoadedImage]:
+def _tiff_pages(image: Image.Image) -> list[int]:
+    """Indices of a TIFF's full-resolution pages: reduced-resolution IFDs (thumbnails,
+    pyramid levels: NewSubfileType bit 0) are left out; an unreadable IFD chain counts as
+    one page, as any reader that only decodes the first would see it."""
+    info = dict(image.info)
+    try:
+        count = image.n_frames
+        pages = []
+        for index in range(count):
+            image.seek(index)
+            if not int(image.tag_v2.get(254, 0)) & 1:
+                pages.append(index)
+        image.seek(0)
+    except Exception:
+        return [0]
+    finally:
+        image.info = info  # seeking leaves the other pages' entries (e.g. a profile) behind
+    return pages or [0]
+
+
+def _frame_count(image: Image.Image) -> int:
+    """Pages (TIFF, full resolution only) or animation frames of an opened image."""
+    if image.format == "TIFF":
+        return len(_tiff_pages(image))
+    if image.format == "MPO":  # a camera JPEG with its previews: the first is the photo
+        return 1
+    try:
+        return int(getattr(image, "n_frames", 1))
+    except Exception:
+        return 1
+
+
+def _read_tiff_pages(data: bytes, name: str, indices: list[int]) -> list[LoadedImage]:
     pages = []
     with Image.open(io.BytesIO(data)) as image:
-        for index in range(image.n_frames):
+        for number, index in enumerate(indices, start=1):
             try:
                 image.seek(index)
                 if _needs_opencv(image, data):
-                    raise ImageReadError(f"page {index + 1} is 16-bit colour, which formnet reads "
-                                         "from single-page files only (split the pages first)")
-                image.load()
+                    raise ImageReadError(f"page {number} is 16-bit with colour or alpha, which "
+                                         "formnet reads from single-page files only (split the "
+                                         "pages first)")
+                # Pillow keeps the previous page's profile in info when a page has none.
+                image.info.pop("icc_profile", None)
+                profile = image.tag_v2.get(34675)
+                if isinstance(profile, bytes) and profile:
+                    image.info["icc_profile"] = profile
+                with warnings.catch_warnings():
+                    warnings.simplefilter("error", Image.DecompressionBombWarning)
+                    image.load()
                 pixels, alpha, bit_depth, icc_profile = _pillow_to_arrays(image)
             except ImageReadError as exc:
                 raise ImageReadError(f"{name}: {exc}") from None
+            except (Image.DecompressionBombError, Image.DecompressionBombWarning) as exc:
+                reason = f"page {number}: too large, refused as a possible decompression bomb"
+                raise ImageReadError(f"{name}: {reason} ({exc})") from None
             except Exception as exc:
-                reason = f"page {index + 1}: truncated or corrupt ({_describe(exc)})"
+                reason = f"page {number}: truncated or corrupt ({_describe(exc)})"
                 raise ImageReadError(f"{name}: {reason}") from None
             orientation = _orientation(image)
             pixels = _apply_orientation(pixels, orientation)
@@ -221,8 +264,8 @@ def read_image_bytes(data: bytes, name: str) -> LoadedImage:
         except Exception as exc:  # decoders raise many types on malformed headers
             raise ImageReadError(f"{name}: truncated or corrupt image ({_describe(exc)})") from None
         with image:
-            frames = getattr(image, "n_frames", 1)
-            if frames > 1 and image.format != "MPO":  # MPO: a camera JPEG with its previews
+            frames = _frame_count(image)
+            if frames > 1:
                 what = ("pages (read them with read_pages)" if image.format == "TIFF"
                         else "frames; formnet restores still images, not animations")
                 raise ImageReadError(f"{name}: holds {frames} {what}")
@@ -496,8 +539,10 @@ def write_pages(path: str | os.PathLike[str], pages: list[LoadedImage], *,
         if page.alpha is not None:
             samples = np.concatenate([samples, to_uint(page.alpha, depth)[:, :, None]], axis=2)
         frames.append(Image.fromarray(samples[:, :, 0] if samples.shape[2] == 1 else samples))
+    # Pillow writes one profile on every page: only when all pages share it (and it fits them).
     icc_profile = pages[0].icc_profile
-    if icc_profile and not _icc_fits(icc_profile, pages[0].channels):
+    if icc_profile and not all(page.icc_profile == icc_profile
+                               and _icc_fits(icc_profile, page.channels) for page in pages):
         icc_profile = None
     options = _save_options("TIFF", icc_profile, None, jpeg_quality)
 

@@ -345,6 +345,26 @@ def test_empty_folder_and_misplaced_ext_are_one_line_errors(tiny_models, tmp_pat
     result = restore(tiny_models.denoise_gray, gray_png, "-o", tmp_path / "o.png", "--ext", "jpg")
     assert result.exit_code == 1 and "--ext applies to folder outputs" in result.stderr
     assert not (tmp_path / "o.png").exists()
+    same = restore(tiny_models.denoise_gray, gray_png, "-o", tmp_path / "o.tif", "--ext", "tiff",
+                   "--sigma", "5")
+    assert same.exit_code == 0, same.output  # .tif and tiff name one format
+
+
+def test_skip_existing_needs_no_writable_folder(tiny_models, tmp_path, gray_png, monkeypatch):
+    import tempfile
+
+    output = tmp_path / "done"
+    output.mkdir()
+    (output / "photo.png").write_bytes(gray_png.read_bytes())
+
+    def refuse(*args, **kwargs):  # every folder read-only (chmod means nothing to root)
+        raise PermissionError(13, "Permission denied")
+
+    monkeypatch.setattr("formnet_cli.imageio.tempfile.TemporaryFile", refuse)
+    result = restore(tiny_models.denoise_gray, gray_png, "-o", f"{output}/", "--sigma", "5",
+                     "--skip-existing")
+    assert result.exit_code == 0, result.output
+    assert "skipped 1" in result.stdout
 
 
 def test_dropping_transparency_is_reported(tiny_models, tmp_path, random_image, write_png):
@@ -354,6 +374,11 @@ def test_dropping_transparency_is_reported(tiny_models, tmp_path, random_image, 
     assert "transparency dropped" in result.stderr and (tmp_path / "logo.jpg").is_file()
     kept = restore(tiny_models.denoise_gray, rgba, "-o", tmp_path / "logo.webp", "--sigma", "5")
     assert kept.exit_code == 0 and "transparency" not in kept.stderr
+    opaque = random_image((12, 12, 4), np.uint8)
+    opaque[:, :, 3] = 255  # e.g. a screenshot: nothing is lost
+    screenshot = write_png(tmp_path / "in" / "shot.png", opaque)
+    plain = restore(tiny_models.denoise_gray, screenshot, "-o", tmp_path / "shot.jpg", "--sigma", "5")
+    assert plain.exit_code == 0 and "transparency" not in plain.stderr
 
 
 def test_every_page_of_a_multi_page_tiff_is_restored(tiny_models, tmp_path, random_image):
@@ -374,3 +399,9 @@ def test_every_page_of_a_multi_page_tiff_is_restored(tiny_models, tmp_path, rand
     as_png = restore(tiny_models.denoise_gray, source, "-o", tmp_path / "out.png", "--sigma", "5")
     assert as_png.exit_code == 1 and "2 pages need a TIFF output" in as_png.stdout
     assert not (tmp_path / "out.png").exists()
+
+
+def test_bare_command_shows_help_without_an_error_line():
+    result = invoke()
+    assert "Usage" in result.output and "restore" in result.output
+    assert "error:" not in result.output

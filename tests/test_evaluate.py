@@ -279,8 +279,11 @@ def test_compare_refuses_to_overwrite_an_input(tmp_path: Path) -> None:
     path = tmp_path / "photo.png"
     Image.fromarray(_image(1)[:, :, 0], "L").save(path)
     before = path.read_bytes()
-    result = runner.invoke(app, ["compare", str(path), "-o", str(path)])
-    assert result.exit_code == 1 and "would overwrite an input" in result.stderr
+    link = tmp_path / "link.png"
+    link.symlink_to(path)
+    for target in (path, link):  # the same file under another name, too
+        result = runner.invoke(app, ["compare", str(path), "-o", str(target)])
+        assert result.exit_code == 1 and "would overwrite an input" in result.stderr
     assert path.read_bytes() == before
 
 

@@ -415,6 +415,53 @@ def test_multi_page_tiff_reads_and_writes_every_page(tmp_path):
         imageio.write_pages(tmp_path / "copy.png", pages)
 
 
+def _tiff_with_pages(path: Path, pages: list[tuple[Image.Image, dict]]) -> Path:
+    """A TIFF whose pages are saved with their own options (Pillow's save_all shares them)."""
+    from PIL import TiffImagePlugin
+
+    with TiffImagePlugin.AppendingTiffWriter(str(path), new=True) as writer:
+        for image, options in pages:
+            image.save(writer, format="TIFF", **options)
+            writer.newFrame()
+    return path
+
+
+def test_tiff_pages_keep_their_own_profiles_and_skip_thumbnails(tmp_path):
+    srgb = ImageCms.ImageCmsProfile(ImageCms.createProfile("sRGB")).tobytes()
+    first, second = (Image.fromarray(random_uint((16, 16, 3), 8)) for _ in range(2))
+    thumbnail = Image.fromarray(random_uint((4, 4, 3), 8))
+    source = _tiff_with_pages(tmp_path / "scan.tif", [
+        (first, {"icc_profile": srgb}), (second, {}),
+        (thumbnail, {"tiffinfo": {254: 1}}),  # NewSubfileType: reduced resolution
+    ])
+    pages = imageio.read_pages(source)
+    assert [page.pixels.shape for page in pages] == [(16, 16, 3), (16, 16, 3)]
+    assert pages[0].icc_profile == srgb and pages[1].icc_profile is None
+    copy = tmp_path / "copy.tif"
+    imageio.write_pages(copy, pages)  # the pages disagree: no profile on any page
+    assert all(page.icc_profile is None for page in imageio.read_pages(copy))
+    # One full-resolution page and its thumbnail: a single image, for read_image too.
+    single = _tiff_with_pages(tmp_path / "single.tif",
+                              [(first, {}), (thumbnail, {"tiffinfo": {254: 1}})])
+    assert read_image(single).pixels.shape == (16, 16, 3)
+    assert len(imageio.read_pages(single)) == 1
+
+
+def test_tiff_with_a_broken_page_chain_still_reads_its_first_page(tmp_path):
+    path = tmp_path / "broken.tif"
+    Image.fromarray(random_uint((12, 12), 8)).save(path)
+    data = bytearray(path.read_bytes())
+    assert data[:2] == b"II"  # little-endian, as Pillow writes
+    # Point the first IFD's next-IFD offset past the end of the file.
+    ifd = int.from_bytes(data[4:8], "little")
+    entries = int.from_bytes(data[ifd:ifd + 2], "little")
+    next_offset = ifd + 2 + 12 * entries
+    data[next_offset:next_offset + 4] = (len(data) + 1000).to_bytes(4, "little")
+    path.write_bytes(bytes(data))
+    assert read_image(path).pixels.shape == (12, 12, 1)
+    assert len(imageio.read_pages(path)) == 1
+
+
 def test_single_page_files_read_as_one_page(tmp_path):
     path = tmp_path / "one.png"
     Image.fromarray(random_uint((9, 7, 3), 8)).save(path)
