@@ -447,6 +447,7 @@ def test_tiff_pages_keep_their_own_profiles_and_skip_thumbnails(tmp_path):
     assert len(imageio.read_pages(single)) == 1
 
 
+@pytest.mark.filterwarnings("ignore:Corrupt EXIF data")  # Pillow, on the broken chain
 def test_tiff_with_a_broken_page_chain_still_reads_its_first_page(tmp_path):
     path = tmp_path / "broken.tif"
     Image.fromarray(random_uint((12, 12), 8)).save(path)
