@@ -37,7 +37,7 @@ import torch
 
 from . import degradations, engine, estimation, registry
 from .checkpoint import CheckpointInfo, load_checkpoint
-from .config import QUALITY_RANGE, SIGMA_MAX, SR_SCALES, TASKS, ModelConfig
+from .config import LEVEL_NAMES, QUALITY_RANGE, SIGMA_MAX, SR_SCALES, TASKS, ModelConfig
 from .errors import InvalidOptionError, ModelNotFoundError
 from .models import FormResNet, condition_level
 
@@ -325,15 +325,11 @@ def _check_task(task: str) -> None:
         raise InvalidOptionError(f"unknown task {task!r}; choose one of {', '.join(TASKS)}")
 
 
-_LEVEL_OF_TASK = {"denoise": "sigma", "jpeg": "quality", "sr": "scale"}
-
-
 def _check_levels_apply(task: str, **levels: object) -> None:
     """Refuse a level meant for another task (``scale`` with ``denoise``: a forgotten
     ``task='sr'``), rather than silently ignoring it."""
-    for name, value in levels.items():
-        if value is not None and _LEVEL_OF_TASK[task] != name:
-            owner = next(other for other, level in _LEVEL_OF_TASK.items() if level == name)
+    for owner, name in LEVEL_NAMES.items():
+        if owner != task and levels.get(name) is not None:
             raise InvalidOptionError(f"{name} applies to task '{owner}', not '{task}'")
 
 

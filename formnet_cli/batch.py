@@ -2,7 +2,8 @@
 
 Inputs are files, directories and glob patterns. A directory contributes its images (all
 of its tree with ``recursive``), mirrored under the output directory; files and glob
-matches go straight into it. Every page of a multi-page TIFF is restored, into a TIFF. With a single input file the output may be a file path.
+matches go straight into it. With a single input file the output may be a file path.
+Every page of a multi-page TIFF is restored, into a multi-page TIFF.
 Every output is written atomically by :func:`formnet_cli.imageio.write_image`, so an
 interrupted run never leaves a partial image. A file that cannot be read, restored or
 written is recorded as failed and the batch goes on; problems that would hit every file

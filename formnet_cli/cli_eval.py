@@ -24,6 +24,7 @@ import typer
 from typer.core import TyperCommand
 
 from .cli_options import TileOption
+from .config import LEVEL_NAMES
 from .errors import FormnetError, InvalidOptionError
 
 BASELINES = ("bm3d", "dncnn", "none")
@@ -81,9 +82,6 @@ class MultiValueCommand(TyperCommand):
         return super().parse_args(ctx, expand_multi_values(list(args)))
 
 
-_LEVEL_OPTIONS = {"denoise": "sigma", "jpeg": "quality", "sr": "scale"}
-
-
 def parse_levels(values: list[str] | None, task: str) -> list[float]:
     """Numbers from repeated and comma-separated values; the task's defaults when none."""
     if not values:
@@ -95,7 +93,7 @@ def parse_levels(values: list[str] | None, task: str) -> list[float]:
                 levels.append(float(part))
             except ValueError:
                 raise typer.BadParameter(f"{part!r} is not a number",
-                                         param_hint=f"'--{_LEVEL_OPTIONS[task]}'") from None
+                                         param_hint=f"'--{LEVEL_NAMES[task]}'") from None
     return list(dict.fromkeys(levels))
 
 
@@ -168,7 +166,7 @@ def eval_command(
     raw_levels = {"denoise": sigma, "jpeg": quality, "sr": scale}
     for other, values in raw_levels.items():
         if other != task and values:
-            raise InvalidOptionError(f"--{ev.LEVEL_NAMES[other]} does not apply to --task {task}")
+            raise InvalidOptionError(f"--{LEVEL_NAMES[other]} does not apply to --task {task}")
     settings = [ev.Setting(task, level) for level in parse_levels(raw_levels[task], task)]
     for target in (json_path, markdown_path):
         if target and target != "-":  # fail now, not after the whole evaluation

@@ -12,6 +12,8 @@ FormatterKind = Literal["none", "cnn", "bm3d"]
 NetworkKind = Literal["unet", "plain"]
 
 TASKS: tuple[str, ...] = ("denoise", "jpeg", "sr")
+LEVEL_NAMES: dict[str, str] = {"denoise": "sigma", "jpeg": "quality", "sr": "scale"}
+"""The level each task is conditioned on (and the name of its option)."""
 FORMATTERS: tuple[str, ...] = ("none", "cnn", "bm3d")
 NETWORK_KINDS: tuple[str, ...] = ("unet", "plain")
 

@@ -43,7 +43,7 @@ import torch
 from PIL import Image, ImageDraw, ImageFont
 
 from . import degradations, metrics
-from .config import TASKS
+from .config import LEVEL_NAMES, TASKS
 from .errors import FormnetError, InvalidOptionError, ModelNotFoundError
 
 __all__ = [
@@ -67,7 +67,6 @@ __all__ = [
     "strip_width",
 ]
 
-LEVEL_NAMES = {"denoise": "sigma", "jpeg": "quality", "sr": "scale"}
 ChannelMode = str  # "auto" (as stored), "gray" (Pillow L) or "color" (RGB)
 
 
