@@ -7,6 +7,9 @@ ICC profile and EXIF block to carry to the output. Pillow decodes and encodes ev
 go through OpenCV. EXIF orientation is applied on read, so the pixels are upright and the EXIF
 kept says orientation 1.
 
+A multi-page TIFF is read page by page by :func:`read_pages` (and written back by
+:func:`write_pages`); :func:`read_image` refuses it rather than return its first page.
+
 Writing is atomic: the file is encoded into a hidden temporary file next to the target and
 renamed onto it, so an interrupted or failed write leaves no partial output.
 
@@ -525,7 +528,8 @@ def _save_options(fmt: str, icc_profile: bytes | None, exif: bytes | None,
 def write_pages(path: str | os.PathLike[str], pages: list[LoadedImage], *,
                 jpeg_quality: int = 95) -> None:
     """Write one image (as :func:`write_image`) or several pages as one multi-page TIFF,
-    atomically. Pages keep 8 bits, or 16 for grey; the first page's ICC profile is used."""
+    atomically. Pages keep 8 bits, or 16 for grey; an ICC profile is kept when every page has
+    the same one (Pillow writes one profile for all pages)."""
     if len(pages) == 1:
         write_image(path, pages[0], jpeg_quality=jpeg_quality)
         return
