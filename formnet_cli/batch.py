@@ -427,9 +427,7 @@ def _run_job(job: Job, options: BatchOptions, reporter: Reporter) -> FileResult:
     try:
         _prepare_output_folder(job.output)  # before the model runs
         pages = imageio.read_pages(job.input)
-        if len(pages) > 1 and imageio.output_format(job.output) != "TIFF":
-            raise ImageWriteError(f"{len(pages)} pages need a TIFF output (.tif), not "
-                                  f"{job.output.suffix}")
+        imageio.check_page_count(job.output, len(pages))  # before the model runs
         restored_pages, results = [], []
         for number, page in enumerate(pages, start=1):
             where = f"{job.input}" if len(pages) == 1 else f"{job.input} page {number}"

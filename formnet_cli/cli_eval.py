@@ -304,9 +304,8 @@ def compare_command(
 
     labels = list(label or [])
     paths = list(images) + ([reference] if reference is not None else [])
-    if any(output.resolve() == path.resolve()
-           or (output.exists() and path.exists() and os.path.samefile(output, path))
-           for path in paths):  # samefile: case-insensitive file systems, links
+    # samefile also catches links and case-insensitive file systems (photo.png vs Photo.PNG).
+    if output.exists() and any(path.exists() and os.path.samefile(output, path) for path in paths):
         raise InvalidOptionError(f"{output}: the strip would overwrite an input; choose another -o")
     if labels and len(labels) != len(paths):
         raise InvalidOptionError(f"{len(labels)} labels for {len(paths)} images")

@@ -525,6 +525,13 @@ def _save_options(fmt: str, icc_profile: bytes | None, exif: bytes | None,
     return options
 
 
+def check_page_count(path: str | os.PathLike[str], pages: int) -> None:
+    """Raise :class:`ImageWriteError` unless the format of ``path`` holds ``pages`` pages
+    (several: TIFF only)."""
+    if pages > 1 and output_format(path) != "TIFF":
+        raise ImageWriteError(f"{path}: {pages} pages need a TIFF output (.tif)")
+
+
 def write_pages(path: str | os.PathLike[str], pages: list[LoadedImage], *,
                 jpeg_quality: int = 95) -> None:
     """Write one image (as :func:`write_image`) or several pages as one multi-page TIFF,
@@ -534,8 +541,7 @@ def write_pages(path: str | os.PathLike[str], pages: list[LoadedImage], *,
         write_image(path, pages[0], jpeg_quality=jpeg_quality)
         return
     path = Path(path)
-    if output_format(path) != "TIFF":
-        raise ImageWriteError(f"{path}: {len(pages)} pages need a TIFF output (.tif)")
+    check_page_count(path, len(pages))
     frames = []
     for page in pages:
         depth = 16 if page.bit_depth == 16 and page.channels == 1 and page.alpha is None else 8
