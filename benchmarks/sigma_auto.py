@@ -4,7 +4,8 @@
 
 Noise follows ``../shared/BENCHMARK.md`` (RandomState(0) per image, not clipped). For each sigma:
 mean and worst absolute error of the estimate, and the mean PSNR of the default denoiser run with
-the true sigma and with ``sigma='auto'`` (through :func:`formnet_cli.api.restore_with_info`).
+the true sigma and with ``sigma='auto'`` (through :func:`formnet_cli.api.restore_with_info`), and
+how many images ``sigma='auto'`` gave a per-pixel sigma map (white noise: it should be none).
 """
 
 from __future__ import annotations
@@ -30,10 +31,11 @@ def main() -> None:
     args = parser.parse_args()
     paths = sorted(p for p in args.data.iterdir() if is_image_path(p))[: args.limit or None]
     print(f"{args.data.name}, {len(paths)} images")
-    print("| sigma | mean estimate | mean abs error | worst abs error | PSNR true sigma | PSNR auto | cost (dB) |")
-    print("|---|---|---|---|---|---|---|")
+    print("| sigma | mean estimate | mean abs error | worst abs error | PSNR true sigma | PSNR auto "
+          "| cost (dB) | sigma maps |")
+    print("|---|---|---|---|---|---|---|---|")
     for sigma in (float(s) for s in args.sigmas.split(",")):
-        errors, true_scores, auto_scores, estimates = [], [], [], []
+        errors, true_scores, auto_scores, estimates, maps = [], [], [], [], 0
         for path in paths:
             with Image.open(path) as image:
                 clean = np.asarray(image.convert("RGB" if args.color else "L"))
@@ -41,13 +43,14 @@ def main() -> None:
             known = api.restore(noisy, "denoise", sigma=sigma, device="cpu")
             auto = api.restore_with_info(noisy, "denoise", sigma="auto", device="cpu")
             estimates.append(auto.sigma)
+            maps += auto.sigma_range is not None
             errors.append(abs(auto.sigma - sigma))
             to_uint8 = lambda x: np.round(np.clip(x, 0, 1) * 255).astype(np.uint8)  # noqa: E731
             true_scores.append(psnr(clean, to_uint8(known)))
             auto_scores.append(psnr(clean, to_uint8(auto.image)))
         cost = np.mean(true_scores) - np.mean(auto_scores)
         print(f"| {sigma:g} | {np.mean(estimates):.2f} | {np.mean(errors):.2f} | {np.max(errors):.2f} | "
-              f"{np.mean(true_scores):.3f} | {np.mean(auto_scores):.3f} | {cost:.3f} |", flush=True)
+              f"{np.mean(true_scores):.3f} | {np.mean(auto_scores):.3f} | {cost:.3f} | {maps} |", flush=True)
 
 
 if __name__ == "__main__":

@@ -114,7 +114,9 @@ class RestoreResult:
 
     ``sigma`` / ``quality`` / ``scale`` are the values the model was conditioned on
     (``quality`` is ``None`` for blind JPEG restoration); ``estimated`` says whether the
-    level was estimated from the image (``sigma='auto'`` or ``quality='auto'``).
+    level was estimated from the image (``sigma='auto'`` or ``quality='auto'``). When the
+    estimated noise varies with brightness, each pixel had its own sigma: ``sigma_range``
+    holds the lowest and highest and ``sigma`` their mean over the image.
     """
 
     image: np.ndarray
@@ -127,10 +129,14 @@ class RestoreResult:
     estimated: bool = False
     ensemble: int = 1
     """Flipped/rotated passes averaged (1: a single pass)."""
+    sigma_range: tuple[float, float] | None = None
 
     def describe_level(self) -> str:
         """A short phrase such as ``"estimated sigma 23.7"`` or ``"quality 20"``."""
         prefix = "estimated " if self.estimated else ""
+        if self.task == "denoise" and self.sigma_range is not None:
+            low, high = self.sigma_range
+            return f"{prefix}sigma {low:.1f}-{high:.1f} (varies with brightness; mean {self.sigma:.1f})"
         if self.task == "denoise":
             return f"{prefix}sigma {self.sigma:.1f}"
         if self.task == "jpeg":
@@ -192,9 +198,12 @@ def restore_with_info(image: np.ndarray, task: str = "denoise", *,
     estimated = False
     level_quality: int | None = None
     level_sigma: float | None = None
+    sigma_range: tuple[float, float] | None = None
+    level: float | torch.Tensor
     if task == "denoise":
-        level_sigma, estimated = _sigma_level(sigma, pixels, loaded.config)
-        level = condition_level("denoise", sigma=level_sigma)
+        noise = _noise_level(sigma, pixels, loaded.config)
+        level_sigma, sigma_range, estimated = noise.sigma, noise.sigma_range, noise.estimated
+        level = noise.condition()
     elif task == "jpeg":
         level_quality, estimated = _quality_level(quality, source_path, loaded.config)
         level = condition_level("jpeg", quality=level_quality)
@@ -228,7 +237,7 @@ def restore_with_info(image: np.ndarray, task: str = "denoise", *,
     return RestoreResult(image=output, task=task, model_name=loaded.name,
                          model_source=loaded.source, sigma=level_sigma, quality=level_quality,
                          scale=scale if task == "sr" else None, estimated=estimated,
-                         ensemble=passes)
+                         ensemble=passes, sigma_range=sigma_range)
 
 
 # -- internals -----------------------------------------------------------------------------
@@ -238,7 +247,7 @@ class _Runner:
     Several passes (e.g. three channels through a gray model) report one combined progress.
     """
 
-    def __init__(self, loaded: LoadedModel, *, level: float, precision: str,
+    def __init__(self, loaded: LoadedModel, *, level: float | torch.Tensor, precision: str,
                  tile: int | str | None, tile_overlap: int | None, batch_size: int,
                  ensemble: int, progress: Progress | None) -> None:
         self.loaded, self.level, self.progress = loaded, level, progress
@@ -376,15 +385,39 @@ def _check_sigma_option(sigma: float | str | None) -> float | str:
     return value
 
 
-def _sigma_level(sigma: float | str, pixels: np.ndarray, config: ModelConfig
-                 ) -> tuple[float, bool]:
+@dataclass(frozen=True)
+class _NoiseLevel:
+    """The noise level to denoise at: one sigma, or a per-pixel ``H x W`` sigma map."""
+
+    sigma: float
+    estimated: bool
+    sigma_map: np.ndarray | None = None
+
+    @property
+    def sigma_range(self) -> tuple[float, float] | None:
+        if self.sigma_map is None:
+            return None
+        return float(self.sigma_map.min()), float(self.sigma_map.max())
+
+    def condition(self) -> float | torch.Tensor:
+        """The model's conditioning level: a number, or a ``(1, H, W)`` map."""
+        if self.sigma_map is None:
+            return condition_level("denoise", sigma=self.sigma)
+        return torch.from_numpy(self.sigma_map[None] / np.float32(255.0))
+
+
+def _noise_level(sigma: float | str, pixels: np.ndarray, config: ModelConfig) -> _NoiseLevel:
+    """``sigma`` as given, or estimated: a sigma map where the noise varies with brightness."""
     low, high = config.sigma_range
     if sigma == "auto":
-        estimate = _estimate_sigma(pixels)
-        return float(min(max(estimate, low), high)), True
+        function = _estimate_noise(pixels)
+        if function.varies:
+            sigma_map = np.clip(function.sigma_map(pixels), low, high)
+            return _NoiseLevel(float(sigma_map.mean()), True, sigma_map)
+        return _NoiseLevel(float(min(max(function.sigma, low), high)), True)
     assert isinstance(sigma, float)
     _check_sigma_in_range(sigma, config)
-    return sigma, False
+    return _NoiseLevel(sigma, False)
 
 
 def _check_sigma_in_range(sigma: float, config: ModelConfig) -> None:
@@ -398,14 +431,14 @@ _ESTIMATION_CROP = 768
 """Side of the central crop the noise level is estimated on (its cost grows with the area)."""
 
 
-def _estimate_sigma(pixels: np.ndarray) -> float:
-    """Noise sigma (0-255 scale) of white Gaussian noise, measured on a central crop."""
+def _estimate_noise(pixels: np.ndarray) -> estimation.NoiseLevelFunction:
+    """The noise level function (sigma against brightness), measured on a central crop."""
     height, width = pixels.shape[:2]
     top = max(0, (height - _ESTIMATION_CROP) // 2)
     left = max(0, (width - _ESTIMATION_CROP) // 2)
     crop = pixels[top:top + _ESTIMATION_CROP, left:left + _ESTIMATION_CROP]
     try:
-        return float(estimation.estimate_noise_sigma(crop))
+        return estimation.estimate_noise_level_function(crop)
     except ValueError as error:  # too small to measure
         raise InvalidOptionError(f"cannot estimate the noise level ({error}); give sigma") from None
 

@@ -90,7 +90,8 @@ TaskOption = Annotated[TaskName, typer.Option(
     "--task", "-t", help="What to restore: noise, JPEG artifacts or low resolution.")]
 SigmaOption = Annotated[Optional[str], typer.Option(
     "--sigma", "-s", metavar="FLOAT|auto", parser=parse_sigma,
-    help="Noise level on the 0-255 scale (denoise), or auto to estimate it (default: auto).")]
+    help="Noise level on the 0-255 scale (denoise), or auto to estimate it, per pixel where the "
+         "noise varies with brightness as camera noise does (default: auto).")]
 QualityOption = Annotated[Optional[str], typer.Option(
     "--quality", "-q", metavar="INT|auto|blind", parser=parse_quality,
     help="JPEG quality of the input (jpeg): auto reads it from JPEG files, else blind "

@@ -5,12 +5,20 @@ from __future__ import annotations
 import functools
 import math
 import os
+from dataclasses import dataclass
 
+import cv2
 import numpy as np
 from numpy.lib.stride_tricks import sliding_window_view
 from PIL import Image
 
-__all__ = ["estimate_noise_sigma", "estimate_jpeg_quality", "STANDARD_LUMINANCE_TABLE"]
+__all__ = [
+    "NoiseLevelFunction",
+    "STANDARD_LUMINANCE_TABLE",
+    "estimate_jpeg_quality",
+    "estimate_noise_level_function",
+    "estimate_noise_sigma",
+]
 
 
 # Standard normal quantile at 1 - 1e-6: the confidence of the weak-texture threshold.
@@ -51,6 +59,29 @@ def _smallest_eigenvalue(patches: np.ndarray) -> float:
     return max(smallest, 0.0) / (1.0 - math.sqrt(dimension / count)) ** 2
 
 
+def _smallest_within_patch_eigenvalue(patches: np.ndarray) -> float:
+    """:func:`_smallest_eigenvalue` in the patch space without its mean (DC) direction.
+
+    White noise has the same variance in every direction orthogonal to the patch mean, so
+    this reads the noise even for patches picked by their mean brightness.
+    """
+    count, dimension = patches.shape
+    mean = patches.mean(axis=0, dtype=np.float64)
+    gram = (patches.T @ patches).astype(np.float64)
+    covariance = (gram - count * np.outer(mean, mean)) / (count - 1)
+    basis = _within_patch_basis(dimension)
+    smallest = float(np.linalg.eigvalsh(basis.T @ covariance @ basis)[0])
+    return max(smallest, 0.0) / (1.0 - math.sqrt((dimension - 1) / count)) ** 2
+
+
+@functools.lru_cache(maxsize=8)
+def _within_patch_basis(dimension: int) -> np.ndarray:
+    """An orthonormal basis (``dimension x dimension - 1``) of the vectors summing to 0."""
+    seed = np.hstack([np.ones((dimension, 1)), np.eye(dimension)[:, :-1]])
+    basis, _ = np.linalg.qr(seed)
+    return basis[:, 1:]
+
+
 def estimate_noise_sigma(
     image: np.ndarray, patch_size: int = 7, iterations: int = 3, max_patches: int = 200_000
 ) -> float:
@@ -85,6 +116,141 @@ def estimate_noise_sigma(
 
     Example: ``estimate_noise_sigma(add_gaussian_noise(clean, 25))`` is about 25.
     """
+    array = _checked_planes(image, patch_size)
+    sigmas = [_plane_noise_sigma(array[:, :, channel], patch_size, iterations, max_patches)
+              for channel in range(array.shape[2])]
+    return float(np.mean(sigmas))
+
+
+VARYING_SPREAD = 1.25
+"""A noise level function counts as varying (:attr:`NoiseLevelFunction.varies`) when its
+sigma differs by more than this factor between two measured brightness levels and some
+level is this much quieter than the whole channel; otherwise the noise is taken as white,
+one sigma for the whole image."""
+
+_BRIGHTNESS_WINDOW = 7
+"""Side of the box over which a pixel's local brightness is averaged for the sigma map."""
+
+_CLIP_MARGIN = 2.0
+"""Brightness bins closer than this many of their sigmas to 0 or 1 are left out."""
+
+
+@dataclass(frozen=True)
+class NoiseLevelFunction:
+    """Noise sigma as a function of brightness, per channel.
+
+    Camera noise grows with the signal (photon shot noise), so the shadows and highlights
+    of a photo are not equally noisy. Each channel's patches are split into brightness bins
+    of equal counts and the weak-texture method measures the noise in each;
+    ``brightness[c]`` holds the bins' median patch means (0-1) and ``sigmas[c]`` their noise
+    sigmas (0-255). A polynomial in brightness (quadratic, or lower with fewer bins) is fitted
+    to the variances, weighted by the patches each bin used: ``variance_fits[c]``, highest
+    power first. Bins whose noise would be cut by clipping at 0 or 1 are left out.
+    ``channel_sigmas`` are the white-noise estimates of :func:`estimate_noise_sigma` for
+    each channel.
+    """
+
+    channel_sigmas: tuple[float, ...]
+    brightness: tuple[np.ndarray, ...]
+    sigmas: tuple[np.ndarray, ...]
+    variance_fits: tuple[np.ndarray, ...]
+
+    @property
+    def sigma(self) -> float:
+        """The white-noise estimate: :func:`estimate_noise_sigma` of the image."""
+        return float(np.mean(self.channel_sigmas))
+
+    def channel_sigma(self, channel: int, brightness: np.ndarray) -> np.ndarray:
+        """Fitted sigma (0-255) of ``channel`` at ``brightness`` (0-1), held constant beyond
+        the measured brightness and within the measured sigmas."""
+        measured = self.brightness[channel]
+        clamped = np.clip(brightness, measured[0], measured[-1])
+        sigma = np.sqrt(np.maximum(np.polyval(self.variance_fits[channel], clamped), 0.0))
+        return np.clip(sigma, self.sigmas[channel].min(), self.sigmas[channel].max())
+
+    @property
+    def varies(self) -> bool:
+        """Whether the noise depends on brightness enough to restore with a per-pixel sigma.
+
+        True when in some channel the fitted sigma differs by more than
+        :data:`VARYING_SPREAD` between two measured brightness levels and some brightness
+        bin is that much less noisy than the whole channel. Texture mistaken for noise only
+        ever raises a bin's sigma above the white-noise estimate (a lower envelope), so
+        white noise on a textured image does not count as varying.
+        """
+        for channel, levels in enumerate(self.brightness):
+            fitted = self.channel_sigma(channel, levels)
+            quieter = self.channel_sigmas[channel] / self.sigmas[channel].min()
+            if fitted.max() > VARYING_SPREAD * fitted.min() and quieter > VARYING_SPREAD:
+                return True
+        return False
+
+    def sigma_map(self, image: np.ndarray) -> np.ndarray:
+        """Per-pixel sigma (0-255) for ``image`` in [0, 1] (the image measured, or the whole
+        of which a crop was): each channel's fitted sigma at the pixel's local brightness,
+        averaged over the channels, as ``H x W`` float32."""
+        array = np.asarray(image, dtype=np.float32)
+        if array.ndim == 2:
+            array = array[..., None]
+        if array.shape[2] != len(self.variance_fits):
+            raise ValueError(f"noise level function of {len(self.variance_fits)} channel(s), "
+                             f"image of {array.shape[2]}")
+        window = (_BRIGHTNESS_WINDOW, _BRIGHTNESS_WINDOW)
+        total = np.zeros(array.shape[:2])
+        for channel in range(array.shape[2]):
+            brightness = cv2.blur(np.ascontiguousarray(array[:, :, channel]), window)
+            total += self.channel_sigma(channel, brightness)
+        return (total / array.shape[2]).astype(np.float32)
+
+
+def estimate_noise_level_function(image: np.ndarray, patch_size: int = 7, iterations: int = 3,
+                                  max_patches: int = 200_000, bins: int = 8) -> NoiseLevelFunction:
+    """The :class:`NoiseLevelFunction` of ``image`` (``H x W`` or ``H x W x C`` in [0, 1]).
+
+    Same method and arguments as :func:`estimate_noise_sigma`, run on the whole image (for
+    ``sigma``) and on each of ``bins`` brightness bins. Within a bin only the variation
+    inside the patches is measured: picking patches by their mean narrows the spread of
+    the means, which would read as less noise. Bins with fewer than ``4 p^2`` patches are
+    left out.
+    """
+    array = _checked_planes(image, patch_size)
+    dimension = patch_size * patch_size
+    sigmas, brightness, bin_sigmas, fits = [], [], [], []
+    for channel in range(array.shape[2]):
+        patches = _PlanePatches.of(array[:, :, channel], patch_size, max_patches)
+        sigmas.append(math.sqrt(patches.weak_texture_variance(patches.usable, iterations)))
+        means = patches.means[patches.usable]
+        edges = np.quantile(means, np.linspace(0.0, 1.0, bins + 1)[1:-1])
+        which = np.full(patches.means.shape, -1)
+        which[patches.usable] = np.searchsorted(edges, means, side="right")
+        levels, variances, counts = [], [], []
+        for index in range(bins):
+            members = which == index
+            count = int(np.count_nonzero(members))
+            if count < 4 * dimension:
+                continue
+            variance = patches.weak_texture_variance(members, iterations, within_patch=True)
+            level = float(np.median(patches.means[members]))
+            margin = _CLIP_MARGIN * math.sqrt(variance) / 255.0
+            if not margin < level < 1.0 - margin:  # noise cut by clipping at 0 or 1 reads low
+                continue
+            variances.append(variance)
+            levels.append(level)
+            counts.append(count)
+        if not levels:  # too few patches of any one brightness: white noise
+            levels, variances, counts = [float(np.median(means))], [sigmas[-1] ** 2], [1]
+        level_array, variance_array = np.array(levels), np.array(variances)
+        weights = np.sqrt(np.array(counts, dtype=np.float64))
+        degree = min(2, len(levels) - 1)
+        fits.append(np.polyfit(level_array, variance_array, degree, w=weights) if degree
+                    else variance_array[:1].copy())
+        brightness.append(level_array)
+        bin_sigmas.append(np.sqrt(variance_array))
+    return NoiseLevelFunction(tuple(sigmas), tuple(brightness), tuple(bin_sigmas), tuple(fits))
+
+
+def _checked_planes(image: np.ndarray, patch_size: int) -> np.ndarray:
+    """``image`` as float64 ``H x W x C``; ``ValueError`` when too small to measure."""
     array = np.asarray(image, dtype=np.float64)
     if array.ndim == 2:
         array = array[..., None]
@@ -97,47 +263,79 @@ def estimate_noise_sigma(
         side = patch_size - 1 + math.ceil(math.sqrt(2) * patch_size)
         raise ValueError(f"image too small to measure its noise: {height} x {width} pixels "
                          f"(about {side} x {side} needed)")
-    sigmas = [_plane_noise_sigma(array[:, :, channel], patch_size, iterations, max_patches)
-              for channel in range(array.shape[2])]
-    return float(np.mean(sigmas))
+    return array
 
 
 def _plane_noise_sigma(plane: np.ndarray, patch_size: int, iterations: int,
                        max_patches: int) -> float:
     """:func:`estimate_noise_sigma` of one ``H x W`` channel in [0, 1]."""
-    dimension = patch_size * patch_size
-    positions = (plane.shape[0] - patch_size + 1) * (plane.shape[1] - patch_size + 1)
-    stride = max(1, math.ceil(math.sqrt(positions / max_patches)))
+    patches = _PlanePatches.of(plane, patch_size, max_patches)
+    return math.sqrt(patches.weak_texture_variance(patches.usable, iterations))
 
-    # Texture strength of every patch: sums of squared central differences inside it.
-    scaled = plane * 255.0
-    horizontal = ((scaled[:, 2:] - scaled[:, :-2]) / 2.0) ** 2
-    vertical = ((scaled[2:] - scaled[:-2]) / 2.0) ** 2
-    texture = _box_sum(horizontal, patch_size, patch_size - 2) + _box_sum(vertical, patch_size - 2, patch_size)
-    clipped = _box_sum(((plane == 0.0) | (plane == 1.0)).astype(np.float64), patch_size, patch_size)
-    texture, clipped = texture[::stride, ::stride].ravel(), clipped[::stride, ::stride].ravel()
-    # Patches in float32, centred on the plane's mean so that the Gram matrix loses no
-    # precision that matters (estimates agree with float64 to 1e-3; twice as fast).
-    centred = (scaled - scaled.mean()).astype(np.float32)
-    windows = sliding_window_view(centred, (patch_size, patch_size))[::stride, ::stride]
-    patches = windows.reshape(-1, dimension)  # one row per patch (a copy)
 
-    # Threshold scale: for pure noise, t ~ sigma^2 Gamma(r / 2, 2 tr / r).
-    trace, rank = _gradient_operator_stats(patch_size)
-    threshold = _gamma_quantile(rank / 2.0) * 2.0 * trace / rank
+@dataclass(frozen=True)
+class _PlanePatches:
+    """The ``p x p`` patches of one channel (strided for large planes), with what the
+    weak-texture method needs per patch: texture strength, mean and clipping."""
 
-    usable = clipped < 0.5
-    if np.count_nonzero(usable) < 2 * dimension:
-        usable = np.ones_like(usable)
-    selected = usable
-    variance = _smallest_eigenvalue(patches[selected])
-    for _ in range(iterations - 1):
-        candidate = usable & (texture < variance * threshold)
-        if np.count_nonzero(candidate) < 2 * dimension:
-            break
-        selected = candidate
-        variance = _smallest_eigenvalue(patches[selected])
-    return math.sqrt(variance)
+    patches: np.ndarray
+    """One row per patch, on the 0-255 scale, centred on the plane's mean (float32)."""
+    texture: np.ndarray
+    means: np.ndarray
+    """Patch means on the 0-1 scale."""
+    usable: np.ndarray
+    """Patches without a clipped (exactly 0 or 1) pixel, or all when too few are left."""
+    threshold: float
+    """Texture threshold per unit of noise variance (the Gamma quantile)."""
+
+    @classmethod
+    def of(cls, plane: np.ndarray, patch_size: int, max_patches: int) -> _PlanePatches:
+        dimension = patch_size * patch_size
+        positions = (plane.shape[0] - patch_size + 1) * (plane.shape[1] - patch_size + 1)
+        stride = max(1, math.ceil(math.sqrt(positions / max_patches)))
+
+        # Texture strength of every patch: sums of squared central differences inside it.
+        scaled = plane * 255.0
+        horizontal = ((scaled[:, 2:] - scaled[:, :-2]) / 2.0) ** 2
+        vertical = ((scaled[2:] - scaled[:-2]) / 2.0) ** 2
+        texture = (_box_sum(horizontal, patch_size, patch_size - 2)
+                   + _box_sum(vertical, patch_size - 2, patch_size))
+        clipped = _box_sum(((plane == 0.0) | (plane == 1.0)).astype(np.float64), patch_size, patch_size)
+        means = _box_sum(plane, patch_size, patch_size) / dimension
+        texture, clipped, means = (values[::stride, ::stride].ravel()
+                                   for values in (texture, clipped, means))
+        # Patches in float32, centred on the plane's mean so that the Gram matrix loses no
+        # precision that matters (estimates agree with float64 to 1e-3; twice as fast).
+        centred = (scaled - scaled.mean()).astype(np.float32)
+        windows = sliding_window_view(centred, (patch_size, patch_size))[::stride, ::stride]
+        patches = windows.reshape(-1, dimension)  # one row per patch (a copy)
+
+        # Threshold scale: for pure noise, t ~ sigma^2 Gamma(r / 2, 2 tr / r).
+        trace, rank = _gradient_operator_stats(patch_size)
+        threshold = _gamma_quantile(rank / 2.0) * 2.0 * trace / rank
+        usable = clipped < 0.5
+        if np.count_nonzero(usable) < 2 * dimension:
+            usable = np.ones_like(usable)
+        return cls(patches, texture, means, usable, threshold)
+
+    def weak_texture_variance(self, candidates: np.ndarray, iterations: int, *,
+                              within_patch: bool = False) -> float:
+        """Noise variance of the ``candidates`` patches by the iterative weak-texture method.
+
+        ``within_patch`` measures only the variation inside each patch (its mean removed):
+        needed when the candidates were chosen by their mean, which leaves the mean
+        direction with less than the noise's variance.
+        """
+        smallest = _smallest_within_patch_eigenvalue if within_patch else _smallest_eigenvalue
+        selected = candidates
+        variance = smallest(self.patches[selected])
+        for _ in range(iterations - 1):
+            candidate = candidates & (self.texture < variance * self.threshold)
+            if np.count_nonzero(candidate) < 2 * self.patches.shape[1]:
+                break
+            selected = candidate
+            variance = smallest(self.patches[selected])
+        return variance
 
 
 @functools.lru_cache(maxsize=8)

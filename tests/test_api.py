@@ -232,3 +232,28 @@ def test_default_model_for_gray_saved_as_rgb_is_the_gray_one(random_image):
     as_rgb = np.repeat(random_image((24, 24))[:, :, None], 3, axis=2)
     result = api.restore_with_info(as_rgb, sigma=15, device="cpu", ensemble=1)
     assert result.model_name == "denoise-gray"
+
+
+def _brightness_dependent_noise(seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
+    """A dark-to-bright ramp with noise of variance ``0.006 x + (2/255)^2``: (clean, noisy)."""
+    rows, cols = np.mgrid[0:128, 0:160]
+    clean = 0.05 + 0.9 * cols / 159 + 0.04 * np.sin(rows / 5.0)
+    std = np.sqrt(0.006 * clean + (2 / 255) ** 2)
+    noisy = clean + std * np.random.default_rng(seed).normal(size=clean.shape)
+    return clean, noisy.astype(np.float32)
+
+
+def test_sigma_auto_uses_a_sigma_map_when_noise_grows_with_brightness(tiny_models):
+    _clean, noisy = _brightness_dependent_noise()
+    result = api.restore_with_info(noisy, sigma="auto", model=tiny_models.denoise_gray, device="cpu")
+    assert result.estimated and result.sigma_range is not None
+    low, high = result.sigma_range
+    assert low < 0.6 * high and low < result.sigma < high
+    assert "varies with brightness" in result.describe_level()
+    one_sigma = api.restore(noisy, sigma=result.sigma, model=tiny_models.denoise_gray, device="cpu")
+    assert not np.allclose(result.image, one_sigma)  # the map reached the model
+    white = np.clip(0.5 + np.random.default_rng(1).normal(0, 10 / 255, (128, 160)), 0, 1)
+    flat = api.restore_with_info(white.astype(np.float32), sigma="auto",
+                                 model=tiny_models.denoise_gray, device="cpu")
+    assert flat.sigma_range is None and flat.sigma == pytest.approx(10, abs=1)
+    assert "varies" not in flat.describe_level()

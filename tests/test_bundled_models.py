@@ -84,3 +84,15 @@ def test_bm3d_formatted_model_improves_on_bm3d_alone():
     output = to_uint8(restore(noisy, task="denoise", sigma=25, model="denoise-gray-bm3d", device="cpu"))
     formatted = to_uint8(bm3d_denoise(noisy[..., None].astype(np.float64), 25 / 255)[..., 0])
     assert psnr(gray, output) > psnr(gray, formatted) + 0.05
+
+
+def test_sigma_auto_restores_brightness_dependent_noise_better_than_one_sigma():
+    from formnet_cli.estimation import estimate_noise_sigma
+
+    photo = np.asarray(Image.open(DATA.parents[1] / "examples" / "astronaut.png").convert("L"))
+    clean = photo[:192, 160:352].astype(np.float64) / 255  # dark suit, bright face and wall
+    noisy = clean + np.sqrt(0.006 * clean + (2 / 255) ** 2) * np.random.default_rng(0).normal(size=clean.shape)
+    one_sigma = restore(noisy.astype(np.float32), sigma=estimate_noise_sigma(noisy), device="cpu")
+    auto = restore(noisy.astype(np.float32), sigma="auto", device="cpu")
+    reference = np.round(clean * 255).astype(np.uint8)
+    assert psnr(reference, to_uint8(auto)) > psnr(reference, to_uint8(one_sigma)) + 0.2

@@ -111,6 +111,20 @@ def test_json_summary_is_the_only_stdout(tiny_models, tmp_path, gray_png):
     assert entry["status"] == "done" and entry["estimated"] and entry["sigma"] >= 0
 
 
+def test_sigma_auto_reports_noise_that_varies_with_brightness(tiny_models, tmp_path, write_png):
+    rows, cols = np.mgrid[0:128, 0:160]
+    clean = 0.05 + 0.9 * cols / 159 + 0.04 * np.sin(rows / 5.0)
+    noisy = clean + np.sqrt(0.006 * clean) * np.random.default_rng(0).normal(size=clean.shape)
+    source = write_png(tmp_path / "camera.png", np.round(np.clip(noisy, 0, 1) * 255).astype(np.uint8))
+    result = restore(tiny_models.denoise_gray, source, "-o", tmp_path / "out.png", "--json")
+    assert result.exit_code == 0, result.output
+    (entry,) = json.loads(result.stdout)["files"]
+    low, high = entry["sigma_range"]
+    assert low < entry["sigma"] < high and entry["estimated"]
+    shown = restore(tiny_models.denoise_gray, source, "-o", tmp_path / "again.png")
+    assert "varies with brightness" in shown.output
+
+
 def test_jpeg_and_sr_tasks(tiny_models, tmp_path, random_image):
     source = tmp_path / "old.jpg"
     Image.fromarray(random_image((16, 16, 3), np.uint8)).save(source, quality=20)

@@ -10,7 +10,11 @@ import pytest
 from PIL import Image
 
 from formnet_cli.degradations import add_gaussian_noise
-from formnet_cli.estimation import estimate_jpeg_quality, estimate_noise_sigma
+from formnet_cli.estimation import (
+    estimate_jpeg_quality,
+    estimate_noise_level_function,
+    estimate_noise_sigma,
+)
 
 
 def _textured_image(height: int = 160, width: int = 200, channels: int | None = None) -> np.ndarray:
@@ -91,3 +95,62 @@ def test_noise_sigma_refuses_images_too_small_to_measure() -> None:
     with pytest.raises(ValueError, match="too small.*15 x 15"):
         estimate_noise_sigma(np.zeros((15, 15)))
     estimate_noise_sigma(np.random.default_rng(0).random((16, 16)))
+
+
+def _camera_noisy(a: float = 0.006, b: float = 2 / 255, channels: int | None = None,
+                  seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
+    """A brightness ramp under the textured image, with noise of variance ``a x + b^2``:
+    ``(noisy, true sigma on 0-255)``."""
+    clean = _textured_image(200, 240, channels)
+    ramp = np.linspace(-0.3, 0.3, clean.shape[1])[None, :]
+    clean = np.clip(clean + (ramp if clean.ndim == 2 else ramp[..., None]), 0.02, 0.98)
+    std = np.sqrt(a * clean + b * b)
+    noisy = clean + std * np.random.default_rng(seed).normal(size=clean.shape)
+    return noisy, std * 255
+
+
+@pytest.mark.parametrize("channels", [None, 3])
+@pytest.mark.parametrize("sigma", [2.0, 5.0, 25.0, 50.0])
+def test_white_noise_has_a_flat_noise_level_function(channels, sigma) -> None:
+    noisy = add_gaussian_noise(_textured_image(channels=channels), sigma)
+    function = estimate_noise_level_function(noisy)
+    assert not function.varies
+    assert function.sigma == estimate_noise_sigma(noisy)  # the same white-noise estimate
+
+
+@pytest.mark.parametrize("channels", [None, 3])
+def test_noise_level_function_follows_brightness(channels) -> None:
+    noisy, true_sigma = _camera_noisy(channels=channels)
+    function = estimate_noise_level_function(noisy)
+    assert function.varies
+    for channel in range(1 if channels is None else channels):
+        dark, bright = function.channel_sigma(channel, np.array([0.25, 0.75]))
+        assert dark == pytest.approx(255 * np.sqrt(0.006 * 0.25 + (2 / 255) ** 2), rel=0.15)
+        assert bright == pytest.approx(255 * np.sqrt(0.006 * 0.75 + (2 / 255) ** 2), rel=0.15)
+    sigma_map = function.sigma_map(noisy)
+    assert sigma_map.shape == noisy.shape[:2] and sigma_map.dtype == np.float32
+    truth = true_sigma if true_sigma.ndim == 2 else true_sigma.mean(axis=2)
+    assert np.abs(sigma_map - truth).mean() < 0.15 * truth.mean()
+    assert function.sigma_map(noisy[:50, :70]).shape == (50, 70)  # any part of the image
+    with pytest.raises(ValueError, match="channel"):
+        function.sigma_map(np.zeros((20, 20, 2)))
+
+
+def test_noise_level_function_ignores_clipped_shadows() -> None:
+    # Strong white noise on a dark region, clipped at 0: the noise there reads lower, which
+    # is the clipping, not a trend of the noise with brightness.
+    image = _textured_image()
+    image[:, :100] = 0.06
+    noisy = np.round(np.clip(add_gaussian_noise(image, 75), 0, 1) * 255) / 255
+    assert not estimate_noise_level_function(noisy).varies
+
+
+@pytest.mark.parametrize("sigma", [2.0, 5.0])
+def test_photo_texture_under_faint_white_noise_is_not_read_as_varying_noise(sigma) -> None:
+    # At low noise, detailed regions of a photo leave texture in their brightness bins'
+    # estimates (they read noisier); only a bin quieter than the whole image counts.
+    photo = np.asarray(Image.open(Path(__file__).parents[1] / "examples" / "astronaut.png").convert("L"))
+    noisy = add_gaussian_noise(photo[:256, :256] / 255.0, sigma)
+    function = estimate_noise_level_function(noisy)
+    assert not function.varies
+    assert function.sigma == pytest.approx(sigma, abs=0.6)
