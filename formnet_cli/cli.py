@@ -93,7 +93,7 @@ def _version_callback(value: bool) -> None:
 @app.callback()
 def _main_options(
     version: Annotated[bool, typer.Option(
-        "--version", callback=_version_callback, is_eager=True,
+        "--version", callback=_version_callback, is_eager=True, metavar="",
         help="Show the version and exit.")] = False,
 ) -> None:
     """Restore images with FormResNet: denoising, JPEG artifact removal, super-resolution."""
@@ -105,7 +105,7 @@ def restore(
         show_default=False, metavar="INPUT",
         help="Image files, folders or glob patterns (quote globs).")],
     output: Annotated[Path, typer.Option(
-        "--output", "-o", show_default=False,
+        "--output", "-o", show_default=False, metavar="PATH",
         help="Output file (one input file) or folder (created).")],
     task: TaskOption = TaskName.denoise,
     sigma: SigmaOption = None,
@@ -119,16 +119,16 @@ def restore(
     batch_size: BatchSizeOption = 1,
     ensemble: EnsembleOption = "auto",
     recursive: Annotated[bool, typer.Option(
-        "--recursive", "-r", help="Walk folders and mirror their tree under the output.")] = False,
+        "--recursive", "-r", metavar="", help="Walk folders and mirror their tree under the output.")] = False,
     skip_existing: Annotated[bool, typer.Option(
-        "--skip-existing", help="Leave outputs that already exist untouched.")] = False,
+        "--skip-existing", metavar="", help="Leave outputs that already exist untouched.")] = False,
     ext: Annotated[Optional[str], typer.Option(
         "--ext", metavar="png|jpg|tif|webp|bmp",
         help="Output format for folder outputs (default: the input's).")] = None,
     jpeg_quality: Annotated[Optional[int], typer.Option(
-        "--jpeg-quality", min=1, max=100, help="Quality of JPEG outputs (default: 95).")] = None,
+        "--jpeg-quality", min=1, max=100, metavar="INT", help="Quality of JPEG outputs (default: 95).")] = None,
     json_output: Annotated[bool, typer.Option(
-        "--json", help="Print a machine-readable summary (only that) on standard output.")] = False,
+        "--json", metavar="", help="Print a machine-readable summary (only that) on standard output.")] = False,
 ) -> None:
     """Restore images: one file, or many files, folders and globs into an output folder.
 

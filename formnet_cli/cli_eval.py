@@ -130,25 +130,25 @@ def eval_command(
         "--channels", metavar="auto|gray|color",
         help="Image channels: auto keeps each file's; default gray for jpeg (the protocol's "
              "L version), auto otherwise.")] = None,
-    limit: Annotated[Optional[int], typer.Option("--limit", min=1, help="Only the first N images.")] = None,
+    limit: Annotated[Optional[int], typer.Option("--limit", min=1, metavar="N", help="Only the first N images.")] = None,
     data_root: Annotated[Optional[Path], typer.Option(
-        "--data-root", envvar="FORMNET_DATA", help="Folder holding the data sets.")] = None,
+        "--data-root", envvar="FORMNET_DATA", metavar="DIR", help="Folder holding the data sets.")] = None,
     peers_root: Annotated[Optional[Path], typer.Option(
-        "--peers-root", envvar="FORMNET_PEERS", help="Folder with the DnCNN .mat files.")] = None,
+        "--peers-root", envvar="FORMNET_PEERS", metavar="DIR", help="Folder with the DnCNN .mat files.")] = None,
     save_images: Annotated[Optional[Path], typer.Option(
         "--save-images", metavar="DIR", help="Write restored images and comparison strips here.")] = None,
     json_path: Annotated[Optional[str], typer.Option(
         "--json", metavar="PATH|-", help="Write the full results (per image) as JSON; - for stdout.")] = None,
     markdown_path: Annotated[Optional[str], typer.Option(
         "--markdown", metavar="PATH|-", help="Write the results as a Markdown table; - for stdout.")] = None,
-    per_image: Annotated[bool, typer.Option("--per-image", help="Also show every image's figures.")] = False,
+    per_image: Annotated[bool, typer.Option("--per-image", metavar="", help="Also show every image's figures.")] = False,
     device: Annotated[str, typer.Option("--device", metavar="auto|cpu|cuda|mps")] = "auto",
     precision: Annotated[str, typer.Option("--precision", metavar="auto|fp32|fp16|bf16")] = "auto",
     tile: TileOption = "auto",
     ensemble: Annotated[str, typer.Option(
         "--ensemble", metavar="auto|1|2|4|8",
         help="Flipped/rotated passes averaged; auto: the model card's number.")] = "auto",
-    warmup: Annotated[bool, typer.Option("--warmup/--no-warmup",
+    warmup: Annotated[bool, typer.Option("--warmup/--no-warmup", metavar="",
                                          help="Run each method once, untimed, before timing.")] = True,
 ) -> None:
     """Score formnet and baselines on a data set with the fixed-seed benchmark protocol.
@@ -285,13 +285,13 @@ def _images(report: Any) -> set[str]:
 def compare_command(
     images: Annotated[list[Path], typer.Argument(
         metavar="IMAGE", help="Images to show side by side, e.g. noisy.png restored.png.")],
-    output: Annotated[Path, typer.Option("--output", "-o", help="Strip to write (PNG).")],
+    output: Annotated[Path, typer.Option("--output", "-o", metavar="PATH", help="Strip to write (PNG).")],
     reference: Annotated[Optional[Path], typer.Option(
-        "--reference", "-r", help="Clean image: shown last; PSNR/SSIM against it go in the labels.")] = None,
+        "--reference", "-r", metavar="PATH", help="Clean image: shown last; PSNR/SSIM against it go in the labels.")] = None,
     label: Annotated[Optional[list[str]], typer.Option(
-        "--label", "-l", help="Panel labels in order (default: file names).")] = None,
+        "--label", "-l", metavar="TEXT", help="Panel labels in order (default: file names).")] = None,
     crop: Annotated[Optional[int], typer.Option(
-        "--crop", min=4, help="Side of the zoomed window (default: a quarter of the image).")] = None,
+        "--crop", min=4, metavar="INT", help="Side of the zoomed window (default: a quarter of the image).")] = None,
 ) -> None:
     """Write a labelled side-by-side strip with a zoom on the most detailed region.
 

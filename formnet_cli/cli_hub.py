@@ -13,13 +13,13 @@ from typing import Annotated, Optional
 import typer
 
 RepoOption = Annotated[Optional[str], typer.Option(
-    "--repo", help="Hub repository to download from "
+    "--repo", metavar="OWNER/NAME", help="Hub repository to download from "
                    "(default: the manifest's; env FORMNET_HUB_REPO).")]
 RevisionOption = Annotated[Optional[str], typer.Option(
-    "--revision", help="Commit to download "
+    "--revision", metavar="COMMIT", help="Commit to download "
                        "(default: the manifest's pinned one; env FORMNET_HUB_REVISION).")]
 DestOption = Annotated[Optional[Path], typer.Option(
-    "--dest", help="Weights folder holding <name>/ model folders instead of the hub cache "
+    "--dest", metavar="DIR", help="Weights folder holding <name>/ model folders instead of the hub cache "
                    "(env FORMNET_WEIGHTS_DIR).")]
 
 

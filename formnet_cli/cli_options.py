@@ -73,7 +73,7 @@ ModelOption = Annotated[Optional[str], typer.Option(
 DeviceOption = Annotated[str, typer.Option(
     "--device", metavar="auto|cpu|cuda|cuda:N|mps", help="Where to run the model.")]
 PrecisionOption = Annotated[PrecisionName, typer.Option(
-    "--precision", help="Compute precision; auto is fp16 on CUDA, fp32 elsewhere.")]
+    "--precision", metavar="auto|fp32|fp16|bf16", help="Compute precision; auto is fp16 on CUDA, fp32 elsewhere.")]
 TileOption = Annotated[str, typer.Option(
     "--tile", metavar="auto|INT|none", parser=parse_tile,
     help="Tile side in pixels; auto sizes tiles from free memory; none runs untiled.")]
@@ -81,13 +81,13 @@ TileOverlapOption = Annotated[Optional[int], typer.Option(
     "--tile-overlap", min=0, metavar="INT",
     help="Pixels over which neighbouring tiles are blended (default 16).")]
 BatchSizeOption = Annotated[int, typer.Option(
-    "--batch-size", min=1, help="Tiles per forward pass.")]
+    "--batch-size", min=1, metavar="INT", help="Tiles per forward pass.")]
 EnsembleOption = Annotated[str, typer.Option(
     "--ensemble", metavar="auto|1|2|4|8",
     help="Average this many flipped/rotated passes (slower, slightly better); auto: the "
          "number the model card recommends.")]
 TaskOption = Annotated[TaskName, typer.Option(
-    "--task", "-t", help="What to restore: noise, JPEG artifacts or low resolution.")]
+    "--task", "-t", metavar="denoise|jpeg|sr", help="What to restore: noise, JPEG artifacts or low resolution.")]
 SigmaOption = Annotated[Optional[str], typer.Option(
     "--sigma", "-s", metavar="FLOAT|auto", parser=parse_sigma,
     help="Noise level on the 0-255 scale (denoise), or auto to estimate it, per pixel where the "

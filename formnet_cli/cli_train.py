@@ -13,10 +13,10 @@ def register(app: typer.Typer) -> None:
 
 
 def train(
-    config: Annotated[Path, typer.Argument(help="Training config (TOML), e.g. examples/configs/denoise-gray.toml.")],
-    resume: Annotated[Optional[Path], typer.Option(help="Continue the run in this folder from its last state.")] = None,
-    run_dir: Annotated[Optional[Path], typer.Option("--run-dir", help="Run folder (default: runs/<name>).")] = None,
-    overrides: Annotated[Optional[list[str]], typer.Option("--set", help="Override a config value: key=value (repeatable).")] = None,
+    config: Annotated[Path, typer.Argument(metavar="CONFIG", help="Training config (TOML), e.g. examples/configs/denoise-gray.toml.")],
+    resume: Annotated[Optional[Path], typer.Option(metavar="DIR", help="Continue the run in this folder from its last state.")] = None,
+    run_dir: Annotated[Optional[Path], typer.Option("--run-dir", metavar="DIR", help="Run folder (default: runs/<name>).")] = None,
+    overrides: Annotated[Optional[list[str]], typer.Option("--set", metavar="KEY=VALUE", help="Override a config value: key=value (repeatable).")] = None,
 ) -> None:
     """Train a FormResNet with the cross-level loss; the result loads with `formnet restore --model`."""
     from rich.console import Console

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 import os
 import subprocess
 import sys
@@ -419,3 +420,16 @@ def test_bare_command_shows_help_without_an_error_line():
     result = invoke()
     assert "Usage" in result.output and "restore" in result.output
     assert "error:" not in result.output
+
+
+@pytest.mark.parametrize("command", ["restore", "eval", "compare", "train", "models",
+                                     "download-weights"])
+def test_help_names_every_option_value_plainly(command):
+    # Flags take no value and show none; valued options show INT, PATH, choices...
+    # (typer's own placeholders such as <bool> or <int range> only for its --help).
+    result = runner.invoke(app, [command, "-h"], env={"COLUMNS": "200"})
+    assert result.exit_code == 0, result.output
+    options = [line for line in result.output.splitlines()
+               if line.lstrip("│ *").startswith("--") and "--help" not in line]
+    placeholders = re.compile(r"<(bool|int|float|str|path|list\[|auto\||denoise\|)")
+    assert options and not [line for line in options if placeholders.search(line)]
