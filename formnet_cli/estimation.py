@@ -124,9 +124,13 @@ def estimate_noise_sigma(
 
 VARYING_SPREAD = 1.25
 """A noise level function counts as varying (:attr:`NoiseLevelFunction.varies`) when its
-sigma differs by more than this factor between two measured brightness levels and some
-level is this much quieter than the whole channel; otherwise the noise is taken as white,
-one sigma for the whole image."""
+sigma differs by more than this factor (and :data:`VARYING_DIFFERENCE`) between two measured
+brightness levels and some level is this much quieter than the whole channel; otherwise the
+noise is taken as white, one sigma for the whole image."""
+
+VARYING_DIFFERENCE = 2.0
+"""The least difference of fitted sigma (0-255 scale) that counts as varying: below it a
+per-pixel sigma changes little (nearly clean images often show such small differences)."""
 
 _BRIGHTNESS_WINDOW = 7
 """Side of the box over which a pixel's local brightness is averaged for the sigma map."""
@@ -173,15 +177,17 @@ class NoiseLevelFunction:
         """Whether the noise depends on brightness enough to restore with a per-pixel sigma.
 
         True when in some channel the fitted sigma differs by more than
-        :data:`VARYING_SPREAD` between two measured brightness levels and some brightness
-        bin is that much less noisy than the whole channel. Texture mistaken for noise only
+        :data:`VARYING_SPREAD` and :data:`VARYING_DIFFERENCE` between two measured brightness
+        levels and some brightness bin is that much less noisy than the whole channel
+        (:data:`VARYING_SPREAD`). Texture mistaken for noise only
         ever raises a bin's sigma above the white-noise estimate (a lower envelope), so
         white noise on a textured image does not count as varying.
         """
         for channel, levels in enumerate(self.brightness):
             fitted = self.channel_sigma(channel, levels)
-            quieter = self.channel_sigmas[channel] / self.sigmas[channel].min()
-            if fitted.max() > VARYING_SPREAD * fitted.min() and quieter > VARYING_SPREAD:
+            quieter = self.channel_sigmas[channel] > VARYING_SPREAD * self.sigmas[channel].min()
+            spread = fitted.max() > VARYING_SPREAD * fitted.min()
+            if quieter and spread and fitted.max() - fitted.min() > VARYING_DIFFERENCE:
                 return True
         return False
 

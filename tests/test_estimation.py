@@ -154,3 +154,12 @@ def test_photo_texture_under_faint_white_noise_is_not_read_as_varying_noise(sigm
     function = estimate_noise_level_function(noisy)
     assert not function.varies
     assert function.sigma == pytest.approx(sigma, abs=0.6)
+
+
+def test_noise_that_varies_by_less_than_two_levels_counts_as_white() -> None:
+    # sigma about 0.9 in the shadows and 1.6 in the highlights: a map would change little
+    noisy, _true_sigma = _camera_noisy(a=0.00005, b=0.0)
+    function = estimate_noise_level_function(noisy)
+    dark, bright = function.channel_sigma(0, np.array([0.25, 0.75]))
+    assert bright > 1.25 * dark
+    assert not function.varies
