@@ -152,7 +152,9 @@ def restore(image: np.ndarray, task: str = "denoise", *, sigma: float | str | No
             progress: Progress | None = None) -> np.ndarray:
     """Restore one image; same dtype and layout as ``image`` (``scale`` x larger for ``sr``).
 
-    ``sigma``: noise level on the 0-255 scale, or ``'auto'`` (also the default) to estimate it.
+    ``sigma``: noise level on the 0-255 scale, or ``'auto'`` (also the default) to estimate it:
+    one sigma for white noise, a per-pixel sigma where the measured noise varies with
+    brightness, as camera noise does (see :func:`~formnet_cli.estimation.estimate_noise_level_function`).
     ``quality``: JPEG quality 1-100, ``'blind'``, or ``'auto'`` (the default; without the
     source file this is blind). ``scale``: 2, 3 or 4 for ``sr``. ``ensemble``: 1, 2, 4 or 8
     flipped/rotated passes averaged (that many times the time), or ``'auto'`` for the number

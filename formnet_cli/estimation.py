@@ -66,12 +66,18 @@ def _smallest_within_patch_eigenvalue(patches: np.ndarray) -> float:
     this reads the noise even for patches picked by their mean brightness.
     """
     count, dimension = patches.shape
+    smallest = float(_within_patch_spectrum(patches)[0])
+    return max(smallest, 0.0) / (1.0 - math.sqrt((dimension - 1) / count)) ** 2
+
+
+def _within_patch_spectrum(patches: np.ndarray) -> np.ndarray:
+    """Eigenvalues (ascending) of the patch covariance without the mean (DC) direction."""
+    count, dimension = patches.shape
     mean = patches.mean(axis=0, dtype=np.float64)
     gram = (patches.T @ patches).astype(np.float64)
     covariance = (gram - count * np.outer(mean, mean)) / (count - 1)
     basis = _within_patch_basis(dimension)
-    smallest = float(np.linalg.eigvalsh(basis.T @ covariance @ basis)[0])
-    return max(smallest, 0.0) / (1.0 - math.sqrt((dimension - 1) / count)) ** 2
+    return np.linalg.eigvalsh(basis.T @ covariance @ basis)
 
 
 @functools.lru_cache(maxsize=8)
@@ -125,15 +131,22 @@ def estimate_noise_sigma(
 VARYING_SPREAD = 1.25
 """A noise level function counts as varying (:attr:`NoiseLevelFunction.varies`) when its
 sigma differs by more than this factor (and :data:`VARYING_DIFFERENCE`) between two measured
-brightness levels and some level is this much quieter than the whole channel; otherwise the
-noise is taken as white, one sigma for the whole image."""
+brightness levels; otherwise the noise is taken as white, one sigma for the whole image."""
 
 VARYING_DIFFERENCE = 2.0
 """The least difference of fitted sigma (0-255 scale) that counts as varying: below it a
 per-pixel sigma changes little (nearly clean images often show such small differences)."""
 
+_MIN_VARYING_BINS = 3
+"""Brightness bins a channel needs measured before its noise can count as varying."""
+
 _BRIGHTNESS_WINDOW = 7
 """Side of the box over which a pixel's local brightness is averaged for the sigma map."""
+
+_NOISE_RANK = 11
+_NOISE_SPECTRUM_RATIO = 1.5
+"""A brightness bin is measured only when the ``_NOISE_RANK + 1`` smallest eigenvalues of
+its weak-texture patches are within this ratio (see :func:`estimate_noise_level_function`)."""
 
 _CLIP_MARGIN = 2.0
 """Brightness bins closer than this many of their sigmas to 0 or 1 are left out."""
@@ -176,18 +189,18 @@ class NoiseLevelFunction:
     def varies(self) -> bool:
         """Whether the noise depends on brightness enough to restore with a per-pixel sigma.
 
-        True when in some channel the fitted sigma differs by more than
-        :data:`VARYING_SPREAD` and :data:`VARYING_DIFFERENCE` between two measured brightness
-        levels and some brightness bin is that much less noisy than the whole channel
-        (:data:`VARYING_SPREAD`). Texture mistaken for noise only
-        ever raises a bin's sigma above the white-noise estimate (a lower envelope), so
-        white noise on a textured image does not count as varying.
+        True when in some channel with at least three measured brightness bins the fitted
+        sigma differs by more than :data:`VARYING_SPREAD` and :data:`VARYING_DIFFERENCE`
+        between two of them. Bins where texture would be read as noise are not measured
+        (see :func:`estimate_noise_level_function`), so white noise on a detailed image does
+        not count as varying.
         """
         for channel, levels in enumerate(self.brightness):
+            if len(levels) < _MIN_VARYING_BINS:
+                continue
             fitted = self.channel_sigma(channel, levels)
-            quieter = self.channel_sigmas[channel] > VARYING_SPREAD * self.sigmas[channel].min()
-            spread = fitted.max() > VARYING_SPREAD * fitted.min()
-            if quieter and spread and fitted.max() - fitted.min() > VARYING_DIFFERENCE:
+            if (fitted.max() > VARYING_SPREAD * fitted.min()
+                    and fitted.max() - fitted.min() > VARYING_DIFFERENCE):
                 return True
         return False
 
@@ -216,8 +229,12 @@ def estimate_noise_level_function(image: np.ndarray, patch_size: int = 7, iterat
     Same method and arguments as :func:`estimate_noise_sigma`, run on the whole image (for
     ``sigma``) and on each of ``bins`` brightness bins. Within a bin only the variation
     inside the patches is measured: picking patches by their mean narrows the spread of
-    the means, which would read as less noise. Bins with fewer than ``4 p^2`` patches are
-    left out.
+    the means, which would read as less noise. Left out are bins with fewer than ``4 p^2``
+    patches, bins near 0 or 1 (clipping cuts their noise) and bins whose weak-texture
+    patches still hold texture: white noise has the same variance in every direction of
+    the patch space not taken by the signal, so the 12 smallest eigenvalues of their
+    covariance stay within :data:`_NOISE_SPECTRUM_RATIO`; texture in every patch (a
+    detailed region under faint noise) spreads them and would read as more noise.
     """
     array = _checked_planes(image, patch_size)
     dimension = patch_size * patch_size
@@ -235,7 +252,10 @@ def estimate_noise_level_function(image: np.ndarray, patch_size: int = 7, iterat
             count = int(np.count_nonzero(members))
             if count < 4 * dimension:
                 continue
-            variance = patches.weak_texture_variance(members, iterations, within_patch=True)
+            variance, selected = patches.weak_texture(members, iterations, within_patch=True)
+            spectrum = _within_patch_spectrum(patches.patches[selected])
+            if spectrum[_NOISE_RANK] > _NOISE_SPECTRUM_RATIO * spectrum[0]:
+                continue  # no direction of pure noise: texture in every patch of the bin
             level = float(np.median(patches.means[members]))
             margin = _CLIP_MARGIN * math.sqrt(variance) / 255.0
             if not margin < level < 1.0 - margin:  # noise cut by clipping at 0 or 1 reads low
@@ -332,6 +352,11 @@ class _PlanePatches:
         needed when the candidates were chosen by their mean, which leaves the mean
         direction with less than the noise's variance.
         """
+        return self.weak_texture(candidates, iterations, within_patch=within_patch)[0]
+
+    def weak_texture(self, candidates: np.ndarray, iterations: int, *,
+                     within_patch: bool = False) -> tuple[float, np.ndarray]:
+        """:meth:`weak_texture_variance` and the patches it was measured on (a mask)."""
         smallest = _smallest_within_patch_eigenvalue if within_patch else _smallest_eigenvalue
         selected = candidates
         variance = smallest(self.patches[selected])
@@ -341,7 +366,7 @@ class _PlanePatches:
                 break
             selected = candidate
             variance = smallest(self.patches[selected])
-        return variance
+        return variance, selected
 
 
 @functools.lru_cache(maxsize=8)
