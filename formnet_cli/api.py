@@ -429,20 +429,34 @@ def _check_sigma_in_range(sigma: float, config: ModelConfig) -> None:
             f"sigma must be in [{low:g}, {high:g}] for this model, got {sigma:g}")
 
 
-_ESTIMATION_CROP = 768
-"""Side of the central crop the noise level is estimated on (its cost grows with the area)."""
+_ESTIMATION_SIDE = 768
+"""Largest side of the sample the noise is measured on (its cost grows with the area)."""
+
+_ESTIMATION_BLOCKS = 3
+"""Blocks per axis a larger image is sampled with."""
 
 
 def _estimate_noise(pixels: np.ndarray) -> estimation.NoiseLevelFunction:
-    """The noise level function (sigma against brightness), measured on a central crop."""
-    height, width = pixels.shape[:2]
-    top = max(0, (height - _ESTIMATION_CROP) // 2)
-    left = max(0, (width - _ESTIMATION_CROP) // 2)
-    crop = pixels[top:top + _ESTIMATION_CROP, left:left + _ESTIMATION_CROP]
+    """The noise level function (sigma against brightness) of the image, on a sample of it."""
     try:
-        return estimation.estimate_noise_level_function(crop)
+        return estimation.estimate_noise_level_function(_estimation_sample(pixels))
     except ValueError as error:  # too small to measure
         raise InvalidOptionError(f"cannot estimate the noise level ({error}); give sigma") from None
+
+
+def _estimation_sample(pixels: np.ndarray) -> np.ndarray:
+    """The image, or where a side exceeds :data:`_ESTIMATION_SIDE` a mosaic of blocks spread
+    evenly over it (3 x 3 of 256 pixels for a large photo: corners, edges and centre), so that
+    the noise is measured over the image's whole range of brightness at a bounded cost."""
+    block = _ESTIMATION_SIDE // _ESTIMATION_BLOCKS
+    indices = []
+    for length in pixels.shape[:2]:
+        if length <= _ESTIMATION_SIDE:
+            indices.append(np.arange(length))
+            continue
+        starts = np.linspace(0, length - block, _ESTIMATION_BLOCKS).round().astype(int)
+        indices.append(np.concatenate([np.arange(start, start + block) for start in starts]))
+    return pixels[np.ix_(indices[0], indices[1])]
 
 
 def _check_quality_option(quality: int | str | None) -> int | str:

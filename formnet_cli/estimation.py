@@ -180,10 +180,11 @@ class NoiseLevelFunction:
     def channel_sigma(self, channel: int, brightness: np.ndarray) -> np.ndarray:
         """Fitted sigma (0-255) of ``channel`` at ``brightness`` (0-1), held constant beyond
         the measured brightness and within the measured sigmas."""
-        measured = self.brightness[channel]
-        clamped = np.clip(brightness, measured[0], measured[-1])
-        sigma = np.sqrt(np.maximum(np.polyval(self.variance_fits[channel], clamped), 0.0))
-        return np.clip(sigma, self.sigmas[channel].min(), self.sigmas[channel].max())
+        brightness = np.asarray(brightness, dtype=np.result_type(brightness, np.float32))
+        measured, sigmas = self.brightness[channel], self.sigmas[channel]
+        clamped = np.clip(brightness, float(measured[0]), float(measured[-1]))
+        variance = np.polyval(self.variance_fits[channel].astype(brightness.dtype), clamped)
+        return np.clip(np.sqrt(np.maximum(variance, 0.0)), float(sigmas.min()), float(sigmas.max()))
 
     @property
     def varies(self) -> bool:
@@ -215,11 +216,11 @@ class NoiseLevelFunction:
             raise ValueError(f"noise level function of {len(self.variance_fits)} channel(s), "
                              f"image of {array.shape[2]}")
         window = (_BRIGHTNESS_WINDOW, _BRIGHTNESS_WINDOW)
-        total = np.zeros(array.shape[:2])
+        total = np.zeros(array.shape[:2], dtype=np.float32)
         for channel in range(array.shape[2]):
             brightness = cv2.blur(np.ascontiguousarray(array[:, :, channel]), window)
             total += self.channel_sigma(channel, brightness)
-        return (total / array.shape[2]).astype(np.float32)
+        return total / np.float32(array.shape[2])
 
 
 def estimate_noise_level_function(image: np.ndarray, patch_size: int = 7, iterations: int = 3,

@@ -257,3 +257,20 @@ def test_sigma_auto_uses_a_sigma_map_when_noise_grows_with_brightness(tiny_model
                                  model=tiny_models.denoise_gray, device="cpu")
     assert flat.sigma_range is None and flat.sigma == pytest.approx(10, abs=1)
     assert "varies" not in flat.describe_level()
+
+
+def test_noise_is_measured_over_the_whole_of_a_large_photo():
+    from formnet_cli.api import _estimation_sample
+
+    small = np.zeros((500, 700, 3))
+    assert _estimation_sample(small).shape == small.shape  # measured whole
+    rows, cols = np.mgrid[0:1200, 0:2000]
+    sample = _estimation_sample(rows * 10_000 + cols)
+    assert sample.shape == (768, 768)
+    assert sample[0, 0] == 0 and sample[-1, -1] == 1199 * 10_000 + 1999  # corners included
+    # Mid-gray in the middle, dark to the left, bright to the right: the centre alone shows
+    # one brightness, so no trend of the noise with it.
+    offset = cols / 1999.0 - 0.5
+    clean = 0.5 + 1.5 * np.sign(offset) * np.maximum(np.abs(offset) - 0.2, 0.0)
+    noisy = (clean + np.sqrt(0.006 * clean) * np.random.default_rng(0).normal(size=clean.shape))
+    assert api._estimate_noise(noisy.astype(np.float32)).varies
