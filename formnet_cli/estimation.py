@@ -143,10 +143,9 @@ _MIN_VARYING_BINS = 3
 _BRIGHTNESS_WINDOW = 7
 """Side of the box over which a pixel's local brightness is averaged for the sigma map."""
 
-_NOISE_RANK = 11
 _NOISE_SPECTRUM_RATIO = 1.5
-"""A brightness bin is measured only when the ``_NOISE_RANK + 1`` smallest eigenvalues of
-its weak-texture patches are within this ratio (see :func:`estimate_noise_level_function`)."""
+"""A brightness bin is measured only when the smallest quarter of the eigenvalues of its
+weak-texture patches are within this ratio (see :func:`estimate_noise_level_function`)."""
 
 _CLIP_MARGIN = 2.0
 """Brightness bins closer than this many of their sigmas to 0 or 1 are left out."""
@@ -233,47 +232,55 @@ def estimate_noise_level_function(image: np.ndarray, patch_size: int = 7, iterat
     the means, which would read as less noise. Left out are bins with fewer than ``4 p^2``
     patches, bins near 0 or 1 (clipping cuts their noise) and bins whose weak-texture
     patches still hold texture: white noise has the same variance in every direction of
-    the patch space not taken by the signal, so the 12 smallest eigenvalues of their
-    covariance stay within :data:`_NOISE_SPECTRUM_RATIO`; texture in every patch (a
+    the patch space not taken by the signal, so the smallest quarter of the eigenvalues of
+    their covariance (12 of 48) stay within :data:`_NOISE_SPECTRUM_RATIO`; texture in every patch (a
     detailed region under faint noise) spreads them and would read as more noise.
     """
     array = _checked_planes(image, patch_size)
-    dimension = patch_size * patch_size
     sigmas, brightness, bin_sigmas, fits = [], [], [], []
     for channel in range(array.shape[2]):
         patches = _PlanePatches.of(array[:, :, channel], patch_size, max_patches)
         sigmas.append(math.sqrt(patches.weak_texture_variance(patches.usable, iterations)))
-        means = patches.means[patches.usable]
-        edges = np.quantile(means, np.linspace(0.0, 1.0, bins + 1)[1:-1])
-        which = np.full(patches.means.shape, -1)
-        which[patches.usable] = np.searchsorted(edges, means, side="right")
-        levels, variances, counts = [], [], []
-        for index in range(bins):
-            members = which == index
-            count = int(np.count_nonzero(members))
-            if count < 4 * dimension:
-                continue
-            variance, selected = patches.weak_texture(members, iterations, within_patch=True)
-            spectrum = _within_patch_spectrum(patches.patches[selected])
-            if spectrum[_NOISE_RANK] > _NOISE_SPECTRUM_RATIO * spectrum[0]:
-                continue  # no direction of pure noise: texture in every patch of the bin
-            level = float(np.median(patches.means[members]))
-            margin = _CLIP_MARGIN * math.sqrt(variance) / 255.0
-            if not margin < level < 1.0 - margin:  # noise cut by clipping at 0 or 1 reads low
-                continue
-            variances.append(variance)
-            levels.append(level)
-            counts.append(count)
-        if not levels:  # too few patches of any one brightness: white noise
-            levels, variances, counts = [float(np.median(means))], [sigmas[-1] ** 2], [1]
-        level_array, variance_array = np.array(levels), np.array(variances)
-        weights = np.sqrt(np.array(counts, dtype=np.float64))
-        degree = min(2, len(levels) - 1)
-        fits.append(np.polyfit(level_array, variance_array, degree, w=weights) if degree
-                    else variance_array[:1].copy())
-        brightness.append(level_array)
-        bin_sigmas.append(np.sqrt(variance_array))
+        levels, variances, counts = _brightness_bins(patches, bins, iterations)
+        if not levels.size:  # too few patches of any one brightness: white noise
+            levels = np.array([float(np.median(patches.means[patches.usable]))])
+            variances, counts = np.array([sigmas[-1] ** 2]), np.ones(1)
+        degree = min(2, levels.size - 1)
+        fits.append(np.polyfit(levels, variances, degree, w=np.sqrt(counts)) if degree
+                    else variances[:1].copy())
+        brightness.append(levels)
+        bin_sigmas.append(np.sqrt(variances))
     return NoiseLevelFunction(tuple(sigmas), tuple(brightness), tuple(bin_sigmas), tuple(fits))
+
+
+def _brightness_bins(patches: _PlanePatches, bins: int, iterations: int
+                     ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """``(median brightness, noise variance, patch count)`` of the measurable brightness bins
+    (see :func:`estimate_noise_level_function`), darkest first."""
+    dimension = patches.patches.shape[1]
+    means = patches.means[patches.usable]
+    edges = np.quantile(means, np.linspace(0.0, 1.0, bins + 1)[1:-1])
+    which = np.full(patches.means.shape, -1)
+    which[patches.usable] = np.searchsorted(edges, means, side="right")
+    measured = []
+    for index in range(bins):
+        members = which == index
+        count = int(np.count_nonzero(members))
+        if count < 4 * dimension:
+            continue
+        variance, selected = patches.weak_texture(members, iterations, within_patch=True)
+        spectrum = _within_patch_spectrum(patches.patches[selected])
+        if spectrum[len(spectrum) // 4 - 1] > _NOISE_SPECTRUM_RATIO * spectrum[0]:
+            continue  # no direction of pure noise: texture in every patch of the bin
+        level = float(np.median(patches.means[members]))
+        margin = _CLIP_MARGIN * math.sqrt(variance) / 255.0
+        if not margin < level < 1.0 - margin:  # noise cut by clipping at 0 or 1 reads low
+            continue
+        measured.append((level, variance, count))
+    if not measured:
+        return np.empty(0), np.empty(0), np.empty(0)
+    levels, variances, counts = (np.array(column, dtype=np.float64) for column in zip(*measured))
+    return levels, variances, counts
 
 
 def _checked_planes(image: np.ndarray, patch_size: int) -> np.ndarray:
