@@ -12,12 +12,13 @@ Two kinds of image, each at the ``(a, b)`` pairs of ``--levels`` (``b`` on the 0
   sRGB, clipped to [0, 1] and rounded to 8 bits, as a camera writes a photo (noisier shadows).
 
 ``n`` is ``numpy.random.RandomState(0).normal(size=shape)``, fresh per image (the protocol's
-seeding). Methods, all the default denoiser with its card's ensemble: one sigma from the
-white-noise estimator (what ``--sigma auto`` did before it measured the noise level
-function), ``--sigma auto`` (a sigma map where the noise varies with brightness), and the true
-per-pixel sigma (the best a sigma map can do; for ``srgb``: the noise's linear-light sigma
-times the slope of the sRGB curve at the clean pixel, averaged over the channels). PSNR
-against the clean 8-bit image, as in the protocol.
+seeding), by :func:`formnet_cli.degradations.add_camera_noise`. Methods, all the default
+denoiser with its card's ensemble: one sigma from the white-noise estimator (what
+``--sigma auto`` did before it measured the noise level function), ``--sigma auto`` (a sigma
+map where the noise varies with brightness), and the true per-pixel sigma (the best a sigma
+map can do; for ``srgb``: the noise's linear-light sigma times the slope of the sRGB curve at
+the clean pixel, averaged over the channels). PSNR against the clean 8-bit image, as in the
+protocol.
 """
 
 from __future__ import annotations
@@ -29,36 +30,9 @@ import numpy as np
 import torch
 
 from formnet_cli import api, engine, estimation
+from formnet_cli.degradations import add_camera_noise
 from formnet_cli.evaluate import read_dataset, to_uint8
 from formnet_cli.metrics import psnr
-
-
-def srgb_encode(linear: np.ndarray) -> np.ndarray:
-    linear = np.clip(linear, 0.0, None)
-    return np.where(linear <= 0.0031308, 12.92 * linear,
-                    1.055 * np.maximum(linear, 0.0031308) ** (1 / 2.4) - 0.055)
-
-
-def srgb_decode(encoded: np.ndarray) -> np.ndarray:
-    return np.where(encoded <= 0.04045, encoded / 12.92,
-                    ((np.maximum(encoded, 0.04045) + 0.055) / 1.055) ** 2.4)
-
-
-def camera_noise(clean: np.ndarray, a: float, b: float, kind: str
-                 ) -> tuple[np.ndarray, np.ndarray]:
-    """``(noisy float32, true per-pixel sigma map on 0-1)`` for a uint8 ``H x W x C`` image."""
-    x = clean.astype(np.float64) / 255.0
-    normal = np.random.RandomState(0).normal(size=x.shape)
-    if kind == "linear":
-        std = np.sqrt(a * x + b * b)
-        return (x + std * normal).astype(np.float32), std.mean(axis=2)
-    linear = srgb_decode(x)
-    std_linear = np.sqrt(a * linear + b * b)
-    noisy = np.round(np.clip(srgb_encode(linear + std_linear * normal), 0.0, 1.0) * 255.0) / 255.0
-    step = 1e-4
-    slope = (srgb_encode(linear + step) - srgb_encode(np.maximum(linear - step, 0.0))) / (
-        linear + step - np.maximum(linear - step, 0.0))
-    return noisy.astype(np.float32), np.minimum(slope * std_linear, 0.5).mean(axis=2)
 
 
 def main() -> None:
@@ -85,7 +59,7 @@ def main() -> None:
         a, b = float(a_text), float(b_text) / 255.0
         mapped, sigmas, white, auto, oracle = 0, [], [], [], []
         for _name, clean in images:
-            noisy, true_map = camera_noise(clean, a, b, kind)
+            noisy, true_map = add_camera_noise(clean, a, b, kind)
             score = lambda restored: psnr(clean, to_uint8(restored))  # noqa: E731
             one_sigma = estimation.estimate_noise_sigma(noisy)
             white.append(score(api.restore(noisy, "denoise", sigma=min(one_sigma, 75.0),

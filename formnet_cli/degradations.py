@@ -16,6 +16,7 @@ from PIL import Image
 
 __all__ = [
     "add_gaussian_noise",
+    "add_camera_noise",
     "jpeg_compress",
     "imresize",
     "cubic_kernel",
@@ -46,6 +47,51 @@ def add_gaussian_noise(clean: np.ndarray, sigma: float, seed: int | None = 0) ->
     x = np.asarray(clean, dtype=np.float64)
     noise = np.random.RandomState(seed).normal(0.0, sigma / 255.0, x.shape)
     return (x + noise).astype(np.float32)
+
+
+def srgb_encode(linear: np.ndarray) -> np.ndarray:
+    """Linear light in [0, 1] to sRGB-encoded values (IEC 61966-2-1)."""
+    linear = np.clip(linear, 0.0, None)
+    return np.where(linear <= 0.0031308, 12.92 * linear,
+                    1.055 * np.maximum(linear, 0.0031308) ** (1 / 2.4) - 0.055)
+
+
+def srgb_decode(encoded: np.ndarray) -> np.ndarray:
+    """sRGB-encoded values in [0, 1] to linear light."""
+    return np.where(encoded <= 0.04045, encoded / 12.92,
+                    ((np.maximum(encoded, 0.04045) + 0.055) / 1.055) ** 2.4)
+
+
+def add_camera_noise(clean_uint8: np.ndarray, shot: float, read: float, encoding: str = "linear",
+                     seed: int | None = 0) -> tuple[np.ndarray, np.ndarray]:
+    """Poisson-Gaussian sensor noise, variance ``shot * x + read**2`` at linear brightness ``x``.
+
+    ``encoding="linear"`` adds it to the image's values (``x`` is the value; not clipped, as
+    :func:`add_gaussian_noise`); ``"srgb"`` decodes the image to linear light, adds it there
+    and encodes back to sRGB, clipped and rounded to 8 bits, as a camera writes a photo (the
+    sRGB curve makes the shadows the noisiest). ``read`` is on the [0, 1] scale; the normal
+    draws are ``RandomState(seed).normal(size=shape)``.
+
+    Returns ``(noisy float32 H x W x C, true sigma H x W on the [0, 1] scale)``: the noise's
+    standard deviation per pixel, averaged over the channels; for ``"srgb"`` the linear one
+    times the slope of the sRGB curve at the clean pixel (a first-order approximation).
+    """
+    if encoding not in ("linear", "srgb"):
+        raise ValueError(f"encoding must be 'linear' or 'srgb', got {encoding!r}")
+    x = np.asarray(clean_uint8, dtype=np.float64) / 255.0
+    if x.ndim == 2:
+        x = x[..., None]
+    normal = np.random.RandomState(seed).normal(size=x.shape)
+    if encoding == "linear":
+        std = np.sqrt(shot * x + read * read)
+        return (x + std * normal).astype(np.float32), std.mean(axis=2)
+    linear = srgb_decode(x)
+    std_linear = np.sqrt(shot * linear + read * read)
+    noisy = np.round(np.clip(srgb_encode(linear + std_linear * normal), 0.0, 1.0) * 255.0) / 255.0
+    step = 1e-4
+    low = np.maximum(linear - step, 0.0)
+    slope = (srgb_encode(linear + step) - srgb_encode(low)) / (linear + step - low)
+    return noisy.astype(np.float32), np.minimum(slope * std_linear, 0.5).mean(axis=2)
 
 
 def jpeg_compress(image_uint8: np.ndarray, quality: int) -> np.ndarray:

@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 
 from formnet_cli.degradations import (
+    add_camera_noise,
     add_gaussian_noise,
     imresize,
     jpeg_compress,
@@ -124,3 +125,27 @@ def test_ycbcr_known_values_and_round_trip() -> None:
 def test_modcrop() -> None:
     assert modcrop(np.zeros((10, 11, 3)), 4).shape == (8, 8, 3)
     assert modcrop(np.zeros((9, 9)), 3).shape == (9, 9)
+
+
+def test_camera_noise_grows_with_brightness_and_is_seeded():
+    clean = np.repeat(np.linspace(0, 255, 64).astype(np.uint8)[None, :], 4000, axis=0)
+    noisy, sigma = add_camera_noise(clean, 0.01, 2 / 255)
+    assert noisy.dtype == np.float32 and noisy.shape == (4000, 64, 1) and sigma.shape == (4000, 64)
+    measured = (noisy[:, :, 0] - clean / 255.0).std(axis=0)
+    expected = np.sqrt(0.01 * clean[0] / 255.0 + (2 / 255) ** 2)
+    np.testing.assert_allclose(measured, expected, rtol=0.06)
+    np.testing.assert_allclose(sigma[0], expected)
+    again, _ = add_camera_noise(clean, 0.01, 2 / 255)
+    np.testing.assert_array_equal(noisy, again)
+
+
+def test_camera_noise_in_srgb_is_an_8_bit_photo_with_noisier_shadows():
+    clean = np.repeat(np.linspace(20, 235, 64).astype(np.uint8)[None, :, None], 4000, axis=0)
+    noisy, sigma = add_camera_noise(np.repeat(clean, 3, axis=2), 0.004, 1 / 255, "srgb")
+    assert noisy.shape == (4000, 64, 3) and noisy.min() >= 0 and noisy.max() <= 1
+    np.testing.assert_allclose(noisy * 255, np.round(noisy * 255), atol=1e-4)
+    measured = (noisy[:, :, 0] - clean[:, :, 0] / 255.0).std(axis=0)
+    assert measured[2] > measured[-3]  # shadows noisier than highlights
+    np.testing.assert_allclose(measured[8:-8], sigma[0, 8:-8], rtol=0.15)
+    with pytest.raises(ValueError, match="encoding"):
+        add_camera_noise(clean, 0.004, 0.0, "log")
