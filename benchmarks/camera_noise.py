@@ -17,8 +17,9 @@ denoiser with its card's ensemble: one sigma from the white-noise estimator (wha
 ``--sigma auto`` did before it measured the noise level function), ``--sigma auto`` (a sigma
 map where the noise varies with brightness), and the true per-pixel sigma (the best a sigma
 map can do; for ``srgb``: the noise's linear-light sigma times the slope of the sRGB curve at
-the clean pixel, averaged over the channels). PSNR against the clean 8-bit image, as in the
-protocol.
+the clean pixel, averaged over the channels). For gray images the blind DnCNN-3 from
+``../shared/peers`` runs on the same inputs as a yardstick (trained blind on white noise of
+sigma 0-55). PSNR against the clean 8-bit image, as in the protocol.
 """
 
 from __future__ import annotations
@@ -33,6 +34,7 @@ from formnet_cli import api, engine, estimation
 from formnet_cli.degradations import add_camera_noise
 from formnet_cli.evaluate import read_dataset, to_uint8
 from formnet_cli.metrics import psnr
+from formnet_cli.peers import default_peers_root, dncnn_path, load_dncnn
 
 
 def main() -> None:
@@ -43,21 +45,25 @@ def main() -> None:
     parser.add_argument("--levels", default="linear:0.004:2,linear:0.01:2,srgb:0.002:1,srgb:0.006:2",
                         help="kind:a:b triples, b on the 0-255 scale")
     parser.add_argument("--threads", type=int, default=1)
+    parser.add_argument("--peers", type=Path, default=None,
+                        help="folder with DnCNN3.mat (default: ../shared/peers)")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     images = read_dataset(args.data, channels="color" if args.color else "gray",
                           limit=args.limit or None)
     loaded = api.load_model(task="denoise", channels=3 if args.color else 1, device="cpu")
     passes = api.ensemble_passes("auto", loaded)
+    dncnn_file = None if args.color else dncnn_path(args.peers or default_peers_root(), "jpeg", 1)
+    dncnn = load_dncnn(dncnn_file) if dncnn_file else None
     print(f"{args.data.name} ({'color' if args.color else 'gray'}), {len(images)} images, "
           f"model {loaded.name}, {passes} passes")
     print("| noise | a | b | mean sigma | images with a sigma map | one estimated sigma "
-          "| `--sigma auto` | true per-pixel sigma | gain of auto (dB) |")
-    print("|---|---|---|---|---|---|---|---|---|")
+          "| `--sigma auto` | true per-pixel sigma | gain of auto (dB) | DnCNN-3 (blind) |")
+    print("|---|---|---|---|---|---|---|---|---|---|")
     for triple in args.levels.split(","):
         kind, a_text, b_text = triple.split(":")
         a, b = float(a_text), float(b_text) / 255.0
-        mapped, sigmas, white, auto, oracle = 0, [], [], [], []
+        mapped, sigmas, white, auto, oracle, peer = 0, [], [], [], [], []
         for _name, clean in images:
             noisy, true_map = add_camera_noise(clean, a, b, kind)
             score = lambda restored: psnr(clean, to_uint8(restored))  # noqa: E731
@@ -72,10 +78,13 @@ def main() -> None:
             tensor = torch.from_numpy(np.ascontiguousarray(noisy.transpose(2, 0, 1)))
             best = engine.restore_tensor(loaded.model, tensor, level, ensemble=passes)
             oracle.append(score(best.numpy().transpose(1, 2, 0)))
+            if dncnn is not None:
+                with torch.inference_mode():
+                    peer.append(score(dncnn(tensor[None])[0].numpy().transpose(1, 2, 0)))
         gain = np.mean(auto) - np.mean(white)
         print(f"| {kind} | {a:g} | {b * 255:g} | {np.mean(sigmas):.1f} | {mapped} / {len(images)} "
-              f"| {np.mean(white):.2f} | {np.mean(auto):.2f} | {np.mean(oracle):.2f} | {gain:+.2f} |",
-              flush=True)
+              f"| {np.mean(white):.2f} | {np.mean(auto):.2f} | {np.mean(oracle):.2f} | {gain:+.2f} "
+              f"| {f'{np.mean(peer):.2f}' if peer else '-'} |", flush=True)
 
 
 if __name__ == "__main__":
