@@ -1,8 +1,9 @@
 """``--sigma auto`` end to end: the estimate, and what restoring with it costs against the true sigma.
 
-    python benchmarks/sigma_auto.py --data ../shared/data/BSD68 --sigmas 15,25,50 [--limit N]
+    python benchmarks/sigma_auto.py --data ../shared/data/BSD68 --sigmas 15,25,50 [--limit N] [--clip]
 
-Noise follows ``../shared/BENCHMARK.md`` (RandomState(0) per image, not clipped). For each sigma:
+Noise follows ``../shared/BENCHMARK.md`` (RandomState(0) per image, not clipped; with ``--clip``
+the noisy image is clipped to [0, 1] and rounded to 8 bits, as a saved file is). For each sigma:
 mean and worst absolute error of the estimate, and the mean PSNR of the default denoiser run with
 the true sigma and with ``sigma='auto'`` (through :func:`formnet_cli.api.restore_with_info`), and
 how many images ``sigma='auto'`` gave a per-pixel sigma map (white noise: it should be none).
@@ -28,9 +29,10 @@ def main() -> None:
     parser.add_argument("--sigmas", default="15,25,50")
     parser.add_argument("--limit", type=int, default=0)
     parser.add_argument("--color", action="store_true", help="read the images as RGB (default gray)")
+    parser.add_argument("--clip", action="store_true", help="clip and round the noisy images to 8 bits")
     args = parser.parse_args()
     paths = sorted(p for p in args.data.iterdir() if is_image_path(p))[: args.limit or None]
-    print(f"{args.data.name}, {len(paths)} images")
+    print(f"{args.data.name}, {len(paths)} images{', 8-bit (clipped)' if args.clip else ''}")
     print("| sigma | mean estimate | mean abs error | worst abs error | PSNR true sigma | PSNR auto "
           "| cost (dB) | sigma maps |")
     print("|---|---|---|---|---|---|---|---|")
@@ -40,6 +42,8 @@ def main() -> None:
             with Image.open(path) as image:
                 clean = np.asarray(image.convert("RGB" if args.color else "L"))
             noisy = add_gaussian_noise(clean / 255.0, sigma, seed=0)
+            if args.clip:
+                noisy = np.round(np.clip(noisy, 0.0, 1.0) * 255.0) / 255.0
             known = api.restore(noisy, "denoise", sigma=sigma, device="cpu")
             auto = api.restore_with_info(noisy, "denoise", sigma="auto", device="cpu")
             estimates.append(auto.sigma)
