@@ -72,7 +72,7 @@ def main() -> None:
                                            model=loaded, device="cpu")))
             result = api.restore_with_info(noisy, "denoise", sigma="auto", model=loaded, device="cpu")
             auto.append(score(result.image))
-            mapped += result.sigma_range is not None
+            mapped += result.sigma_map_range is not None
             sigmas.append(float(true_map.mean()) * 255.0)
             level = torch.from_numpy(np.clip(true_map, 0.0, 75.0 / 255.0)[None].astype(np.float32))
             tensor = torch.from_numpy(np.ascontiguousarray(noisy.transpose(2, 0, 1)))

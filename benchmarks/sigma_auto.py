@@ -47,7 +47,7 @@ def main() -> None:
             known = api.restore(noisy, "denoise", sigma=sigma, device="cpu")
             auto = api.restore_with_info(noisy, "denoise", sigma="auto", device="cpu")
             estimates.append(auto.sigma)
-            maps += auto.sigma_range is not None
+            maps += auto.sigma_map_range is not None
             errors.append(abs(auto.sigma - sigma))
             to_uint8 = lambda x: np.round(np.clip(x, 0, 1) * 255).astype(np.uint8)  # noqa: E731
             true_scores.append(psnr(clean, to_uint8(known)))

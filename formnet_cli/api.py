@@ -115,8 +115,8 @@ class RestoreResult:
     ``sigma`` / ``quality`` / ``scale`` are the values the model was conditioned on
     (``quality`` is ``None`` for blind JPEG restoration); ``estimated`` says whether the
     level was estimated from the image (``sigma='auto'`` or ``quality='auto'``). When the
-    estimated noise varies with brightness, each pixel had its own sigma: ``sigma_range``
-    holds the lowest and highest and ``sigma`` their mean over the image.
+    estimated noise varies with brightness, each pixel had its own sigma: ``sigma_map_range``
+    holds the lowest and highest of that map and ``sigma`` the map's mean.
     """
 
     image: np.ndarray
@@ -129,13 +129,13 @@ class RestoreResult:
     estimated: bool = False
     ensemble: int = 1
     """Flipped/rotated passes averaged (1: a single pass)."""
-    sigma_range: tuple[float, float] | None = None
+    sigma_map_range: tuple[float, float] | None = None
 
     def describe_level(self) -> str:
         """A short phrase such as ``"estimated sigma 23.7"`` or ``"quality 20"``."""
         prefix = "estimated " if self.estimated else ""
-        if self.task == "denoise" and self.sigma_range is not None:
-            low, high = self.sigma_range
+        if self.task == "denoise" and self.sigma_map_range is not None:
+            low, high = self.sigma_map_range
             return f"{prefix}sigma {low:.1f}-{high:.1f} (varies with brightness; mean {self.sigma:.1f})"
         if self.task == "denoise":
             return f"{prefix}sigma {self.sigma:.1f}"
@@ -200,11 +200,11 @@ def restore_with_info(image: np.ndarray, task: str = "denoise", *,
     estimated = False
     level_quality: int | None = None
     level_sigma: float | None = None
-    sigma_range: tuple[float, float] | None = None
+    sigma_map_range: tuple[float, float] | None = None
     level: float | torch.Tensor
     if task == "denoise":
         noise = _noise_level(sigma, pixels, loaded.config)
-        level_sigma, sigma_range, estimated = noise.sigma, noise.sigma_range, noise.estimated
+        level_sigma, sigma_map_range, estimated = noise.sigma, noise.map_range, noise.estimated
         level = noise.condition()
     elif task == "jpeg":
         level_quality, estimated = _quality_level(quality, source_path, loaded.config)
@@ -239,7 +239,7 @@ def restore_with_info(image: np.ndarray, task: str = "denoise", *,
     return RestoreResult(image=output, task=task, model_name=loaded.name,
                          model_source=loaded.source, sigma=level_sigma, quality=level_quality,
                          scale=scale if task == "sr" else None, estimated=estimated,
-                         ensemble=passes, sigma_range=sigma_range)
+                         ensemble=passes, sigma_map_range=sigma_map_range)
 
 
 # -- internals -----------------------------------------------------------------------------
@@ -387,7 +387,7 @@ def _check_sigma_option(sigma: float | str | None) -> float | str:
     return value
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, eq=False)
 class _NoiseLevel:
     """The noise level to denoise at: one sigma, or a per-pixel ``H x W`` sigma map."""
 
@@ -396,7 +396,7 @@ class _NoiseLevel:
     sigma_map: np.ndarray | None = None
 
     @property
-    def sigma_range(self) -> tuple[float, float] | None:
+    def map_range(self) -> tuple[float, float] | None:
         if self.sigma_map is None:
             return None
         return float(self.sigma_map.min()), float(self.sigma_map.max())

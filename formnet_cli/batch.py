@@ -85,9 +85,9 @@ class FileResult:
     quality: int | None = None
     estimated: bool = False
     """The levels used (of the first page, for a multi-page TIFF) and whether estimated."""
-    sigma_range: tuple[float, float] | None = None
-    """Lowest and highest sigma where the estimated noise varies with brightness (``sigma``
-    is then their mean)."""
+    sigma_map_range: tuple[float, float] | None = None
+    """Lowest and highest sigma of the per-pixel map used where the estimated noise varies
+    with brightness (``sigma`` is then the map's mean)."""
     model: str = ""
 
     def to_dict(self) -> dict[str, Any]:
@@ -456,7 +456,7 @@ def _run_job(job: Job, options: BatchOptions, reporter: Reporter) -> FileResult:
     return FileResult(job.input, job.output, "done", seconds=time.perf_counter() - started,
                       megapixels=sum(page.height * page.width for page in restored_pages) / 1e6,
                       sigma=first.sigma, quality=first.quality, estimated=first.estimated,
-                      sigma_range=first.sigma_range, model=first.model_name)
+                      sigma_map_range=first.sigma_map_range, model=first.model_name)
 
 
 def _restore_page(page: imageio.LoadedImage, source: Path, options: BatchOptions,

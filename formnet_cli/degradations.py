@@ -74,10 +74,13 @@ def add_camera_noise(clean_uint8: np.ndarray, shot: float, read: float, encoding
 
     Returns ``(noisy float32 H x W x C, true sigma H x W on the [0, 1] scale)``: the noise's
     standard deviation per pixel, averaged over the channels; for ``"srgb"`` the linear one
-    times the slope of the sRGB curve at the clean pixel (a first-order approximation).
+    times the slope of the sRGB curve at the clean pixel (a first-order approximation, capped
+    at 0.5 where the curve is steepest, near black).
     """
     if encoding not in ("linear", "srgb"):
         raise ValueError(f"encoding must be 'linear' or 'srgb', got {encoding!r}")
+    if np.asarray(clean_uint8).dtype != np.uint8:
+        raise ValueError(f"expected a uint8 image, got {np.asarray(clean_uint8).dtype}")
     x = np.asarray(clean_uint8, dtype=np.float64) / 255.0
     if x.ndim == 2:
         x = x[..., None]

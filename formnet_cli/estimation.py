@@ -140,6 +140,9 @@ per-pixel sigma changes little (nearly clean images often show such small differ
 _MIN_VARYING_BINS = 3
 """Brightness bins a channel needs measured before its noise can count as varying."""
 
+_MIN_BRIGHTNESS_SPAN = 0.05
+"""Bins spanning less brightness than this get a constant fit: a flat image has no trend."""
+
 _BRIGHTNESS_WINDOW = 7
 """Side of the box over which a pixel's local brightness is averaged for the sigma map."""
 
@@ -151,17 +154,17 @@ _CLIP_MARGIN = 2.0
 """Brightness bins closer than this many of their sigmas to 0 or 1 are left out."""
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, eq=False)
 class NoiseLevelFunction:
     """Noise sigma as a function of brightness, per channel.
 
     Camera noise grows with the signal (photon shot noise), so the shadows and highlights
     of a photo are not equally noisy. Each channel's patches are split into brightness bins
     of equal counts and the weak-texture method measures the noise in each;
-    ``brightness[c]`` holds the bins' median patch means (0-1) and ``sigmas[c]`` their noise
-    sigmas (0-255). A polynomial in brightness (quadratic, or lower with fewer bins) is fitted
-    to the variances, weighted by the patches each bin used: ``variance_fits[c]``, highest
-    power first. Bins whose noise would be cut by clipping at 0 or 1 are left out.
+    ``brightness[c]`` holds the median mean of the patches each bin was measured on (0-1) and
+    ``sigmas[c]`` their noise sigmas (0-255). A polynomial in brightness (quadratic, or lower
+    with fewer bins or little brightness between them) is fitted to the variances, weighted by the square root of the
+    number of patches each was measured on: ``variance_fits[c]``, highest power first. Bins whose noise would be cut by clipping at 0 or 1 are left out.
     ``channel_sigmas`` are the white-noise estimates of :func:`estimate_noise_sigma` for
     each channel.
     """
@@ -179,11 +182,13 @@ class NoiseLevelFunction:
     def channel_sigma(self, channel: int, brightness: np.ndarray) -> np.ndarray:
         """Fitted sigma (0-255) of ``channel`` at ``brightness`` (0-1), held constant beyond
         the measured brightness and within the measured sigmas."""
-        brightness = np.asarray(brightness, dtype=np.result_type(brightness, np.float32))
+        brightness = np.asarray(brightness)
+        brightness = brightness.astype(np.result_type(brightness, np.float32), copy=False)
         measured, sigmas = self.brightness[channel], self.sigmas[channel]
-        clamped = np.clip(brightness, float(measured[0]), float(measured[-1]))
-        variance = np.polyval(self.variance_fits[channel].astype(brightness.dtype), clamped)
-        return np.clip(np.sqrt(np.maximum(variance, 0.0)), float(sigmas.min()), float(sigmas.max()))
+        sigma = np.clip(brightness, float(measured.min()), float(measured.max()))
+        sigma = np.polyval(self.variance_fits[channel].astype(brightness.dtype), sigma)
+        np.sqrt(np.maximum(sigma, 0.0, out=sigma), out=sigma)
+        return np.clip(sigma, float(sigmas.min()), float(sigmas.max()), out=sigma)
 
     @property
     def varies(self) -> bool:
@@ -245,9 +250,9 @@ def estimate_noise_level_function(image: np.ndarray, patch_size: int = 7, iterat
         if not levels.size:  # too few patches of any one brightness: white noise
             levels = np.array([float(np.median(patches.means[patches.usable]))])
             variances, counts = np.array([sigmas[-1] ** 2]), np.ones(1)
-        degree = min(2, levels.size - 1)
+        degree = min(2, levels.size - 1) if np.ptp(levels) >= _MIN_BRIGHTNESS_SPAN else 0
         fits.append(np.polyfit(levels, variances, degree, w=np.sqrt(counts)) if degree
-                    else variances[:1].copy())
+                    else np.array([np.average(variances, weights=np.sqrt(counts))]))
         brightness.append(levels)
         bin_sigmas.append(np.sqrt(variances))
     return NoiseLevelFunction(tuple(sigmas), tuple(brightness), tuple(bin_sigmas), tuple(fits))
@@ -255,8 +260,9 @@ def estimate_noise_level_function(image: np.ndarray, patch_size: int = 7, iterat
 
 def _brightness_bins(patches: _PlanePatches, bins: int, iterations: int
                      ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """``(median brightness, noise variance, patch count)`` of the measurable brightness bins
-    (see :func:`estimate_noise_level_function`), darkest first."""
+    """``(brightness, noise variance, patch count)`` of the measurable brightness bins (see
+    :func:`estimate_noise_level_function`), darkest first: the median mean and the number of
+    the weak-texture patches each bin's noise was measured on."""
     dimension = patches.patches.shape[1]
     means = patches.means[patches.usable]
     edges = np.quantile(means, np.linspace(0.0, 1.0, bins + 1)[1:-1])
@@ -270,13 +276,13 @@ def _brightness_bins(patches: _PlanePatches, bins: int, iterations: int
             continue
         variance, selected = patches.weak_texture(members, iterations, within_patch=True)
         spectrum = _within_patch_spectrum(patches.patches[selected])
-        if spectrum[len(spectrum) // 4 - 1] > _NOISE_SPECTRUM_RATIO * spectrum[0]:
+        if spectrum[max(len(spectrum) // 4, 1) - 1] > _NOISE_SPECTRUM_RATIO * spectrum[0]:
             continue  # no direction of pure noise: texture in every patch of the bin
-        level = float(np.median(patches.means[members]))
+        level = float(np.median(patches.means[selected]))
         margin = _CLIP_MARGIN * math.sqrt(variance) / 255.0
         if not margin < level < 1.0 - margin:  # noise cut by clipping at 0 or 1 reads low
             continue
-        measured.append((level, variance, count))
+        measured.append((level, variance, int(np.count_nonzero(selected))))
     if not measured:
         return np.empty(0), np.empty(0), np.empty(0)
     levels, variances, counts = (np.array(column, dtype=np.float64) for column in zip(*measured))

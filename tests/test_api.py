@@ -246,8 +246,8 @@ def _brightness_dependent_noise(seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
 def test_sigma_auto_uses_a_sigma_map_when_noise_grows_with_brightness(tiny_models):
     _clean, noisy = _brightness_dependent_noise()
     result = api.restore_with_info(noisy, sigma="auto", model=tiny_models.denoise_gray, device="cpu")
-    assert result.estimated and result.sigma_range is not None
-    low, high = result.sigma_range
+    assert result.estimated and result.sigma_map_range is not None
+    low, high = result.sigma_map_range
     assert low < 0.6 * high and low < result.sigma < high
     assert "varies with brightness" in result.describe_level()
     one_sigma = api.restore(noisy, sigma=result.sigma, model=tiny_models.denoise_gray, device="cpu")
@@ -255,7 +255,7 @@ def test_sigma_auto_uses_a_sigma_map_when_noise_grows_with_brightness(tiny_model
     white = np.clip(0.5 + np.random.default_rng(1).normal(0, 10 / 255, (128, 160)), 0, 1)
     flat = api.restore_with_info(white.astype(np.float32), sigma="auto",
                                  model=tiny_models.denoise_gray, device="cpu")
-    assert flat.sigma_range is None and flat.sigma == pytest.approx(10, abs=1)
+    assert flat.sigma_map_range is None and flat.sigma == pytest.approx(10, abs=1)
     assert "varies" not in flat.describe_level()
 
 
@@ -274,3 +274,27 @@ def test_noise_is_measured_over_the_whole_of_a_large_photo():
     clean = 0.5 + 1.5 * np.sign(offset) * np.maximum(np.abs(offset) - 0.2, 0.0)
     noisy = (clean + np.sqrt(0.006 * clean) * np.random.default_rng(0).normal(size=clean.shape))
     assert api._estimate_noise(noisy.astype(np.float32)).varies
+
+
+@pytest.mark.parametrize("layout", ["gray+alpha", "uint16", "rgba", "color-model-on-gray", "2-passes"])
+def test_sigma_map_through_every_image_layout(tiny_models, layout):
+    _clean, noisy = _brightness_dependent_noise()
+    options = {"model": tiny_models.denoise_gray, "device": "cpu", "sigma": "auto"}
+    image = np.clip(noisy, 0, 1)
+    if layout == "gray+alpha":
+        image = np.stack([image, np.linspace(0, 1, image.size).reshape(image.shape)], axis=2)
+    elif layout == "uint16":
+        image = np.round(image * 65535).astype(np.uint16)
+    elif layout == "rgba":  # through the color model, each channel with the same noise
+        rgb = np.stack([image, np.roll(image, 3, axis=0), np.roll(image, 5, axis=1)], axis=2)
+        image = np.concatenate([rgb, np.full(image.shape + (1,), 0.5)], axis=2).astype(np.float32)
+        options["model"] = tiny_models.denoise_color
+    elif layout == "color-model-on-gray":
+        options["model"] = tiny_models.denoise_color
+    else:
+        options["ensemble"] = 2
+    result = api.restore_with_info(image, **options)
+    assert result.sigma_map_range is not None
+    assert result.image.shape == image.shape and result.image.dtype == image.dtype
+    if image.ndim == 3 and image.shape[2] in (2, 4):
+        np.testing.assert_array_equal(result.image[:, :, -1], image[:, :, -1])  # alpha untouched

@@ -120,7 +120,7 @@ def test_sigma_auto_reports_noise_that_varies_with_brightness(tiny_models, tmp_p
     result = restore(tiny_models.denoise_gray, source, "-o", tmp_path / "out.png", "--json")
     assert result.exit_code == 0, result.output
     (entry,) = json.loads(result.stdout)["files"]
-    low, high = entry["sigma_range"]
+    low, high = entry["sigma_map_range"]
     assert low < entry["sigma"] < high and entry["estimated"]
     shown = restore(tiny_models.denoise_gray, source, "-o", tmp_path / "again.png")
     assert "varies with brightness" in shown.output

@@ -149,3 +149,5 @@ def test_camera_noise_in_srgb_is_an_8_bit_photo_with_noisier_shadows():
     np.testing.assert_allclose(measured[8:-8], sigma[0, 8:-8], rtol=0.15)
     with pytest.raises(ValueError, match="encoding"):
         add_camera_noise(clean, 0.004, 0.0, "log")
+    with pytest.raises(ValueError, match="uint8"):
+        add_camera_noise(clean / 255.0, 0.004, 0.0)
