@@ -136,7 +136,8 @@ class RestoreResult:
         prefix = "estimated " if self.estimated else ""
         if self.task == "denoise" and self.sigma_map_range is not None:
             low, high = self.sigma_map_range
-            return f"{prefix}sigma {low:.1f}-{high:.1f} (varies with brightness; mean {self.sigma:.1f})"
+            return (f"{prefix}sigma {low:.1f}-{high:.1f} "
+                    f"(varies with brightness; mean {self.sigma:.1f})")
         if self.task == "denoise":
             return f"{prefix}sigma {self.sigma:.1f}"
         if self.task == "jpeg":
@@ -154,7 +155,7 @@ def restore(image: np.ndarray, task: str = "denoise", *, sigma: float | str | No
 
     ``sigma``: noise level on the 0-255 scale, or ``'auto'`` (also the default) to estimate it:
     one sigma for white noise, a per-pixel sigma where the measured noise varies with
-    brightness, as camera noise does (see :func:`~formnet_cli.estimation.estimate_noise_level_function`).
+    brightness, as camera noise does (:func:`~formnet_cli.estimation.estimate_noise_level_function`).
     ``quality``: JPEG quality 1-100, ``'blind'``, or ``'auto'`` (the default; without the
     source file this is blind). ``scale``: 2, 3 or 4 for ``sr``. ``ensemble``: 1, 2, 4 or 8
     flipped/rotated passes averaged (that many times the time), or ``'auto'`` for the number

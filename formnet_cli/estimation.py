@@ -160,13 +160,13 @@ class NoiseLevelFunction:
 
     Camera noise grows with the signal (photon shot noise), so the shadows and highlights
     of a photo are not equally noisy. Each channel's patches are split into brightness bins
-    of equal counts and the weak-texture method measures the noise in each;
-    ``brightness[c]`` holds the median mean of the patches each bin was measured on (0-1) and
-    ``sigmas[c]`` their noise sigmas (0-255). A polynomial in brightness (quadratic, or lower
-    with fewer bins or little brightness between them) is fitted to the variances, weighted by the square root of the
-    number of patches each was measured on: ``variance_fits[c]``, highest power first. Bins whose noise would be cut by clipping at 0 or 1 are left out.
-    ``channel_sigmas`` are the white-noise estimates of :func:`estimate_noise_sigma` for
-    each channel.
+    of equal counts and the weak-texture method measures the noise in each (bins whose
+    noise clipping at 0 or 1 would cut are left out). ``brightness[c]`` holds the median
+    mean of the patches each bin was measured on (0-1), ``sigmas[c]`` their noise sigmas
+    (0-255). A polynomial in brightness (quadratic; lower with fewer bins or little
+    brightness between them) is fitted to the variances, weighted by the square root of
+    the patches each was measured on: ``variance_fits[c]``, highest power first.
+    ``channel_sigmas`` are the white-noise estimates of :func:`estimate_noise_sigma`.
     """
 
     channel_sigmas: tuple[float, ...]
@@ -238,8 +238,8 @@ def estimate_noise_level_function(image: np.ndarray, patch_size: int = 7, iterat
     patches, bins near 0 or 1 (clipping cuts their noise) and bins whose weak-texture
     patches still hold texture: white noise has the same variance in every direction of
     the patch space not taken by the signal, so the smallest quarter of the eigenvalues of
-    their covariance (12 of 48) stay within :data:`_NOISE_SPECTRUM_RATIO`; texture in every patch (a
-    detailed region under faint noise) spreads them and would read as more noise.
+    their covariance (12 of 48) stay within :data:`_NOISE_SPECTRUM_RATIO`; texture in every
+    patch (a detailed region under faint noise) spreads them and would read as more noise.
     """
     array = _checked_planes(image, patch_size)
     sigmas, brightness, bin_sigmas, fits = [], [], [], []
@@ -340,7 +340,8 @@ class _PlanePatches:
         vertical = ((scaled[2:] - scaled[:-2]) / 2.0) ** 2
         texture = (_box_sum(horizontal, patch_size, patch_size - 2)
                    + _box_sum(vertical, patch_size - 2, patch_size))
-        clipped = _box_sum(((plane == 0.0) | (plane == 1.0)).astype(np.float64), patch_size, patch_size)
+        at_limit = ((plane == 0.0) | (plane == 1.0)).astype(np.float64)
+        clipped = _box_sum(at_limit, patch_size, patch_size)
         means = _box_sum(plane, patch_size, patch_size) / dimension
         texture, clipped, means = (values[::stride, ::stride].ravel()
                                    for values in (texture, clipped, means))
