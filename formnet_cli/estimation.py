@@ -5,7 +5,9 @@ from __future__ import annotations
 import functools
 import math
 import os
+from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any
 
 import cv2
 import numpy as np
@@ -59,15 +61,17 @@ def _smallest_eigenvalue(patches: np.ndarray) -> float:
     return max(smallest, 0.0) / (1.0 - math.sqrt(dimension / count)) ** 2
 
 
-def _smallest_within_patch_eigenvalue(patches: np.ndarray) -> float:
-    """:func:`_smallest_eigenvalue` in the patch space without its mean (DC) direction.
+def _within_patch_noise(patches: np.ndarray) -> tuple[float, np.ndarray]:
+    """:func:`_smallest_eigenvalue` in the patch space without its mean (DC) direction, and
+    the spectrum it was taken from.
 
     White noise has the same variance in every direction orthogonal to the patch mean, so
     this reads the noise even for patches picked by their mean brightness.
     """
     count, dimension = patches.shape
-    smallest = float(_within_patch_spectrum(patches)[0])
-    return max(smallest, 0.0) / (1.0 - math.sqrt((dimension - 1) / count)) ** 2
+    spectrum = _within_patch_spectrum(patches)
+    smallest = max(float(spectrum[0]), 0.0)
+    return smallest / (1.0 - math.sqrt((dimension - 1) / count)) ** 2, spectrum
 
 
 def _within_patch_spectrum(patches: np.ndarray) -> np.ndarray:
@@ -274,8 +278,7 @@ def _brightness_bins(patches: _PlanePatches, bins: int, iterations: int
         count = int(np.count_nonzero(members))
         if count < 4 * dimension:
             continue
-        variance, selected = patches.weak_texture(members, iterations, within_patch=True)
-        spectrum = _within_patch_spectrum(patches.patches[selected])
+        variance, spectrum, selected = patches.within_patch_noise(members, iterations)
         if spectrum[max(len(spectrum) // 4, 1) - 1] > _NOISE_SPECTRUM_RATIO * spectrum[0]:
             continue  # no direction of pure noise: texture in every patch of the bin
         level = float(np.median(patches.means[selected]))
@@ -359,29 +362,36 @@ class _PlanePatches:
             usable = np.ones_like(usable)
         return cls(patches, texture, means, usable, threshold)
 
-    def weak_texture_variance(self, candidates: np.ndarray, iterations: int, *,
-                              within_patch: bool = False) -> float:
-        """Noise variance of the ``candidates`` patches by the iterative weak-texture method.
+    def weak_texture_variance(self, candidates: np.ndarray, iterations: int) -> float:
+        """Noise variance of the ``candidates`` patches by the iterative weak-texture method."""
+        (variance, _), _selected = self._weak_texture(
+            candidates, iterations, lambda rows: (_smallest_eigenvalue(rows), None))
+        return variance
 
-        ``within_patch`` measures only the variation inside each patch (its mean removed):
-        needed when the candidates were chosen by their mean, which leaves the mean
-        direction with less than the noise's variance.
-        """
-        return self.weak_texture(candidates, iterations, within_patch=within_patch)[0]
+    def within_patch_noise(self, candidates: np.ndarray, iterations: int
+                           ) -> tuple[float, np.ndarray, np.ndarray]:
+        """:meth:`weak_texture_variance` measuring only the variation inside each patch (its
+        mean removed), with the covariance spectrum and the mask of the patches measured
+        last. Needed when the candidates were chosen by their mean, which leaves the mean
+        direction with less than the noise's variance."""
+        (variance, spectrum), selected = self._weak_texture(candidates, iterations,
+                                                            _within_patch_noise)
+        return variance, spectrum, selected
 
-    def weak_texture(self, candidates: np.ndarray, iterations: int, *,
-                     within_patch: bool = False) -> tuple[float, np.ndarray]:
-        """:meth:`weak_texture_variance` and the patches it was measured on (a mask)."""
-        smallest = _smallest_within_patch_eigenvalue if within_patch else _smallest_eigenvalue
+    def _weak_texture(self, candidates: np.ndarray, iterations: int,
+                      measure: Callable[[np.ndarray], tuple[float, Any]]
+                      ) -> tuple[tuple[float, Any], np.ndarray]:
+        """``measure`` (variance first) of the candidates, then of those with less texture
+        than that variance allows, ``iterations`` times in all; and the patches measured."""
         selected = candidates
-        variance = smallest(self.patches[selected])
+        result = measure(self.patches[selected])
         for _ in range(iterations - 1):
-            candidate = candidates & (self.texture < variance * self.threshold)
+            candidate = candidates & (self.texture < result[0] * self.threshold)
             if np.count_nonzero(candidate) < 2 * self.patches.shape[1]:
                 break
             selected = candidate
-            variance = smallest(self.patches[selected])
-        return variance, selected
+            result = measure(self.patches[selected])
+        return result, selected
 
 
 @functools.lru_cache(maxsize=8)
