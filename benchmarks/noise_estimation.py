@@ -22,6 +22,7 @@ from PIL import Image
 
 from formnet_cli.degradations import add_gaussian_noise
 from formnet_cli.estimation import estimate_noise_level_function
+from formnet_cli.evaluate import to_uint8
 
 
 def main() -> None:
@@ -49,7 +50,7 @@ def main() -> None:
             for clean in cleans:
                 noisy = add_gaussian_noise(clean, sigma, seed=0)
                 if args.clip:
-                    noisy = np.round(np.clip(noisy, 0.0, 1.0) * 255.0) / 255.0
+                    noisy = to_uint8(noisy) / 255.0
                 start = time.perf_counter()
                 function = estimate_noise_level_function(noisy)
                 seconds += time.perf_counter() - start

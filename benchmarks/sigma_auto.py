@@ -19,6 +19,7 @@ from PIL import Image
 
 from formnet_cli import api
 from formnet_cli.degradations import add_gaussian_noise
+from formnet_cli.evaluate import to_uint8
 from formnet_cli.imageio import is_image_path
 from formnet_cli.metrics import psnr
 
@@ -43,13 +44,12 @@ def main() -> None:
                 clean = np.asarray(image.convert("RGB" if args.color else "L"))
             noisy = add_gaussian_noise(clean / 255.0, sigma, seed=0)
             if args.clip:
-                noisy = np.round(np.clip(noisy, 0.0, 1.0) * 255.0) / 255.0
+                noisy = to_uint8(noisy) / 255.0
             known = api.restore(noisy, "denoise", sigma=sigma, device="cpu")
             auto = api.restore_with_info(noisy, "denoise", sigma="auto", device="cpu")
             estimates.append(auto.sigma)
             maps += auto.sigma_map_range is not None
             errors.append(abs(auto.sigma - sigma))
-            to_uint8 = lambda x: np.round(np.clip(x, 0, 1) * 255).astype(np.uint8)  # noqa: E731
             true_scores.append(psnr(clean, to_uint8(known)))
             auto_scores.append(psnr(clean, to_uint8(auto.image)))
         cost = np.mean(true_scores) - np.mean(auto_scores)
