@@ -326,10 +326,7 @@ def check_options(task: str, *, sigma: float | str | None = None,
     else:
         _check_scale(scale, SR_SCALES)
     _check_ensemble_option(ensemble)
-    engine.resolve_device(device)
-    if str(precision).strip().lower() not in ("auto", *engine.PRECISIONS):
-        raise InvalidOptionError(
-            f"unknown precision {precision!r}: use auto, {', '.join(engine.PRECISIONS)}")
+    engine.check_precision(precision, engine.resolve_device(device))
 
 
 def _check_task(task: str) -> None:

@@ -44,7 +44,8 @@ float32. ``auto`` picks float16 on CUDA for models with ``supports_half``: its 1
 keeps errors well below one 8-bit grey level, where bfloat16's 7 bits do not; float16's only
 weakness, overflow, is exactly what the float32 retry catches (measured on an H100 with the
 default model: fp16 differs from fp32 by at most 7.7e-4, bf16 by 6.4e-3). CPU and MPS use
-float32. On CUDA, PyTorch's default TF32 convolutions make even fp32 tiles agree only to ~3e-4.
+float32; on a CPU with bf16 arithmetic (AVX-512, AMX) ``bf16`` is about twice as fast at a cost of
+~0.01 dB (``benchmarks/precision.py``), and a half precision the CPU would only emulate is refused. On CUDA, PyTorch's default TF32 convolutions make even fp32 tiles agree only to ~3e-4.
 
 Memory
 ------
@@ -156,21 +157,46 @@ def resolve_precision(spec: str, device: torch.device, model: nn.Module) -> torc
     """The compute dtype for ``auto``, ``fp32``, ``fp16`` or ``bf16`` on ``device``.
 
     ``auto`` is float16 on CUDA when the model ``supports_half``, float32 otherwise.
-    Asking for half precision on a model that does not support it is an error.
+    Asking for half precision on a model that does not support it is an error, and so is one
+    the device does not compute in (:func:`check_precision`).
     """
+    dtype = check_precision(spec, device)
     text = str(spec).strip().lower()
     supports_half = bool(getattr(model, "supports_half", False))
-    if text == "auto":
+    if dtype is None:
         return torch.float16 if device.type == "cuda" and supports_half else torch.float32
+    if dtype != torch.float32 and not supports_half:
+        raise InvalidOptionError(f"this model does not support {text}; use --precision fp32")
+    return dtype
+
+
+def check_precision(spec: str, device: torch.device) -> torch.dtype | None:
+    """The dtype ``spec`` names (``None`` for ``auto``); :class:`InvalidOptionError` for an
+    unknown name, bf16 on a GPU without it, or a half precision the CPU would only emulate."""
+    text = str(spec).strip().lower()
+    if text == "auto":
+        return None
     if text not in PRECISIONS:
         raise InvalidOptionError(
             f"unknown precision {spec!r}: use auto, {', '.join(PRECISIONS)}")
     dtype = PRECISIONS[text]
-    if dtype != torch.float32 and not supports_half:
-        raise InvalidOptionError(f"this model does not support {text}; use --precision fp32")
     if dtype == torch.bfloat16 and device.type == "cuda" and not torch.cuda.is_bf16_supported():
         raise InvalidOptionError("this GPU does not support bf16; use --precision fp16")
+    if device.type == "cpu" and dtype != torch.float32 and not cpu_has_fast(dtype):
+        other = "bf16 or fp32" if dtype == torch.float16 and cpu_has_fast(torch.bfloat16) else "fp32"
+        raise InvalidOptionError(f"this CPU has no {text} arithmetic (emulated, it would be far "
+                                 f"slower than fp32); use --precision {other}")
     return dtype
+
+
+def cpu_has_fast(dtype: torch.dtype) -> bool:
+    """Whether oneDNN computes in ``dtype`` on this CPU (bf16: AVX-512 or AMX; fp16: AVX512-FP16
+    or AMX-FP16); elsewhere PyTorch emulates it, measured 13x slower than fp32 for fp16."""
+    checks = {torch.bfloat16: "_is_mkldnn_bf16_supported", torch.float16: "_is_mkldnn_fp16_supported"}
+    try:
+        return bool(getattr(torch.ops.mkldnn, checks[dtype])())
+    except (AttributeError, RuntimeError):  # a build without oneDNN: cannot tell, let it run
+        return True
 
 
 def _mps_available() -> bool:

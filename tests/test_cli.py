@@ -11,9 +11,11 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import torch
 from PIL import Image
 from typer.testing import CliRunner
 
+from formnet_cli import engine
 from formnet_cli.cli import app
 
 runner = CliRunner()
@@ -183,6 +185,17 @@ def test_unsupported_ensemble_is_one_line_error(tiny_models, tmp_path, gray_png)
     assert result.exit_code == 1
     assert result.stderr.startswith("error: ") and result.stderr.count("\n") == 1
     assert "ensemble" in result.stderr and not (tmp_path / "o.png").exists()
+
+
+def test_half_precision_the_cpu_would_emulate_is_one_error_for_a_batch(tiny_models, tmp_path,
+                                                                         gray_png, monkeypatch):
+    monkeypatch.setattr(engine, "cpu_has_fast", lambda dtype: dtype == torch.bfloat16)
+    result = restore(tiny_models.denoise_gray, gray_png, gray_png, "-o", tmp_path / "out",
+                     "--device", "cpu", "--precision", "fp16")
+    assert result.exit_code == 1
+    assert result.stderr == ("error: this CPU has no fp16 arithmetic (emulated, it would be far "
+                             "slower than fp32); use --precision bf16 or fp32\n")
+    assert not (tmp_path / "out").exists()
 
 
 def test_missing_weights_is_one_line_error(tmp_path, gray_png):

@@ -5,6 +5,7 @@ from __future__ import annotations
 import pytest
 import torch
 
+from formnet_cli import engine
 from formnet_cli.config import ModelConfig, NetworkConfig
 from formnet_cli.engine import (
     ENSEMBLE_VIEWS,
@@ -200,7 +201,13 @@ def test_plan_covers_the_axis_on_the_grid(length: int, window: int) -> None:
 
 
 # -- options and the caller's model ----------------------------------------------------------
-def test_caller_model_is_left_as_it_was(unet: FormResNet) -> None:
+@pytest.fixture
+def cpu_bf16(monkeypatch: pytest.MonkeyPatch) -> None:
+    """bf16 on the CPU whatever this machine has: these tests are about logic, not speed."""
+    monkeypatch.setattr(engine, "cpu_has_fast", lambda dtype: True)
+
+
+def test_caller_model_is_left_as_it_was(unet: FormResNet, cpu_bf16: None) -> None:
     unet.train()
     try:
         restore_tensor(unet, random_image(1, 20, 20), LEVEL, tile=None, precision="bf16")
@@ -245,7 +252,7 @@ def test_resolve_device_cpu_and_auto() -> None:
         assert resolve_device("auto") == torch.device("cpu")
 
 
-def test_resolve_precision(unet: FormResNet) -> None:
+def test_resolve_precision(unet: FormResNet, cpu_bf16: None) -> None:
     cpu = torch.device("cpu")
     assert resolve_precision("auto", cpu, unet) == torch.float32
     assert resolve_precision("bf16", cpu, unet) == torch.bfloat16
@@ -253,6 +260,23 @@ def test_resolve_precision(unet: FormResNet) -> None:
     assert resolve_precision("auto", cpu, bm3d_model) == torch.float32
     with pytest.raises(InvalidOptionError, match="does not support"):
         resolve_precision("fp16", cpu, bm3d_model)
+
+
+@pytest.mark.parametrize(("fast", "advice"), [({torch.bfloat16}, "use --precision bf16 or fp32"),
+                                              (set(), "use --precision fp32$")])
+def test_half_precision_the_cpu_would_emulate_is_refused(
+        unet: FormResNet, monkeypatch: pytest.MonkeyPatch, fast: set[torch.dtype], advice: str) -> None:
+    monkeypatch.setattr(engine, "cpu_has_fast", lambda dtype: dtype in fast)
+    cpu = torch.device("cpu")
+    with pytest.raises(InvalidOptionError, match=f"this CPU has no fp16 arithmetic.*{advice}"):
+        resolve_precision("fp16", cpu, unet)
+    assert resolve_precision("fp32", cpu, unet) == torch.float32
+    if fast:
+        assert resolve_precision("bf16", cpu, unet) == torch.bfloat16
+    else:
+        with pytest.raises(InvalidOptionError, match="no bf16 arithmetic"):
+            resolve_precision("bf16", cpu, unet)
+
 
 
 # -- fallbacks -------------------------------------------------------------------------------
@@ -299,7 +323,8 @@ def test_other_runtime_errors_are_not_swallowed(monkeypatch: pytest.MonkeyPatch)
         restore_tensor(model, random_image(1, 20, 20), LEVEL)
 
 
-def test_non_finite_half_precision_tiles_rerun_in_fp32(monkeypatch: pytest.MonkeyPatch) -> None:
+def test_non_finite_half_precision_tiles_rerun_in_fp32(monkeypatch: pytest.MonkeyPatch,
+                                                       cpu_bf16: None) -> None:
     model = make_model(TINY_UNET)
     image = random_image(1, 50, 90)
     options = {"tile": 72, "tile_overlap": 8}
