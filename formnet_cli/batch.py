@@ -472,9 +472,11 @@ def _restore_page(page: imageio.LoadedImage, source: Path, options: BatchOptions
         batch_size=options.batch_size, ensemble=options.ensemble, progress=reporter.tiles,
         source_path=source)
     output = result.image
+    # Super-resolution keeps the print size: more pixels per inch.
+    dpi = page.dpi and (page.dpi[0] * output.shape[1] / page.width, page.dpi[1] * output.shape[0] / page.height)
     if page.alpha is None:
-        return dataclasses.replace(page, pixels=output), result
-    return dataclasses.replace(page, pixels=output[:, :, :-1], alpha=output[:, :, -1]), result
+        return dataclasses.replace(page, pixels=output, dpi=dpi), result
+    return dataclasses.replace(page, pixels=output[:, :, :-1], alpha=output[:, :, -1], dpi=dpi), result
 
 
 def _check_output_folders_writable(jobs: Sequence[Job]) -> None:

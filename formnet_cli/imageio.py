@@ -1,11 +1,13 @@
 """Image files in and out: the only module that reads or writes pixels.
 
 Every supported file becomes a :class:`LoadedImage`: float32 ``H x W x C`` pixels in [0, 1]
-(C = 1 for grey, 3 for colour), the alpha channel kept apart, the bit depth (8 or 16) and the
-ICC profile and EXIF block to carry to the output. Pillow decodes and encodes everything except
-16-bit colour (and 16-bit grey with alpha), which Pillow would silently reduce to 8 bits; those
-go through OpenCV. EXIF orientation is applied on read, so the pixels are upright and the EXIF
-kept says orientation 1.
+(C = 1 for grey, 3 for colour), the alpha channel kept apart, the bit depth (8 or 16) and what
+the output should carry over: ICC profile, EXIF, resolution (dpi), XMP and descriptive text
+(PNG text chunks; TIFF description, artist and copyright; the JPEG comment). Pillow decodes and
+encodes everything except 16-bit colour (and 16-bit grey with alpha), which Pillow would
+silently reduce to 8 bits; those are decoded by OpenCV and written by OpenCV (PNG) or tifffile
+(TIFF). EXIF orientation is applied on read, so the pixels are upright and the EXIF kept says
+orientation 1.
 
 A multi-page TIFF is read page by page by :func:`read_pages` (and written back by
 :func:`write_pages`); :func:`read_image` refuses it rather than return its first page.
@@ -21,18 +23,23 @@ np.uint8(128)
 from __future__ import annotations
 
 import io
+import math
 import os
 import secrets
+import struct
+import zlib
 import tempfile
 import warnings
-from collections.abc import Callable
-from dataclasses import dataclass
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import BinaryIO
 
 import cv2
 import numpy as np
-from PIL import Image, ImageCms
+import tifffile
+from PIL import Image, ImageCms, PngImagePlugin
 
 from .errors import ImageReadError, ImageWriteError, InvalidOptionError
 
@@ -71,7 +78,18 @@ _TARGET_MODE = {
     "RGBX": "RGB",
     "YCbCr": "RGB",
 }
+MAX_MEGAPIXELS_VARIABLE = "FORMNET_MAX_MEGAPIXELS"
+DEFAULT_MAX_MEGAPIXELS = 1000.0
+"""Largest image read (a 100-400 MP camera frame or a large-format scan passes); anything
+bigger is refused as a possible decompression bomb unless ``$FORMNET_MAX_MEGAPIXELS`` allows it."""
+
 _ORIENTATION_TAG = 0x0112
+_XMP_TAG = 700
+# TIFF text tags and the PNG keyword each is carried as (the JPEG comment is "Comment").
+_TIFF_TEXT_TAGS = {270: "Description", 315: "Author", 33432: "Copyright"}
+_PNG_XMP_KEY = "XML:com.adobe.xmp"
+_DPI_FORMATS = frozenset({"PNG", "JPEG", "TIFF", "BMP"})
+_XMP_FORMATS = frozenset({"PNG", "JPEG", "TIFF", "WEBP"})
 _PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 
 
@@ -82,7 +100,9 @@ class LoadedImage:
     ``pixels`` is float32 ``H x W x C`` (C in {1, 3}) in [0, 1], upright (EXIF orientation
     applied). ``alpha`` is float32 ``H x W`` in [0, 1] or None. ``bit_depth`` (8 or 16) is the
     depth written back where the format allows it. ``exif`` is a Pillow EXIF block
-    (``b"Exif\\0\\0"`` + TIFF structure) whose orientation is 1.
+    (``b"Exif\\0\\0"`` + TIFF structure) whose orientation is 1. ``dpi`` is the resolution
+    (x, y) in pixels per inch, ``xmp`` the XMP packet, ``text`` descriptive text by PNG keyword
+    (``Description``, ``Author``, ``Copyright``, ``Comment``, ...).
     """
 
     pixels: np.ndarray
@@ -91,6 +111,9 @@ class LoadedImage:
     icc_profile: bytes | None = None
     exif: bytes | None = None
     source_format: str | None = None
+    dpi: tuple[float, float] | None = None
+    xmp: bytes | None = None
+    text: dict[str, str] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         pixels = np.asarray(self.pixels, dtype=np.float32)
@@ -148,6 +171,39 @@ def from_uint(values: np.ndarray, bit_depth: int) -> np.ndarray:
 # --------------------------------------------------------------------------------- reading
 
 
+def max_pixels() -> int:
+    """The largest image read, in pixels: ``$FORMNET_MAX_MEGAPIXELS`` or the default."""
+    text = os.environ.get(MAX_MEGAPIXELS_VARIABLE, "").strip()
+    try:
+        megapixels = float(text) if text else DEFAULT_MAX_MEGAPIXELS
+    except ValueError:
+        megapixels = math.nan
+    if not megapixels > 0:
+        raise InvalidOptionError(f"{MAX_MEGAPIXELS_VARIABLE} must be a positive number of "
+                                 f"megapixels, got {text!r}")
+    return int(megapixels * 1e6)
+
+
+@contextmanager
+def _pixel_limit() -> Iterator[None]:
+    """Decode under :func:`max_pixels`: Pillow's decompression-bomb check (its warning zone
+    included) refuses anything larger. Pillow's own limit is restored afterwards."""
+    limit, previous = max_pixels(), Image.MAX_IMAGE_PIXELS
+    Image.MAX_IMAGE_PIXELS = limit
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("error", Image.DecompressionBombWarning)
+            yield
+    finally:
+        Image.MAX_IMAGE_PIXELS = previous
+
+
+def _too_large(exc: BaseException) -> str:
+    """The one-line reason for an image over the limit."""
+    return (f"image too large, refused as a possible decompression bomb ({exc}); set "
+            f"{MAX_MEGAPIXELS_VARIABLE} (now {max_pixels() / 1e6:g}) to read larger images")
+
+
 def read_image(path: str | os.PathLike[str]) -> LoadedImage:
     """Decode an image file; raise ImageReadError with a one-line reason on any failure."""
     try:
@@ -173,9 +229,9 @@ def read_pages(path: str | os.PathLike[str]) -> list[LoadedImage]:
     except OSError:
         return [read_image(path)]  # says why in one line
     try:
-        with Image.open(io.BytesIO(data)) as probe:
+        with _pixel_limit(), Image.open(io.BytesIO(data)) as probe:
             pages = _tiff_pages(probe) if probe.format == "TIFF" else [0]
-    except Exception:
+    except Exception:  # the reading below says why in one line
         pages = [0]
     if pages == [0]:
         return [read_image_bytes(data, str(path))]
@@ -216,7 +272,7 @@ def _frame_count(image: Image.Image) -> int:
 
 def _read_tiff_pages(data: bytes, name: str, indices: list[int]) -> list[LoadedImage]:
     pages = []
-    with Image.open(io.BytesIO(data)) as image:
+    with _pixel_limit(), Image.open(io.BytesIO(data)) as image:
         for number, index in enumerate(indices, start=1):
             try:
                 image.seek(index)
@@ -229,15 +285,12 @@ def _read_tiff_pages(data: bytes, name: str, indices: list[int]) -> list[LoadedI
                 profile = image.tag_v2.get(34675)
                 if isinstance(profile, bytes) and profile:
                     image.info["icc_profile"] = profile
-                with warnings.catch_warnings():
-                    warnings.simplefilter("error", Image.DecompressionBombWarning)
-                    image.load()
+                image.load()
                 pixels, alpha, bit_depth, icc_profile = _pillow_to_arrays(image)
             except ImageReadError as exc:
                 raise ImageReadError(f"{name}: {exc}") from None
             except (Image.DecompressionBombError, Image.DecompressionBombWarning) as exc:
-                reason = f"page {number}: too large, refused as a possible decompression bomb"
-                raise ImageReadError(f"{name}: {reason} ({exc})") from None
+                raise ImageReadError(f"{name}: page {number}: {_too_large(exc)}") from None
             except Exception as exc:
                 reason = f"page {number}: truncated or corrupt ({_describe(exc)})"
                 raise ImageReadError(f"{name}: {reason}") from None
@@ -245,7 +298,8 @@ def _read_tiff_pages(data: bytes, name: str, indices: list[int]) -> list[LoadedI
             pixels = _apply_orientation(pixels, orientation)
             if alpha is not None:
                 alpha = _apply_orientation(alpha[:, :, None], orientation)[:, :, 0]
-            pages.append(LoadedImage(pixels, alpha, bit_depth, icc_profile, None, "TIFF"))
+            pages.append(LoadedImage(pixels, alpha, bit_depth, icc_profile, None, "TIFF",
+                                     *_descriptive_metadata(image)))
     return pages
 
 
@@ -253,14 +307,11 @@ def read_image_bytes(data: bytes, name: str) -> LoadedImage:
     """Decode an encoded image held in memory; ``name`` is used in error messages."""
     if not data:
         raise ImageReadError(f"{name}: empty file (0 bytes)")
-    with warnings.catch_warnings():
-        # Pillow only warns between MAX_IMAGE_PIXELS and twice that; refuse both.
-        warnings.simplefilter("error", Image.DecompressionBombWarning)
+    with _pixel_limit():
         try:
             image = Image.open(io.BytesIO(data))
         except (Image.DecompressionBombError, Image.DecompressionBombWarning) as exc:
-            reason = f"image too large, refused as a possible decompression bomb ({exc})"
-            raise ImageReadError(f"{name}: {reason}") from None
+            raise ImageReadError(f"{name}: {_too_large(exc)}") from None
         except Image.UnidentifiedImageError:
             reason = "not a supported image (PNG, JPEG, TIFF, BMP or WebP)"
             raise ImageReadError(f"{name}: {reason}") from None
@@ -287,10 +338,13 @@ def read_image_bytes(data: bytes, name: str) -> LoadedImage:
             orientation = _orientation(image)
             exif = _upright_exif(image.info.get("exif"))
             source_format = image.format
+            dpi, xmp, text = _descriptive_metadata(image)
+    if orientation in (5, 6, 7, 8) and dpi is not None:  # the axes swap
+        dpi = (dpi[1], dpi[0])
     pixels = _apply_orientation(pixels, orientation)
     if alpha is not None:
         alpha = _apply_orientation(alpha[:, :, None], orientation)[:, :, 0]
-    return LoadedImage(pixels, alpha, bit_depth, icc_profile, exif, source_format)
+    return LoadedImage(pixels, alpha, bit_depth, icc_profile, exif, source_format, dpi, xmp, text)
 
 
 def _describe(exc: BaseException) -> str:
@@ -313,6 +367,35 @@ def _orientation(image: Image.Image) -> int:
     except Exception:
         return 1
     return orientation if 1 <= orientation <= 8 else 1
+
+
+def _descriptive_metadata(image: Image.Image) -> tuple[tuple[float, float] | None, bytes | None,
+                                                        dict[str, str]]:
+    """Resolution (dpi), XMP packet and descriptive text of an opened image, where it has them."""
+    info = image.info
+    # Pillow reports 1 dpi for a TIFF without resolution tags: only the tags count.
+    dpi = info.get("dpi") if image.format != "TIFF" or 282 in image.tag_v2 else None
+    try:
+        dpi = (float(dpi[0]), float(dpi[1])) if dpi else None
+    except (TypeError, ValueError, IndexError):
+        dpi = None
+    if dpi is not None and not all(math.isfinite(value) and value > 0 for value in dpi):
+        dpi = None
+    xmp = info.get("xmp") or info.get(_PNG_XMP_KEY) or None
+    if isinstance(xmp, str):
+        xmp = xmp.encode("utf-8")
+    text: dict[str, str] = {}
+    if image.format == "PNG":  # text chunks (tEXt, zTXt, iTXt) are str values of info
+        text = {key: str(value) for key, value in info.items() if isinstance(value, str)
+                and key != _PNG_XMP_KEY and not key.startswith("Raw profile type")}
+    elif image.format == "TIFF":
+        for tag, keyword in _TIFF_TEXT_TAGS.items():
+            value = image.tag_v2.get(tag)
+            if isinstance(value, str) and value.strip():
+                text[keyword] = value
+    elif isinstance(info.get("comment"), bytes) and info["comment"].strip():
+        text["Comment"] = info["comment"].decode("utf-8", "replace")
+    return dpi, (xmp if isinstance(xmp, bytes) else None), text
 
 
 def _upright_exif(raw: bytes | None) -> bytes | None:
@@ -382,6 +465,8 @@ def _pillow_to_arrays(
     """Pixels, alpha, bit depth and ICC profile (sRGB after CMYK conversion) of a loaded image."""
     icc_profile = image.info.get("icc_profile") or None
     mode = image.mode
+    if mode == "I" and image.format == "TIFF":  # 32-bit integer samples: clipping would garble
+        raise ImageReadError("unsupported sample type int32 (need 8 or 16 bits)")
     if mode in _SIXTEEN_BIT_GREY_MODES:
         values = np.asarray(image)
         if mode == "I":
@@ -458,9 +543,10 @@ def write_image(
     """Encode ``image`` to ``path`` atomically, in the format of its extension or ``format``.
 
     16 bits are kept in PNG and TIFF (8 elsewhere); alpha is kept in PNG, TIFF and WebP and
-    dropped in JPEG and BMP; WebP is written lossless and always in colour. ICC profiles go to
-    PNG, JPEG, TIFF and WebP, EXIF to PNG, JPEG and WebP; 16-bit colour TIFF carries neither,
-    and 16-bit grey+alpha is written as RGBA (no encoder writes two 16-bit channels).
+    dropped in JPEG and BMP; WebP is written lossless and always in colour. ICC profiles and XMP
+    go to PNG, JPEG, TIFF and WebP, EXIF to PNG, JPEG and WebP, the resolution to PNG, JPEG, TIFF
+    and BMP, text to PNG (all), TIFF (description, author, copyright) and JPEG (comment).
+    16-bit grey+alpha is written as RGBA (no encoder writes two 16-bit channels).
     """
     path = Path(path)
     fmt = output_format(path, format)
@@ -497,10 +583,12 @@ def _encoder(image: LoadedImage, fmt: str, jpeg_quality: int) -> Callable[[Binar
     samples = colour if alpha is None else np.concatenate([colour, alpha], axis=2)
 
     if bit_depth == 16 and samples.shape[2] > 1:
-        return _opencv_encoder(samples, fmt, icc_profile, exif)
+        if fmt == "TIFF":
+            return _tifffile_encoder(samples, image, icc_profile)
+        return _opencv_png_encoder(samples, image, icc_profile, exif)
 
     pil_image = Image.fromarray(samples[:, :, 0] if samples.shape[2] == 1 else samples)
-    options = _save_options(fmt, icc_profile, exif, jpeg_quality)
+    options = _save_options(fmt, image, icc_profile, exif, jpeg_quality)
 
     def encode(handle: BinaryIO) -> None:
         pil_image.save(handle, format=fmt, **options)
@@ -508,21 +596,51 @@ def _encoder(image: LoadedImage, fmt: str, jpeg_quality: int) -> Callable[[Binar
     return encode
 
 
-def _save_options(fmt: str, icc_profile: bytes | None, exif: bytes | None,
+def _save_options(fmt: str, image: LoadedImage, icc_profile: bytes | None, exif: bytes | None,
                   jpeg_quality: int) -> dict[str, object]:
-    """Pillow ``save`` options for ``fmt``."""
+    """Pillow ``save`` options for ``fmt``, with the metadata of ``image`` it can hold."""
     options: dict[str, object] = {}
     if icc_profile:
         options["icc_profile"] = icc_profile
     if exif:
         options["exif"] = exif
+    if image.dpi and fmt in _DPI_FORMATS:
+        options["dpi"] = image.dpi
+    if image.xmp and fmt in ("JPEG", "WEBP"):
+        options["xmp"] = image.xmp
     if fmt == "JPEG":
         options["quality"] = jpeg_quality
+        if "Comment" in image.text:
+            options["comment"] = image.text["Comment"].encode("utf-8")
     elif fmt == "WEBP":
         options["lossless"] = True
     elif fmt == "TIFF":
         options["compression"] = "tiff_lzw"
+        options["tiffinfo"] = dict(_tiff_tags(image))
+    elif fmt == "PNG" and (image.text or image.xmp):
+        chunks = PngImagePlugin.PngInfo()
+        for key, value in _png_text(image).items():
+            chunks.add_itxt(key, value)
+        options["pnginfo"] = chunks
     return options
+
+
+def _tiff_tags(image: LoadedImage) -> list[tuple[int, str | bytes]]:
+    """(tag, value) of the TIFF text tags and the XMP packet ``image`` holds."""
+    tags: list[tuple[int, str | bytes]] = [  # TIFF text is 7-bit ASCII
+        (tag, image.text[keyword].encode("ascii", "replace").decode("ascii"))
+        for tag, keyword in _TIFF_TEXT_TAGS.items() if image.text.get(keyword)]
+    if image.xmp:
+        tags.append((_XMP_TAG, image.xmp))
+    return tags
+
+
+def _png_text(image: LoadedImage) -> dict[str, str]:
+    """The PNG text chunks for ``image``: its text, and its XMP under the keyword Adobe uses."""
+    text = dict(image.text)
+    if image.xmp:
+        text[_PNG_XMP_KEY] = image.xmp.decode("utf-8", "replace")
+    return text
 
 
 def check_page_count(path: str | os.PathLike[str], pages: int) -> None:
@@ -554,7 +672,12 @@ def write_pages(path: str | os.PathLike[str], pages: list[LoadedImage], *,
     if icc_profile and not all(page.icc_profile == icc_profile
                                and _icc_fits(icc_profile, page.channels) for page in pages):
         icc_profile = None
-    options = _save_options("TIFF", icc_profile, None, jpeg_quality)
+    # Likewise resolution, XMP and text: the first page's where every page has the same.
+    first = pages[0]
+    shared = LoadedImage(first.pixels, dpi=first.dpi if all(page.dpi == first.dpi for page in pages) else None,
+                         xmp=first.xmp if all(page.xmp == first.xmp for page in pages) else None,
+                         text=first.text if all(page.text == first.text for page in pages) else {})
+    options = _save_options("TIFF", shared, icc_profile, None, jpeg_quality)
 
     def encode(handle: BinaryIO) -> None:
         buffer = io.BytesIO()  # Pillow's multi-page TIFF writer reads back what it wrote
@@ -567,31 +690,72 @@ def write_pages(path: str | os.PathLike[str], pages: list[LoadedImage], *,
         raise ImageWriteError(f"{path}: cannot write TIFF file ({exc.strerror or _describe(exc)})") from None
 
 
-def _opencv_encoder(
-    samples: np.ndarray, fmt: str, icc_profile: bytes | None, exif: bytes | None
-) -> Callable[[BinaryIO], None]:
-    """Encoder for 16-bit colour (RGB, RGBA, or grey+alpha expanded to RGBA) via OpenCV."""
-    if samples.shape[2] == 2:  # grey + alpha
-        samples = samples[:, :, [0, 0, 0, 1]]
-    bgr = np.ascontiguousarray(samples[:, :, [2, 1, 0, *range(3, samples.shape[2])]])
+def _opencv_png_encoder(samples: np.ndarray, image: LoadedImage, icc_profile: bytes | None,
+                        exif: bytes | None) -> Callable[[BinaryIO], None]:
+    """Encoder for a 16-bit colour PNG (RGB, RGBA, or grey+alpha expanded to RGBA) via OpenCV,
+    which writes the profile, EXIF and XMP; the resolution and text chunks are added after."""
+    bgr = _bgr(samples)
+    kinds, blocks = [], []
+    for kind, block in ((cv2.IMAGE_METADATA_ICCP, icc_profile),
+                        (cv2.IMAGE_METADATA_EXIF, exif.removeprefix(b"Exif\x00\x00") if exif else None),
+                        (cv2.IMAGE_METADATA_XMP, image.xmp)):
+        if block:
+            kinds.append(kind)
+            blocks.append(np.frombuffer(block, np.uint8))
+    chunks = [_png_chunk(b"iTXt", key.encode("latin-1", "replace") + b"\x00\x00\x00\x00\x00"
+                         + value.encode("utf-8")) for key, value in image.text.items()]
+    if image.dpi:
+        per_metre = [round(value / 0.0254) for value in image.dpi]
+        chunks.insert(0, _png_chunk(b"pHYs", struct.pack(">IIB", *per_metre, 1)))
 
     def encode(handle: BinaryIO) -> None:
-        if fmt == "PNG":
-            kinds, blocks = [], []
-            if icc_profile:
-                kinds.append(cv2.IMAGE_METADATA_ICCP)
-                blocks.append(np.frombuffer(icc_profile, np.uint8))
-            if exif:
-                kinds.append(cv2.IMAGE_METADATA_EXIF)
-                blocks.append(np.frombuffer(exif.removeprefix(b"Exif\x00\x00"), np.uint8))
-            ok, buffer = cv2.imencodeWithMetadata(".png", bgr, kinds, blocks)
-        else:
-            ok, buffer = cv2.imencode(".tiff", bgr)
+        ok, buffer = cv2.imencodeWithMetadata(".png", bgr, kinds, blocks)
         if not ok:
-            raise ValueError(f"OpenCV could not encode a 16-bit {fmt}")
-        handle.write(buffer.tobytes())
+            raise ValueError("OpenCV could not encode a 16-bit PNG")
+        data = buffer.tobytes()
+        header_end = 8 + 8 + 13 + 4  # signature, then the IHDR chunk (length, type, data, CRC)
+        handle.write(data[:header_end] + b"".join(chunks) + data[header_end:])
 
     return encode
+
+
+def _png_chunk(kind: bytes, data: bytes) -> bytes:
+    return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
+
+
+def _tifffile_encoder(samples: np.ndarray, image: LoadedImage,
+                      icc_profile: bytes | None) -> Callable[[BinaryIO], None]:
+    """Encoder for a 16-bit colour TIFF (RGB, RGBA, or grey+alpha expanded to RGBA) via
+    tifffile, with the profile, resolution, text tags and XMP (deflate-compressed)."""
+    if samples.shape[2] == 2:  # grey + alpha
+        samples = samples[:, :, [0, 0, 0, 1]]
+    text = dict(_tiff_tags(image))
+    extratags = [(tag, "B", len(value), value, True) if isinstance(value, bytes) else (tag, "s", 0, value, True)
+                 for tag, value in text.items() if tag != 270]
+    options: dict[str, object] = {"photometric": "rgb", "compression": "zlib", "metadata": None,
+                                   "extratags": extratags}
+    if samples.shape[2] == 4:
+        options["extrasamples"] = [2]  # unassociated alpha
+    if 270 in text:
+        options["description"] = text[270]
+    if icc_profile:
+        options["iccprofile"] = icc_profile
+    if image.dpi:
+        options.update(resolution=image.dpi, resolutionunit="INCH")
+
+    def encode(handle: BinaryIO) -> None:
+        buffer = io.BytesIO()  # tifffile wants a named file or a buffer, not a bare descriptor
+        tifffile.imwrite(buffer, np.ascontiguousarray(samples), **options)
+        handle.write(buffer.getbuffer())
+
+    return encode
+
+
+def _bgr(samples: np.ndarray) -> np.ndarray:
+    """RGB(A) samples (grey+alpha expanded to RGBA) in OpenCV's BGR(A) order."""
+    if samples.shape[2] == 2:  # grey + alpha
+        samples = samples[:, :, [0, 0, 0, 1]]
+    return np.ascontiguousarray(samples[:, :, [2, 1, 0, *range(3, samples.shape[2])]])
 
 
 def _icc_fits(icc_profile: bytes, channels: int) -> bool:

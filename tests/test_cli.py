@@ -143,6 +143,21 @@ def test_jpeg_and_sr_tasks(tiny_models, tmp_path, random_image):
         assert image.size == (48, 48)
 
 
+def test_metadata_survives_restoring_and_sr_keeps_the_print_size(tiny_models, tmp_path, random_image):
+    xmp = b'<x:xmpmeta xmlns:x="adobe:ns:meta/"><rdf:RDF/></x:xmpmeta>'
+    source = tmp_path / "scan.tif"
+    Image.fromarray(random_image((12, 16, 3), np.uint8)).save(
+        source, dpi=(300, 300), tiffinfo={270: "Harbour, 1921", 33432: "(c) Archive", 700: xmp})
+    for task, options, dpi in (("denoise", ["--sigma", "10"], 300), ("sr", ["--scale", "3"], 900)):
+        model = tiny_models.denoise_color if task == "denoise" else tiny_models.sr_gray
+        result = restore(model, source, "-o", tmp_path / f"{task}.tif", "--task", task, *options)
+        assert result.exit_code == 0, result.output
+        with Image.open(tmp_path / f"{task}.tif") as written:
+            assert written.info["dpi"] == pytest.approx((dpi, dpi))
+            assert written.tag_v2[270] == "Harbour, 1921" and written.tag_v2[33432] == "(c) Archive"
+            assert written.info["xmp"] == xmp
+
+
 def test_unknown_task_is_a_one_line_usage_error(tiny_models, tmp_path, gray_png):
     result = restore(tiny_models.denoise_gray, gray_png, "-o", tmp_path / "o.png",
                      "--task", "deblur")

@@ -284,6 +284,60 @@ def test_icc_profile_and_exif_survive_16bit_png(tmp_path):
     assert again.bit_depth == 16 and np.array_equal(again.pixels, image.pixels)
 
 
+XMP = b'<x:xmpmeta xmlns:x="adobe:ns:meta/"><rdf:RDF/></x:xmpmeta>'
+TEXT = {"Description": "Harbour, 1921", "Author": "A. Smith", "Copyright": "(c) City Archive"}
+
+
+@pytest.mark.parametrize(("extension", "channels", "bit_depth", "text"), [
+    (".png", 3, 8, TEXT | {"Comment": "scan 12, ünïcode"}),
+    (".png", 1, 16, TEXT),
+    (".png", 3, 16, TEXT | {"Comment": "scan 12, ünïcode"}),   # OpenCV, chunks added after
+    (".tif", 3, 8, TEXT),
+    (".tif", 1, 16, TEXT),
+    (".tif", 3, 16, TEXT),   # tifffile
+    (".jpg", 3, 8, {"Comment": "scan 12"}),
+])
+def test_resolution_xmp_and_text_are_carried(tmp_path, extension, channels, bit_depth, text):
+    pixels = random_uint((6, 10, channels), bit_depth).astype(np.float32) / (2**bit_depth - 1)
+    image = LoadedImage(pixels, bit_depth=bit_depth, dpi=(600.0, 300.0), xmp=XMP, text=text,
+                        icc_profile=SRGB_ICC if channels == 3 else None)
+    write_image(tmp_path / f"out{extension}", image)
+    again = read_image(tmp_path / f"out{extension}")
+    assert again.dpi == pytest.approx((600.0, 300.0), abs=0.01)
+    assert again.xmp == XMP and again.text == text
+    assert again.bit_depth == bit_depth and again.icc_profile == image.icc_profile
+    if extension != ".jpg":
+        assert np.array_equal(again.pixels, image.pixels)
+
+
+def test_16bit_colour_tiff_with_alpha_keeps_profile_and_alpha(tmp_path):
+    rgba = random_uint((5, 7, 4), 16).astype(np.float32) / 65535
+    image = LoadedImage(rgba[:, :, :3], rgba[:, :, 3], bit_depth=16, icc_profile=SRGB_ICC)
+    write_image(tmp_path / "out.tif", image)
+    again = read_image(tmp_path / "out.tif")
+    assert again.icc_profile == SRGB_ICC and again.bit_depth == 16
+    assert np.array_equal(again.pixels, image.pixels) and np.array_equal(again.alpha, image.alpha)
+
+
+def test_text_a_format_cannot_hold_is_left_out(tmp_path):
+    image = LoadedImage(np.full((4, 4, 3), 0.5, np.float32), text=TEXT | {"Comment": "c"},
+                        dpi=(300.0, 300.0))
+    write_image(tmp_path / "out.jpg", image)   # JPEG: the comment only
+    assert read_image(tmp_path / "out.jpg").text == {"Comment": "c"}
+    write_image(tmp_path / "out.tif", image)   # TIFF: description, author, copyright
+    assert read_image(tmp_path / "out.tif").text == TEXT
+    write_image(tmp_path / "out.webp", image)  # WebP: no resolution, no text
+    again = read_image(tmp_path / "out.webp")
+    assert again.dpi is None and again.text == {}
+
+
+def test_resolution_follows_the_exif_rotation(tmp_path):
+    source = tmp_path / "rotated.jpg"
+    Image.new("RGB", (8, 4)).save(source, exif=exif_with_orientation(6), dpi=(600, 300))
+    image = read_image(source)
+    assert image.pixels.shape[:2] == (8, 4) and image.dpi == (300.0, 600.0)
+
+
 def test_grey_image_drops_an_rgb_profile(tmp_path):
     image = LoadedImage(np.full((4, 4, 1), 0.25, np.float32), icc_profile=SRGB_ICC)
     write_image(tmp_path / "out.png", image)
@@ -415,6 +469,17 @@ def test_multi_page_tiff_reads_and_writes_every_page(tmp_path):
         imageio.write_pages(tmp_path / "copy.png", pages)
 
 
+def test_multi_page_tiff_keeps_the_resolution_and_text_its_pages_share(tmp_path):
+    pages = [LoadedImage(np.full((4, 6, 1), value, np.float32), dpi=(400.0, 400.0), text=TEXT)
+             for value in (0.2, 0.8)]
+    imageio.write_pages(tmp_path / "same.tif", pages)
+    assert [(page.dpi, page.text) for page in imageio.read_pages(tmp_path / "same.tif")] == [
+        ((400.0, 400.0), TEXT)] * 2
+    pages[1].dpi, pages[1].text = (200.0, 200.0), {}
+    imageio.write_pages(tmp_path / "mixed.tif", pages)
+    assert [(page.dpi, page.text) for page in imageio.read_pages(tmp_path / "mixed.tif")] == [(None, {})] * 2
+
+
 def _tiff_with_pages(path: Path, pages: list[tuple[Image.Image, dict]]) -> Path:
     """A TIFF whose pages are saved with their own options (Pillow's save_all shares them)."""
     from PIL import TiffImagePlugin
@@ -495,11 +560,33 @@ def test_missing_file_and_folder_raise_read_error(tmp_path):
 
 
 @pytest.mark.parametrize("pixels_over_limit", [1.5, 3.0])  # warning zone and error zone
+@pytest.mark.filterwarnings("error")  # no Pillow warning may leak past the one-line error
 def test_decompression_bomb_raises_read_error(tmp_path, monkeypatch, pixels_over_limit):
     path = tmp_path / "bomb.png"
     Image.new("L", (100, 100)).save(path)
-    monkeypatch.setattr(Image, "MAX_IMAGE_PIXELS", int(100 * 100 / pixels_over_limit))
-    with pytest.raises(ImageReadError, match="decompression bomb"):
+    monkeypatch.setenv("FORMNET_MAX_MEGAPIXELS", str(100 * 100 / pixels_over_limit / 1e6))
+    for read in (read_image, imageio.read_pages):
+        with pytest.raises(ImageReadError, match="decompression bomb.*set FORMNET_MAX_MEGAPIXELS"):
+            read(path)
+    assert Image.MAX_IMAGE_PIXELS == 89_478_485  # Pillow's own limit is left as it was
+    monkeypatch.setenv("FORMNET_MAX_MEGAPIXELS", "0.01")
+    assert read_image(path).pixels.shape == (100, 100, 1)
+
+
+def test_the_default_limit_reads_large_camera_frames(monkeypatch):
+    monkeypatch.delenv("FORMNET_MAX_MEGAPIXELS", raising=False)
+    assert imageio.max_pixels() >= 400e6  # a 400 MP pixel-shift frame; Pillow's own is 89.5 MP
+    for bad in ("lots", "0", "-5"):
+        monkeypatch.setenv("FORMNET_MAX_MEGAPIXELS", bad)
+        with pytest.raises(InvalidOptionError, match="FORMNET_MAX_MEGAPIXELS must be a positive"):
+            imageio.max_pixels()
+
+
+@pytest.mark.parametrize("dtype", [np.int32, np.float32])
+def test_32_bit_tiff_is_refused_not_clipped(tmp_path, dtype):
+    path = tmp_path / "deep.tif"
+    Image.fromarray((np.arange(64).reshape(8, 8) * 100_000).astype(dtype)).save(path)
+    with pytest.raises(ImageReadError, match=rf"unsupported sample type {np.dtype(dtype)} \(need 8 or 16 bits\)"):
         read_image(path)
 
 
