@@ -40,6 +40,8 @@ import json
 import os
 import re
 import shutil
+import socket
+import urllib.parse
 import uuid
 from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
@@ -387,6 +389,10 @@ def download_model(entry: ModelEntry, *, repo: str | None = None, revision: str 
     """Fetch one model into ``dest/<name>/`` (or the hub cache) and verify every file."""
     manifest = manifest or load_manifest()
     source = hub_source(entry, repo, revision)
+    if source.revision is None and (repo or os.environ.get(REPO_ENV)):
+        raise DownloadError(f"no revision for '{entry.name}' in {source.repo}: formnet downloads "
+                            "weights at a pinned commit only; give --revision COMMIT "
+                            "(or FORMNET_HUB_REVISION)")
     if source.revision is None:
         bundled = manifest.bundled_folder(entry.name)
         if bundled is None:
@@ -394,10 +400,29 @@ def download_model(entry: ModelEntry, *, repo: str | None = None, revision: str 
                                 "bundled; train it ('formnet train') and pass --model PATH")
         return DownloadResult(entry.name, "bundled", bundled)
     endpoint = endpoint or os.environ.get("HF_ENDPOINT") or None
+    if not hub_constants.is_offline_mode():
+        _check_resolvable(endpoint or hub_constants.ENDPOINT, entry)
     folder = configured_weights_dir(dest)
     if folder is not None:
         return _download_to_folder(entry, source, folder, endpoint, progress)
     return _download_to_cache(entry, source, hub_cache_dir(cache_dir), endpoint, progress)
+
+
+_LOCAL_MODEL_HINT = ", or restore with a model folder you have (formnet restore --model PATH)"
+
+
+def _check_resolvable(endpoint: str, entry: ModelEntry) -> None:
+    """Fail at once where the hub's host name does not resolve (no network), instead of
+    after huggingface_hub's retries."""
+    host = urllib.parse.urlsplit(endpoint).hostname
+    if not host:
+        return
+    try:
+        socket.getaddrinfo(host, None)
+    except (socket.gaierror, UnicodeError) as error:
+        raise DownloadError(f"cannot reach the hub at {endpoint} ({host} does not resolve: "
+                            f"no network?) and '{entry.name}' is not downloaded; check the "
+                            f"connection (or HF_ENDPOINT){_LOCAL_MODEL_HINT}") from error
 
 
 def _download_to_cache(entry: ModelEntry, source: HubSource, cache: Path, endpoint: str | None,
@@ -431,6 +456,7 @@ def _download_to_folder(entry: ModelEntry, source: HubSource, dest: Path, endpoi
     target = dest / entry.name
     if folder_matches(target, entry):
         return DownloadResult(entry.name, "present", target)
+    created = [folder for folder in (dest, *dest.parents) if not folder.exists()]
     with _os_errors(dest):
         dest.mkdir(parents=True, exist_ok=True)
         staging = dest / f".formnet-download-{entry.name}-{uuid.uuid4().hex[:8]}"
@@ -456,8 +482,15 @@ def _download_to_folder(entry: ModelEntry, source: HubSource, dest: Path, endpoi
         shutil.rmtree(staged_model / ".cache", ignore_errors=True)  # huggingface_hub's metadata
         with _os_errors(dest):
             _replace_folder(staged_model, target)
-    finally:
+    except BaseException:
         shutil.rmtree(staging, ignore_errors=True)
+        for folder in created:  # made for this download and still empty: leave nothing behind
+            try:
+                folder.rmdir()
+            except OSError:
+                break
+        raise
+    shutil.rmtree(staging, ignore_errors=True)
     return DownloadResult(entry.name, "downloaded", target, tuple(downloaded))
 
 
@@ -530,12 +563,10 @@ def _hub_errors(entry: ModelEntry, source: HubSource, file: ManifestFile, *, whe
     except (OfflineModeIsEnabled, LocalEntryNotFoundError) as error:
         if hub_constants.is_offline_mode():
             raise DownloadError(f"offline mode (HF_HUB_OFFLINE=1) and '{entry.name}' is not "
-                                "downloaded; unset HF_HUB_OFFLINE to download it, or pass "
-                                "--model PATH") from error
+                                f"downloaded; unset HF_HUB_OFFLINE to download it{_LOCAL_MODEL_HINT}") from error
         host = endpoint or hub_constants.ENDPOINT
         raise DownloadError(f"cannot reach the hub at {host} and '{entry.name}' is not "
-                            "downloaded; check the connection (or HF_ENDPOINT), or pass "
-                            "--model PATH") from error
+                            f"downloaded; check the connection (or HF_ENDPOINT){_LOCAL_MODEL_HINT}") from error
     except EntryNotFoundError as error:
         raise DownloadError(f"file {entry.repo_path(file)} not found in '{source.repo}' at "
                             f"revision {revision[:12]}; the repository does not match this "

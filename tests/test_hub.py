@@ -11,6 +11,7 @@ from __future__ import annotations
 import errno
 import hashlib
 import json
+import socket
 import threading
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
@@ -30,6 +31,7 @@ from formnet_cli.models import FormResNet
 REPO = "formnet/formnet-weights"
 COMMIT = "a1b2c3d4e5f60718293a4b5c6d7e8f9012345678"
 NAME = "denoise-gray"
+CHECK_RESOLVABLE = hub._check_resolvable
 
 
 class FakeHub:
@@ -119,6 +121,30 @@ def isolated(monkeypatch, tmp_path):
     monkeypatch.setattr(constants, "HF_HUB_CACHE", str(tmp_path / "hub-cache"))
     monkeypatch.setattr(constants, "HF_HUB_OFFLINE", False)
     monkeypatch.setenv("HF_HUB_DISABLE_TELEMETRY", "1")
+    monkeypatch.setattr(hub, "_check_resolvable", lambda endpoint, entry: None)  # no DNS query
+
+
+def test_a_hub_that_does_not_resolve_fails_at_once(published, tmp_path, monkeypatch):
+    def no_network(host, port):
+        raise socket.gaierror(-3, "Temporary failure in name resolution")
+
+    monkeypatch.setattr(hub, "_check_resolvable", CHECK_RESOLVABLE)
+    monkeypatch.setattr(hub.socket, "getaddrinfo", no_network)
+    requests = []
+    monkeypatch.setattr(hub, "hf_hub_download", lambda *args, **kwargs: requests.append(args))
+    manifest = manifest_for(published, tmp_path / "weights")
+    with pytest.raises(DownloadError) as caught:
+        hub.download_models([NAME], manifest=manifest, dest=tmp_path / "new" / "dest")
+    assert one_line(caught.value).startswith(
+        f"cannot reach the hub at https://huggingface.co (huggingface.co does not resolve: no "
+        f"network?) and '{NAME}' is not downloaded")
+    assert requests == [] and not (tmp_path / "new").exists()
+
+
+def test_a_repository_without_a_revision_is_refused(published, tmp_path):
+    manifest = manifest_for(published, tmp_path / "weights", revision=None)
+    with pytest.raises(DownloadError, match="pinned commit only; give --revision COMMIT"):
+        hub.download_models([NAME], manifest=manifest, repo="someone/formnet")
 
 
 def manifest_for(published: Path, folder: Path, *, revision: str | None = COMMIT,
@@ -199,7 +225,11 @@ def test_folder_download_with_a_bad_hash_leaves_nothing_visible(published, fake_
     dest = tmp_path / "dest"
     with pytest.raises(DownloadError):
         hub.download_models([NAME], dest=dest, manifest=manifest, endpoint=fake_hub.url)
-    assert list(dest.iterdir()) == []
+    assert not dest.exists()  # made for the download, removed with it
+    dest.mkdir()
+    with pytest.raises(DownloadError):
+        hub.download_models([NAME], dest=dest, manifest=manifest, endpoint=fake_hub.url)
+    assert list(dest.iterdir()) == []  # the user's folder stays, empty
 
 
 @pytest.mark.parametrize("options, expected", [
@@ -245,7 +275,7 @@ def test_offline_uses_the_cache_and_otherwise_says_the_fix(published, fake_hub, 
         hub.download_models([NAME], manifest=manifest, endpoint=fake_hub.url)
     assert one_line(caught.value) == (
         f"offline mode (HF_HUB_OFFLINE=1) and '{NAME}' is not downloaded; unset HF_HUB_OFFLINE "
-        "to download it, or pass --model PATH")
+        "to download it, or restore with a model folder you have (formnet restore --model PATH)")
     assert fake_hub.requests == []
     monkeypatch.setattr(constants, "HF_HUB_OFFLINE", False)
     hub.download_models([NAME], manifest=manifest, endpoint=fake_hub.url)
