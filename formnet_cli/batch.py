@@ -1,8 +1,9 @@
 """Restore many files: which inputs, where outputs go, what to skip, and a summary.
 
 Inputs are files, directories and glob patterns. A directory contributes its images (all
-of its tree with ``recursive``), mirrored under the output directory; files and glob
-matches go straight into it. With a single input file the output may be a file path.
+of its tree with ``recursive``), mirrored under the output directory; files go straight into
+it, and glob matches mirror the folders below the pattern's first wildcard
+(``scans/*/*.tif`` writes ``box1/0001.tif``). With a single input file the output may be a file path.
 Every page of a multi-page TIFF is restored, into a multi-page TIFF.
 Every output is written atomically by :func:`formnet_cli.imageio.write_image`, so an
 interrupted run never leaves a partial image. A file that cannot be read, restored or
@@ -293,17 +294,26 @@ def plan_batch(inputs: Sequence[str | os.PathLike[str]], output: str | os.PathLi
             matches = sorted(glob.glob(os.fspath(item), recursive=recursive))
             if not matches:
                 plan.settled.append(FileResult(path, None, "failed", "no files match"))
+            base = _glob_base(path)
             for match in map(Path, matches):
+                relative = match.relative_to(base)
                 if match.is_dir():
-                    _plan_directory(plan, match, output, recursive, extension)
+                    _plan_directory(plan, match, output / relative, recursive, extension)
                 elif match.is_file():
-                    _plan_file(plan, match, output / _with_ext(Path(match.name), extension))
+                    _plan_file(plan, match, output / _with_ext(relative, extension))
         else:
             plan.settled.append(FileResult(path, None, "failed", "no such file or directory"))
     if not plan.jobs and not plan.settled:
         raise InvalidOptionError(f"no files to restore in {', '.join(map(os.fspath, inputs))}"
                                  + "".join(f"; {note}" for note in plan.notes))
     return plan
+
+
+def _glob_base(pattern: Path) -> Path:
+    """The folder a glob pattern starts from: its parts before the first wildcard."""
+    parts = pattern.parts
+    literal = next(index for index, part in enumerate(parts) if glob.has_magic(part))
+    return Path(*parts[:literal]) if literal else Path()
 
 
 def _plan_directory(plan: BatchPlan, folder: Path, output: Path, recursive: bool,

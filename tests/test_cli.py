@@ -280,6 +280,19 @@ def test_output_folder_inside_the_input_folder_is_not_restored_again(
         "a.png", "restored/a.png"]
 
 
+@pytest.mark.parametrize(("pattern", "flags"), [("scans/**/*.png", ["-r"]), ("scans/*/*.png", []),
+                                               ("scans/*", [])])
+def test_glob_matches_mirror_the_folders_below_the_wildcard(tiny_models, tmp_path, random_image,
+                                                            write_png, monkeypatch, pattern, flags):
+    for box in ("box1", "box2"):  # the same file names in two folders must not clash
+        write_png(tmp_path / "scans" / box / "0001.png", random_image((8, 8), np.uint8))
+    monkeypatch.chdir(tmp_path)
+    result = restore(tiny_models.denoise_gray, pattern, "-o", "out", *flags, "--sigma", "5")
+    assert result.exit_code == 0, result.output
+    assert sorted(p.relative_to(tmp_path / "out").as_posix() for p in (tmp_path / "out").rglob("*.png")) == [
+        "box1/0001.png", "box2/0001.png"]
+
+
 def test_clashing_outputs_and_bad_output_names(tiny_models, tmp_path, random_image, write_png):
     first = write_png(tmp_path / "x" / "a.png", random_image((8, 8), np.uint8))
     second = write_png(tmp_path / "y" / "a.png", random_image((8, 8), np.uint8))
