@@ -23,7 +23,7 @@ from typing import Annotated, Any, Optional
 import typer
 from typer.core import TyperCommand
 
-from .cli_options import TileOption
+from .cli_options import DeviceOption, PrecisionName, PrecisionOption, TileOption
 from .config import LEVEL_NAMES
 from .errors import FormnetError, InvalidOptionError
 
@@ -142,8 +142,8 @@ def eval_command(
     markdown_path: Annotated[Optional[str], typer.Option(
         "--markdown", metavar="PATH|-", help="Write the results as a Markdown table; - for stdout.")] = None,
     per_image: Annotated[bool, typer.Option("--per-image", metavar="", help="Also show every image's figures.")] = False,
-    device: Annotated[str, typer.Option("--device", metavar="auto|cpu|cuda|mps")] = "auto",
-    precision: Annotated[str, typer.Option("--precision", metavar="auto|fp32|fp16|bf16")] = "auto",
+    device: DeviceOption = "auto",
+    precision: PrecisionOption = PrecisionName.auto,
     tile: TileOption = "auto",
     ensemble: Annotated[str, typer.Option(
         "--ensemble", metavar="auto|1|2|4|8",
@@ -179,7 +179,7 @@ def eval_command(
     to_stdout = json_path == "-" or markdown_path == "-"
     console = Console(stderr=to_stdout)
     methods, notes = ev.load_default_methods(task, image_channels, models=model, device=device,
-                                             precision=precision, tile=tile, ensemble=ensemble)
+                                             precision=precision.value, tile=tile, ensemble=ensemble)
     if notes:
         console.print(f"[yellow]no formnet weights for {task} yet; scoring the baselines only[/]")
     methods.append(ev.DegradedInput())
@@ -203,7 +203,7 @@ def eval_command(
         report = ev.evaluate(
             images, settings, methods, dataset=folder.name, warmup=warmup, save_dir=save_images,
             notes=notes, progress=lambda text: status.update(f"evaluating {text}"),
-            env=ev.environment(device=_device_label(device), precision=_precision_label(precision, device)))
+            env=ev.environment(device=_device_label(device), precision=_precision_label(precision.value, device)))
 
     console.print(render_table(report, per_image=per_image))
     if json_path:

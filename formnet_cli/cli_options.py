@@ -71,7 +71,7 @@ ModelOption = Annotated[Optional[str], typer.Option(
     "--model", "-m", metavar="NAME|PATH",
     help="Model name (see `formnet models`) or checkpoint folder; default: the task's model.")]
 DeviceOption = Annotated[str, typer.Option(
-    "--device", metavar="auto|cpu|cuda[:N]|mps", help="Where to run the model.")]
+    "--device", metavar="DEVICE", help="Where to run the model: auto, cpu, cuda, cuda:N or mps.")]
 PrecisionOption = Annotated[PrecisionName, typer.Option(
     "--precision", metavar="auto|fp32|fp16|bf16", help="Compute precision; auto is fp16 on CUDA, fp32 elsewhere.")]
 TileOption = Annotated[str, typer.Option(

@@ -474,6 +474,8 @@ def _pillow_to_arrays(
         return from_uint(values[:, :, None], 16), None, 16, icc_profile
     if mode == "P":
         image = image.convert("RGBA" if image.has_transparency_data else "RGB")
+    elif mode in ("L", "RGB") and image.has_transparency_data:  # a PNG tRNS colour key
+        image = image.convert("LA" if mode == "L" else "RGBA")
     elif mode == "CMYK":
         image, icc_profile = _cmyk_to_rgb(image, icc_profile)
     elif mode in _TARGET_MODE:

@@ -178,6 +178,17 @@ def test_alpha_is_dropped_for_jpeg(tmp_path):
         assert written.mode == "L"
 
 
+@pytest.mark.parametrize(("mode", "key"), [("L", 7), ("RGB", (7, 8, 9))])
+def test_png_colour_key_transparency_becomes_alpha(tmp_path, mode, key):
+    pixels = np.full((3, 4) if mode == "L" else (3, 4, 3), 200, np.uint8)
+    pixels[1, 2] = key
+    Image.fromarray(pixels).save(tmp_path / "keyed.png", transparency=key)
+    image = read_image(tmp_path / "keyed.png")
+    expected = np.ones((3, 4), np.float32)
+    expected[1, 2] = 0
+    assert image.channels == (1 if mode == "L" else 3) and np.array_equal(image.alpha, expected)
+
+
 def test_palette_image_becomes_rgb_or_rgba(tmp_path):
     palette_image = Image.fromarray(random_uint((5, 5, 3), 8)).quantize(colors=8)
     expected = np.asarray(palette_image.convert("RGB"))
