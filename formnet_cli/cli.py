@@ -26,7 +26,7 @@ from . import __version__
 from .cli_options import (
     BatchSizeOption, DeviceOption, EnsembleOption, ModelOption, PrecisionName, PrecisionOption,
     QualityOption, ScaleOption, SigmaOption, TaskName, TaskOption, TileOption, TileOverlapOption)
-from .errors import FormnetError
+from .errors import FormnetError, InvalidOptionError
 
 DEBUG_VARIABLE = "FORMNET_DEBUG"
 
@@ -41,7 +41,8 @@ def debug_enabled() -> bool:
 
 class FormnetGroup(TyperGroup):
     """Turns a :class:`FormnetError` from any command into ``error: <message>``, exit 1, and
-    a usage error (a bad flag or value) into ``error: <message> (see '<command> -h')``, exit 2."""
+    a usage error (a bad flag or value, also one found after parsing: an
+    :class:`InvalidOptionError`) into ``error: <message> (see '<command> -h')``, exit 2."""
 
     def make_context(self, *args: Any, **kwargs: Any) -> Any:
         try:
@@ -58,6 +59,10 @@ class FormnetGroup(TyperGroup):
             if debug_enabled():
                 raise
             message = " ".join(str(error).split()) or type(error).__name__
+            if isinstance(error, InvalidOptionError):
+                command = " ".join(filter(None, (ctx.command_path, ctx.invoked_subcommand)))
+                typer.echo(f"error: {message} (see '{command} -h')", err=True)
+                raise typer.Exit(2) from None
             typer.echo(f"error: {message}", err=True)
             raise typer.Exit(1) from None
 

@@ -695,17 +695,17 @@ def write_pages(path: str | os.PathLike[str], pages: list[LoadedImage], *,
 def _opencv_png_encoder(samples: np.ndarray, image: LoadedImage, icc_profile: bytes | None,
                         exif: bytes | None) -> Callable[[BinaryIO], None]:
     """Encoder for a 16-bit colour PNG (RGB, RGBA, or grey+alpha expanded to RGBA) via OpenCV,
-    which writes the profile, EXIF and XMP; the resolution and text chunks are added after."""
+    which writes the profile and EXIF; the resolution, text and XMP chunks are added after
+    (OpenCV 5.0 reads an XMP block past its end, as if it were a C string)."""
     bgr = _bgr(samples)
     kinds, blocks = [], []
     for kind, block in ((cv2.IMAGE_METADATA_ICCP, icc_profile),
-                        (cv2.IMAGE_METADATA_EXIF, exif.removeprefix(b"Exif\x00\x00") if exif else None),
-                        (cv2.IMAGE_METADATA_XMP, image.xmp)):
+                        (cv2.IMAGE_METADATA_EXIF, exif.removeprefix(b"Exif\x00\x00") if exif else None)):
         if block:
             kinds.append(kind)
             blocks.append(np.frombuffer(block, np.uint8))
     chunks = [_png_chunk(b"iTXt", key.encode("latin-1", "replace") + b"\x00\x00\x00\x00\x00"
-                         + value.encode("utf-8")) for key, value in image.text.items()]
+                         + value.encode("utf-8")) for key, value in _png_text(image).items()]
     if image.dpi:
         per_metre = [round(value / 0.0254) for value in image.dpi]
         chunks.insert(0, _png_chunk(b"pHYs", struct.pack(">IIB", *per_metre, 1)))

@@ -188,7 +188,7 @@ def test_unknown_command_is_a_one_line_usage_error():
 def test_sigma_out_of_range_is_one_line_error(tiny_models, tmp_path, gray_png):
     result = restore(tiny_models.denoise_gray, gray_png, "-o", tmp_path / "o.png",
                      "--sigma", "80")
-    assert result.exit_code == 1
+    assert result.exit_code == 2
     assert result.stderr.startswith("error: ") and result.stderr.count("\n") == 1
     assert "sigma" in result.stderr and "Traceback" not in result.output
     assert not (tmp_path / "o.png").exists()
@@ -197,7 +197,7 @@ def test_sigma_out_of_range_is_one_line_error(tiny_models, tmp_path, gray_png):
 def test_unsupported_ensemble_is_one_line_error(tiny_models, tmp_path, gray_png):
     result = restore(tiny_models.denoise_gray, gray_png, "-o", tmp_path / "o.png",
                      "--sigma", "25", "--ensemble", "3")
-    assert result.exit_code == 1
+    assert result.exit_code == 2
     assert result.stderr.startswith("error: ") and result.stderr.count("\n") == 1
     assert "ensemble" in result.stderr and not (tmp_path / "o.png").exists()
 
@@ -207,9 +207,9 @@ def test_half_precision_the_cpu_would_emulate_is_one_error_for_a_batch(tiny_mode
     monkeypatch.setattr(engine, "cpu_has_fast", lambda dtype: dtype == torch.bfloat16)
     result = restore(tiny_models.denoise_gray, gray_png, gray_png, "-o", tmp_path / "out",
                      "--device", "cpu", "--precision", "fp16")
-    assert result.exit_code == 1
+    assert result.exit_code == 2
     assert result.stderr == ("error: this CPU has no fp16 arithmetic (emulated, it would be far "
-                             "slower than fp32); use --precision bf16 or fp32\n")
+                             "slower than fp32); use --precision bf16 or fp32 (see 'formnet restore -h')\n")
     assert not (tmp_path / "out").exists()
 
 
@@ -302,9 +302,9 @@ def test_clashing_outputs_and_bad_output_names(tiny_models, tmp_path, random_ima
     reasons = [entry["reason"] for entry in json.loads(result.stdout)["files"]]
     assert any("clashes" in reason for reason in reasons)
     result = restore(tiny_models.denoise_gray, first, "-o", tmp_path / "a.xyz", "--sigma", "5")
-    assert result.exit_code == 1 and "unsupported output format" in result.stderr
+    assert result.exit_code == 2 and "unsupported output format" in result.stderr
     result = restore(tiny_models.denoise_gray, first, second, "-o", tmp_path / "b.png")
-    assert result.exit_code == 1 and "must be a folder" in result.stderr
+    assert result.exit_code == 2 and "must be a folder" in result.stderr
 
 
 def test_missing_single_input_is_reported_as_missing(tiny_models, tmp_path):
@@ -319,7 +319,7 @@ def test_folder_output_that_is_a_file_fails_before_any_work(tiny_models, tmp_pat
     occupied = tmp_path / "occupied"
     occupied.write_text("not a folder")
     result = restore(tiny_models.denoise_gray, gray_png.parent, "-o", occupied, "--sigma", "5")
-    assert result.exit_code == 1
+    assert result.exit_code == 2
     assert result.stderr.startswith("error: ") and "not a folder" in result.stderr
     assert occupied.read_text() == "not a folder"
 
@@ -330,7 +330,7 @@ def test_model_for_another_task_stops_the_batch_once(tiny_models, tmp_path, rand
         write_png(tmp_path / "in" / name, random_image((8, 8), np.uint8))
     result = restore(tiny_models.jpeg_gray, tmp_path / "in", "-o", tmp_path / "out",
                      "--task", "denoise", "--sigma", "5")
-    assert result.exit_code == 1
+    assert result.exit_code == 2
     assert result.stderr.startswith("error: ") and result.stderr.count("\n") == 1
     assert "restores 'jpeg'" in result.stderr and not (tmp_path / "out").exists()
 
@@ -351,8 +351,8 @@ def test_output_folder_that_cannot_be_made_fails_before_the_model_runs(tiny_mode
 
 def test_a_level_of_another_task_is_one_line_error(tiny_models, tmp_path, gray_png):
     result = restore(tiny_models.denoise_gray, gray_png, "-o", tmp_path / "o.png", "--scale", "2")
-    assert result.exit_code == 1 and not (tmp_path / "o.png").exists()
-    assert result.stderr == "error: scale applies to task 'sr', not 'denoise'\n"
+    assert result.exit_code == 2 and not (tmp_path / "o.png").exists()
+    assert result.stderr == "error: scale applies to task 'sr', not 'denoise' (see 'formnet restore -h')\n"
 
 
 def test_a_level_outside_the_model_range_stops_the_batch_once(tiny_models, tmp_path,
@@ -368,8 +368,9 @@ def test_a_level_outside_the_model_range_stops_the_batch_once(tiny_models, tmp_p
     for name in ("a.png", "b.png"):
         write_png(tmp_path / "in" / name, random_image((8, 8), np.uint8))
     result = restore(model, tmp_path / "in", "-o", tmp_path / "out", "--sigma", "10")
-    assert result.exit_code == 1
-    assert result.stderr == "error: sigma must be in [15, 50] for this model, got 10\n"
+    assert result.exit_code == 2
+    assert result.stderr == ("error: sigma must be in [15, 50] for this model, got 10 "
+                             "(see 'formnet restore -h')\n")
 
 
 def test_unwritable_output_folder_fails_before_the_model_runs(tiny_models, tmp_path, gray_png,
@@ -397,9 +398,9 @@ def test_unwritable_output_folder_fails_before_the_model_runs(tiny_models, tmp_p
 def test_empty_folder_and_misplaced_ext_are_one_line_errors(tiny_models, tmp_path, gray_png):
     (tmp_path / "empty").mkdir()
     result = restore(tiny_models.denoise_gray, tmp_path / "empty", "-o", tmp_path / "out")
-    assert result.exit_code == 1 and result.stderr.startswith("error: no files to restore in ")
+    assert result.exit_code == 2 and result.stderr.startswith("error: no files to restore in ")
     result = restore(tiny_models.denoise_gray, gray_png, "-o", tmp_path / "o.png", "--ext", "jpg")
-    assert result.exit_code == 1 and "--ext applies to folder outputs" in result.stderr
+    assert result.exit_code == 2 and "--ext applies to folder outputs" in result.stderr
     assert not (tmp_path / "o.png").exists()
     same = restore(tiny_models.denoise_gray, gray_png, "-o", tmp_path / "o.tif", "--ext", "tiff",
                    "--sigma", "5")

@@ -283,7 +283,7 @@ def test_compare_refuses_to_overwrite_an_input(tmp_path: Path) -> None:
     link.symlink_to(path)
     for target in (path, link):  # the same file under another name, too
         result = runner.invoke(app, ["compare", str(path), "-o", str(target)])
-        assert result.exit_code == 1 and "would overwrite an input" in result.stderr
+        assert result.exit_code == 2 and "would overwrite an input" in result.stderr
     assert path.read_bytes() == before
 
 
