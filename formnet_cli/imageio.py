@@ -34,7 +34,7 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import BinaryIO
+from typing import Any, BinaryIO
 
 import cv2
 import numpy as np
@@ -221,8 +221,8 @@ def read_pages(path: str | os.PathLike[str]) -> list[LoadedImage]:
     """Every page of a multi-page TIFF (one :class:`LoadedImage` each); for any other file,
     the one image :func:`read_image` reads. Raises ImageReadError as :func:`read_image` does.
 
-    16-bit colour pages (which only OpenCV decodes at full depth, one page at a time) and
-    animations (WebP, PNG) are refused with a one-line reason.
+    Pages of any depth, 16-bit colour included (decoded by OpenCV), keep their own profile,
+    resolution, text and XMP. Animations (WebP, PNG) are refused with a one-line reason.
     """
     try:
         data = Path(path).read_bytes()
@@ -272,21 +272,27 @@ def _frame_count(image: Image.Image) -> int:
 
 def _read_tiff_pages(data: bytes, name: str, indices: list[int]) -> list[LoadedImage]:
     pages = []
+    decoded: list[np.ndarray] | None = None  # every IFD, by OpenCV: for 16-bit colour pages
     with _pixel_limit(), Image.open(io.BytesIO(data)) as image:
         for number, index in enumerate(indices, start=1):
             try:
                 image.seek(index)
-                if _needs_opencv(image, data):
-                    raise ImageReadError(f"page {number} is 16-bit with colour or alpha, which "
-                                         "formnet reads from single-page files only (split the "
-                                         "pages first)")
                 # Pillow keeps the previous page's profile in info when a page has none.
                 image.info.pop("icc_profile", None)
                 profile = image.tag_v2.get(34675)
                 if isinstance(profile, bytes) and profile:
                     image.info["icc_profile"] = profile
-                image.load()
-                pixels, alpha, bit_depth, icc_profile = _pillow_to_arrays(image)
+                if _needs_opencv(image, data):
+                    if decoded is None:
+                        ok, decoded = cv2.imdecodemulti(np.frombuffer(data, np.uint8), cv2.IMREAD_UNCHANGED)
+                        if not ok or len(decoded) <= max(indices):
+                            raise ImageReadError(f"page {number}: truncated or corrupt (OpenCV "
+                                                 "could not decode every page)")
+                    pixels, alpha, bit_depth = _opencv_arrays(decoded[index], image, data)
+                    icc_profile = image.info.get("icc_profile") or None
+                else:
+                    image.load()
+                    pixels, alpha, bit_depth, icc_profile = _pillow_to_arrays(image)
             except ImageReadError as exc:
                 raise ImageReadError(f"{name}: {exc}") from None
             except (Image.DecompressionBombError, Image.DecompressionBombWarning) as exc:
@@ -373,8 +379,7 @@ def _descriptive_metadata(image: Image.Image) -> tuple[tuple[float, float] | Non
                                                         dict[str, str]]:
     """Resolution (dpi), XMP packet and descriptive text of an opened image, where it has them."""
     info = image.info
-    # Pillow reports 1 dpi for a TIFF without resolution tags: only the tags count.
-    dpi = info.get("dpi") if image.format != "TIFF" or 282 in image.tag_v2 else None
+    dpi = _tiff_dpi(image) if image.format == "TIFF" else info.get("dpi")
     try:
         dpi = (float(dpi[0]), float(dpi[1])) if dpi else None
     except (TypeError, ValueError, IndexError):
@@ -396,6 +401,16 @@ def _descriptive_metadata(image: Image.Image) -> tuple[tuple[float, float] | Non
     elif isinstance(info.get("comment"), bytes) and info["comment"].strip():
         text["Comment"] = info["comment"].decode("utf-8", "replace")
     return dpi, (xmp if isinstance(xmp, bytes) else None), text
+
+
+def _tiff_dpi(image: Image.Image) -> tuple[float, float] | None:
+    """A TIFF page's resolution from its own tags (Pillow's ``info`` says 1 dpi without them,
+    and keeps the previous page's after a seek to a page without a unit)."""
+    tags = image.tag_v2
+    per_unit = {2: 1.0, 3: 2.54}.get(int(tags.get(296, 2)))  # inch (the default) or cm
+    if per_unit is None or 282 not in tags or 283 not in tags:
+        return None
+    return float(tags[282]) * per_unit, float(tags[283]) * per_unit
 
 
 def _upright_exif(raw: bytes | None) -> bytes | None:
@@ -434,6 +449,12 @@ def _decode_with_opencv(
     decoded = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_UNCHANGED)
     if decoded is None:
         raise ImageReadError("truncated or corrupt image (OpenCV could not decode it)")
+    return _opencv_arrays(decoded, header, data)
+
+
+def _opencv_arrays(decoded: np.ndarray, header: Image.Image,
+                   data: bytes) -> tuple[np.ndarray, np.ndarray | None, int]:
+    """Pixels, alpha and bit depth of an image OpenCV decoded (``header``: Pillow's view of it)."""
     if decoded.dtype == np.uint8:
         bit_depth = 8
     elif decoded.dtype == np.uint16:
@@ -586,7 +607,7 @@ def _encoder(image: LoadedImage, fmt: str, jpeg_quality: int) -> Callable[[Binar
 
     if bit_depth == 16 and samples.shape[2] > 1:
         if fmt == "TIFF":
-            return _tifffile_encoder(samples, image, icc_profile)
+            return _tifffile_encoder([_tiff_page(samples, image, icc_profile)])
         return _opencv_png_encoder(samples, image, icc_profile, exif)
 
     pil_image = Image.fromarray(samples[:, :, 0] if samples.shape[2] == 1 else samples)
@@ -655,39 +676,22 @@ def check_page_count(path: str | os.PathLike[str], pages: int) -> None:
 def write_pages(path: str | os.PathLike[str], pages: list[LoadedImage], *,
                 jpeg_quality: int = 95) -> None:
     """Write one image (as :func:`write_image`) or several pages as one multi-page TIFF,
-    atomically. Pages keep 8 bits, or 16 for grey; an ICC profile is kept when every page has
-    the same one (Pillow writes one profile for all pages)."""
+    atomically. Each page keeps its own depth (8 or 16 bits), alpha, ICC profile, resolution,
+    text and XMP (written by tifffile, deflate-compressed)."""
     if len(pages) == 1:
         write_image(path, pages[0], jpeg_quality=jpeg_quality)
         return
     path = Path(path)
     check_page_count(path, len(pages))
-    frames = []
+    encoded = []
     for page in pages:
-        depth = 16 if page.bit_depth == 16 and page.channels == 1 and page.alpha is None else 8
-        samples = to_uint(page.pixels, depth)
+        samples = to_uint(page.pixels, page.bit_depth)
         if page.alpha is not None:
-            samples = np.concatenate([samples, to_uint(page.alpha, depth)[:, :, None]], axis=2)
-        frames.append(Image.fromarray(samples[:, :, 0] if samples.shape[2] == 1 else samples))
-    # Pillow writes one profile on every page: only when all pages share it (and it fits them).
-    icc_profile = pages[0].icc_profile
-    if icc_profile and not all(page.icc_profile == icc_profile
-                               and _icc_fits(icc_profile, page.channels) for page in pages):
-        icc_profile = None
-    # Likewise resolution, XMP and text: the first page's where every page has the same.
-    first = pages[0]
-    shared = LoadedImage(first.pixels, dpi=first.dpi if all(page.dpi == first.dpi for page in pages) else None,
-                         xmp=first.xmp if all(page.xmp == first.xmp for page in pages) else None,
-                         text=first.text if all(page.text == first.text for page in pages) else {})
-    options = _save_options("TIFF", shared, icc_profile, None, jpeg_quality)
-
-    def encode(handle: BinaryIO) -> None:
-        buffer = io.BytesIO()  # Pillow's multi-page TIFF writer reads back what it wrote
-        frames[0].save(buffer, format="TIFF", save_all=True, append_images=frames[1:], **options)
-        handle.write(buffer.getbuffer())
-
+            samples = np.concatenate([samples, to_uint(page.alpha, page.bit_depth)[:, :, None]], axis=2)
+        fits = page.icc_profile is not None and _icc_fits(page.icc_profile, page.channels)
+        encoded.append(_tiff_page(samples, page, page.icc_profile if fits else None))
     try:
-        _write_atomically(path, encode)
+        _write_atomically(path, _tifffile_encoder(encoded))
     except OSError as exc:
         raise ImageWriteError(f"{path}: cannot write TIFF file ({exc.strerror or _describe(exc)})") from None
 
@@ -725,29 +729,38 @@ def _png_chunk(kind: bytes, data: bytes) -> bytes:
     return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
 
 
-def _tifffile_encoder(samples: np.ndarray, image: LoadedImage,
-                      icc_profile: bytes | None) -> Callable[[BinaryIO], None]:
-    """Encoder for a 16-bit colour TIFF (RGB, RGBA, or grey+alpha expanded to RGBA) via
-    tifffile, with the profile, resolution, text tags and XMP (deflate-compressed)."""
-    if samples.shape[2] == 2:  # grey + alpha
+def _tiff_page(samples: np.ndarray, image: LoadedImage,
+               icc_profile: bytes | None) -> tuple[np.ndarray, dict[str, Any]]:
+    """One TIFF page for tifffile: its samples (16-bit grey+alpha expanded to RGBA, which the
+    readers take) and ``TiffWriter.write`` options with the profile, resolution, text and XMP."""
+    if samples.shape[2] == 2 and samples.dtype == np.uint16:
         samples = samples[:, :, [0, 0, 0, 1]]
-    text = dict(_tiff_tags(image))
-    extratags = [(tag, "B", len(value), value, True) if isinstance(value, bytes) else (tag, "s", 0, value, True)
-                 for tag, value in text.items() if tag != 270]
-    options: dict[str, object] = {"photometric": "rgb", "compression": "zlib", "metadata": None,
-                                   "extratags": extratags}
-    if samples.shape[2] == 4:
+    tags = dict(_tiff_tags(image))
+    options: dict[str, Any] = {
+        "photometric": "rgb" if samples.shape[2] >= 3 else "minisblack",
+        "compression": "zlib", "metadata": None,
+        "extratags": [(tag, "B", len(value), value, True) if isinstance(value, bytes)
+                      else (tag, "s", 0, value, True) for tag, value in tags.items() if tag != 270],
+    }
+    if samples.shape[2] in (2, 4):
         options["extrasamples"] = [2]  # unassociated alpha
-    if 270 in text:
-        options["description"] = text[270]
+    if 270 in tags:
+        options["description"] = tags[270]
     if icc_profile:
         options["iccprofile"] = icc_profile
     if image.dpi:
         options.update(resolution=image.dpi, resolutionunit="INCH")
+    return (samples[:, :, 0] if samples.shape[2] == 1 else samples), options
+
+
+def _tifffile_encoder(pages: list[tuple[np.ndarray, dict[str, Any]]]) -> Callable[[BinaryIO], None]:
+    """Encoder for a TIFF of the given :func:`_tiff_page` pages (16-bit colour, multi-page)."""
 
     def encode(handle: BinaryIO) -> None:
         buffer = io.BytesIO()  # tifffile wants a named file or a buffer, not a bare descriptor
-        tifffile.imwrite(buffer, np.ascontiguousarray(samples), **options)
+        with tifffile.TiffWriter(buffer) as writer:
+            for samples, options in pages:
+                writer.write(np.ascontiguousarray(samples), **options)
         handle.write(buffer.getbuffer())
 
     return encode

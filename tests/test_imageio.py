@@ -480,15 +480,22 @@ def test_multi_page_tiff_reads_and_writes_every_page(tmp_path):
         imageio.write_pages(tmp_path / "copy.png", pages)
 
 
-def test_multi_page_tiff_keeps_the_resolution_and_text_its_pages_share(tmp_path):
-    pages = [LoadedImage(np.full((4, 6, 1), value, np.float32), dpi=(400.0, 400.0), text=TEXT)
-             for value in (0.2, 0.8)]
-    imageio.write_pages(tmp_path / "same.tif", pages)
-    assert [(page.dpi, page.text) for page in imageio.read_pages(tmp_path / "same.tif")] == [
-        ((400.0, 400.0), TEXT)] * 2
-    pages[1].dpi, pages[1].text = (200.0, 200.0), {}
-    imageio.write_pages(tmp_path / "mixed.tif", pages)
-    assert [(page.dpi, page.text) for page in imageio.read_pages(tmp_path / "mixed.tif")] == [(None, {})] * 2
+def test_multi_page_tiff_pages_keep_their_depth_and_metadata(tmp_path):
+    rgb16 = random_uint((6, 5, 4), 16).astype(np.float32) / 65535
+    pages = [LoadedImage(rgb16[:, :, :3], rgb16[:, :, 3], bit_depth=16, icc_profile=SRGB_ICC,
+                         dpi=(400.0, 400.0), text=TEXT, xmp=XMP),
+             LoadedImage(random_uint((4, 6, 1), 8).astype(np.float32) / 255, dpi=(200.0, 100.0)),
+             LoadedImage(random_uint((3, 3, 1), 8).astype(np.float32) / 255,
+                         random_uint((3, 3), 8).astype(np.float32) / 255, dpi=(118.11, 118.11)),
+             LoadedImage(random_uint((2, 2, 1), 8).astype(np.float32) / 255)]  # none after one with
+    imageio.write_pages(tmp_path / "pages.tif", pages)
+    again = imageio.read_pages(tmp_path / "pages.tif")
+    for before, after in zip(pages, again, strict=True):
+        assert after.bit_depth == before.bit_depth and np.array_equal(after.pixels, before.pixels)
+        assert (after.alpha is None) == (before.alpha is None)
+        assert before.alpha is None or np.array_equal(after.alpha, before.alpha)
+        assert (after.icc_profile, after.text, after.xmp) == (before.icc_profile, before.text, before.xmp)
+        assert after.dpi == (None if before.dpi is None else pytest.approx(before.dpi))
 
 
 def _tiff_with_pages(path: Path, pages: list[tuple[Image.Image, dict]]) -> Path:
@@ -514,8 +521,8 @@ def test_tiff_pages_keep_their_own_profiles_and_skip_thumbnails(tmp_path):
     assert [page.pixels.shape for page in pages] == [(16, 16, 3), (16, 16, 3)]
     assert pages[0].icc_profile == srgb and pages[1].icc_profile is None
     copy = tmp_path / "copy.tif"
-    imageio.write_pages(copy, pages)  # the pages disagree: no profile on any page
-    assert all(page.icc_profile is None for page in imageio.read_pages(copy))
+    imageio.write_pages(copy, pages)  # each page keeps its own
+    assert [page.icc_profile for page in imageio.read_pages(copy)] == [srgb, None]
     # One full-resolution page and its thumbnail: a single image, for read_image too.
     single = _tiff_with_pages(tmp_path / "single.tif",
                               [(first, {}), (thumbnail, {"tiffinfo": {254: 1}})])
