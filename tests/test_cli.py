@@ -345,7 +345,8 @@ def test_output_folder_that_cannot_be_made_fails_before_the_model_runs(tiny_mode
                      "--json")
     assert result.exit_code == 1, result.output
     entry = json.loads(result.stdout)["files"][0]
-    assert entry["status"] == "failed" and "cannot create its folder" in entry["reason"]
+    assert entry["status"] == "failed"
+    assert entry["reason"].endswith(f"cannot create its folder ({blocker} is a file)")
     assert calls == []  # no compute was spent on an output that cannot be written
 
 

@@ -360,7 +360,16 @@ def test_cli_download_then_models_table(cli, fake_hub, monkeypatch):
     table = runner.invoke(cli, ["models"])
     assert table.exit_code == 0, table.output
     row = next(line for line in table.output.splitlines() if NAME in line)
-    assert all(word in row for word in ("denoise", "gray", "113", "cache", "30.50")), row
+    assert all(word in row for word in ("denoise", "gray", "113", "cache")), row
+    assert "30.50" in table.output.split("PSNR (dB) measured on each model card:")[1]
+
+
+def test_card_scores_are_grouped_one_line_per_set():
+    from formnet_cli.cli_hub import score_lines
+
+    assert score_lines({"BSD68 sigma 15": 31.72, "BSD68 sigma 25": 29.291, "Set5 x2": 37.57,
+                        "Set5 x3": 33.8, "PSNR": 30.0}) == [
+        "BSD68 sigma 15/25: 31.72 / 29.29", "Set5 x2/x3: 37.57 / 33.80", "PSNR: 30.00"]
 
 
 def test_cli_errors_are_one_line_with_exit_code_one(cli, fake_hub, monkeypatch):
