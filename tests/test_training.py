@@ -190,6 +190,18 @@ def test_training_lowers_the_loss(tmp_path: Path, image_dir: Path) -> None:
     assert last < 0.7 * first, (first, last)
 
 
+@pytest.mark.parametrize(("amp", "cpu_bf16", "expected"), [
+    ("true", True, True), ("true", False, False), ("false", True, False)])
+def test_cpu_training_autocasts_to_bf16_where_the_cpu_computes_in_it(
+        tmp_path: Path, image_dir: Path, monkeypatch: pytest.MonkeyPatch,
+        amp: str, cpu_bf16: bool, expected: bool) -> None:
+    from formnet_cli.training import trainer
+
+    monkeypatch.setattr(trainer, "cpu_has_fast", lambda dtype: cpu_bf16 and dtype == torch.bfloat16)
+    config = load_train_config(write_config(tmp_path, image_dir), [f"train.amp={amp}", "train.device=cpu"])
+    assert Trainer(config, tmp_path / "run", command="test").use_amp is expected
+
+
 def test_resume_gives_the_weights_of_an_uninterrupted_run(tmp_path: Path, image_dir: Path) -> None:
     steps = 3
     # warm-up then cosine: the resumed run must also restore the scheduler's position

@@ -90,7 +90,7 @@ class RunConfig:
     seed: int = 0
     device: str = "auto"
     amp: bool = True
-    """bf16 autocast on CUDA (ignored on the CPU)."""
+    """bf16 autocast on CUDA, and on a CPU that computes in bf16 (:func:`~formnet_cli.engine.cpu_has_fast`)."""
     compile: bool = False
     formatter_training: Literal["joint", "staged"] = "joint"
     formatter_steps: int = 0
