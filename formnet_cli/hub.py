@@ -400,8 +400,6 @@ def download_model(entry: ModelEntry, *, repo: str | None = None, revision: str 
                                 "bundled; train it ('formnet train') and pass --model PATH")
         return DownloadResult(entry.name, "bundled", bundled)
     endpoint = endpoint or os.environ.get("HF_ENDPOINT") or None
-    if not hub_constants.is_offline_mode():
-        _check_resolvable(endpoint or hub_constants.ENDPOINT, entry)
     folder = configured_weights_dir(dest)
     if folder is not None:
         return _download_to_folder(entry, source, folder, endpoint, progress)
@@ -413,9 +411,12 @@ _LOCAL_MODEL_HINT = ", or restore with a model folder you have (formnet restore 
 
 def _check_resolvable(endpoint: str, entry: ModelEntry) -> None:
     """Fail at once where the hub's host name does not resolve (no network), instead of
-    after huggingface_hub's retries."""
+    after huggingface_hub's retries. Not offline (huggingface_hub says why) nor behind a proxy
+    (which resolves names for its clients)."""
     host = urllib.parse.urlsplit(endpoint).hostname
-    if not host:
+    proxied = any(os.environ.get(name) for name in ("HTTPS_PROXY", "https_proxy", "HTTP_PROXY",
+                                                    "http_proxy", "ALL_PROXY", "all_proxy"))
+    if not host or proxied or hub_constants.is_offline_mode():
         return
     try:
         socket.getaddrinfo(host, None)
@@ -438,6 +439,8 @@ def _download_to_cache(entry: ModelEntry, source: HubSource, cache: Path, endpoi
         if isinstance(found, str):  # a corrupt or modified cache entry: fetch it again
             _remove_cached(Path(found))
         missing.append(file)
+    if missing:
+        _check_resolvable(endpoint or hub_constants.ENDPOINT, entry)
     for file in missing:
         with _hub_errors(entry, source, file, where=cache, endpoint=endpoint):
             path = Path(hf_hub_download(source.repo, entry.repo_path(file),
@@ -456,6 +459,7 @@ def _download_to_folder(entry: ModelEntry, source: HubSource, dest: Path, endpoi
     target = dest / entry.name
     if folder_matches(target, entry):
         return DownloadResult(entry.name, "present", target)
+    _check_resolvable(endpoint or hub_constants.ENDPOINT, entry)
     created = [folder for folder in (dest, *dest.parents) if not folder.exists()]
     with _os_errors(dest):
         dest.mkdir(parents=True, exist_ok=True)

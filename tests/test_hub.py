@@ -141,6 +141,17 @@ def test_a_hub_that_does_not_resolve_fails_at_once(published, tmp_path, monkeypa
     assert requests == [] and not (tmp_path / "new").exists()
 
 
+@pytest.mark.parametrize("dest", [None, "dest"])
+def test_models_already_downloaded_need_no_network(published, fake_hub, tmp_path, monkeypatch, dest):
+    manifest = manifest_for(published, tmp_path / "weights")
+    dest = dest and tmp_path / dest
+    first = hub.download_models([NAME], manifest=manifest, dest=dest, endpoint=fake_hub.url)
+    assert first[0].status == "downloaded"
+    monkeypatch.setattr(hub, "_check_resolvable", CHECK_RESOLVABLE)
+    monkeypatch.setattr(hub.socket, "getaddrinfo", lambda host, port: pytest.fail("DNS query"))
+    assert hub.download_models([NAME], manifest=manifest, dest=dest)[0].status == "present"
+
+
 def test_a_repository_without_a_revision_is_refused(published, tmp_path):
     manifest = manifest_for(published, tmp_path / "weights", revision=None)
     with pytest.raises(DownloadError, match="pinned commit only; give --revision COMMIT"):
