@@ -390,6 +390,7 @@ def check_options(options: BatchOptions) -> None:
     api.check_options(options.task, sigma=options.sigma, quality=options.quality,
                       scale=options.scale, device=options.device, precision=options.precision,
                       ensemble=options.ensemble)
+    imageio.max_pixels()  # a bad FORMNET_MAX_MEGAPIXELS is one error, not one per file
     if options.jpeg_quality is not None and not 1 <= options.jpeg_quality <= 100:
         raise InvalidOptionError(f"--jpeg-quality must be in [1, 100], got {options.jpeg_quality}")
 

@@ -25,8 +25,10 @@ from __future__ import annotations
 import io
 import math
 import os
+import re
 import secrets
 import struct
+import threading
 import zlib
 import tempfile
 import warnings
@@ -89,6 +91,12 @@ _XMP_TAG = 700
 _TIFF_TEXT_TAGS = {270: "Description", 315: "Author", 33432: "Copyright"}
 _PNG_XMP_KEY = "XML:com.adobe.xmp"
 _DPI_FORMATS = frozenset({"PNG", "JPEG", "TIFF", "BMP"})
+_MAX_DPI = 1e6  # beyond any scanner or microscope: larger values are garbage, dropped on read
+_JPEG_MAX_DENSITY = 65535  # JFIF stores the resolution in 16 bits
+_JPEG_MAX_XMP = 65504  # one APP1 segment, less its header
+_JPEG_MAX_COMMENT = 65533  # one COM segment
+# Descriptions written by imaging libraries to record the file's layout (tifffile, ImageJ).
+_STRUCTURAL_DESCRIPTIONS = ('{"shape"', "ImageJ=", "<?xml")
 _XMP_FORMATS = frozenset({"PNG", "JPEG", "TIFF", "WEBP"})
 _PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 
@@ -178,24 +186,30 @@ def max_pixels() -> int:
         megapixels = float(text) if text else DEFAULT_MAX_MEGAPIXELS
     except ValueError:
         megapixels = math.nan
-    if not megapixels > 0:
+    if not (megapixels > 0 and math.isfinite(megapixels)):
         raise InvalidOptionError(f"{MAX_MEGAPIXELS_VARIABLE} must be a positive number of "
                                  f"megapixels, got {text!r}")
     return int(megapixels * 1e6)
+
+
+_DECODING = threading.RLock()
+"""Held while decoding under :func:`_pixel_limit`: Pillow's limit and the warning filters are
+process-wide, so threads decode one at a time and each finds Pillow's own state restored."""
 
 
 @contextmanager
 def _pixel_limit() -> Iterator[None]:
     """Decode under :func:`max_pixels`: Pillow's decompression-bomb check (its warning zone
     included) refuses anything larger. Pillow's own limit is restored afterwards."""
-    limit, previous = max_pixels(), Image.MAX_IMAGE_PIXELS
-    Image.MAX_IMAGE_PIXELS = limit
-    try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("error", Image.DecompressionBombWarning)
-            yield
-    finally:
-        Image.MAX_IMAGE_PIXELS = previous
+    limit = max_pixels()
+    with _DECODING:
+        previous, Image.MAX_IMAGE_PIXELS = Image.MAX_IMAGE_PIXELS, limit
+        try:
+            with warnings.catch_warnings():
+                warnings.simplefilter("error", Image.DecompressionBombWarning)
+                yield
+        finally:
+            Image.MAX_IMAGE_PIXELS = previous
 
 
 def _too_large(exc: BaseException) -> str:
@@ -277,12 +291,16 @@ def _read_tiff_pages(data: bytes, name: str, indices: list[int]) -> list[LoadedI
         for number, index in enumerate(indices, start=1):
             try:
                 image.seek(index)
+                stated = _orientation(image)  # before decoding, which may apply it
                 # Pillow keeps the previous page's profile in info when a page has none.
                 image.info.pop("icc_profile", None)
                 profile = image.tag_v2.get(34675)
                 if isinstance(profile, bytes) and profile:
                     image.info["icc_profile"] = profile
-                if _needs_opencv(image, data):
+                if _needs_opencv(image, data) and _planar(image):
+                    pixels, alpha, bit_depth = _opencv_arrays(_planar_page(data, index), image, data)
+                    icc_profile = image.info.get("icc_profile") or None
+                elif _needs_opencv(image, data):
                     if decoded is None:
                         ok, decoded = cv2.imdecodemulti(np.frombuffer(data, np.uint8), cv2.IMREAD_UNCHANGED)
                         if not ok or len(decoded) <= max(indices):
@@ -305,7 +323,7 @@ def _read_tiff_pages(data: bytes, name: str, indices: list[int]) -> list[LoadedI
             if alpha is not None:
                 alpha = _apply_orientation(alpha[:, :, None], orientation)[:, :, 0]
             pages.append(LoadedImage(pixels, alpha, bit_depth, icc_profile, None, "TIFF",
-                                     *_descriptive_metadata(image)))
+                                     *_descriptive_metadata(image, stated)))
     return pages
 
 
@@ -329,8 +347,12 @@ def read_image_bytes(data: bytes, name: str) -> LoadedImage:
                 what = ("pages (read them with read_pages)" if image.format == "TIFF"
                         else "frames; formnet restores still images, not animations")
                 raise ImageReadError(f"{name}: holds {frames} {what}")
+            stated = _orientation(image)  # before decoding, which may apply it (TIFF)
             try:
-                if _needs_opencv(image, data):
+                if _needs_opencv(image, data) and _planar(image):
+                    pixels, alpha, bit_depth = _opencv_arrays(_planar_page(data, 0), image, data)
+                    icc_profile = image.info.get("icc_profile") or None
+                elif _needs_opencv(image, data):
                     pixels, alpha, bit_depth = _decode_with_opencv(data, image)
                     icc_profile = image.info.get("icc_profile") or None
                 else:
@@ -344,9 +366,7 @@ def read_image_bytes(data: bytes, name: str) -> LoadedImage:
             orientation = _orientation(image)
             exif = _upright_exif(image.info.get("exif"))
             source_format = image.format
-            dpi, xmp, text = _descriptive_metadata(image)
-    if orientation in (5, 6, 7, 8) and dpi is not None:  # the axes swap
-        dpi = (dpi[1], dpi[0])
+            dpi, xmp, text = _descriptive_metadata(image, stated)
     pixels = _apply_orientation(pixels, orientation)
     if alpha is not None:
         alpha = _apply_orientation(alpha[:, :, None], orientation)[:, :, 0]
@@ -375,20 +395,25 @@ def _orientation(image: Image.Image) -> int:
     return orientation if 1 <= orientation <= 8 else 1
 
 
-def _descriptive_metadata(image: Image.Image) -> tuple[tuple[float, float] | None, bytes | None,
-                                                        dict[str, str]]:
-    """Resolution (dpi), XMP packet and descriptive text of an opened image, where it has them."""
+def _descriptive_metadata(image: Image.Image, orientation: int = 1) -> tuple[
+        tuple[float, float] | None, bytes | None, dict[str, str]]:
+    """Resolution (dpi), XMP packet and descriptive text of an opened image, where it has them,
+    for its upright pixels: ``orientation`` (the EXIF one the pixels are turned by) swaps the
+    resolution's axes for 5-8, and the XMP says orientation 1."""
     info = image.info
     dpi = _tiff_dpi(image) if image.format == "TIFF" else info.get("dpi")
     try:
         dpi = (float(dpi[0]), float(dpi[1])) if dpi else None
     except (TypeError, ValueError, IndexError):
         dpi = None
-    if dpi is not None and not all(math.isfinite(value) and value > 0 for value in dpi):
-        dpi = None
+    if dpi is not None and not all(0 < value <= _MAX_DPI for value in dpi):
+        dpi = None  # also NaN
+    if dpi is not None and orientation in (5, 6, 7, 8):
+        dpi = (dpi[1], dpi[0])
     xmp = info.get("xmp") or info.get(_PNG_XMP_KEY) or None
     if isinstance(xmp, str):
         xmp = xmp.encode("utf-8")
+    xmp = _upright_xmp(xmp) if isinstance(xmp, bytes) and orientation != 1 else xmp
     text: dict[str, str] = {}
     if image.format == "PNG":  # text chunks (tEXt, zTXt, iTXt) are str values of info
         text = {key: str(value) for key, value in info.items() if isinstance(value, str)
@@ -398,9 +423,17 @@ def _descriptive_metadata(image: Image.Image) -> tuple[tuple[float, float] | Non
             value = image.tag_v2.get(tag)
             if isinstance(value, str) and value.strip():
                 text[keyword] = value
+        if text.get("Description", "").startswith(_STRUCTURAL_DESCRIPTIONS):
+            del text["Description"]  # the layout of the file read, not a description of the image
     elif isinstance(info.get("comment"), bytes) and info["comment"].strip():
         text["Comment"] = info["comment"].decode("utf-8", "replace")
     return dpi, (xmp if isinstance(xmp, bytes) else None), text
+
+
+def _upright_xmp(xmp: bytes) -> bytes:
+    """The XMP packet with its ``tiff:Orientation`` (attribute or element) set to 1."""
+    xmp = re.sub(rb'(tiff:Orientation\s*=\s*["\'])\d(["\'])', rb"\g<1>1\2", xmp)
+    return re.sub(rb"(<tiff:Orientation>\s*)\d(\s*</tiff:Orientation>)", rb"\g<1>1\2", xmp)
 
 
 def _tiff_dpi(image: Image.Image) -> tuple[float, float] | None:
@@ -452,6 +485,29 @@ def _decode_with_opencv(
     return _opencv_arrays(decoded, header, data)
 
 
+def _planar(image: Image.Image) -> bool:
+    """Whether a TIFF page stores each channel apart (PlanarConfiguration 2), which OpenCV
+    decodes wrongly at 16 bits."""
+    return image.format == "TIFF" and image.tag_v2.get(284, 1) == 2
+
+
+def _planar_page(data: bytes, index: int) -> np.ndarray:
+    """Page ``index`` of a planar TIFF decoded by tifffile, as OpenCV would give it (H x W x C,
+    BGR(A) order)."""
+    try:
+        with tifffile.TiffFile(io.BytesIO(data)) as tiff:
+            page = tiff.pages[index]
+            samples = page.asarray()
+    except Exception as exc:  # e.g. LZW, which tifffile decodes only with imagecodecs
+        raise ImageReadError(f"cannot decode this planar (channel by channel) 16-bit TIFF "
+                             f"({_describe(exc)}); save it interleaved") from None
+    if samples.ndim == 3 and samples.shape[0] == page.samplesperpixel and samples.shape[0] <= 4:
+        samples = np.moveaxis(samples, 0, -1)
+    if samples.ndim == 3 and samples.shape[2] >= 3:
+        samples = samples[:, :, [2, 1, 0, *range(3, samples.shape[2])]]
+    return samples
+
+
 def _opencv_arrays(decoded: np.ndarray, header: Image.Image,
                    data: bytes) -> tuple[np.ndarray, np.ndarray | None, int]:
     """Pixels, alpha and bit depth of an image OpenCV decoded (``header``: Pillow's view of it)."""
@@ -486,8 +542,10 @@ def _pillow_to_arrays(
     """Pixels, alpha, bit depth and ICC profile (sRGB after CMYK conversion) of a loaded image."""
     icc_profile = image.info.get("icc_profile") or None
     mode = image.mode
-    if mode == "I" and image.format == "TIFF":  # 32-bit integer samples: clipping would garble
-        raise ImageReadError("unsupported sample type int32 (need 8 or 16 bits)")
+    bits = image.tag_v2.get(258, 8) if image.format == "TIFF" else 8
+    bits = max(bits) if isinstance(bits, tuple) else bits
+    if mode == "I" and bits > 16:  # 32-bit integer samples: clipping would garble them
+        raise ImageReadError(f"unsupported sample type int{bits} (need 8 or 16 bits)")
     if mode in _SIXTEEN_BIT_GREY_MODES:
         values = np.asarray(image)
         if mode == "I":
@@ -586,7 +644,7 @@ def write_image(
     except OSError as exc:
         reason = exc.strerror or _describe(exc)
         raise ImageWriteError(f"{path}: cannot write {fmt} file ({reason})") from None
-    except ValueError as exc:
+    except (ValueError, OverflowError, struct.error) as exc:
         raise ImageWriteError(f"{path}: cannot encode as {fmt} ({_describe(exc)})") from None
 
 
@@ -627,14 +685,15 @@ def _save_options(fmt: str, image: LoadedImage, icc_profile: bytes | None, exif:
         options["icc_profile"] = icc_profile
     if exif:
         options["exif"] = exif
-    if image.dpi and fmt in _DPI_FORMATS:
+    if image.dpi and fmt in _DPI_FORMATS and (fmt != "JPEG" or max(image.dpi) <= _JPEG_MAX_DENSITY):
         options["dpi"] = image.dpi
-    if image.xmp and fmt in ("JPEG", "WEBP"):
+    if image.xmp and (fmt == "WEBP" or fmt == "JPEG" and len(image.xmp) <= _JPEG_MAX_XMP):
         options["xmp"] = image.xmp
     if fmt == "JPEG":
         options["quality"] = jpeg_quality
-        if "Comment" in image.text:
-            options["comment"] = image.text["Comment"].encode("utf-8")
+        comment = image.text.get("Comment", "").encode("utf-8")
+        if comment and len(comment) <= _JPEG_MAX_COMMENT:
+            options["comment"] = comment
     elif fmt == "WEBP":
         options["lossless"] = True
     elif fmt == "TIFF":
@@ -660,10 +719,15 @@ def _tiff_tags(image: LoadedImage) -> list[tuple[int, str | bytes]]:
 
 def _png_text(image: LoadedImage) -> dict[str, str]:
     """The PNG text chunks for ``image``: its text, and its XMP under the keyword Adobe uses."""
-    text = dict(image.text)
+    text = {key: value for key, value in image.text.items() if _png_keyword(key)}
     if image.xmp:
         text[_PNG_XMP_KEY] = image.xmp.decode("utf-8", "replace")
     return text
+
+
+def _png_keyword(key: str) -> bool:
+    """Whether ``key`` is a valid PNG text keyword: 1-79 Latin-1 characters."""
+    return 0 < len(key) < 80 and all(" " <= char <= "\xff" for char in key)
 
 
 def check_page_count(path: str | os.PathLike[str], pages: int) -> None:
@@ -694,6 +758,8 @@ def write_pages(path: str | os.PathLike[str], pages: list[LoadedImage], *,
         _write_atomically(path, _tifffile_encoder(encoded))
     except OSError as exc:
         raise ImageWriteError(f"{path}: cannot write TIFF file ({exc.strerror or _describe(exc)})") from None
+    except (ValueError, OverflowError, struct.error) as exc:
+        raise ImageWriteError(f"{path}: cannot encode as TIFF ({_describe(exc)})") from None
 
 
 def _opencv_png_encoder(samples: np.ndarray, image: LoadedImage, icc_profile: bytes | None,
@@ -702,6 +768,8 @@ def _opencv_png_encoder(samples: np.ndarray, image: LoadedImage, icc_profile: by
     which writes the profile and EXIF; the resolution, text and XMP chunks are added after
     (OpenCV 5.0 reads an XMP block past its end, as if it were a C string)."""
     bgr = _bgr(samples)
+    if icc_profile and not _icc_fits(icc_profile, 3):
+        icc_profile = None  # a grey profile on grey+alpha written as RGBA
     kinds, blocks = [], []
     for kind, block in ((cv2.IMAGE_METADATA_ICCP, icc_profile),
                         (cv2.IMAGE_METADATA_EXIF, exif.removeprefix(b"Exif\x00\x00") if exif else None)):
@@ -710,7 +778,7 @@ def _opencv_png_encoder(samples: np.ndarray, image: LoadedImage, icc_profile: by
             blocks.append(np.frombuffer(block, np.uint8))
     chunks = [_png_chunk(b"iTXt", key.encode("latin-1", "replace") + b"\x00\x00\x00\x00\x00"
                          + value.encode("utf-8")) for key, value in _png_text(image).items()]
-    if image.dpi:
+    if image.dpi:  # at most _MAX_DPI: fits pHYs's 32 bits
         per_metre = [round(value / 0.0254) for value in image.dpi]
         chunks.insert(0, _png_chunk(b"pHYs", struct.pack(">IIB", *per_metre, 1)))
 
@@ -735,10 +803,12 @@ def _tiff_page(samples: np.ndarray, image: LoadedImage,
     readers take) and ``TiffWriter.write`` options with the profile, resolution, text and XMP."""
     if samples.shape[2] == 2 and samples.dtype == np.uint16:
         samples = samples[:, :, [0, 0, 0, 1]]
+    if icc_profile and not _icc_fits(icc_profile, 1 if samples.shape[2] <= 2 else 3):
+        icc_profile = None  # a grey profile on grey+alpha written as RGBA
     tags = dict(_tiff_tags(image))
     options: dict[str, Any] = {
         "photometric": "rgb" if samples.shape[2] >= 3 else "minisblack",
-        "compression": "zlib", "metadata": None,
+        "compression": "zlib", "predictor": True, "metadata": None,
         "extratags": [(tag, "B", len(value), value, True) if isinstance(value, bytes)
                       else (tag, "s", 0, value, True) for tag, value in tags.items() if tag != 270],
     }

@@ -9,6 +9,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 import pytest
+import tifffile
 from PIL import Image, ImageCms, ImageFile, ImageOps
 
 from formnet_cli import imageio
@@ -349,6 +350,77 @@ def test_resolution_follows_the_exif_rotation(tmp_path):
     assert image.pixels.shape[:2] == (8, 4) and image.dpi == (300.0, 600.0)
 
 
+def test_rotation_turns_the_xmp_orientation_and_the_tiff_resolution_upright(tmp_path):
+    xmp = b'<x:xmpmeta xmlns:x="adobe:ns:meta/"><rdf:Description tiff:Orientation="6"/></x:xmpmeta>'
+    Image.new("RGB", (8, 4)).save(tmp_path / "r.jpg", exif=exif_with_orientation(6), xmp=xmp)
+    assert read_image(tmp_path / "r.jpg").xmp == xmp.replace(b'"6"', b'"1"')
+    Image.new("RGB", (8, 4)).save(tmp_path / "r.tif", tiffinfo={274: 6}, dpi=(300, 100))
+    image = read_image(tmp_path / "r.tif")
+    assert image.pixels.shape[:2] == (8, 4) and image.dpi == (100.0, 300.0)
+    assert imageio.read_pages(tmp_path / "r.tif")[0].dpi == (100.0, 300.0)
+
+
+def test_metadata_a_format_cannot_hold_is_left_out_not_a_failure(tmp_path):
+    big_xmp = b"<x:xmpmeta>" + b" " * 100_000 + b"</x:xmpmeta>"
+    image = LoadedImage(np.full((4, 4, 3), 0.5, np.float32), dpi=(70_000.0, 70_000.0), xmp=big_xmp,
+                        text={"Comment": "c" * 70_000, "": "no keyword", "k" * 80: "too long"})
+    write_image(tmp_path / "out.jpg", image)  # JFIF density, APP1 and COM are 16-bit sized
+    again = read_image(tmp_path / "out.jpg")
+    assert again.xmp is None and again.text == {} and again.dpi != (70_000.0, 70_000.0)
+    write_image(tmp_path / "out.png", image)  # PNG holds them, but not invalid keywords
+    again = read_image(tmp_path / "out.png")
+    assert again.dpi == pytest.approx((70_000.0, 70_000.0), rel=1e-4)
+    assert again.xmp == big_xmp and again.text == {"Comment": "c" * 70_000}
+
+
+def test_implausible_resolution_is_not_read(tmp_path):
+    Image.new("L", (4, 4)).save(tmp_path / "x.tif", dpi=(4e9, 4e9))
+    assert read_image(tmp_path / "x.tif").dpi is None
+
+
+def test_structural_tiff_descriptions_are_not_carried(tmp_path):
+    tifffile.imwrite(tmp_path / "t.tif", np.zeros((4, 4), np.uint8))  # writes {"shape": [4, 4]}
+    assert read_image(tmp_path / "t.tif").text == {}
+
+
+def test_planar_16bit_rgb_tiff_is_decoded_exactly(tmp_path):
+    rgb = random_uint((6, 5, 3), 16)
+    tifffile.imwrite(tmp_path / "planar.tif", rgb, photometric="rgb", planarconfig="separate")
+    assert np.array_equal(to_uint(read_image(tmp_path / "planar.tif").pixels, 16), rgb)
+    pages = [LoadedImage(rgb.astype(np.float32) / 65535, bit_depth=16)] * 2
+    with tifffile.TiffWriter(tmp_path / "pages.tif") as writer:
+        for _ in pages:
+            writer.write(rgb, photometric="rgb", planarconfig="separate")
+    assert all(np.array_equal(to_uint(page.pixels, 16), rgb)
+               for page in imageio.read_pages(tmp_path / "pages.tif"))
+
+
+def test_16bit_grey_alpha_written_as_rgba_drops_its_grey_profile(tmp_path):
+    grey_icc = ImageCms.ImageCmsProfile(ImageCms.createProfile("LAB")).tobytes()[:16] + b"GRAY" + (
+        ImageCms.ImageCmsProfile(ImageCms.createProfile("LAB")).tobytes()[20:])
+    image = LoadedImage(np.full((3, 3, 1), 0.5, np.float32), np.ones((3, 3), np.float32),
+                        bit_depth=16, icc_profile=grey_icc)
+    for name in ("out.tif", "out.png"):
+        write_image(tmp_path / name, image)
+        assert read_image(tmp_path / name).icc_profile is None
+
+
+def test_signed_16bit_tiff_is_still_read(tmp_path):
+    tifffile.imwrite(tmp_path / "s.tif", np.arange(16, dtype=np.int16).reshape(4, 4) * 1000)
+    image = read_image(tmp_path / "s.tif")
+    assert image.bit_depth == 16 and image.pixels.shape == (4, 4, 1)
+
+
+def test_threads_reading_at_once_leave_pillow_as_it_was(tmp_path):
+    from concurrent.futures import ThreadPoolExecutor
+
+    Image.new("RGB", (64, 64)).save(tmp_path / "x.png")
+    limit = Image.MAX_IMAGE_PIXELS
+    with ThreadPoolExecutor(4) as pool:
+        list(pool.map(lambda _: read_image(tmp_path / "x.png"), range(40)))
+    assert Image.MAX_IMAGE_PIXELS == limit
+
+
 def test_grey_image_drops_an_rgb_profile(tmp_path):
     image = LoadedImage(np.full((4, 4, 1), 0.25, np.float32), icc_profile=SRGB_ICC)
     write_image(tmp_path / "out.png", image)
@@ -594,7 +666,7 @@ def test_decompression_bomb_raises_read_error(tmp_path, monkeypatch, pixels_over
 def test_the_default_limit_reads_large_camera_frames(monkeypatch):
     monkeypatch.delenv("FORMNET_MAX_MEGAPIXELS", raising=False)
     assert imageio.max_pixels() >= 400e6  # a 400 MP pixel-shift frame; Pillow's own is 89.5 MP
-    for bad in ("lots", "0", "-5"):
+    for bad in ("lots", "0", "-5", "inf", "nan"):
         monkeypatch.setenv("FORMNET_MAX_MEGAPIXELS", bad)
         with pytest.raises(InvalidOptionError, match="FORMNET_MAX_MEGAPIXELS must be a positive"):
             imageio.max_pixels()
