@@ -286,7 +286,6 @@ def _frame_count(image: Image.Image) -> int:
 
 def _read_tiff_pages(data: bytes, name: str, indices: list[int]) -> list[LoadedImage]:
     pages = []
-    decoded: list[np.ndarray] | None = None  # every IFD, by OpenCV: for 16-bit colour pages
     with _pixel_limit(), Image.open(io.BytesIO(data)) as image:
         for number, index in enumerate(indices, start=1):
             try:
@@ -300,13 +299,13 @@ def _read_tiff_pages(data: bytes, name: str, indices: list[int]) -> list[LoadedI
                 if _needs_opencv(image, data) and _planar(image):
                     pixels, alpha, bit_depth = _opencv_arrays(_planar_page(data, index), image, data)
                     icc_profile = image.info.get("icc_profile") or None
-                elif _needs_opencv(image, data):
-                    if decoded is None:
-                        ok, decoded = cv2.imdecodemulti(np.frombuffer(data, np.uint8), cv2.IMREAD_UNCHANGED)
-                        if not ok or len(decoded) <= max(indices):
-                            raise ImageReadError(f"page {number}: truncated or corrupt (OpenCV "
-                                                 "could not decode every page)")
-                    pixels, alpha, bit_depth = _opencv_arrays(decoded[index], image, data)
+                elif _needs_opencv(image, data):  # only this page: (start, end) of the IFDs
+                    ok, decoded = cv2.imdecodemulti(np.frombuffer(data, np.uint8), cv2.IMREAD_UNCHANGED,
+                                                    None, (index, index + 1))
+                    if not ok or len(decoded) != 1:
+                        raise ImageReadError(f"page {number}: truncated or corrupt (OpenCV could "
+                                             "not decode it)")
+                    pixels, alpha, bit_depth = _opencv_arrays(decoded[0], image, data)
                     icc_profile = image.info.get("icc_profile") or None
                 else:
                     image.load()
