@@ -395,6 +395,16 @@ def test_planar_16bit_rgb_tiff_is_decoded_exactly(tmp_path):
                for page in imageio.read_pages(tmp_path / "pages.tif"))
 
 
+def test_16bit_colour_page_after_a_thumbnail_is_the_right_page(tmp_path):
+    rgb = random_uint((6, 5, 3), 16)
+    with tifffile.TiffWriter(tmp_path / "pages.tif") as writer:
+        writer.write(np.zeros((4, 4), np.uint8), metadata=None)
+        writer.write(np.ones((2, 2, 3), np.uint16), photometric="rgb", subfiletype=1, metadata=None)
+        writer.write(rgb, photometric="rgb", metadata=None)
+    pages = imageio.read_pages(tmp_path / "pages.tif")
+    assert len(pages) == 2 and np.array_equal(to_uint(pages[1].pixels, 16), rgb)
+
+
 def test_16bit_grey_alpha_written_as_rgba_drops_its_grey_profile(tmp_path):
     grey_icc = ImageCms.ImageCmsProfile(ImageCms.createProfile("LAB")).tobytes()[:16] + b"GRAY" + (
         ImageCms.ImageCmsProfile(ImageCms.createProfile("LAB")).tobytes()[20:])
