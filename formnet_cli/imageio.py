@@ -445,8 +445,9 @@ def _tiff_dpi(image: Image.Image) -> tuple[float, float] | None:
     return float(tags[282]) * per_unit, float(tags[283]) * per_unit
 
 
-def _upright_exif(raw: bytes | None) -> bytes | None:
-    """Re-encode an EXIF block (with or without the ``Exif\\0\\0`` prefix) with orientation 1.
+def _upright_exif(raw: bytes | None, dpi: tuple[float, float] | None = None) -> bytes | None:
+    """Re-encode an EXIF block (with or without the ``Exif\\0\\0`` prefix) with orientation 1,
+    and the resolution ``dpi`` where the block states one (so that it agrees with the file's).
 
     TIFF tags are not carried as EXIF (they describe the TIFF container). Unreadable EXIF is
     dropped rather than failing the image.
@@ -458,6 +459,8 @@ def _upright_exif(raw: bytes | None) -> bytes | None:
         exif.load(raw)
         if _ORIENTATION_TAG in exif:
             exif[_ORIENTATION_TAG] = 1
+        if dpi is not None and (282 in exif or 283 in exif):
+            exif[282], exif[283], exif[296] = dpi[0], dpi[1], 2  # X/YResolution, unit: inch
         return exif.tobytes()
     except Exception:
         return None
@@ -659,7 +662,7 @@ def _encoder(image: LoadedImage, fmt: str, jpeg_quality: int) -> Callable[[Binar
     icc_profile = image.icc_profile if fmt in _ICC_FORMATS else None
     if icc_profile and not _icc_fits(icc_profile, colour.shape[2]):
         icc_profile = None
-    exif = _upright_exif(image.exif) if fmt in _EXIF_FORMATS else None
+    exif = _upright_exif(image.exif, image.dpi) if fmt in _EXIF_FORMATS else None
     samples = colour if alpha is None else np.concatenate([colour, alpha], axis=2)
 
     if bit_depth == 16 and samples.shape[2] > 1:

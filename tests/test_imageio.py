@@ -373,6 +373,16 @@ def test_metadata_a_format_cannot_hold_is_left_out_not_a_failure(tmp_path):
     assert again.xmp == big_xmp and again.text == {"Comment": "c" * 70_000}
 
 
+def test_exif_resolution_agrees_with_the_written_one(tmp_path):
+    exif = exif_with_orientation(1)
+    exif[282], exif[283], exif[296] = 300.0, 300.0, 2
+    image = LoadedImage(np.full((4, 4, 3), 0.5, np.float32), exif=exif.tobytes(), dpi=(900.0, 900.0))
+    write_image(tmp_path / "out.jpg", image)  # e.g. after x3 super-resolution of a 300 dpi scan
+    with Image.open(tmp_path / "out.jpg") as written:
+        assert written.info["dpi"] == (900, 900)
+        assert (written.getexif()[282], written.getexif()[283]) == (900.0, 900.0)
+
+
 def test_implausible_resolution_is_not_read(tmp_path):
     Image.new("L", (4, 4)).save(tmp_path / "x.tif", dpi=(4e9, 4e9))
     assert read_image(tmp_path / "x.tif").dpi is None
