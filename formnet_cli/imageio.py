@@ -46,7 +46,7 @@ from PIL import Image, ImageCms, PngImagePlugin
 from .errors import ImageReadError, ImageWriteError, InvalidOptionError
 
 IMAGE_EXTENSIONS: frozenset[str] = frozenset(
-    {".png", ".jpg", ".jpeg", ".tif", ".tiff", ".bmp", ".webp"}
+    {".png", ".jpg", ".jpeg", ".tif", ".tiff", ".bmp", ".webp", ".avif"}
 )
 
 # Output format (Pillow's name) for each extension or format name a user may give.
@@ -58,12 +58,14 @@ _FORMAT_BY_NAME = {
     "tiff": "TIFF",
     "bmp": "BMP",
     "webp": "WEBP",
+    "avif": "AVIF",
 }
 _SIXTEEN_BIT_FORMATS = frozenset({"PNG", "TIFF"})
-_ALPHA_FORMATS = frozenset({"PNG", "TIFF", "WEBP"})
-_ICC_FORMATS = frozenset({"PNG", "JPEG", "TIFF", "WEBP"})
+_ALPHA_FORMATS = frozenset({"PNG", "TIFF", "WEBP", "AVIF"})
+_ICC_FORMATS = frozenset({"PNG", "JPEG", "TIFF", "WEBP", "AVIF"})
+_LOSSY_FORMATS = frozenset({"JPEG", "AVIF"})  # written at the JPEG quality option
 # TIFF stores EXIF as its own tags; Pillow's libtiff writer rejects a foreign EXIF block.
-_EXIF_FORMATS = frozenset({"PNG", "JPEG", "WEBP"})
+_EXIF_FORMATS = frozenset({"PNG", "JPEG", "WEBP", "AVIF"})
 
 # Pillow modes that hold 16-bit grey samples (mode "I" is 32-bit, clipped to 16 bits).
 _SIXTEEN_BIT_GREY_MODES = frozenset({"I;16", "I;16L", "I;16B", "I;16N", "I"})
@@ -97,7 +99,6 @@ _JPEG_MAX_XMP = 65504  # one APP1 segment, less its header
 _JPEG_MAX_COMMENT = 65533  # one COM segment
 # Descriptions written by imaging libraries to record the file's layout (tifffile, ImageJ).
 _STRUCTURAL_DESCRIPTIONS = ('{"shape"', "ImageJ=", "<?xml")
-_XMP_FORMATS = frozenset({"PNG", "JPEG", "TIFF", "WEBP"})
 _PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 
 
@@ -336,7 +337,7 @@ def read_image_bytes(data: bytes, name: str) -> LoadedImage:
         except (Image.DecompressionBombError, Image.DecompressionBombWarning) as exc:
             raise ImageReadError(f"{name}: {_too_large(exc)}") from None
         except Image.UnidentifiedImageError:
-            reason = "not a supported image (PNG, JPEG, TIFF, BMP or WebP)"
+            reason = "not a supported image (PNG, JPEG, TIFF, BMP, WebP or AVIF)"
             raise ImageReadError(f"{name}: {reason}") from None
         except Exception as exc:  # decoders raise many types on malformed headers
             raise ImageReadError(f"{name}: truncated or corrupt image ({_describe(exc)})") from None
@@ -601,7 +602,7 @@ def _apply_orientation(array: np.ndarray, orientation: int) -> np.ndarray:
 
 
 def output_format(path: str | os.PathLike[str], format: str | None = None) -> str:
-    """Pillow format name (PNG, JPEG, TIFF, BMP, WEBP) from ``format`` or the path's extension."""
+    """Pillow format name (PNG, JPEG, TIFF, BMP, WEBP, AVIF) from ``format`` or the path's extension."""
     name = format if format is not None else Path(path).suffix
     key = name.lower().lstrip(".")
     if key not in _FORMAT_BY_NAME:
@@ -612,7 +613,7 @@ def output_format(path: str | os.PathLike[str], format: str | None = None) -> st
 
 
 def keeps_alpha(path: str | os.PathLike[str]) -> bool:
-    """Whether the format of ``path`` holds an alpha channel (PNG, TIFF, WebP; not JPEG, BMP)."""
+    """Whether the format of ``path`` holds an alpha channel (PNG, TIFF, WebP, AVIF; not JPEG, BMP)."""
     return output_format(path) in _ALPHA_FORMATS
 
 
@@ -625,10 +626,11 @@ def write_image(
 ) -> None:
     """Encode ``image`` to ``path`` atomically, in the format of its extension or ``format``.
 
-    16 bits are kept in PNG and TIFF (8 elsewhere); alpha is kept in PNG, TIFF and WebP and
-    dropped in JPEG and BMP; WebP is written lossless and always in colour. ICC profiles and XMP
-    go to PNG, JPEG, TIFF and WebP, EXIF to PNG, JPEG and WebP, the resolution to PNG, JPEG, TIFF
-    and BMP, text to PNG (all), TIFF (description, author, copyright) and JPEG (comment).
+    16 bits are kept in PNG and TIFF (8 elsewhere); alpha is kept in PNG, TIFF, WebP and AVIF and
+    dropped in JPEG and BMP; WebP is written lossless, AVIF at ``jpeg_quality``, both always in
+    colour. ICC profiles and XMP go to PNG, JPEG, TIFF, WebP and AVIF, EXIF to PNG, JPEG, WebP and
+    AVIF, the resolution to PNG, JPEG, TIFF and BMP, text to PNG (all), TIFF (description,
+    author, copyright) and JPEG (comment).
     16-bit grey+alpha is written as RGBA (no encoder writes two 16-bit channels).
     """
     path = Path(path)
@@ -657,7 +659,7 @@ def _encoder(image: LoadedImage, fmt: str, jpeg_quality: int) -> Callable[[Binar
     alpha = None
     if image.alpha is not None and fmt in _ALPHA_FORMATS:
         alpha = to_uint(image.alpha, bit_depth)[:, :, None]
-    if fmt == "WEBP" and colour.shape[2] == 1:
+    if fmt in ("WEBP", "AVIF") and colour.shape[2] == 1:
         colour = np.repeat(colour, 3, axis=2)
     icc_profile = image.icc_profile if fmt in _ICC_FORMATS else None
     if icc_profile and not _icc_fits(icc_profile, colour.shape[2]):
@@ -689,10 +691,11 @@ def _save_options(fmt: str, image: LoadedImage, icc_profile: bytes | None, exif:
         options["exif"] = exif
     if image.dpi and fmt in _DPI_FORMATS and (fmt != "JPEG" or max(image.dpi) <= _JPEG_MAX_DENSITY):
         options["dpi"] = image.dpi
-    if image.xmp and (fmt == "WEBP" or fmt == "JPEG" and len(image.xmp) <= _JPEG_MAX_XMP):
+    if image.xmp and (fmt in ("WEBP", "AVIF") or fmt == "JPEG" and len(image.xmp) <= _JPEG_MAX_XMP):
         options["xmp"] = image.xmp
-    if fmt == "JPEG":
+    if fmt in _LOSSY_FORMATS:
         options["quality"] = jpeg_quality
+    if fmt == "JPEG":
         comment = image.text.get("Comment", "").encode("utf-8")
         if comment and len(comment) <= _JPEG_MAX_COMMENT:
             options["comment"] = comment
