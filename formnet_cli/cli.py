@@ -128,10 +128,10 @@ def restore(
     skip_existing: Annotated[bool, typer.Option(
         "--skip-existing", metavar="", help="Leave outputs that already exist untouched.")] = False,
     ext: Annotated[Optional[str], typer.Option(
-        "--ext", metavar="png|jpg|tif|webp|avif|bmp",
+        "--ext", metavar="png|jpg|tif|webp|avif|heic|bmp",
         help="Output format for folder outputs (default: the input's).")] = None,
     jpeg_quality: Annotated[Optional[int], typer.Option(
-        "--jpeg-quality", min=1, max=100, metavar="INT", help="Quality of JPEG and AVIF outputs (default: 95).")] = None,
+        "--jpeg-quality", min=1, max=100, metavar="INT", help="Quality of JPEG, AVIF and HEIC outputs (default: 95).")] = None,
     json_output: Annotated[bool, typer.Option(
         "--json", metavar="", help="Print a machine-readable summary (only that) on standard output.")] = False,
 ) -> None:

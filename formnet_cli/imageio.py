@@ -40,13 +40,16 @@ from typing import Any, BinaryIO
 
 import cv2
 import numpy as np
+import pillow_heif
 import tifffile
 from PIL import Image, ImageCms, PngImagePlugin
 
 from .errors import ImageReadError, ImageWriteError, InvalidOptionError
 
+pillow_heif.register_heif_opener()  # HEIC/HEIF (phone photos) through Pillow; it applies their rotation
+
 IMAGE_EXTENSIONS: frozenset[str] = frozenset(
-    {".png", ".jpg", ".jpeg", ".tif", ".tiff", ".bmp", ".webp", ".avif"}
+    {".png", ".jpg", ".jpeg", ".tif", ".tiff", ".bmp", ".webp", ".avif", ".heic", ".heif"}
 )
 
 # Output format (Pillow's name) for each extension or format name a user may give.
@@ -59,13 +62,15 @@ _FORMAT_BY_NAME = {
     "bmp": "BMP",
     "webp": "WEBP",
     "avif": "AVIF",
+    "heic": "HEIF",
+    "heif": "HEIF",
 }
 _SIXTEEN_BIT_FORMATS = frozenset({"PNG", "TIFF"})
-_ALPHA_FORMATS = frozenset({"PNG", "TIFF", "WEBP", "AVIF"})
-_ICC_FORMATS = frozenset({"PNG", "JPEG", "TIFF", "WEBP", "AVIF"})
-_LOSSY_FORMATS = frozenset({"JPEG", "AVIF"})  # written at the JPEG quality option
+_ALPHA_FORMATS = frozenset({"PNG", "TIFF", "WEBP", "AVIF", "HEIF"})
+_ICC_FORMATS = frozenset({"PNG", "JPEG", "TIFF", "WEBP", "AVIF", "HEIF"})
+_LOSSY_FORMATS = frozenset({"JPEG", "AVIF", "HEIF"})  # written at the JPEG quality option
 # TIFF stores EXIF as its own tags; Pillow's libtiff writer rejects a foreign EXIF block.
-_EXIF_FORMATS = frozenset({"PNG", "JPEG", "WEBP", "AVIF"})
+_EXIF_FORMATS = frozenset({"PNG", "JPEG", "WEBP", "AVIF", "HEIF"})
 
 # Pillow modes that hold 16-bit grey samples (mode "I" is 32-bit, clipped to 16 bits).
 _SIXTEEN_BIT_GREY_MODES = frozenset({"I;16", "I;16L", "I;16B", "I;16N", "I"})
@@ -337,7 +342,7 @@ def read_image_bytes(data: bytes, name: str) -> LoadedImage:
         except (Image.DecompressionBombError, Image.DecompressionBombWarning) as exc:
             raise ImageReadError(f"{name}: {_too_large(exc)}") from None
         except Image.UnidentifiedImageError:
-            reason = "not a supported image (PNG, JPEG, TIFF, BMP, WebP or AVIF)"
+            reason = "not a supported image (PNG, JPEG, TIFF, BMP, WebP, AVIF or HEIC)"
             raise ImageReadError(f"{name}: {reason}") from None
         except Exception as exc:  # decoders raise many types on malformed headers
             raise ImageReadError(f"{name}: truncated or corrupt image ({_describe(exc)})") from None
@@ -602,7 +607,8 @@ def _apply_orientation(array: np.ndarray, orientation: int) -> np.ndarray:
 
 
 def output_format(path: str | os.PathLike[str], format: str | None = None) -> str:
-    """Pillow format name (PNG, JPEG, TIFF, BMP, WEBP, AVIF) from ``format`` or the path's extension."""
+    """Pillow format name (PNG, JPEG, TIFF, BMP, WEBP, AVIF, HEIF) from ``format`` or the path's
+    extension."""
     name = format if format is not None else Path(path).suffix
     key = name.lower().lstrip(".")
     if key not in _FORMAT_BY_NAME:
@@ -613,7 +619,8 @@ def output_format(path: str | os.PathLike[str], format: str | None = None) -> st
 
 
 def keeps_alpha(path: str | os.PathLike[str]) -> bool:
-    """Whether the format of ``path`` holds an alpha channel (PNG, TIFF, WebP, AVIF; not JPEG, BMP)."""
+    """Whether the format of ``path`` holds an alpha channel (PNG, TIFF, WebP, AVIF, HEIC; not
+    JPEG, BMP)."""
     return output_format(path) in _ALPHA_FORMATS
 
 
@@ -626,10 +633,10 @@ def write_image(
 ) -> None:
     """Encode ``image`` to ``path`` atomically, in the format of its extension or ``format``.
 
-    16 bits are kept in PNG and TIFF (8 elsewhere); alpha is kept in PNG, TIFF, WebP and AVIF and
-    dropped in JPEG and BMP; WebP is written lossless, AVIF at ``jpeg_quality``, both always in
-    colour. ICC profiles and XMP go to PNG, JPEG, TIFF, WebP and AVIF, EXIF to PNG, JPEG, WebP and
-    AVIF, the resolution to PNG, JPEG, TIFF and BMP, text to PNG (all), TIFF (description,
+    16 bits are kept in PNG and TIFF (8 elsewhere); alpha is kept in PNG, TIFF, WebP, AVIF and
+    HEIC and dropped in JPEG and BMP; WebP is written lossless, AVIF and HEIC at ``jpeg_quality``,
+    these three always in colour. ICC profiles and XMP go to PNG, JPEG, TIFF, WebP, AVIF and
+    HEIC, EXIF to all of them but TIFF and BMP, the resolution to PNG, JPEG, TIFF and BMP, text to PNG (all), TIFF (description,
     author, copyright) and JPEG (comment).
     16-bit grey+alpha is written as RGBA (no encoder writes two 16-bit channels).
     """
@@ -659,7 +666,7 @@ def _encoder(image: LoadedImage, fmt: str, jpeg_quality: int) -> Callable[[Binar
     alpha = None
     if image.alpha is not None and fmt in _ALPHA_FORMATS:
         alpha = to_uint(image.alpha, bit_depth)[:, :, None]
-    if fmt in ("WEBP", "AVIF") and colour.shape[2] == 1:
+    if fmt in ("WEBP", "AVIF", "HEIF") and colour.shape[2] == 1:
         colour = np.repeat(colour, 3, axis=2)
     icc_profile = image.icc_profile if fmt in _ICC_FORMATS else None
     if icc_profile and not _icc_fits(icc_profile, colour.shape[2]):
@@ -691,7 +698,7 @@ def _save_options(fmt: str, image: LoadedImage, icc_profile: bytes | None, exif:
         options["exif"] = exif
     if image.dpi and fmt in _DPI_FORMATS and (fmt != "JPEG" or max(image.dpi) <= _JPEG_MAX_DENSITY):
         options["dpi"] = image.dpi
-    if image.xmp and (fmt in ("WEBP", "AVIF") or fmt == "JPEG" and len(image.xmp) <= _JPEG_MAX_XMP):
+    if image.xmp and (fmt in ("WEBP", "AVIF", "HEIF") or fmt == "JPEG" and len(image.xmp) <= _JPEG_MAX_XMP):
         options["xmp"] = image.xmp
     if fmt in _LOSSY_FORMATS:
         options["quality"] = jpeg_quality

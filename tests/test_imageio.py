@@ -267,7 +267,7 @@ def test_orientation_is_applied_to_16bit_colour(tmp_path):
     assert np.array_equal(to_uint(image.pixels, 16), np.rot90(rgb, k=-1))
 
 
-@pytest.mark.parametrize("extension", [".png", ".jpg", ".tif", ".webp", ".avif"])
+@pytest.mark.parametrize("extension", [".png", ".jpg", ".tif", ".webp", ".avif", ".heic"])
 def test_icc_profile_is_carried(tmp_path, extension):
     source = tmp_path / f"icc{extension}"
     Image.new("RGB", (6, 4), (200, 100, 50)).save(source, icc_profile=SRGB_ICC)
@@ -474,28 +474,39 @@ def test_explicit_format_overrides_the_extension(tmp_path):
     assert read_image(target).source_format == "JPEG"
 
 
+@pytest.mark.parametrize("extension", [".avif", ".heic"])
 @pytest.mark.parametrize("channels", [1, 3])
-def test_avif_round_trip_keeps_alpha_exif_xmp_and_the_quality(tmp_path, channels):
+def test_avif_and_heic_round_trip_keep_alpha_exif_xmp_and_the_quality(tmp_path, channels, extension):
     pixels = np.tile(np.linspace(0, 1, 32, dtype=np.float32), (24, 1))[:, :, None].repeat(channels, 2)
     alpha = np.zeros((24, 32), np.float32)
     alpha[:, 16:] = 1
     image = LoadedImage(pixels, alpha, exif=exif_with_orientation(1).tobytes(), xmp=XMP)
-    write_image(tmp_path / "out.avif", image, jpeg_quality=90)
-    again = read_image(tmp_path / "out.avif")
-    assert again.source_format == "AVIF" and again.channels == 3  # AVIF is written in colour
+    write_image(tmp_path / f"out{extension}", image, jpeg_quality=90)
+    again = read_image(tmp_path / f"out{extension}")
+    assert again.source_format == extension[1:].upper().replace("HEIC", "HEIF")
+    assert again.channels == 3  # written in colour
     assert np.abs(again.pixels - np.repeat(pixels, 3 // channels, 2)).max() < 4 / 255
     assert np.array_equal(again.alpha, alpha) and again.xmp == XMP
     exif = Image.Exif()
     exif.load(again.exif)
     assert exif[0x010F] == "TestCam"
-    write_image(tmp_path / "low.avif", image, jpeg_quality=10)
-    assert (tmp_path / "low.avif").stat().st_size < (tmp_path / "out.avif").stat().st_size
+    write_image(tmp_path / f"low{extension}", image, jpeg_quality=10)
+    assert (tmp_path / f"low{extension}").stat().st_size < (tmp_path / f"out{extension}").stat().st_size
+
+
+def test_heic_rotation_is_applied_once(tmp_path):
+    pixels = np.zeros((4, 8, 3), np.uint8)
+    pixels[0, 0] = 255  # top left, before turning by EXIF orientation 6 (90 degrees clockwise)
+    Image.fromarray(pixels).save(tmp_path / "phone.heic", exif=exif_with_orientation(6).tobytes(), quality=-1)
+    image = read_image(tmp_path / "phone.heic")
+    assert image.pixels.shape[:2] == (8, 4)
+    assert np.unravel_index(np.argmax(image.pixels[:, :, 0]), (8, 4)) == (0, 3)  # now top right
 
 
 def test_is_image_path_and_extensions():
     assert is_image_path("a/B.PNG") and is_image_path("x.JpEg") and is_image_path(Path("y.tiff"))
     assert not is_image_path("notes.txt") and not is_image_path("png")
-    assert {".png", ".jpg", ".jpeg", ".tif", ".tiff", ".bmp", ".webp", ".avif"} == IMAGE_EXTENSIONS
+    assert {".png", ".jpg", ".jpeg", ".tif", ".tiff", ".bmp", ".webp", ".avif", ".heic", ".heif"} == IMAGE_EXTENSIONS
 
 
 def test_to_uint_rounds_and_clips():
