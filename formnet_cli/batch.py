@@ -483,11 +483,9 @@ def _restore_page(page: imageio.LoadedImage, source: Path, options: BatchOptions
         batch_size=options.batch_size, ensemble=options.ensemble, progress=reporter.tiles,
         source_path=source)
     output = result.image
-    # Super-resolution keeps the print size: more pixels per inch.
-    dpi = page.dpi and (page.dpi[0] * output.shape[1] / page.width, page.dpi[1] * output.shape[0] / page.height)
     if page.alpha is None:
-        return dataclasses.replace(page, pixels=output, dpi=dpi), result
-    return dataclasses.replace(page, pixels=output[:, :, :-1], alpha=output[:, :, -1], dpi=dpi), result
+        return imageio.resized(page, output, None), result
+    return imageio.resized(page, output[:, :, :-1], output[:, :, -1]), result
 
 
 def _check_output_folders_writable(jobs: Sequence[Job]) -> None:

@@ -34,6 +34,7 @@ import tempfile
 import warnings
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+import dataclasses
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, BinaryIO
@@ -46,6 +47,7 @@ from PIL import Image, ImageCms, PngImagePlugin
 
 from .errors import ImageReadError, ImageWriteError, InvalidOptionError
 
+Image.init()  # Pillow's own plugins first: its AVIF reader must see AVIF files before HEIF's
 pillow_heif.register_heif_opener()  # HEIC/HEIF (phone photos) through Pillow; it applies their rotation
 
 IMAGE_EXTENSIONS: frozenset[str] = frozenset(
@@ -157,6 +159,15 @@ class LoadedImage:
     @property
     def channels(self) -> int:
         return self.pixels.shape[2]
+
+
+def resized(image: LoadedImage, pixels: np.ndarray, alpha: np.ndarray | None) -> LoadedImage:
+    """``image`` with new (e.g. super-resolved) pixels and alpha: its resolution, in the file
+    and in its EXIF, multiplied by the change of size, so that the print size stays."""
+    scale = (pixels.shape[1] / image.width, pixels.shape[0] / image.height)
+    dpi = image.dpi and (image.dpi[0] * scale[0], image.dpi[1] * scale[1])
+    exif = _upright_exif(image.exif, scale) if scale != (1.0, 1.0) else image.exif
+    return dataclasses.replace(image, pixels=pixels, alpha=alpha, dpi=dpi, exif=exif)
 
 
 def is_image_path(path: str | os.PathLike[str]) -> bool:
@@ -282,7 +293,7 @@ def _frame_count(image: Image.Image) -> int:
     """Pages (TIFF, full resolution only) or animation frames of an opened image."""
     if image.format == "TIFF":
         return len(_tiff_pages(image))
-    if image.format == "MPO":  # a camera JPEG with its previews: the first is the photo
+    if image.format in ("MPO", "HEIF"):  # a photo with its previews or bursts: the primary is read
         return 1
     try:
         return int(getattr(image, "n_frames", 1))
@@ -369,7 +380,7 @@ def read_image_bytes(data: bytes, name: str) -> LoadedImage:
                 reason = f"truncated or corrupt image ({_describe(exc)})"
                 raise ImageReadError(f"{name}: {reason}") from None
             orientation = _orientation(image)
-            exif = _upright_exif(image.info.get("exif"))
+            exif = _upright_exif(image.info.get("exif"), swap=stated in (5, 6, 7, 8))
             source_format = image.format
             dpi, xmp, text = _descriptive_metadata(image, stated)
     pixels = _apply_orientation(pixels, orientation)
@@ -406,7 +417,13 @@ def _descriptive_metadata(image: Image.Image, orientation: int = 1) -> tuple[
     for its upright pixels: ``orientation`` (the EXIF one the pixels are turned by) swaps the
     resolution's axes for 5-8, and the XMP says orientation 1."""
     info = image.info
-    dpi = _tiff_dpi(image) if image.format == "TIFF" else info.get("dpi")
+    if image.format == "TIFF":
+        dpi = _tiff_dpi(image)
+    elif image.format == "JPEG":  # Pillow falls back on EXIF's X resolution for both axes
+        dpi = info.get("jfif_density") if info.get("jfif_unit") == 1 else None
+    else:
+        dpi = info.get("dpi")
+    dpi = dpi or _exif_dpi(info.get("exif"))
     try:
         dpi = (float(dpi[0]), float(dpi[1])) if dpi else None
     except (TypeError, ValueError, IndexError):
@@ -435,6 +452,21 @@ def _descriptive_metadata(image: Image.Image, orientation: int = 1) -> tuple[
     return dpi, (xmp if isinstance(xmp, bytes) else None), text
 
 
+def _exif_dpi(raw: bytes | None) -> tuple[float, float] | None:
+    """The resolution an EXIF block states (inch or cm), or None (none, or unit 1: no unit)."""
+    if not raw:
+        return None
+    try:
+        exif = Image.Exif()
+        exif.load(raw)
+        per_unit = {2: 1.0, 3: 2.54}.get(int(exif.get(296, 2)))
+        if per_unit is None or 282 not in exif or 283 not in exif:
+            return None
+        return float(exif[282]) * per_unit, float(exif[283]) * per_unit
+    except Exception:  # unreadable EXIF says nothing
+        return None
+
+
 def _upright_xmp(xmp: bytes) -> bytes:
     """The XMP packet with its ``tiff:Orientation`` (attribute or element) set to 1."""
     xmp = re.sub(rb'(tiff:Orientation\s*=\s*["\'])\d(["\'])', rb"\g<1>1\2", xmp)
@@ -451,9 +483,11 @@ def _tiff_dpi(image: Image.Image) -> tuple[float, float] | None:
     return float(tags[282]) * per_unit, float(tags[283]) * per_unit
 
 
-def _upright_exif(raw: bytes | None, dpi: tuple[float, float] | None = None) -> bytes | None:
-    """Re-encode an EXIF block (with or without the ``Exif\\0\\0`` prefix) with orientation 1,
-    and the resolution ``dpi`` where the block states one (so that it agrees with the file's).
+def _upright_exif(raw: bytes | None, scale: tuple[float, float] = (1.0, 1.0),
+                  swap: bool = False) -> bytes | None:
+    """Re-encode an EXIF block (with or without the ``Exif\\0\\0`` prefix) with orientation 1;
+    its X/Y resolution swapped (``swap``: the pixels were turned by 90 degrees) and multiplied
+    by ``scale`` (the pixels were resized), unless its unit is 1 (an aspect ratio only).
 
     TIFF tags are not carried as EXIF (they describe the TIFF container). Unreadable EXIF is
     dropped rather than failing the image.
@@ -465,8 +499,9 @@ def _upright_exif(raw: bytes | None, dpi: tuple[float, float] | None = None) -> 
         exif.load(raw)
         if _ORIENTATION_TAG in exif:
             exif[_ORIENTATION_TAG] = 1
-        if dpi is not None and (282 in exif or 283 in exif):
-            exif[282], exif[283], exif[296] = dpi[0], dpi[1], 2  # X/YResolution, unit: inch
+        if 282 in exif and 283 in exif and int(exif.get(296, 2)) != 1:
+            x, y = (exif[283], exif[282]) if swap else (exif[282], exif[283])
+            exif[282], exif[283] = float(x) * scale[0], float(y) * scale[1]
         return exif.tobytes()
     except Exception:
         return None
@@ -615,6 +650,9 @@ def output_format(path: str | os.PathLike[str], format: str | None = None) -> st
         shown = repr(name) if name else "(no extension)"
         choices = ", ".join(sorted(IMAGE_EXTENSIONS))
         raise ImageWriteError(f"{path}: unsupported output format {shown} (use one of {choices})")
+    if _FORMAT_BY_NAME[key] not in Image.SAVE:  # e.g. a Pillow or libheif built without it
+        raise ImageWriteError(f"{path}: this installation cannot write {_FORMAT_BY_NAME[key]} "
+                              "files (its image library lacks the encoder); choose another --ext")
     return _FORMAT_BY_NAME[key]
 
 
@@ -671,7 +709,7 @@ def _encoder(image: LoadedImage, fmt: str, jpeg_quality: int) -> Callable[[Binar
     icc_profile = image.icc_profile if fmt in _ICC_FORMATS else None
     if icc_profile and not _icc_fits(icc_profile, colour.shape[2]):
         icc_profile = None
-    exif = _upright_exif(image.exif, image.dpi) if fmt in _EXIF_FORMATS else None
+    exif = _upright_exif(image.exif) if fmt in _EXIF_FORMATS else None
     samples = colour if alpha is None else np.concatenate([colour, alpha], axis=2)
 
     if bit_depth == 16 and samples.shape[2] > 1:

@@ -373,14 +373,34 @@ def test_metadata_a_format_cannot_hold_is_left_out_not_a_failure(tmp_path):
     assert again.xmp == big_xmp and again.text == {"Comment": "c" * 70_000}
 
 
-def test_exif_resolution_agrees_with_the_written_one(tmp_path):
+def test_resizing_scales_the_resolution_in_the_file_and_in_the_exif(tmp_path):
     exif = exif_with_orientation(1)
-    exif[282], exif[283], exif[296] = 300.0, 300.0, 2
-    image = LoadedImage(np.full((4, 4, 3), 0.5, np.float32), exif=exif.tobytes(), dpi=(900.0, 900.0))
-    write_image(tmp_path / "out.jpg", image)  # e.g. after x3 super-resolution of a 300 dpi scan
+    exif[282], exif[283], exif[296] = 300.0, 600.0, 2
+    image = LoadedImage(np.full((4, 4, 3), 0.5, np.float32), exif=exif.tobytes(), dpi=(300.0, 600.0))
+    bigger = imageio.resized(image, np.full((12, 12, 3), 0.5, np.float32), None)  # x3 super-resolution
+    assert bigger.dpi == (900.0, 1800.0)
+    write_image(tmp_path / "out.jpg", bigger)
     with Image.open(tmp_path / "out.jpg") as written:
-        assert written.info["dpi"] == (900, 900)
-        assert (written.getexif()[282], written.getexif()[283]) == (900.0, 900.0)
+        assert written.info["jfif_density"] == (900, 1800)
+        assert (written.getexif()[282], written.getexif()[283]) == (900.0, 1800.0)
+    assert read_image(tmp_path / "out.jpg").dpi == (900.0, 1800.0)
+    aspect_only = Image.Exif()
+    aspect_only[282], aspect_only[283], aspect_only[296] = 1.0, 2.0, 1  # unit 1: no unit
+    image = LoadedImage(np.zeros((2, 2, 1), np.float32), exif=aspect_only.tobytes())
+    again = Image.Exif()
+    again.load(imageio.resized(image, np.zeros((4, 4, 1), np.float32), None).exif)
+    assert (again[282], again[283]) == (1.0, 2.0) and image.dpi is None
+
+
+def test_resolution_only_in_the_exif_is_read(tmp_path):
+    exif = exif_with_orientation(6)
+    exif[282], exif[283], exif[296] = 300.0, 100.0, 2
+    Image.new("RGB", (8, 4)).save(tmp_path / "x.webp", exif=exif.tobytes(), lossless=True)
+    image = read_image(tmp_path / "x.webp")
+    assert image.dpi == (100.0, 300.0)  # turned upright with the pixels, like the EXIF's own
+    written = Image.Exif()
+    written.load(image.exif)
+    assert (written[282], written[283], written[0x0112]) == (100.0, 300.0, 1)
 
 
 def test_implausible_resolution_is_not_read(tmp_path):
@@ -492,6 +512,28 @@ def test_avif_and_heic_round_trip_keep_alpha_exif_xmp_and_the_quality(tmp_path, 
     assert exif[0x010F] == "TestCam"
     write_image(tmp_path / f"low{extension}", image, jpeg_quality=10)
     assert (tmp_path / f"low{extension}").stat().st_size < (tmp_path / f"out{extension}").stat().st_size
+
+
+def test_avif_of_any_brand_is_read_by_pillows_avif_plugin():
+    buffer = io.BytesIO()
+    Image.new("RGB", (8, 8), (200, 40, 40)).save(buffer, format="AVIF", quality=90)
+    data = buffer.getvalue()
+    assert data[8:12] == b"avif"
+    image = read_image_bytes(data[:8] + b"mif1" + data[12:], "x.avif")  # the HEIF plugin claims mif1
+    assert image.source_format == "AVIF" and abs(image.pixels[0, 0, 0] - 200 / 255) < 0.02
+
+
+def test_heic_with_several_images_reads_the_primary_one(tmp_path):
+    first, second = Image.new("RGB", (8, 6), (250, 0, 0)), Image.new("RGB", (4, 4), (0, 0, 250))
+    first.save(tmp_path / "burst.heic", save_all=True, append_images=[second], quality=-1)
+    image = read_image(tmp_path / "burst.heic")
+    assert image.pixels.shape == (6, 8, 3) and image.pixels[0, 0, 0] > 0.9
+
+
+def test_a_format_this_installation_cannot_write_is_refused_before_any_work(monkeypatch):
+    monkeypatch.delitem(Image.SAVE, "AVIF")
+    with pytest.raises(ImageWriteError, match="cannot write AVIF files"):
+        imageio.output_format("out.avif")
 
 
 def test_heic_rotation_is_applied_once(tmp_path):
