@@ -371,6 +371,9 @@ def read_image_bytes(data: bytes, name: str) -> LoadedImage:
                 elif _needs_opencv(image, data):
                     pixels, alpha, bit_depth = _decode_with_opencv(data, image)
                     icc_profile = image.info.get("icc_profile") or None
+                elif image.format == "HEIF" and int(image.info.get("bit_depth", 8)) > 8:
+                    pixels, alpha, bit_depth = _decode_deep_heif(data)
+                    icc_profile = image.info.get("icc_profile") or None
                 else:
                     image.load()  # decode now: a truncated file fails here, not later
                     pixels, alpha, bit_depth, icc_profile = _pillow_to_arrays(image)
@@ -526,6 +529,19 @@ def _decode_with_opencv(
     if decoded is None:
         raise ImageReadError("truncated or corrupt image (OpenCV could not decode it)")
     return _opencv_arrays(decoded, header, data)
+
+
+def _decode_deep_heif(data: bytes) -> tuple[np.ndarray, np.ndarray | None, int]:
+    """The primary image of a 10- or 12-bit HEIF at 16 bits (Pillow's view is cut to 8 bits);
+    libheif applies the file's rotation, as for 8-bit files."""
+    heif = pillow_heif.open_heif(io.BytesIO(data), convert_hdr_to_8bit=False)
+    samples = np.asarray(heif[heif.primary_index])  # uint16, scaled to the full 16-bit range
+    if samples.ndim == 2:
+        samples = samples[:, :, None]
+    has_alpha = samples.shape[2] in (2, 4)
+    colour = samples[:, :, :-1] if has_alpha else samples
+    alpha = from_uint(samples[:, :, -1], 16) if has_alpha else None
+    return from_uint(colour, 16), alpha, 16
 
 
 def _planar(image: Image.Image) -> bool:

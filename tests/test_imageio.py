@@ -530,6 +530,17 @@ def test_heic_with_several_images_reads_the_primary_one(tmp_path):
     assert image.pixels.shape == (6, 8, 3) and image.pixels[0, 0, 0] > 0.9
 
 
+def test_10_bit_heic_is_read_at_16_bits(tmp_path):
+    import pillow_heif
+
+    ramp = np.linspace(0, 65535, 16 * 16 * 3).reshape(16, 16, 3).astype(np.uint16)
+    pillow_heif.from_bytes(mode="RGB;16", size=(16, 16), data=ramp.tobytes()).save(
+        tmp_path / "deep.heic", quality=-1)  # stored at 10 bits
+    image = read_image(tmp_path / "deep.heic")
+    assert image.bit_depth == 16 and len(np.unique(to_uint(image.pixels, 16))) > 256
+    assert np.abs(image.pixels - ramp / 65535).max() < 2 / 1023
+
+
 def test_a_format_this_installation_cannot_write_is_refused_before_any_work(monkeypatch):
     monkeypatch.delitem(Image.SAVE, "AVIF")
     with pytest.raises(ImageWriteError, match="cannot write AVIF files"):
