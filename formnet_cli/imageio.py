@@ -22,6 +22,7 @@ np.uint8(128)
 
 from __future__ import annotations
 
+import dataclasses
 import io
 import math
 import os
@@ -34,7 +35,6 @@ import tempfile
 import warnings
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-import dataclasses
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, BinaryIO
@@ -313,22 +313,9 @@ def _read_tiff_pages(data: bytes, name: str, indices: list[int]) -> list[LoadedI
                 profile = image.tag_v2.get(34675)
                 if isinstance(profile, bytes) and profile:
                     image.info["icc_profile"] = profile
-                if _needs_opencv(image, data) and _planar(image):
-                    pixels, alpha, bit_depth = _opencv_arrays(_planar_page(data, index), image, data)
-                    icc_profile = image.info.get("icc_profile") or None
-                elif _needs_opencv(image, data):  # only this page: (start, end) of the IFDs
-                    ok, decoded = cv2.imdecodemulti(np.frombuffer(data, np.uint8), cv2.IMREAD_UNCHANGED,
-                                                    None, (index, index + 1))
-                    if not ok or len(decoded) != 1:
-                        raise ImageReadError(f"page {number}: truncated or corrupt (OpenCV could "
-                                             "not decode it)")
-                    pixels, alpha, bit_depth = _opencv_arrays(decoded[0], image, data)
-                    icc_profile = image.info.get("icc_profile") or None
-                else:
-                    image.load()
-                    pixels, alpha, bit_depth, icc_profile = _pillow_to_arrays(image)
+                pixels, alpha, bit_depth, icc_profile = _decode(image, data, index)
             except ImageReadError as exc:
-                raise ImageReadError(f"{name}: {exc}") from None
+                raise ImageReadError(f"{name}: page {number}: {exc}") from None
             except (Image.DecompressionBombError, Image.DecompressionBombWarning) as exc:
                 raise ImageReadError(f"{name}: page {number}: {_too_large(exc)}") from None
             except Exception as exc:
@@ -365,18 +352,7 @@ def read_image_bytes(data: bytes, name: str) -> LoadedImage:
                 raise ImageReadError(f"{name}: holds {frames} {what}")
             stated = _orientation(image)  # before decoding, which may apply it (TIFF)
             try:
-                if _needs_opencv(image, data) and _planar(image):
-                    pixels, alpha, bit_depth = _opencv_arrays(_planar_page(data, 0), image, data)
-                    icc_profile = image.info.get("icc_profile") or None
-                elif _needs_opencv(image, data):
-                    pixels, alpha, bit_depth = _decode_with_opencv(data, image)
-                    icc_profile = image.info.get("icc_profile") or None
-                elif image.format == "HEIF" and int(image.info.get("bit_depth", 8)) > 8:
-                    pixels, alpha, bit_depth = _decode_deep_heif(data)
-                    icc_profile = image.info.get("icc_profile") or None
-                else:
-                    image.load()  # decode now: a truncated file fails here, not later
-                    pixels, alpha, bit_depth, icc_profile = _pillow_to_arrays(image)
+                pixels, alpha, bit_depth, icc_profile = _decode(image, data)
             except ImageReadError as exc:
                 raise ImageReadError(f"{name}: {exc}") from None
             except Exception as exc:  # truncated data surfaces only when decoding
@@ -420,10 +396,12 @@ def _descriptive_metadata(image: Image.Image, orientation: int = 1) -> tuple[
     for its upright pixels: ``orientation`` (the EXIF one the pixels are turned by) swaps the
     resolution's axes for 5-8, and the XMP says orientation 1."""
     info = image.info
-    if image.format == "TIFF":
-        dpi = _tiff_dpi(image)
+    if image.format == "TIFF":  # the page's own tags (Pillow says 1 dpi without them, and
+        dpi = _tag_dpi(image.tag_v2)  # keeps the previous page's after a seek)
     elif image.format == "JPEG":  # Pillow falls back on EXIF's X resolution for both axes
-        dpi = info.get("jfif_density") if info.get("jfif_unit") == 1 else None
+        per_unit = {1: 1.0, 2: 2.54}.get(info.get("jfif_unit", 0))  # JFIF: per inch or per cm
+        density = info.get("jfif_density")
+        dpi = (density[0] * per_unit, density[1] * per_unit) if per_unit and density else None
     else:
         dpi = info.get("dpi")
     dpi = dpi or _exif_dpi(info.get("exif"))
@@ -455,35 +433,34 @@ def _descriptive_metadata(image: Image.Image, orientation: int = 1) -> tuple[
     return dpi, (xmp if isinstance(xmp, bytes) else None), text
 
 
-def _exif_dpi(raw: bytes | None) -> tuple[float, float] | None:
-    """The resolution an EXIF block states (inch or cm), or None (none, or unit 1: no unit)."""
-    if not raw:
-        return None
-    try:
-        exif = Image.Exif()
-        exif.load(raw)
-        per_unit = {2: 1.0, 3: 2.54}.get(int(exif.get(296, 2)))
-        if per_unit is None or 282 not in exif or 283 not in exif:
-            return None
-        return float(exif[282]) * per_unit, float(exif[283]) * per_unit
-    except Exception:  # unreadable EXIF says nothing
-        return None
-
-
 def _upright_xmp(xmp: bytes) -> bytes:
     """The XMP packet with its ``tiff:Orientation`` (attribute or element) set to 1."""
     xmp = re.sub(rb'(tiff:Orientation\s*=\s*["\'])\d(["\'])', rb"\g<1>1\2", xmp)
     return re.sub(rb"(<tiff:Orientation>\s*)\d(\s*</tiff:Orientation>)", rb"\g<1>1\2", xmp)
 
 
-def _tiff_dpi(image: Image.Image) -> tuple[float, float] | None:
-    """A TIFF page's resolution from its own tags (Pillow's ``info`` says 1 dpi without them,
-    and keeps the previous page's after a seek to a page without a unit)."""
-    tags = image.tag_v2
-    per_unit = {2: 1.0, 3: 2.54}.get(int(tags.get(296, 2)))  # inch (the default) or cm
-    if per_unit is None or 282 not in tags or 283 not in tags:
+def _tag_dpi(tags: Any) -> tuple[float, float] | None:
+    """The resolution TIFF or EXIF tags state (X/YResolution in the ResolutionUnit: inch, the
+    default, or cm), or None without them or in unit 1 (an aspect ratio only)."""
+    try:
+        per_unit = {2: 1.0, 3: 2.54}.get(int(tags.get(296, 2)))
+        if per_unit is None or 282 not in tags or 283 not in tags:
+            return None
+        return float(tags[282]) * per_unit, float(tags[283]) * per_unit
+    except (TypeError, ValueError, ZeroDivisionError):
         return None
-    return float(tags[282]) * per_unit, float(tags[283]) * per_unit
+
+
+def _exif_dpi(raw: bytes | None) -> tuple[float, float] | None:
+    """The resolution an EXIF block states (see :func:`_tag_dpi`)."""
+    if not raw:
+        return None
+    exif = Image.Exif()
+    try:
+        exif.load(raw)
+    except Exception:  # unreadable EXIF says nothing
+        return None
+    return _tag_dpi(exif)
 
 
 def _upright_exif(raw: bytes | None, scale: tuple[float, float] = (1.0, 1.0),
@@ -521,11 +498,32 @@ def _needs_opencv(image: Image.Image, data: bytes) -> bool:
     return False
 
 
-def _decode_with_opencv(
-    data: bytes, header: Image.Image
-) -> tuple[np.ndarray, np.ndarray | None, int]:
-    """Decode 16-bit colour (or grey+alpha) with OpenCV; BGR(A) becomes RGB plus alpha."""
-    decoded = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_UNCHANGED)
+def _decode(image: Image.Image, data: bytes, page: int | None = None) -> tuple[
+        np.ndarray, np.ndarray | None, int, bytes | None]:
+    """Pixels, alpha, bit depth and ICC profile of an opened image (``page``: the TIFF page
+    ``image`` was sought to), by whichever decoder keeps its depth: Pillow, or OpenCV for 16-bit
+    colour (tifffile where the channels are stored apart), pillow-heif's own for deep HEIF."""
+    icc_profile = image.info.get("icc_profile") or None
+    if _needs_opencv(image, data) and image.format == "TIFF" and image.tag_v2.get(284, 1) == 2:
+        return *_opencv_arrays(_planar_page(data, page or 0), image, data), icc_profile
+    if _needs_opencv(image, data):
+        return *_decode_with_opencv(data, image, page), icc_profile
+    if image.format == "HEIF" and int(image.info.get("bit_depth", 8)) > 8:
+        return *_decode_deep_heif(data), icc_profile
+    image.load()  # decode now: a truncated file fails here, not later
+    return _pillow_to_arrays(image)
+
+
+def _decode_with_opencv(data: bytes, header: Image.Image,
+                        page: int | None = None) -> tuple[np.ndarray, np.ndarray | None, int]:
+    """Decode 16-bit colour (or grey+alpha) with OpenCV, the image or only TIFF page ``page``
+    (OpenCV's range of IFDs); BGR(A) becomes RGB plus alpha."""
+    buffer = np.frombuffer(data, np.uint8)
+    if page is None:
+        decoded = cv2.imdecode(buffer, cv2.IMREAD_UNCHANGED)
+    else:
+        ok, pages = cv2.imdecodemulti(buffer, cv2.IMREAD_UNCHANGED, None, (page, page + 1))
+        decoded = pages[0] if ok and len(pages) == 1 else None
     if decoded is None:
         raise ImageReadError("truncated or corrupt image (OpenCV could not decode it)")
     return _opencv_arrays(decoded, header, data)
@@ -542,12 +540,6 @@ def _decode_deep_heif(data: bytes) -> tuple[np.ndarray, np.ndarray | None, int]:
     colour = samples[:, :, :-1] if has_alpha else samples
     alpha = from_uint(samples[:, :, -1], 16) if has_alpha else None
     return from_uint(colour, 16), alpha, 16
-
-
-def _planar(image: Image.Image) -> bool:
-    """Whether a TIFF page stores each channel apart (PlanarConfiguration 2), which OpenCV
-    decodes wrongly at 16 bits."""
-    return image.format == "TIFF" and image.tag_v2.get(284, 1) == 2
 
 
 def _planar_page(data: bytes, index: int) -> np.ndarray:

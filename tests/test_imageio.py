@@ -403,6 +403,15 @@ def test_resolution_only_in_the_exif_is_read(tmp_path):
     assert (written[282], written[283], written[0x0112]) == (100.0, 300.0, 1)
 
 
+def test_jfif_resolution_in_dots_per_cm_is_read_in_inches():
+    buffer = io.BytesIO()
+    Image.new("RGB", (4, 4)).save(buffer, format="JPEG", dpi=(300, 300))
+    data = bytearray(buffer.getvalue())
+    at = data.index(b"JFIF\x00") + 7  # after the version: units, X density, Y density
+    data[at:at + 5] = bytes([2]) + (118).to_bytes(2, "big") + (59).to_bytes(2, "big")
+    assert read_image_bytes(bytes(data), "cm.jpg").dpi == pytest.approx((118 * 2.54, 59 * 2.54))
+
+
 def test_implausible_resolution_is_not_read(tmp_path):
     Image.new("L", (4, 4)).save(tmp_path / "x.tif", dpi=(4e9, 4e9))
     assert read_image(tmp_path / "x.tif").dpi is None
