@@ -45,7 +45,8 @@ keeps errors well below one 8-bit grey level, where bfloat16's 7 bits do not; fl
 weakness, overflow, is exactly what the float32 retry catches (measured on an H100 with the
 default model: fp16 differs from fp32 by at most 7.7e-4, bf16 by 6.4e-3). CPU and MPS use
 float32; on a CPU with bf16 arithmetic (AVX-512, AMX) ``bf16`` is about twice as fast at a cost of
-~0.01 dB (``benchmarks/precision.py``), and a half precision the CPU would only emulate is refused. On CUDA, PyTorch's default TF32 convolutions make even fp32 tiles agree only to ~3e-4.
+~0.01 dB (``benchmarks/precision.py``), and a half precision the CPU would only emulate is
+refused. On CUDA, PyTorch's default TF32 convolutions make even fp32 tiles agree only to ~3e-4.
 
 Memory
 ------
