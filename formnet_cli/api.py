@@ -204,7 +204,8 @@ def restore_with_info(image: np.ndarray, task: str = "denoise", *,
     sigma_map_range: tuple[float, float] | None = None
     level: float | torch.Tensor
     if task == "denoise":
-        noise = _noise_level(sigma, pixels, loaded.config)
+        noise = _noise_level(sigma, pixels, loaded.config,
+                             per_channel=loaded.channels == 1 and pixels.shape[2] == 3)
         level_sigma, sigma_map_range, estimated = noise.sigma, noise.map_range, noise.estimated
         level = noise.condition()
     elif task == "jpeg":
@@ -227,8 +228,9 @@ def restore_with_info(image: np.ndarray, task: str = "denoise", *,
         ycbcr = degradations.rgb_to_ycbcr(pixels).astype(np.float32)
         planes = run([ycbcr[:, :, [index]] for index in range(3)])
         restored = degradations.ycbcr_to_rgb(np.concatenate(planes, axis=2))
-    elif loaded.channels == 1:
-        restored = np.concatenate(run([pixels[:, :, [index]] for index in range(3)]), axis=2)
+    elif loaded.channels == 1:  # each channel at its own noise level where it is mapped
+        levels = [noise.condition(index) for index in range(3)] if task == "denoise" else None
+        restored = np.concatenate(run([pixels[:, :, [index]] for index in range(3)], levels), axis=2)
     else:  # a color model on a gray image: run it on gray RGB, keep the mean
         restored = run([np.repeat(pixels, 3, axis=2)])[0].mean(axis=2, keepdims=True)
 
@@ -259,11 +261,14 @@ class _Runner:
         if tile_overlap is not None:
             self.options["tile_overlap"] = tile_overlap
 
-    def __call__(self, planes: list[np.ndarray]) -> list[np.ndarray]:
+    def __call__(self, planes: list[np.ndarray],
+                 levels: list[float | torch.Tensor] | None = None) -> list[np.ndarray]:
+        """The planes restored, each at its own level from ``levels`` where given."""
         outputs = []
         for index, plane in enumerate(planes):
             tensor = torch.from_numpy(np.ascontiguousarray(plane.transpose(2, 0, 1)))
-            result = engine.restore_tensor(self.loaded.model, tensor, self.level,
+            level = self.level if levels is None else levels[index]
+            result = engine.restore_tensor(self.loaded.model, tensor, level,
                                            progress=engine.pass_progress(self.progress, index,
                                                                          len(planes)),
                                            **self.options)
@@ -387,11 +392,13 @@ def _check_sigma_option(sigma: float | str | None) -> float | str:
 
 @dataclass(frozen=True, eq=False)
 class _NoiseLevel:
-    """The noise level to denoise at: one sigma, or a per-pixel ``H x W`` sigma map."""
+    """The noise level to denoise at: one sigma, or a per-pixel ``H x W`` sigma map (and one
+    per channel, for a gray model run on each channel of a colour image)."""
 
     sigma: float
     estimated: bool
     sigma_map: np.ndarray | None = None
+    channel_maps: list[np.ndarray] | None = None
 
     @property
     def map_range(self) -> tuple[float, float] | None:
@@ -399,21 +406,27 @@ class _NoiseLevel:
             return None
         return float(self.sigma_map.min()), float(self.sigma_map.max())
 
-    def condition(self) -> float | torch.Tensor:
-        """The model's conditioning level: a number, or a ``(1, H, W)`` map."""
+    def condition(self, channel: int | None = None) -> float | torch.Tensor:
+        """The model's conditioning level (for one ``channel`` where there is a map per
+        channel): a number, or a ``(1, H, W)`` map."""
         if self.sigma_map is None:
             return condition_level("denoise", sigma=self.sigma)
-        return torch.from_numpy(self.sigma_map[None] / np.float32(255.0))
+        chosen = self.sigma_map if channel is None or self.channel_maps is None else self.channel_maps[channel]
+        return torch.from_numpy(chosen[None] / np.float32(255.0))
 
 
-def _noise_level(sigma: float | str, pixels: np.ndarray, config: ModelConfig) -> _NoiseLevel:
-    """``sigma`` as given, or estimated: a sigma map where the noise varies with brightness."""
+def _noise_level(sigma: float | str, pixels: np.ndarray, config: ModelConfig,
+                 per_channel: bool = False) -> _NoiseLevel:
+    """``sigma`` as given, or estimated: a sigma map where the noise varies with brightness
+    (``per_channel``: also one map per channel)."""
     low, high = config.sigma_range
     if sigma == "auto":
         function = _estimate_noise(pixels)
         if function.varies:
             sigma_map = np.clip(function.sigma_map(pixels), low, high)
-            return _NoiseLevel(float(sigma_map.mean()), True, sigma_map)
+            channel_maps = ([np.clip(channel_map, low, high) for channel_map in function.channel_sigma_maps(pixels)]
+                            if per_channel else None)
+            return _NoiseLevel(float(sigma_map.mean()), True, sigma_map, channel_maps)
         return _NoiseLevel(float(min(max(function.sigma, low), high)), True)
     assert isinstance(sigma, float)
     _check_sigma_in_range(sigma, config)

@@ -215,8 +215,16 @@ class NoiseLevelFunction:
 
     def sigma_map(self, image: np.ndarray) -> np.ndarray:
         """Per-pixel sigma (0-255) for ``image`` in [0, 1] (the image measured, or the whole
-        of which a crop was): each channel's fitted sigma at the pixel's local brightness,
-        averaged over the channels, as ``H x W`` float32."""
+        of which a crop was): the :meth:`channel_sigma_maps` averaged, as ``H x W`` float32."""
+        maps = self.channel_sigma_maps(image)
+        total = np.zeros(maps[0].shape, dtype=np.float32)
+        for channel_map in maps:
+            total += channel_map
+        return total / np.float32(len(maps))
+
+    def channel_sigma_maps(self, image: np.ndarray) -> list[np.ndarray]:
+        """Per channel, the fitted sigma (0-255) at each pixel's local brightness in that
+        channel, as ``H x W`` float32 maps."""
         array = np.asarray(image, dtype=np.float32)
         if array.ndim == 2:
             array = array[..., None]
@@ -224,11 +232,8 @@ class NoiseLevelFunction:
             raise ValueError(f"noise level function of {len(self.variance_fits)} channel(s), "
                              f"image of {array.shape[2]}")
         window = (_BRIGHTNESS_WINDOW, _BRIGHTNESS_WINDOW)
-        total = np.zeros(array.shape[:2], dtype=np.float32)
-        for channel in range(array.shape[2]):
-            brightness = cv2.blur(np.ascontiguousarray(array[:, :, channel]), window)
-            total += self.channel_sigma(channel, brightness)
-        return total / np.float32(array.shape[2])
+        return [self.channel_sigma(channel, cv2.blur(np.ascontiguousarray(array[:, :, channel]), window))
+                for channel in range(array.shape[2])]
 
 
 def estimate_noise_level_function(image: np.ndarray, patch_size: int = 7, iterations: int = 3,

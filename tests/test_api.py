@@ -259,6 +259,26 @@ def test_sigma_auto_uses_a_sigma_map_when_noise_grows_with_brightness(tiny_model
     assert "varies" not in flat.describe_level()
 
 
+def test_gray_model_on_colour_denoises_each_channel_at_its_own_sigma_map(tiny_models, monkeypatch):
+    _clean, noisy = _brightness_dependent_noise()
+    # Red carries the brightness-dependent noise; green and blue are flat and nearly clean.
+    flat = np.full(noisy.shape, 0.5, np.float32) + np.random.default_rng(3).normal(0, 1 / 255, noisy.shape)
+    image = np.clip(np.stack([noisy, flat, flat], axis=2), 0, 1).astype(np.float32)
+    levels = []
+    restore_tensor = api.engine.restore_tensor
+
+    def recording(model, tensor, level, **options):
+        levels.append(level)
+        return restore_tensor(model, tensor, level, **options)
+
+    monkeypatch.setattr(api.engine, "restore_tensor", recording)
+    result = api.restore_with_info(image, sigma="auto", model=tiny_models.denoise_gray, device="cpu",
+                                   ensemble=1)
+    assert result.sigma_map_range is not None and len(levels) == 3
+    red, green, blue = (float(level.mean()) * 255 for level in levels)
+    assert red > 2 * green and green == pytest.approx(blue, rel=0.05)  # not one averaged map
+
+
 def test_noise_is_measured_over_the_whole_of_a_large_photo():
     from formnet_cli.api import _estimation_sample
 
