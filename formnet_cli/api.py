@@ -411,7 +411,9 @@ class _NoiseLevel:
         channel): a number, or a ``(1, H, W)`` map."""
         if self.sigma_map is None:
             return condition_level("denoise", sigma=self.sigma)
-        chosen = self.sigma_map if channel is None or self.channel_maps is None else self.channel_maps[channel]
+        chosen = self.sigma_map
+        if channel is not None and self.channel_maps is not None:
+            chosen = self.channel_maps[channel]
         return torch.from_numpy(chosen[None] / np.float32(255.0))
 
 
@@ -424,8 +426,9 @@ def _noise_level(sigma: float | str, pixels: np.ndarray, config: ModelConfig,
         function = _estimate_noise(pixels)
         if function.varies:
             sigma_map = np.clip(function.sigma_map(pixels), low, high)
-            channel_maps = ([np.clip(channel_map, low, high) for channel_map in function.channel_sigma_maps(pixels)]
-                            if per_channel else None)
+            channel_maps = None
+            if per_channel:
+                channel_maps = [np.clip(each, low, high) for each in function.channel_sigma_maps(pixels)]
             return _NoiseLevel(float(sigma_map.mean()), True, sigma_map, channel_maps)
         return _NoiseLevel(float(min(max(function.sigma, low), high)), True)
     assert isinstance(sigma, float)

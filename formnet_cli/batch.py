@@ -499,7 +499,8 @@ def _prepare_output_folder(output: Path) -> None:
     try:
         output.parent.mkdir(parents=True, exist_ok=True)
     except OSError as error:
-        in_the_way = next((folder for folder in output.parents if folder.exists() and not folder.is_dir()), None)
+        in_the_way = next((folder for folder in output.parents
+                           if folder.exists() and not folder.is_dir()), None)
         reason = f"{in_the_way} is a file" if in_the_way is not None else error.strerror or error
         raise ImageWriteError(f"{output}: cannot create its folder ({reason})") from None
 

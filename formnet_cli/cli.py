@@ -131,7 +131,8 @@ def restore(
         "--ext", metavar="png|jpg|tif|webp|avif|heic|bmp",
         help="Output format for folder outputs (default: the input's).")] = None,
     jpeg_quality: Annotated[Optional[int], typer.Option(
-        "--jpeg-quality", min=1, max=100, metavar="INT", help="Quality of JPEG, AVIF and HEIC outputs (default: 95).")] = None,
+        "--jpeg-quality", min=1, max=100, metavar="INT",
+        help="Quality of JPEG, AVIF and HEIC outputs (default: 95).")] = None,
     json_output: Annotated[bool, typer.Option(
         "--json", metavar="", help="Print a machine-readable summary (only that) on standard output.")] = False,
 ) -> None:

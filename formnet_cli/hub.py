@@ -567,10 +567,12 @@ def _hub_errors(entry: ModelEntry, source: HubSource, file: ManifestFile, *, whe
     except (OfflineModeIsEnabled, LocalEntryNotFoundError) as error:
         if hub_constants.is_offline_mode():
             raise DownloadError(f"offline mode (HF_HUB_OFFLINE=1) and '{entry.name}' is not "
-                                f"downloaded; unset HF_HUB_OFFLINE to download it{_LOCAL_MODEL_HINT}") from error
+                                "downloaded; unset HF_HUB_OFFLINE to download it"
+                                f"{_LOCAL_MODEL_HINT}") from error
         host = endpoint or hub_constants.ENDPOINT
         raise DownloadError(f"cannot reach the hub at {host} and '{entry.name}' is not "
-                            f"downloaded; check the connection (or HF_ENDPOINT){_LOCAL_MODEL_HINT}") from error
+                            "downloaded; check the connection (or HF_ENDPOINT)"
+                            f"{_LOCAL_MODEL_HINT}") from error
     except EntryNotFoundError as error:
         raise DownloadError(f"file {entry.repo_path(file)} not found in '{source.repo}' at "
                             f"revision {revision[:12]}; the repository does not match this "

@@ -682,9 +682,9 @@ def write_image(
     16 bits are kept in PNG and TIFF (8 elsewhere); alpha is kept in PNG, TIFF, WebP, AVIF and
     HEIC and dropped in JPEG and BMP; WebP is written lossless, AVIF and HEIC at ``jpeg_quality``,
     these three always in colour. ICC profiles and XMP go to PNG, JPEG, TIFF, WebP, AVIF and
-    HEIC, EXIF to all of them but TIFF and BMP, the resolution to PNG, JPEG, TIFF and BMP, text to PNG (all), TIFF (description,
-    author, copyright) and JPEG (comment).
-    16-bit grey+alpha is written as RGBA (no encoder writes two 16-bit channels).
+    HEIC, EXIF to all of them but TIFF and BMP, the resolution to PNG, JPEG, TIFF and BMP, text
+    to PNG (all), TIFF (description, author, copyright) and JPEG (comment). 16-bit grey+alpha is
+    written as RGBA (no encoder writes two 16-bit channels).
     """
     path = Path(path)
     fmt = output_format(path, format)
