@@ -568,7 +568,8 @@ def test_heic_rotation_is_applied_once(tmp_path):
 def test_is_image_path_and_extensions():
     assert is_image_path("a/B.PNG") and is_image_path("x.JpEg") and is_image_path(Path("y.tiff"))
     assert not is_image_path("notes.txt") and not is_image_path("png")
-    assert {".png", ".jpg", ".jpeg", ".tif", ".tiff", ".bmp", ".webp", ".avif", ".heic", ".heif"} == IMAGE_EXTENSIONS
+    assert IMAGE_EXTENSIONS == {".png", ".jpg", ".jpeg", ".tif", ".tiff", ".bmp", ".webp", ".avif",
+                                ".heic", ".heif"}
 
 
 def test_to_uint_rounds_and_clips():
@@ -787,7 +788,8 @@ def test_the_default_limit_reads_large_camera_frames(monkeypatch):
 def test_32_bit_tiff_is_refused_not_clipped(tmp_path, dtype):
     path = tmp_path / "deep.tif"
     Image.fromarray((np.arange(64).reshape(8, 8) * 100_000).astype(dtype)).save(path)
-    with pytest.raises(ImageReadError, match=rf"unsupported sample type {np.dtype(dtype)} \(need 8 or 16 bits\)"):
+    reason = rf"unsupported sample type {np.dtype(dtype)} \(need 8 or 16 bits\)"
+    with pytest.raises(ImageReadError, match=reason):
         read_image(path)
 
 
