@@ -321,10 +321,6 @@ def _read_tiff_pages(data: bytes, name: str, indices: list[int]) -> list[LoadedI
             except Exception as exc:
                 reason = f"page {number}: truncated or corrupt ({_describe(exc)})"
                 raise ImageReadError(f"{name}: {reason}") from None
-            orientation = _orientation(image)
-            pixels = _apply_orientation(pixels, orientation)
-            if alpha is not None:
-                alpha = _apply_orientation(alpha[:, :, None], orientation)[:, :, 0]
             pages.append(LoadedImage(pixels, alpha, bit_depth, icc_profile, None, "TIFF",
                                      *_descriptive_metadata(image, stated)))
     return pages
@@ -358,13 +354,9 @@ def read_image_bytes(data: bytes, name: str) -> LoadedImage:
             except Exception as exc:  # truncated data surfaces only when decoding
                 reason = f"truncated or corrupt image ({_describe(exc)})"
                 raise ImageReadError(f"{name}: {reason}") from None
-            orientation = _orientation(image)
             exif = _upright_exif(image.info.get("exif"), swap=stated in (5, 6, 7, 8))
             source_format = image.format
             dpi, xmp, text = _descriptive_metadata(image, stated)
-    pixels = _apply_orientation(pixels, orientation)
-    if alpha is not None:
-        alpha = _apply_orientation(alpha[:, :, None], orientation)[:, :, 0]
     return LoadedImage(pixels, alpha, bit_depth, icc_profile, exif, source_format, dpi, xmp, text)
 
 
@@ -500,18 +492,27 @@ def _needs_opencv(image: Image.Image, data: bytes) -> bool:
 
 def _decode(image: Image.Image, data: bytes, page: int | None = None) -> tuple[
         np.ndarray, np.ndarray | None, int, bytes | None]:
-    """Pixels, alpha, bit depth and ICC profile of an opened image (``page``: the TIFF page
-    ``image`` was sought to), by whichever decoder keeps its depth: Pillow, or OpenCV for 16-bit
-    colour (tifffile where the channels are stored apart), pillow-heif's own for deep HEIF."""
+    """Upright pixels, alpha, bit depth and ICC profile of an opened image (``page``: the TIFF
+    page ``image`` was sought to), by whichever decoder keeps its depth: Pillow, or OpenCV for
+    16-bit colour (tifffile where the channels are stored apart), pillow-heif's own for deep
+    HEIF. The EXIF or TIFF orientation is applied here unless the decoder did."""
     icc_profile = image.info.get("icc_profile") or None
+    turned_by_decoder = False
     if _needs_opencv(image, data) and image.format == "TIFF" and image.tag_v2.get(284, 1) == 2:
-        return *_opencv_arrays(_planar_page(data, page or 0), image, data), icc_profile
-    if _needs_opencv(image, data):
-        return *_decode_with_opencv(data, image, page), icc_profile
-    if image.format == "HEIF" and int(image.info.get("bit_depth", 8)) > 8:
-        return *_decode_deep_heif(data), icc_profile
-    image.load()  # decode now: a truncated file fails here, not later
-    return _pillow_to_arrays(image)
+        pixels, alpha, bit_depth = _opencv_arrays(_planar_page(data, page or 0), image, data)
+    elif _needs_opencv(image, data):
+        pixels, alpha, bit_depth = _decode_with_opencv(data, image, page)
+        turned_by_decoder = image.format == "TIFF"  # OpenCV applies a TIFF's Orientation tag
+    elif image.format == "HEIF" and int(image.info.get("bit_depth", 8)) > 8:
+        pixels, alpha, bit_depth = _decode_deep_heif(data)  # libheif turns it (EXIF then says 1)
+    else:
+        image.load()  # decode now: a truncated file fails here, not later
+        pixels, alpha, bit_depth, icc_profile = _pillow_to_arrays(image)
+    orientation = 1 if turned_by_decoder else _orientation(image)  # after Pillow's decoding,
+    pixels = _apply_orientation(pixels, orientation)  # which may have turned a TIFF itself
+    if alpha is not None:
+        alpha = _apply_orientation(alpha[:, :, None], orientation)[:, :, 0]
+    return pixels, alpha, bit_depth, icc_profile
 
 
 def _decode_with_opencv(data: bytes, header: Image.Image,
@@ -679,7 +680,7 @@ def write_image(
 ) -> None:
     """Encode ``image`` to ``path`` atomically, in the format of its extension or ``format``.
 
-    16 bits are kept in PNG and TIFF (8 elsewhere); alpha is kept in PNG, TIFF, WebP, AVIF and
+    16 bits are kept in PNG and TIFF (10 in HEIC, 8 elsewhere); alpha is kept in PNG, TIFF, WebP, AVIF and
     HEIC and dropped in JPEG and BMP; WebP is written lossless, AVIF and HEIC at ``jpeg_quality``,
     these three always in colour. ICC profiles and XMP go to PNG, JPEG, TIFF, WebP, AVIF and
     HEIC, EXIF to all of them but TIFF and BMP, the resolution to PNG, JPEG, TIFF and BMP, text
@@ -707,7 +708,7 @@ def write_image(
 
 def _encoder(image: LoadedImage, fmt: str, jpeg_quality: int) -> Callable[[BinaryIO], None]:
     """A function that writes the encoded image to an open binary file."""
-    bit_depth = 16 if image.bit_depth == 16 and fmt in _SIXTEEN_BIT_FORMATS else 8
+    bit_depth = 16 if image.bit_depth == 16 and fmt in (*_SIXTEEN_BIT_FORMATS, "HEIF") else 8
     colour = to_uint(image.pixels, bit_depth)
     alpha = None
     if image.alpha is not None and fmt in _ALPHA_FORMATS:
@@ -720,6 +721,8 @@ def _encoder(image: LoadedImage, fmt: str, jpeg_quality: int) -> Callable[[Binar
     exif = _upright_exif(image.exif) if fmt in _EXIF_FORMATS else None
     samples = colour if alpha is None else np.concatenate([colour, alpha], axis=2)
 
+    if bit_depth == 16 and fmt == "HEIF":
+        return _deep_heif_encoder(samples, _save_options(fmt, image, icc_profile, exif, jpeg_quality))
     if bit_depth == 16 and samples.shape[2] > 1:
         if fmt == "TIFF":
             return _tifffile_encoder([_tiff_page(samples, image, icc_profile)])
@@ -730,6 +733,18 @@ def _encoder(image: LoadedImage, fmt: str, jpeg_quality: int) -> Callable[[Binar
 
     def encode(handle: BinaryIO) -> None:
         pil_image.save(handle, format=fmt, **options)
+
+    return encode
+
+
+def _deep_heif_encoder(samples: np.ndarray, options: dict[str, object]) -> Callable[[BinaryIO], None]:
+    """Encoder for a HEIF of 16-bit RGB(A) samples, which pillow-heif stores at 10 bits."""
+    heif = pillow_heif.from_bytes(mode="RGBA;16" if samples.shape[2] == 4 else "RGB;16",
+                                  size=(samples.shape[1], samples.shape[0]),
+                                  data=np.ascontiguousarray(samples).tobytes())
+
+    def encode(handle: BinaryIO) -> None:
+        heif.save(handle, **options)
 
     return encode
 

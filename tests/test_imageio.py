@@ -360,6 +360,20 @@ def test_rotation_turns_the_xmp_orientation_and_the_tiff_resolution_upright(tmp_
     assert imageio.read_pages(tmp_path / "r.tif")[0].dpi == (100.0, 300.0)
 
 
+@pytest.mark.parametrize("bit_depth", [8, 16])
+def test_tiff_orientation_is_applied_once_at_any_depth(tmp_path, bit_depth):
+    rgb = np.zeros((4, 8, 3), np.uint8 if bit_depth == 8 else np.uint16)
+    rgb[0, 0] = 255  # top left as stored; orientation 6 turns it 90 degrees clockwise
+    for pages in (1, 2):
+        with tifffile.TiffWriter(tmp_path / f"o{pages}.tif") as writer:
+            for _ in range(pages):
+                writer.write(rgb, photometric="rgb", extratags=[(274, "H", 1, 6, True)],
+                             resolution=(300, 150), resolutionunit="INCH", metadata=None)
+        for image in imageio.read_pages(tmp_path / f"o{pages}.tif"):
+            assert image.pixels.shape[:2] == (8, 4) and image.dpi == (150.0, 300.0)
+            assert np.unravel_index(np.argmax(image.pixels[:, :, 0]), (8, 4)) == (0, 3)
+
+
 def test_metadata_a_format_cannot_hold_is_left_out_not_a_failure(tmp_path):
     big_xmp = b"<x:xmpmeta>" + b" " * 100_000 + b"</x:xmpmeta>"
     image = LoadedImage(np.full((4, 4, 3), 0.5, np.float32), dpi=(70_000.0, 70_000.0), xmp=big_xmp,
@@ -548,6 +562,11 @@ def test_10_bit_heic_is_read_at_16_bits(tmp_path):
     image = read_image(tmp_path / "deep.heic")
     assert image.bit_depth == 16 and len(np.unique(to_uint(image.pixels, 16))) > 256
     assert np.abs(image.pixels - ramp / 65535).max() < 2 / 1023
+    image.icc_profile, image.xmp = SRGB_ICC, XMP
+    write_image(tmp_path / "again.heic", image, jpeg_quality=100)  # written back at 10 bits
+    again = read_image(tmp_path / "again.heic")
+    assert again.bit_depth == 16 and len(np.unique(to_uint(again.pixels, 16))) > 256
+    assert again.icc_profile == SRGB_ICC and again.xmp == XMP
 
 
 def test_a_format_this_installation_cannot_write_is_refused_before_any_work(monkeypatch):
