@@ -346,7 +346,8 @@ def read_image_bytes(data: bytes, name: str) -> LoadedImage:
                 what = ("pages (read them with read_pages)" if image.format == "TIFF"
                         else "frames; formnet restores still images, not animations")
                 raise ImageReadError(f"{name}: holds {frames} {what}")
-            stated = _orientation(image)  # before decoding, which may apply it (TIFF)
+            # Before decoding, which may apply it (TIFF); pillow-heif applies it on opening.
+            stated = int(image.info.get("original_orientation") or _orientation(image))
             try:
                 pixels, alpha, bit_depth, icc_profile = _decode(image, data)
             except ImageReadError as exc:

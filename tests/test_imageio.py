@@ -537,6 +537,14 @@ def test_avif_and_heic_round_trip_keep_alpha_exif_xmp_and_the_quality(tmp_path, 
     assert (tmp_path / f"low{extension}").stat().st_size < (tmp_path / f"out{extension}").stat().st_size
 
 
+def test_heic_resolution_follows_its_rotation(tmp_path):
+    exif = exif_with_orientation(6)
+    exif[282], exif[283], exif[296] = 300.0, 150.0, 2
+    Image.new("RGB", (8, 4)).save(tmp_path / "phone.heic", exif=exif.tobytes(), quality=-1)
+    image = read_image(tmp_path / "phone.heic")
+    assert image.pixels.shape[:2] == (8, 4) and image.dpi == (150.0, 300.0)
+
+
 def test_avif_of_any_brand_is_read_by_pillows_avif_plugin():
     buffer = io.BytesIO()
     Image.new("RGB", (8, 8), (200, 40, 40)).save(buffer, format="AVIF", quality=90)
