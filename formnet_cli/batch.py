@@ -292,6 +292,8 @@ def plan_batch(inputs: Sequence[str | os.PathLike[str]], output: str | os.PathLi
             _plan_file(plan, path, output / _with_ext(Path(path.name), extension))
         elif glob.has_magic(os.fspath(item)):
             matches = sorted(glob.glob(os.fspath(item), recursive=recursive))
+            if "**" in Path(item).parts and not recursive:
+                plan.notes.append(f"{item}: ** matches one folder level without --recursive")
             if not matches:
                 plan.settled.append(FileResult(path, None, "failed", "no files match"))
             base = _glob_base(path)

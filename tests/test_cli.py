@@ -281,7 +281,7 @@ def test_output_folder_inside_the_input_folder_is_not_restored_again(
 
 
 @pytest.mark.parametrize(("pattern", "flags"), [("scans/**/*.png", ["-r"]), ("scans/*/*.png", []),
-                                               ("scans/*", [])])
+                                               ("scans/*", []), ("scans/**/*.png", [])])
 def test_glob_matches_mirror_the_folders_below_the_wildcard(tiny_models, tmp_path, random_image,
                                                             write_png, monkeypatch, pattern, flags):
     for box in ("box1", "box2"):  # the same file names in two folders must not clash
@@ -289,6 +289,7 @@ def test_glob_matches_mirror_the_folders_below_the_wildcard(tiny_models, tmp_pat
     monkeypatch.chdir(tmp_path)
     result = restore(tiny_models.denoise_gray, pattern, "-o", "out", *flags, "--sigma", "5")
     assert result.exit_code == 0, result.output
+    assert ("without --recursive" in result.stderr) == ("**" in pattern and not flags)
     assert sorted(p.relative_to(tmp_path / "out").as_posix() for p in (tmp_path / "out").rglob("*.png")) == [
         "box1/0001.png", "box2/0001.png"]
 
