@@ -21,7 +21,6 @@ import time
 from collections.abc import Callable
 from functools import partial
 from pathlib import Path
-from types import SimpleNamespace
 
 import numpy as np
 import torch
@@ -32,7 +31,7 @@ sys.path.insert(0, str(ROOT))
 
 from formnet_cli.checkpoint import load_checkpoint  # noqa: E402
 from formnet_cli.degradations import add_gaussian_noise, imresize, jpeg_compress  # noqa: E402
-from formnet_cli.engine import PRECISIONS, resolve_precision, restore_tensor  # noqa: E402
+from formnet_cli.engine import PRECISIONS, check_precision, resolve_precision, restore_tensor  # noqa: E402
 from formnet_cli.errors import InvalidOptionError  # noqa: E402
 from formnet_cli.evaluate import to_uint8  # noqa: E402
 from formnet_cli.metrics import psnr  # noqa: E402
@@ -63,10 +62,6 @@ def degrade(clean: np.ndarray, task: str) -> tuple[np.ndarray, float]:
     return imresize(low, output_shape=clean.shape[:2]).reshape(clean.shape), condition_level(task, scale=2)
 
 
-_HALF_CAPABLE = SimpleNamespace(supports_half=True)
-"""Stands for a model that runs in half precision: asks only whether the device does."""
-
-
 def timed(run: Callable[[], torch.Tensor], device: torch.device, repeats: int) -> tuple[torch.Tensor, float]:
     """The output of ``run`` and the median of ``repeats`` timed calls after a warm-up."""
     run()
@@ -88,10 +83,14 @@ def run_peer(network: torch.nn.Module, tensor: torch.Tensor, dtype: torch.dtype)
         return network(tensor).float()
 
 
-def runnable(precision: str, device: torch.device, model: object = _HALF_CAPABLE) -> bool:
-    """Whether ``resolve_precision`` runs ``model`` at ``precision`` on ``device``."""
+def runnable(precision: str, device: torch.device, model: torch.nn.Module | None = None) -> bool:
+    """Whether the engine runs ``model`` (without one: any half-capable model) at ``precision``
+    on ``device``."""
     try:
-        resolve_precision(precision, device, model)  # type: ignore[arg-type]
+        if model is None:
+            check_precision(precision, device)
+        else:
+            resolve_precision(precision, device, model)
     except InvalidOptionError:
         return False
     return True

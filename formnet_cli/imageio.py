@@ -499,9 +499,10 @@ def _decode(image: Image.Image, data: bytes, page: int | None = None) -> tuple[
     HEIF. The EXIF or TIFF orientation is applied here unless the decoder did."""
     icc_profile = image.info.get("icc_profile") or None
     turned_by_decoder = False
-    if _needs_opencv(image, data) and image.format == "TIFF" and image.tag_v2.get(284, 1) == 2:
+    deep_colour = _needs_opencv(image, data)
+    if deep_colour and image.format == "TIFF" and image.tag_v2.get(284, 1) == 2:
         pixels, alpha, bit_depth = _opencv_arrays(_planar_page(data, page or 0), image, data)
-    elif _needs_opencv(image, data):
+    elif deep_colour:
         pixels, alpha, bit_depth = _decode_with_opencv(data, image, page)
         turned_by_decoder = image.format == "TIFF"  # OpenCV applies a TIFF's Orientation tag
     elif image.format == "HEIF" and int(image.info.get("bit_depth", 8)) > 8:
@@ -841,9 +842,8 @@ def _opencv_png_encoder(samples: np.ndarray, image: LoadedImage, icc_profile: by
     """Encoder for a 16-bit colour PNG (RGB, RGBA, or grey+alpha expanded to RGBA) via OpenCV,
     which writes the profile and EXIF; the resolution, text and XMP chunks are added after
     (OpenCV 5.0 reads an XMP block past its end, as if it were a C string)."""
-    bgr = _bgr(samples)
-    if icc_profile and not _icc_fits(icc_profile, 3):
-        icc_profile = None  # a grey profile on grey+alpha written as RGBA
+    samples, icc_profile = _deep_grey_alpha_as_rgba(samples, icc_profile)
+    bgr = np.ascontiguousarray(samples[:, :, [2, 1, 0, *range(3, samples.shape[2])]])
     kinds, blocks = [], []
     for kind, block in ((cv2.IMAGE_METADATA_ICCP, icc_profile),
                         (cv2.IMAGE_METADATA_EXIF, exif.removeprefix(b"Exif\x00\x00") if exif else None)):
@@ -875,10 +875,7 @@ def _tiff_page(samples: np.ndarray, image: LoadedImage,
                icc_profile: bytes | None) -> tuple[np.ndarray, dict[str, Any]]:
     """One TIFF page for tifffile: its samples (16-bit grey+alpha expanded to RGBA, which the
     readers take) and ``TiffWriter.write`` options with the profile, resolution, text and XMP."""
-    if samples.shape[2] == 2 and samples.dtype == np.uint16:
-        samples = samples[:, :, [0, 0, 0, 1]]
-    if icc_profile and not _icc_fits(icc_profile, 1 if samples.shape[2] <= 2 else 3):
-        icc_profile = None  # a grey profile on grey+alpha written as RGBA
+    samples, icc_profile = _deep_grey_alpha_as_rgba(samples, icc_profile)
     tags = dict(_tiff_tags(image))
     options: dict[str, Any] = {
         "photometric": "rgb" if samples.shape[2] >= 3 else "minisblack",
@@ -910,11 +907,15 @@ def _tifffile_encoder(pages: list[tuple[np.ndarray, dict[str, Any]]]) -> Callabl
     return encode
 
 
-def _bgr(samples: np.ndarray) -> np.ndarray:
-    """RGB(A) samples (grey+alpha expanded to RGBA) in OpenCV's BGR(A) order."""
-    if samples.shape[2] == 2:  # grey + alpha
-        samples = samples[:, :, [0, 0, 0, 1]]
-    return np.ascontiguousarray(samples[:, :, [2, 1, 0, *range(3, samples.shape[2])]])
+def _deep_grey_alpha_as_rgba(samples: np.ndarray,
+                             icc_profile: bytes | None) -> tuple[np.ndarray, bytes | None]:
+    """16-bit grey+alpha samples as RGBA (no encoder here writes, nor reader takes, two 16-bit
+    channels), without a grey profile, which no longer fits; other samples as they are."""
+    if samples.shape[2] != 2 or samples.dtype != np.uint16:
+        return samples, icc_profile
+    if icc_profile and not _icc_fits(icc_profile, 3):
+        icc_profile = None
+    return samples[:, :, [0, 0, 0, 1]], icc_profile
 
 
 def _icc_fits(icc_profile: bytes, channels: int) -> bool:
