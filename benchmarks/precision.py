@@ -109,7 +109,8 @@ def main() -> None:
     if args.threads:
         torch.set_num_threads(args.threads)
     device = torch.device(args.device)
-    name = torch.cuda.get_device_name(device) if device.type == "cuda" else f"CPU, {torch.get_num_threads()} threads"
+    name = (torch.cuda.get_device_name(device) if device.type == "cuda"
+            else f"CPU, {torch.get_num_threads()} threads")
     print(f"device: {name}, torch {torch.__version__}, {args.megapixels} MP, tile {args.tile}")
     print("| model | precision | PSNR (dB) | max abs diff vs fp32 (grey levels) | MP/s |")
     print("|---|---|---|---|---|")
