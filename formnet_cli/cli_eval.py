@@ -150,6 +150,10 @@ def eval_command(
         help="Flipped/rotated passes averaged; auto: the model card's number.")] = "auto",
     warmup: Annotated[bool, typer.Option("--warmup/--no-warmup", metavar="",
                                          help="Run each method once, untimed, before timing.")] = True,
+    threads: Annotated[Optional[int], typer.Option(
+        "--threads", min=1, metavar="N",
+        help="CPU threads for every method (the protocol's speed figures use 1); "
+             "default: torch's, one per core.")] = None,
 ) -> None:
     """Score formnet and baselines on a data set with the fixed-seed benchmark protocol.
 
@@ -158,6 +162,7 @@ def eval_command(
     formnet eval Classic5 --task jpeg --quality 10 20 30 40
     formnet eval Set5 --task sr --scale 2 3 4 --save-images out/
     """
+    import torch
     from rich.console import Console
 
     from . import evaluate as ev
@@ -199,11 +204,19 @@ def eval_command(
         else:
             methods.append(peer)
 
-    with console.status("evaluating") as status:
-        report = ev.evaluate(
-            images, settings, methods, dataset=folder.name, warmup=warmup, save_dir=save_images,
-            notes=notes, progress=lambda text: status.update(f"evaluating {text}"),
-            env=ev.environment(device=_device_label(device), precision=_precision_label(precision.value, device)))
+    previous_threads = torch.get_num_threads()
+    if threads is not None:
+        torch.set_num_threads(threads)
+    try:
+        with console.status("evaluating") as status:
+            report = ev.evaluate(
+                images, settings, methods, dataset=folder.name, warmup=warmup,
+                save_dir=save_images, notes=notes,
+                progress=lambda text: status.update(f"evaluating {text}"),
+                env=ev.environment(device=_device_label(device),
+                                   precision=_precision_label(precision.value, device)))
+    finally:
+        torch.set_num_threads(previous_threads)
 
     console.print(render_table(report, per_image=per_image))
     if json_path:

@@ -23,5 +23,9 @@ class InvalidOptionError(FormnetError):
     """An option value outside what the model or task accepts."""
 
 
+class UnknownModelError(ModelNotFoundError, InvalidOptionError):
+    """A model name that is in no manifest and is no folder: a usage error (a typo in --model)."""
+
+
 class DownloadError(FormnetError):
     """A weights download that failed; the message says the fix."""

@@ -574,8 +574,9 @@ def environment(device: str = "cpu", precision: str = "fp32") -> dict[str, Any]:
 def describe_environment(env: dict[str, Any]) -> str:
     if not env:
         return ""
+    threads = env.get("threads", "?")
     return (f"Times: {env.get('device', 'cpu')}, {env.get('precision', 'fp32')}, "
-            f"{env.get('threads', '?')} threads, torch {env.get('torch', '?')}.")
+            f"{threads} thread{'' if threads == 1 else 's'}, torch {env.get('torch', '?')}.")
 
 
 # -- the evaluation loop -------------------------------------------------------------------

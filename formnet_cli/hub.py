@@ -61,7 +61,7 @@ from huggingface_hub.utils import (
 )
 
 from .config import TASKS
-from .errors import DownloadError, FormnetError, ModelNotFoundError
+from .errors import DownloadError, FormnetError, UnknownModelError
 
 MANIFEST_FILE = "manifest.json"
 SCHEMA_VERSION = 1
@@ -130,8 +130,7 @@ class Manifest:
         entry = self.get(name)
         if entry is None:
             known = ", ".join(entry.name for entry in self.models) or "none yet"
-            raise ModelNotFoundError(f"unknown model '{name}' (known: {known}); "
-                                     "see 'formnet models'")
+            raise UnknownModelError(f"unknown model '{name}' (known: {known})")
         return entry
 
     def bundled_folder(self, name: str) -> Path | None:

@@ -25,7 +25,8 @@ from dataclasses import dataclass, field
 from math import prod
 from pathlib import Path
 
-from .errors import DownloadError, FormnetError, InvalidOptionError, ModelNotFoundError
+from .errors import (DownloadError, FormnetError, InvalidOptionError, ModelNotFoundError,
+                     UnknownModelError)
 from .hub import (
     Manifest,
     ManifestError,
@@ -119,8 +120,10 @@ def resolve_model(name_or_path: str | os.PathLike[str] | None = None, task: str 
     found = _locate(name, entry, manifest, configured_weights_dir(weights_dir), cache_dir)
     if found is not None:
         return ResolvedModel(name, found[0], found[1], entry)
-    raise ModelNotFoundError(_not_found_message(name, entry, manifest,
-                                                default=name_or_path is None))
+    message = _not_found_message(name, entry, manifest, default=name_or_path is None)
+    if entry is None and not Path(name).expanduser().is_dir():
+        raise UnknownModelError(message)
+    raise ModelNotFoundError(message)
 
 
 def list_models(*, weights_dir: str | os.PathLike[str] | None = None,

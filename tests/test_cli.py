@@ -221,6 +221,14 @@ def test_missing_weights_is_one_line_error(tmp_path, gray_png):
     assert "no-such-model" in result.stderr
 
 
+def test_unknown_model_name_is_a_usage_error(gray_png, tmp_path):
+    result = restore("denoise-grey", gray_png, "-o", tmp_path / "o.png")
+    assert result.exit_code == 2
+    assert result.stderr.startswith("error: unknown model 'denoise-grey' (known: denoise-gray, ")
+    assert result.stderr.endswith("(see 'formnet restore -h')\n")
+    assert not (tmp_path / "o.png").exists()
+
+
 def test_debug_variable_shows_the_exception(tmp_path, gray_png, monkeypatch):
     monkeypatch.setenv("FORMNET_DEBUG", "1")
     result = restore(tmp_path / "no-such-model", gray_png, "-o", tmp_path / "o.png")

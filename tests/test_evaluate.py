@@ -86,6 +86,21 @@ def test_eval_table_json_and_markdown(dataset: Path, tmp_path: Path) -> None:
     assert markdown.count("| sigma 15 |") == 2 and "| PSNR (dB) |" in markdown
 
 
+def test_eval_threads_are_reported_and_restored(dataset: Path, tmp_path: Path) -> None:
+    model = _checkpoint(tmp_path / "model")
+    before = torch.get_num_threads()
+    torch.set_num_threads(2)  # so that --threads 1 is a change
+    try:
+        out_json = tmp_path / "r.json"
+        output = _invoke("eval", dataset, "--sigma", "15", "--model", model, "--threads", "1",
+                         "--json", out_json, "--no-warmup")
+        assert json.loads(out_json.read_text())["environment"]["threads"] == 1
+        assert "1 thread," in output
+        assert torch.get_num_threads() == 2
+    finally:
+        torch.set_num_threads(before)
+
+
 def test_level_spellings_are_equivalent() -> None:
     spaced = expand_multi_values(["BSD68", "--sigma", "15", "25", "50", "--baseline", "bm3d", "dncnn"])
     assert spaced == ["BSD68", "--sigma", "15", "--sigma", "25", "--sigma", "50",

@@ -198,8 +198,11 @@ def test_unknown_names_and_paths_are_one_line_errors(setup, tmp_path):
     with pytest.raises(ModelNotFoundError, match=r"unknown model 'nope' \(known: denoise-gray, "
                                                  r"denoise-color\)"):
         registry.resolve_model("nope", manifest=manifest)
-    with pytest.raises(ModelNotFoundError, match="no such checkpoint folder"):
+    with pytest.raises(InvalidOptionError):  # a typo in --model: a usage error
+        registry.resolve_model("nope", manifest=manifest)
+    with pytest.raises(ModelNotFoundError, match="no such checkpoint folder") as missing:
         registry.resolve_model(str(tmp_path / "missing"), manifest=manifest)
+    assert not isinstance(missing.value, InvalidOptionError)  # a missing resource (exit 1)
     (tmp_path / "empty").mkdir()
     with pytest.raises(ModelNotFoundError, match="no config.json"):
         registry.resolve_model(str(tmp_path / "empty"), manifest=manifest)
