@@ -95,6 +95,8 @@ DEFAULT_MAX_MEGAPIXELS = 1000.0
 bigger is refused as a possible decompression bomb unless ``$FORMNET_MAX_MEGAPIXELS`` allows it."""
 
 _ORIENTATION_TAG = 0x0112
+_EXIF_IFD_TAG = 0x8769
+_PIXEL_X_TAG, _PIXEL_Y_TAG = 0xA002, 0xA003  # PixelXDimension, PixelYDimension (Exif IFD)
 _XMP_TAG = 700
 # TIFF text tags and the PNG keyword each is carried as (the JPEG comment is "Comment").
 _TIFF_TEXT_TAGS = {270: "Description", 315: "Author", 33432: "Copyright"}
@@ -460,7 +462,8 @@ def _upright_exif(raw: bytes | None, scale: tuple[float, float] = (1.0, 1.0),
                   swap: bool = False) -> bytes | None:
     """Re-encode an EXIF block (with or without the ``Exif\\0\\0`` prefix) with orientation 1;
     its X/Y resolution swapped (``swap``: the pixels were turned by 90 degrees) and multiplied
-    by ``scale`` (the pixels were resized), unless its unit is 1 (an aspect ratio only).
+    by ``scale`` (the pixels were resized), unless its unit is 1 (an aspect ratio only), and
+    its pixel dimensions swapped and scaled likewise.
 
     TIFF tags are not carried as EXIF (they describe the TIFF container). Unreadable EXIF is
     dropped rather than failing the image.
@@ -475,6 +478,13 @@ def _upright_exif(raw: bytes | None, scale: tuple[float, float] = (1.0, 1.0),
         if 282 in exif and 283 in exif and int(exif.get(296, 2)) != 1:
             x, y = (exif[283], exif[282]) if swap else (exif[282], exif[283])
             exif[282], exif[283] = float(x) * scale[0], float(y) * scale[1]
+        details = exif.get_ifd(_EXIF_IFD_TAG)
+        if _PIXEL_X_TAG in details and _PIXEL_Y_TAG in details:
+            width, height = details[_PIXEL_X_TAG], details[_PIXEL_Y_TAG]
+            if swap:
+                width, height = height, width
+            details[_PIXEL_X_TAG] = round(int(width) * scale[0])
+            details[_PIXEL_Y_TAG] = round(int(height) * scale[1])
         return exif.tobytes()
     except Exception:
         return None

@@ -406,6 +406,19 @@ def test_resizing_scales_the_resolution_in_the_file_and_in_the_exif(tmp_path):
     assert (again[282], again[283]) == (1.0, 2.0) and image.dpi is None
 
 
+def test_exif_pixel_dimensions_follow_the_rotation_and_the_resize(tmp_path):
+    exif = exif_with_orientation(6)
+    exif.get_ifd(0x8769).update({0xA002: 8, 0xA003: 4})  # PixelXDimension, PixelYDimension
+    Image.new("RGB", (8, 4)).save(tmp_path / "r.jpg", exif=exif)
+    image = read_image(tmp_path / "r.jpg")
+    bigger = imageio.resized(image, np.zeros((16, 8, 3), np.float32), None)  # x2 after turning
+    for loaded, size in ((image, (4, 8)), (bigger, (8, 16))):
+        written = Image.Exif()
+        written.load(loaded.exif)
+        details = written.get_ifd(0x8769)
+        assert (details[0xA002], details[0xA003]) == size
+
+
 def test_resolution_only_in_the_exif_is_read(tmp_path):
     exif = exif_with_orientation(6)
     exif[282], exif[283], exif[296] = 300.0, 100.0, 2
