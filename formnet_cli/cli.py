@@ -25,7 +25,8 @@ from typer.core import TyperGroup
 from . import __version__
 from .cli_options import (
     BatchSizeOption, DeviceOption, EnsembleOption, ModelOption, PrecisionName, PrecisionOption,
-    QualityOption, ScaleOption, SigmaOption, TaskName, TaskOption, TileOption, TileOverlapOption)
+    QualityOption, ScaleOption, SigmaOption, TaskName, TaskOption, ThreadsOption, TileOption,
+    TileOverlapOption)
 from .errors import FormnetError, InvalidOptionError
 
 DEBUG_VARIABLE = "FORMNET_DEBUG"
@@ -123,6 +124,7 @@ def restore(
     tile_overlap: TileOverlapOption = None,
     batch_size: BatchSizeOption = 1,
     ensemble: EnsembleOption = "auto",
+    threads: ThreadsOption = None,
     recursive: Annotated[bool, typer.Option(
         "--recursive", "-r", metavar="", help="Walk folders and mirror their tree under the output.")] = False,
     skip_existing: Annotated[bool, typer.Option(
@@ -147,6 +149,7 @@ def restore(
     from rich.console import Console
 
     from .batch import BatchOptions, RichReporter, plan_batch, run_batch
+    from .engine import cpu_threads
 
     options = BatchOptions(
         task=task.value, sigma=sigma, quality=quality, scale=scale, model=model, device=device,
@@ -157,7 +160,8 @@ def restore(
     console = Console(stderr=True)
     for note in plan.notes:
         console.print(note, markup=False, highlight=False)
-    summary = run_batch(plan, options, RichReporter(console))
+    with cpu_threads(threads):
+        summary = run_batch(plan, options, RichReporter(console))
     if json_output:
         typer.echo(json.dumps(summary.to_dict(), indent=2))
     else:

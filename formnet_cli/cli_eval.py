@@ -23,7 +23,7 @@ from typing import Annotated, Any, Optional
 import typer
 from typer.core import TyperCommand
 
-from .cli_options import DeviceOption, PrecisionName, PrecisionOption, TileOption
+from .cli_options import DeviceOption, PrecisionName, PrecisionOption, ThreadsOption, TileOption
 from .config import LEVEL_NAMES
 from .errors import FormnetError, InvalidOptionError
 
@@ -150,10 +150,7 @@ def eval_command(
         help="Flipped/rotated passes averaged; auto: the model card's number.")] = "auto",
     warmup: Annotated[bool, typer.Option("--warmup/--no-warmup", metavar="",
                                          help="Run each method once, untimed, before timing.")] = True,
-    threads: Annotated[Optional[int], typer.Option(
-        "--threads", min=1, metavar="N",
-        help="CPU threads for every method (the protocol's speed figures use 1); "
-             "default: torch's, one per core.")] = None,
+    threads: ThreadsOption = None,
 ) -> None:
     """Score formnet and baselines on a data set with the fixed-seed benchmark protocol.
 
@@ -162,10 +159,10 @@ def eval_command(
     formnet eval Classic5 --task jpeg --quality 10 20 30 40
     formnet eval Set5 --task sr --scale 2 3 4 --save-images out/
     """
-    import torch
     from rich.console import Console
 
     from . import evaluate as ev
+    from .engine import cpu_threads
     if task not in DEFAULT_LEVELS:
         raise InvalidOptionError(f"unknown task {task!r}; choose denoise, jpeg or sr")
     raw_levels = {"denoise": sigma, "jpeg": quality, "sr": scale}
@@ -204,19 +201,11 @@ def eval_command(
         else:
             methods.append(peer)
 
-    previous_threads = torch.get_num_threads()
-    if threads is not None:
-        torch.set_num_threads(threads)
-    try:
-        with console.status("evaluating") as status:
-            report = ev.evaluate(
-                images, settings, methods, dataset=folder.name, warmup=warmup,
-                save_dir=save_images, notes=notes,
-                progress=lambda text: status.update(f"evaluating {text}"),
-                env=ev.environment(device=_device_label(device),
-                                   precision=_precision_label(precision.value, device)))
-    finally:
-        torch.set_num_threads(previous_threads)
+    with cpu_threads(threads), console.status("evaluating") as status:
+        report = ev.evaluate(
+            images, settings, methods, dataset=folder.name, warmup=warmup, save_dir=save_images,
+            notes=notes, progress=lambda text: status.update(f"evaluating {text}"),
+            env=ev.environment(device=_device_label(device), precision=_precision_label(precision.value, device)))
 
     console.print(render_table(report, per_image=per_image))
     if json_path:

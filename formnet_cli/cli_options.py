@@ -82,6 +82,8 @@ TileOverlapOption = Annotated[Optional[int], typer.Option(
     help="Pixels over which neighbouring tiles are blended (default 16).")]
 BatchSizeOption = Annotated[int, typer.Option(
     "--batch-size", min=1, metavar="INT", help="Tiles per forward pass.")]
+ThreadsOption = Annotated[Optional[int], typer.Option(
+    "--threads", min=1, metavar="N", help="CPU threads to use (default: one per core).")]
 EnsembleOption = Annotated[str, typer.Option(
     "--ensemble", metavar="auto|1|2|4|8",
     help="Average this many flipped/rotated passes (slower, slightly better); auto: the "

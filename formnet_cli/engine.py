@@ -517,6 +517,20 @@ def _prepare_level(level: float | torch.Tensor, height: int, width: int,
 
 
 @contextmanager
+def cpu_threads(count: int | None) -> Iterator[None]:
+    """Run the block with ``count`` torch CPU threads (``None``: torch's own), then restore them."""
+    if count is not None and count < 1:
+        raise InvalidOptionError(f"threads must be >= 1, got {count}")
+    previous = torch.get_num_threads()
+    if count is not None:
+        torch.set_num_threads(count)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(previous)
+
+
+@contextmanager
 def _network_on(model: nn.Module, device: torch.device) -> Iterator[nn.Module]:
     """The model on ``device`` in eval mode (a copy if it lives elsewhere), then as it was."""
     first = next(chain(model.parameters(), model.buffers()), None)

@@ -221,6 +221,24 @@ def test_missing_weights_is_one_line_error(tmp_path, gray_png):
     assert "no-such-model" in result.stderr
 
 
+def test_threads_apply_to_the_batch_and_are_restored(tiny_models, tmp_path, gray_png, monkeypatch):
+    from formnet_cli import batch
+
+    seen = []
+    run_batch = batch.run_batch
+    monkeypatch.setattr(batch, "run_batch",
+                        lambda *args: seen.append(torch.get_num_threads()) or run_batch(*args))
+    before = torch.get_num_threads()
+    torch.set_num_threads(2)
+    try:
+        result = restore(tiny_models.denoise_gray, gray_png, "-o", tmp_path / "o.png", "--sigma", "5",
+                         "--threads", "1")
+        assert result.exit_code == 0, result.output
+        assert seen == [1] and torch.get_num_threads() == 2
+    finally:
+        torch.set_num_threads(before)
+
+
 def test_unknown_model_name_is_a_usage_error(gray_png, tmp_path):
     result = restore("denoise-grey", gray_png, "-o", tmp_path / "o.png")
     assert result.exit_code == 2
