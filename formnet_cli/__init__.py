@@ -3,8 +3,8 @@
 >>> import formnet_cli
 >>> clean = formnet_cli.restore(noisy, task="denoise", sigma=25)   # doctest: +SKIP
 
-``restore``, ``restore_with_info`` and ``load_model`` are imported on first use, so that
-importing the package (and ``formnet --help``) does not load torch.
+``restore``, ``restore_with_info``, ``load_model`` and ``clear_model_cache`` are imported on
+first use, so that importing the package (and ``formnet --help``) does not load torch.
 """
 
 from __future__ import annotations
@@ -13,11 +13,12 @@ from typing import TYPE_CHECKING, Any
 
 __version__ = "0.1.0"
 
-__all__ = ["LoadedModel", "RestoreResult", "__version__", "load_model", "restore",
-           "restore_with_info"]
+__all__ = ["LoadedModel", "RestoreResult", "__version__", "clear_model_cache", "load_model",
+           "restore", "restore_with_info"]
 
 if TYPE_CHECKING:
-    from .api import LoadedModel, RestoreResult, load_model, restore, restore_with_info
+    from .api import (LoadedModel, RestoreResult, clear_model_cache, load_model, restore,
+                      restore_with_info)
 
 
 def __getattr__(name: str) -> Any:

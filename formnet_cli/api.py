@@ -36,7 +36,7 @@ import numpy as np
 import torch
 
 from . import degradations, engine, estimation, registry
-from .checkpoint import CheckpointInfo, load_checkpoint
+from .checkpoint import CONFIG_FILE, WEIGHTS_FILE, CheckpointInfo, load_checkpoint
 from .config import LEVEL_NAMES, QUALITY_RANGE, SIGMA_MAX, SR_SCALES, TASKS, ModelConfig
 from .errors import InvalidOptionError, ModelNotFoundError
 from .models import FormResNet, condition_level
@@ -73,38 +73,88 @@ class LoadedModel:
         return self.info.model.channels
 
 
-_MODEL_CACHE: dict[tuple[str, str], LoadedModel] = {}
+_FileStamp = tuple[int, int, int] | None
+_MODEL_CACHE: dict[tuple[str, str], tuple[tuple[_FileStamp, ...], LoadedModel]] = {}
+"""(checkpoint folder, device) -> (the stamp of its files when loaded, the model)."""
 
 
-def load_model(name_or_path: str | os.PathLike[str] | None = None, *, task: str = "denoise",
+def load_model(name_or_path: str | os.PathLike[str] | None = None, *, task: str | None = None,
                channels: int = 1, device: str | torch.device = "auto") -> LoadedModel:
-    """The model for ``task`` (by registry name, checkpoint folder, or the task's default).
+    """A model by registry name or checkpoint folder, or the default model of ``task``.
 
-    Loaded once per (checkpoint folder, device) in this process. Raises
-    :class:`~formnet_cli.errors.ModelNotFoundError` when there are no weights, and
-    :class:`~formnet_cli.errors.InvalidOptionError` when the checkpoint is for another task.
+    With a name or path, that model whatever its task; a ``task`` given too must be its task.
+    Without one, the default model of ``task`` (``'denoise'`` if not given) for ``channels``
+    (1 gray, 3 color), or else for the other channel count: :func:`restore` runs a gray model
+    on color images and the reverse.
+
+    Loaded once per (checkpoint folder, device) in this process, and again when the folder's
+    files are rewritten. Raises :class:`~formnet_cli.errors.ModelNotFoundError` when there are
+    no weights, and :class:`~formnet_cli.errors.InvalidOptionError` when the checkpoint is for
+    another task than ``task``.
     """
-    _check_task(task)
+    if task is not None:
+        _check_task(task)
     resolved_device = engine.resolve_device(device)
-    resolved = registry.resolve_model(None if name_or_path is None else str(name_or_path),
-                                      task, channels)
-    path = Path(resolved.path).resolve()
-    key = (str(path), str(resolved_device))
-    loaded = _MODEL_CACHE.get(key)
-    if loaded is None:
-        model, info = load_checkpoint(path, device=resolved_device)
-        loaded = LoadedModel(model=model, info=info, path=path, source=str(resolved.source),
-                             device=resolved_device)
-        _MODEL_CACHE[key] = loaded
-    if loaded.task != task:
-        raise InvalidOptionError(
-            f"model {loaded.name!r} ({path}) restores '{loaded.task}', not '{task}'")
+    if name_or_path is None:
+        resolved = _resolve_default(task or "denoise", channels)
+    else:
+        resolved = registry.resolve_model(name_or_path, task)
+    loaded = _load_cached(Path(resolved.path).resolve(), str(resolved.source), resolved_device)
+    if task is not None:
+        _check_model_task(loaded, task)
     return loaded
 
 
 def clear_model_cache() -> None:
     """Forget every model :func:`load_model` has loaded (frees their memory)."""
     _MODEL_CACHE.clear()
+
+
+def _resolve_default(task: str, channels: int) -> registry.ResolvedModel:
+    """The default model of ``task`` for ``channels``, else the one for the other count."""
+    try:
+        return registry.resolve_model(None, task, channels)
+    except ModelNotFoundError as preferred:
+        try:
+            return registry.resolve_model(None, task, 4 - channels)
+        except ModelNotFoundError:
+            raise preferred from None
+
+
+def _load_cached(path: Path, source: str, device: torch.device) -> LoadedModel:
+    """The checkpoint folder ``path`` on ``device``, read again only when its files changed."""
+    key = (str(path), str(device))
+    stamp = _checkpoint_stamp(path)
+    cached = _MODEL_CACHE.get(key)
+    if cached is not None and cached[0] == stamp:
+        return cached[1]
+    model, info = load_checkpoint(path, device=device)
+    loaded = LoadedModel(model=model, info=info, path=path, source=source, device=device)
+    _MODEL_CACHE[key] = (stamp, loaded)
+    return loaded
+
+
+def _checkpoint_stamp(folder: Path) -> tuple[_FileStamp, ...]:
+    """Inode, modification time and size of the checkpoint's files (None where missing).
+
+    Rewriting a checkpoint in place (a training run exporting again) changes it: the files
+    are replaced atomically, each by a new inode.
+    """
+    stamps: list[_FileStamp] = []
+    for name in (CONFIG_FILE, WEIGHTS_FILE):
+        try:
+            stat = (folder / name).stat()
+        except OSError:
+            stamps.append(None)
+        else:
+            stamps.append((stat.st_ino, stat.st_mtime_ns, stat.st_size))
+    return tuple(stamps)
+
+
+def _check_model_task(loaded: LoadedModel, task: str) -> None:
+    if loaded.task != task:
+        raise InvalidOptionError(
+            f"model {loaded.name!r} ({loaded.path}) restores '{loaded.task}', not '{task}'")
 
 
 # -- restoring -----------------------------------------------------------------------------
@@ -159,7 +209,10 @@ def restore(image: np.ndarray, task: str = "denoise", *, sigma: float | str | No
     ``quality``: JPEG quality 1-100, ``'blind'``, or ``'auto'`` (the default; without the
     source file this is blind). ``scale``: 2, 3 or 4 for ``sr``. ``ensemble``: 1, 2, 4 or 8
     flipped/rotated passes averaged (that many times the time), or ``'auto'`` for the number
-    the model's card recommends. See :func:`restore_with_info`.
+    the model's card recommends. ``model``: a registry name, a checkpoint folder or a
+    :class:`LoadedModel`; ``device``: where to run it (``'auto'`` with a :class:`LoadedModel`:
+    where it was loaded; another device runs a copy there for each call, leaving the
+    :class:`LoadedModel` as it is). See :func:`restore_with_info`.
     """
     return restore_with_info(image, task, sigma=sigma, quality=quality, scale=scale, model=model,
                              device=device, precision=precision, tile=tile,
@@ -215,8 +268,9 @@ def restore_with_info(image: np.ndarray, task: str = "denoise", *,
         _check_scale(scale, loaded.config.scales)
         level = condition_level("sr", scale=scale)
 
-    run = _Runner(loaded, level=level, precision=precision, tile=tile, tile_overlap=tile_overlap,
-                  batch_size=batch_size, ensemble=passes, progress=progress)
+    run = _Runner(loaded, device=_run_device(loaded, device), level=level, precision=precision,
+                  tile=tile, tile_overlap=tile_overlap, batch_size=batch_size, ensemble=passes,
+                  progress=progress)
     if task == "sr":
         assert scale is not None
         restored = _restore_sr(run, pixels, scale)
@@ -252,11 +306,12 @@ class _Runner:
     Several passes (e.g. three channels through a gray model) report one combined progress.
     """
 
-    def __init__(self, loaded: LoadedModel, *, level: float | torch.Tensor, precision: str,
-                 tile: int | str | None, tile_overlap: int | None, batch_size: int,
-                 ensemble: int, progress: Progress | None) -> None:
+    def __init__(self, loaded: LoadedModel, *, device: torch.device,
+                 level: float | torch.Tensor, precision: str, tile: int | str | None,
+                 tile_overlap: int | None, batch_size: int, ensemble: int,
+                 progress: Progress | None) -> None:
         self.loaded, self.level, self.progress = loaded, level, progress
-        self.options = dict(tile=tile, device=loaded.device, precision=precision,
+        self.options = dict(tile=tile, device=device, precision=precision,
                             batch_size=batch_size, ensemble=ensemble)
         if tile_overlap is not None:
             self.options["tile_overlap"] = tile_overlap
@@ -295,22 +350,17 @@ def _restore_sr(run: _Runner, pixels: np.ndarray, scale: int) -> np.ndarray:
 
 def _select_model(model: str | os.PathLike[str] | LoadedModel | None, task: str,
                   channels: int, device: str) -> LoadedModel:
-    """The given model, or the registry's model for ``task`` preferring ``channels``."""
+    """The given model, or :func:`load_model`'s for ``task`` preferring ``channels``."""
     if isinstance(model, LoadedModel):
-        if model.task != task:
-            raise InvalidOptionError(f"model {model.name!r} restores '{model.task}', not '{task}'")
+        _check_model_task(model, task)
         return model
-    try:
-        return load_model(model, task=task, channels=channels, device=device)
-    except ModelNotFoundError:
-        if model is not None:
-            raise
-        # No model of the preferred kind: a gray model runs on color images and vice versa.
-        try:
-            return load_model(None, task=task, channels=4 - channels, device=device)
-        except ModelNotFoundError:
-            pass
-        raise
+    return load_model(model, task=task, channels=channels, device=device)
+
+
+def _run_device(loaded: LoadedModel, device: str | torch.device) -> torch.device:
+    """Where to run ``loaded``: ``device`` (validated), or where the model is for ``'auto'``."""
+    wanted = engine.resolve_device(device)
+    return loaded.device if str(device).strip().lower() == "auto" else wanted
 
 
 def check_options(task: str, *, sigma: float | str | None = None,

@@ -2,7 +2,8 @@
 
 A name resolves, first match wins, to:
 
-1. ``path``: the argument itself, when it is a checkpoint folder (has ``config.json``);
+1. ``path``: the argument itself, when it is a checkpoint folder (has ``config.json``), or
+   the checkpoint a training run folder exported (its ``model/``);
 2. ``folder``: ``<weights dir>/<name>/``, the configured weights folder (``--dest`` or
    ``FORMNET_WEIGHTS_DIR``; a folder the user owns, not verified against the manifest);
 3. ``cache``: the huggingface_hub cache at the manifest's pinned revision, every file
@@ -47,6 +48,10 @@ SOURCES = ("path", "folder", "cache", "bundled")
 """Where a resolved model comes from, in resolution order."""
 CONFIG_FILE = "config.json"
 WEIGHTS_FILE = "model.safetensors"
+RUN_EXPORT_FOLDER = "model"
+"""Where ``formnet train`` exports a run's checkpoint, inside the run folder."""
+RUN_STATE_FILE = "state.pt"
+"""The training state a run folder holds (``formnet train --resume`` reads it)."""
 
 
 @dataclass(frozen=True)
@@ -177,7 +182,7 @@ def _explicit_folder(name_or_path: str | os.PathLike[str]) -> Path | None:
     if path.is_file() and path.name in (CONFIG_FILE, WEIGHTS_FILE):
         path = path.parent
     if path.is_dir() and (path / CONFIG_FILE).is_file():
-        return path
+        return _checkpoint_in(path)
     looks_like_path = (os.sep in text or "/" in text or text.startswith(("~", "."))
                        or isinstance(name_or_path, os.PathLike))
     if looks_like_path and path.is_dir():
@@ -187,6 +192,19 @@ def _explicit_folder(name_or_path: str | os.PathLike[str]) -> Path | None:
                                  f"{CONFIG_FILE} and {WEIGHTS_FILE}, or a name from "
                                  "'formnet models'")
     return None
+
+
+def _checkpoint_in(folder: Path) -> Path:
+    """``folder``, or for a training run folder the checkpoint it exported (``model/``)."""
+    if (folder / WEIGHTS_FILE).is_file():
+        return folder
+    exported = folder / RUN_EXPORT_FOLDER
+    if (exported / CONFIG_FILE).is_file():
+        return exported
+    if (folder / RUN_STATE_FILE).is_file():
+        raise ModelNotFoundError(f"{folder}: a training run with no exported checkpoint yet "
+                                 f"({exported} is written when training ends)")
+    return folder  # a checkpoint without its weights: loading it says so
 
 
 def _locate(name: str, entry: ModelEntry | None, manifest: Manifest, folder: Path | None,

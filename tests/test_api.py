@@ -13,6 +13,8 @@ from formnet_cli.errors import InvalidOptionError, ModelNotFoundError
 def test_package_reexports_the_api():
     assert formnet_cli.restore is api.restore
     assert formnet_cli.load_model is api.load_model
+    assert formnet_cli.clear_model_cache is api.clear_model_cache
+    assert "clear_model_cache" in formnet_cli.__all__
     assert isinstance(formnet_cli.__version__, str)
 
 
@@ -167,13 +169,26 @@ def test_model_for_another_task_is_refused(tiny_models):
         api.restore(np.zeros((8, 8), np.uint8), sigma=10, model=tiny_models.sr_gray, device="cpu")
 
 
-def test_missing_weights_raise_model_not_found(tmp_path, monkeypatch):
-    empty = tmp_path / "weights"
-    empty.mkdir()
-    (empty / "manifest.json").write_text('{"schema_version": 1, "hub": {"repo": "formnet/formnet-weights", '
-                                         '"revision": null}, "models": []}')
-    monkeypatch.setattr("formnet_cli.hub.bundled_weights_dir", lambda: empty)
+def _bundle_only(tmp_path, monkeypatch, *checkpoints) -> None:
+    """Make ``checkpoints`` the only models there are, each the default of its task/channels."""
+    import json
+    import shutil
+
+    from formnet_cli.hub import manifest_entry_for
+
+    bundled = tmp_path / "weights"
+    bundled.mkdir()
+    entries = [manifest_entry_for(shutil.copytree(folder, bundled / folder.name), default=True)
+               for folder in checkpoints]
+    (bundled / "manifest.json").write_text(json.dumps({
+        "schema_version": 1, "hub": {"repo": "formnet/formnet-weights", "revision": None},
+        "models": entries}))
+    monkeypatch.setattr("formnet_cli.hub.bundled_weights_dir", lambda: bundled)
     monkeypatch.setenv("FORMNET_WEIGHTS_DIR", str(tmp_path))
+
+
+def test_missing_weights_raise_model_not_found(tmp_path, monkeypatch):
+    _bundle_only(tmp_path, monkeypatch)
     with pytest.raises(ModelNotFoundError):
         api.restore(np.zeros((8, 8), np.uint8), sigma=10, device="cpu")  # no default weights
     with pytest.raises(ModelNotFoundError):
@@ -186,6 +201,79 @@ def test_load_model_is_cached_and_usable(tiny_models, random_image):
     assert first is again and first.source == "path" and first.channels == 1
     out = api.restore(random_image((8, 8), np.uint8), sigma=25, model=first)
     assert out.shape == (8, 8)
+
+
+def test_load_model_by_name_or_path_loads_it_whatever_its_task(tiny_models):
+    loaded = api.load_model(tiny_models.sr_gray, device="cpu")
+    assert loaded.task == "sr"
+    with pytest.raises(InvalidOptionError, match="restores 'sr', not 'denoise'"):
+        api.load_model(tiny_models.sr_gray, task="denoise", device="cpu")
+
+
+def test_default_model_falls_back_to_the_other_channel_count_as_restore_does(
+        tiny_models, tmp_path, monkeypatch, random_image):
+    _bundle_only(tmp_path, monkeypatch, tiny_models.sr_gray)  # no color sr model
+    loaded = api.load_model(task="sr", channels=3, device="cpu")
+    assert loaded.channels == 1 and loaded.name == tiny_models.sr_gray.name
+    result = api.restore_with_info(random_image((8, 8, 3)), "sr", scale=2, device="cpu")
+    assert result.model_name == loaded.name
+    with pytest.raises(ModelNotFoundError, match="task 'jpeg' \\(gray\\)"):  # neither: the preferred
+        api.load_model(task="jpeg", device="cpu")
+
+
+def test_load_model_reloads_a_checkpoint_rewritten_in_place(tiny_models, tmp_path):
+    import shutil
+
+    import torch
+
+    from formnet_cli.checkpoint import save_checkpoint
+    from formnet_cli.models import FormResNet
+
+    folder = shutil.copytree(tiny_models.denoise_gray, tmp_path / "run" / "model")
+    first = api.load_model(folder, device="cpu")
+    torch.manual_seed(7)
+    retrained = FormResNet(first.config)
+    save_checkpoint(retrained, folder, "retrained")  # a training run exporting again
+    second = api.load_model(folder, device="cpu")
+    assert second is not first and second.name == "retrained"
+    for key, value in retrained.state_dict().items():
+        torch.testing.assert_close(second.model.state_dict()[key], value)
+    assert api.load_model(folder, device="cpu") is second  # unchanged since: cached
+
+
+def test_restore_checks_and_honours_device_with_a_loaded_model(tiny_models, monkeypatch):
+    import dataclasses
+
+    import torch
+
+    loaded = api.load_model(tiny_models.denoise_gray, device="cpu")
+    image = np.zeros((8, 8), np.uint8)
+    with pytest.raises(InvalidOptionError, match="unknown device 'bogus'"):
+        api.restore(image, sigma=10, model=loaded, device="bogus")
+    devices = []
+
+    def recording(model, tensor, level, **options):
+        devices.append(options["device"])
+        return tensor.clone()
+
+    monkeypatch.setattr(api.engine, "restore_tensor", recording)
+    elsewhere = dataclasses.replace(loaded, device=torch.device("meta"))  # as if on a GPU
+    api.restore(image, sigma=10, model=elsewhere, device="cpu")
+    api.restore(image, sigma=10, model=elsewhere)  # auto: where the model was loaded
+    assert devices == [torch.device("cpu"), torch.device("meta")]
+
+
+def test_a_loaded_model_runs_on_another_device_when_asked(tiny_models, random_image):
+    import torch
+
+    if not torch.cuda.is_available():
+        pytest.skip("needs a CUDA GPU")
+    loaded = api.load_model(tiny_models.denoise_gray, device="cpu")
+    image = random_image((40, 36), np.float32)
+    on_gpu = api.restore(image, sigma=25, model=loaded, device="cuda", precision="fp32")
+    on_cpu = api.restore(image, sigma=25, model=loaded, device="cpu")
+    np.testing.assert_allclose(on_gpu, on_cpu, atol=1e-4)
+    assert next(loaded.model.parameters()).device.type == "cpu"  # the loaded model stays put
 
 
 def test_tiled_equals_untiled_and_progress_is_reported(tiny_models, random_image):

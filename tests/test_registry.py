@@ -208,6 +208,21 @@ def test_unknown_names_and_paths_are_one_line_errors(setup, tmp_path):
         registry.resolve_model(str(tmp_path / "empty"), manifest=manifest)
 
 
+def test_a_training_run_folder_resolves_to_its_exported_checkpoint(setup, tmp_path):
+    manifest, _ = setup
+    run = tmp_path / "run"
+    run.mkdir()
+    for name in ("config.json", "log.jsonl", "state.pt"):  # what the trainer writes first
+        (run / name).write_text("{}\n")
+    with pytest.raises(ModelNotFoundError, match="training run with no exported checkpoint") as caught:
+        registry.resolve_model(str(run), manifest=manifest)
+    assert "\n" not in str(caught.value) and str(run / "model") in str(caught.value)
+    make_checkpoint(run / "model")  # the export at the end of training
+    found = registry.resolve_model(str(run), "denoise", manifest=manifest)
+    assert (found.path, found.source) == (run / "model", "path")
+    load_checkpoint(found.path)
+
+
 def test_a_bare_folder_name_that_is_no_checkpoint_says_so(setup, tmp_path, monkeypatch):
     manifest, _ = setup
     monkeypatch.chdir(tmp_path)
