@@ -8,7 +8,8 @@ Several levels go to one option in any of three spellings, all equivalent::
 
 (click has no options with a variable number of values, so :class:`MultiValueCommand`
 rewrites the first spelling into the third before parsing: the words after ``--sigma``,
-``--quality``, ``--scale`` or ``--baseline`` that are numbers, or baseline names, belong to it.)
+``--quality``, ``--scale`` or ``--baseline`` (or ``--sigma=15``) that are numbers, or baseline
+names, belong to it.)
 """
 
 from __future__ import annotations
@@ -52,8 +53,8 @@ _MULTI_VALUE_OPTIONS: dict[str, Callable[[str], bool]] = {
 def expand_multi_values(args: list[str]) -> list[str]:
     """``--sigma 15 25 50`` -> ``--sigma 15 --sigma 25 --sigma 50`` (stops at ``--``).
 
-    >>> expand_multi_values(["BSD68", "--sigma", "15", "25", "--baseline", "bm3d", "x"])
-    ['BSD68', '--sigma', '15', '--sigma', '25', '--baseline', 'bm3d', 'x']
+    >>> expand_multi_values(["BSD68", "--sigma", "15", "25", "--baseline=bm3d", "dncnn", "x"])
+    ['BSD68', '--sigma', '15', '--sigma', '25', '--baseline=bm3d', '--baseline', 'dncnn', 'x']
     """
     out: list[str] = []
     index = 0
@@ -62,15 +63,17 @@ def expand_multi_values(args: list[str]) -> list[str]:
         if token == "--":
             out.extend(args[index:])
             break
-        accepts = _MULTI_VALUE_OPTIONS.get(token)
+        option, equals, _ = token.partition("=") if token.startswith("--") else (token, "", "")
+        accepts = _MULTI_VALUE_OPTIONS.get(option)
         out.append(token)
         index += 1
-        if accepts is None or index >= len(args):
+        if accepts is None:
             continue
-        out.append(args[index])  # the option's own value, whatever it is
-        index += 1
+        if not equals and index < len(args):
+            out.append(args[index])  # the option's own value, whatever it is
+            index += 1
         while index < len(args) and accepts(args[index]):
-            out += [token, args[index]]
+            out += [option, args[index]]
             index += 1
     return out
 
@@ -170,13 +173,16 @@ def eval_command(
         if other != task and values:
             raise InvalidOptionError(f"--{LEVEL_NAMES[other]} does not apply to --task {task}")
     settings = [ev.Setting(task, level) for level in parse_levels(raw_levels[task], task)]
+    if json_path == "-" and markdown_path == "-":
+        raise InvalidOptionError("--json - and --markdown - would both print to standard output; "
+                                 "write one of them to a file")
     for target in (json_path, markdown_path):
         if target and target != "-":  # fail now, not after the whole evaluation
             _check_writable_target(Path(target))
     mode = channels or ("gray" if task == "jpeg" else "auto")
     folder = ev.resolve_dataset(dataset, data_root)
     images = ev.read_dataset(folder, channels=mode, limit=limit)
-    image_channels = images[0][1].shape[2]
+    image_channels = _model_channels(images, task, folder)
 
     to_stdout = json_path == "-" or markdown_path == "-"
     console = Console(stderr=to_stdout)
@@ -214,6 +220,22 @@ def eval_command(
         _write_text(markdown_path, report.to_markdown(per_image=per_image))
     if save_images:
         console.print(f"images and comparison strips in {save_images}")
+
+
+def _model_channels(images: list[tuple[str, Any]], task: str, folder: Path) -> int:
+    """The channels to pick models for: those all the images share.
+
+    A folder mixing gray and colour is refused, as its model would depend on which file sorts
+    first; except for super-resolution, which scores luma, so the gray (Y) models serve both.
+    """
+    gray = next((name for name, pixels in images if pixels.shape[2] == 1), None)
+    colour = next((name for name, pixels in images if pixels.shape[2] == 3), None)
+    if gray is None or colour is None:
+        return images[0][1].shape[2]
+    if task == "sr":
+        return 1
+    raise InvalidOptionError(f"{folder} mixes gray and colour images ({gray} is gray, {colour} is "
+                             "colour); pass --channels gray or --channels color")
 
 
 def _device_label(device: str) -> str:

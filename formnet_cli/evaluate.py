@@ -275,11 +275,15 @@ class BM3DMethod(Method):
 
 
 class FormnetMethod(Method):
-    """A formnet checkpoint, run through :func:`formnet_cli.api.restore` (tiling included)."""
+    """A formnet checkpoint, run through :func:`formnet_cli.api.restore` (tiling included).
+
+    Its name is ``name``, else ``formnet <model_label> (<n> passes)``, where ``model_label``
+    defaults to the checkpoint's own name.
+    """
 
     def __init__(self, loaded: Any, *, device: str = "auto", precision: str = "auto",
                  tile: int | str | None = "auto", ensemble: int | str = "auto",
-                 name: str | None = None) -> None:
+                 name: str | None = None, model_label: str | None = None) -> None:
         from .api import ensemble_passes
 
         self.loaded = loaded
@@ -287,7 +291,7 @@ class FormnetMethod(Method):
         self.options = {"device": device, "precision": precision, "tile": tile,
                         "ensemble": self.passes}
         passes = f" ({self.passes} passes)" if self.passes > 1 else ""
-        self.name = name or f"formnet {loaded.name}{passes}"
+        self.name = name or f"formnet {model_label or loaded.name}{passes}"
 
     def unsupported(self, setting: Setting, channels: int) -> str | None:
         config = self.loaded.config
@@ -768,22 +772,23 @@ def load_default_methods(task: str, channels: int, *, models: Sequence[str] | No
     """formnet methods for ``models`` (names or folders), or the task's default model.
 
     Returns the methods and, when no ``models`` were named and the task has no weights, a
-    note ``{"formnet": "no weights yet"}`` instead of failing.
+    note ``{"formnet": "no weights yet"}`` instead of failing. A checkpoint named twice is
+    run once; checkpoints sharing a name (a fine-tuned copy of a bundled model) are labelled
+    by the name or path they were given as, so that each has its own row and saved images.
     """
     from . import api
 
-    methods: list[Method] = []
     if models:
+        given: dict[Path, tuple[str, Any]] = {}  # checkpoint folder -> (as given, loaded)
         for model in models:
             loaded = api.load_model(model, task=task, channels=channels, device=device)
-            methods.append(FormnetMethod(loaded, device=device, precision=precision, tile=tile,
-                                         ensemble=ensemble))
-        return methods, {}
-    for wanted in (channels, 4 - channels):
-        try:
-            loaded = api.load_model(None, task=task, channels=wanted, device=device)
-        except ModelNotFoundError:
-            continue
-        return [FormnetMethod(loaded, device=device, precision=precision, tile=tile,
-                              ensemble=ensemble)], {}
-    return [], {"formnet": "no weights yet"}
+            given.setdefault(loaded.path, (str(model), loaded))
+        names = [loaded.name for _, loaded in given.values()]
+        return [FormnetMethod(loaded, device=device, precision=precision, tile=tile, ensemble=ensemble,
+                              model_label=model if names.count(loaded.name) > 1 else None)
+                for model, loaded in given.values()], {}
+    try:  # the task's default model, or else the one for the other channel count
+        loaded = api.load_model(None, task=task, channels=channels, device=device)
+    except ModelNotFoundError:
+        return [], {"formnet": "no weights yet"}
+    return [FormnetMethod(loaded, device=device, precision=precision, tile=tile, ensemble=ensemble)], {}

@@ -311,3 +311,77 @@ def test_formnet_method_names_its_passes_and_rejects_unsupported_ensembles(tiny_
     assert ev.FormnetMethod(loaded, ensemble="4").name == f"formnet {loaded.name} (4 passes)"
     with pytest.raises(InvalidOptionError, match="ensemble"):
         ev.FormnetMethod(loaded, ensemble="x")
+
+
+def _refused_before_any_work(monkeypatch: pytest.MonkeyPatch, *args: str) -> str:
+    """Run ``formnet eval`` expecting a one-line usage error before models load; its text."""
+    def started(*args, **kwargs):
+        raise AssertionError("models loaded or evaluation started before the refusal")
+
+    monkeypatch.setattr(ev, "load_default_methods", started)
+    monkeypatch.setattr(ev, "evaluate", started)
+    result = runner.invoke(app, ["eval", *map(str, args), "--no-warmup"])
+    assert result.exit_code == 2, result.output + repr(result.exception)
+    assert result.stderr.startswith("error: ") and result.stderr.count("\n") == 1
+    return result.stderr
+
+
+@pytest.fixture()
+def mixed_dataset(tmp_path: Path) -> Path:
+    """A colour image that sorts first and a gray one."""
+    folder = tmp_path / "mixed"
+    folder.mkdir()
+    Image.fromarray(_image(0, color=True), "RGB").save(folder / "a_colour.png")
+    Image.fromarray(_image(1)[:, :, 0], "L").save(folder / "b_gray.png")
+    return folder
+
+
+def test_eval_refuses_a_folder_mixing_gray_and_colour(
+        mixed_dataset: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    model = _checkpoint(tmp_path / "model")
+    message = _refused_before_any_work(monkeypatch, mixed_dataset, "--sigma", "25", "--model", model)
+    assert "b_gray" in message and "a_colour" in message
+    assert "--channels gray" in message and "--channels color" in message
+
+
+def test_eval_mixed_folder_with_channels_given_or_for_sr(mixed_dataset: Path, tmp_path: Path) -> None:
+    out_json = tmp_path / "r.json"
+    _invoke("eval", mixed_dataset, "--sigma", "25", "--channels", "gray", "--model",
+            _checkpoint(tmp_path / "model"), "--json", out_json, "--no-warmup")
+    assert json.loads(out_json.read_text())["results"][0]["images_scored"] == 2
+    # SR scores luma, so a Y model serves both (as on Set14, whose bridge.png is gray).
+    _invoke("eval", mixed_dataset, "--task", "sr", "--scale", "2", "--model",
+            _checkpoint(tmp_path / "sr", task="sr"), "--json", out_json, "--no-warmup")
+    assert json.loads(out_json.read_text())["results"][0]["images_scored"] == 2
+
+
+def test_models_sharing_a_name_are_labelled_by_what_was_passed(
+        dataset: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    for run in ("run1", "run2"):
+        _checkpoint(tmp_path / run / "model")  # both named tiny-denoise
+    monkeypatch.chdir(tmp_path)
+    out_json, out = tmp_path / "r.json", tmp_path / "out"
+    _invoke("eval", dataset, "--sigma", "25", "--model", "run1/model", "--model", "run2/model",
+            "--limit", "1", "--json", out_json, "--save-images", out, "--no-warmup")
+    methods = [r["method"] for r in json.loads(out_json.read_text())["results"]]
+    assert methods == ["formnet run1/model", "formnet run2/model", "input"]
+    names = sorted(p.name for p in (out / "sigma25").iterdir())
+    assert names == ["img0_degraded.png", "img0_formnet-run1-model.png",
+                     "img0_formnet-run1-model_strip.png", "img0_formnet-run2-model.png",
+                     "img0_formnet-run2-model_strip.png"]
+
+
+@pytest.mark.parametrize("option, values", [
+    ("--sigma", ["15", "25"]), ("--quality", ["10", "20"]), ("--scale", ["2", "3"]),
+    ("--baseline", ["bm3d", "dncnn"])])
+def test_multi_values_after_an_equals_sign(option: str, values: list[str]) -> None:
+    first, second = values
+    assert expand_multi_values(["BSD68", f"{option}={first}", second, "x"]) == [
+        "BSD68", f"{option}={first}", option, second, "x"]
+
+
+def test_json_and_markdown_cannot_both_go_to_stdout(
+        dataset: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    message = _refused_before_any_work(monkeypatch, dataset, "--sigma", "15", "--json", "-",
+                                       "--markdown", "-")
+    assert "--json" in message and "--markdown" in message
