@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
-from typing import Annotated, Optional
+from typing import Annotated, Any, Optional
 
 import typer
 
@@ -13,42 +15,98 @@ def register(app: typer.Typer) -> None:
 
 
 def train(
-    config: Annotated[Path, typer.Argument(metavar="CONFIG", help="Training config (TOML), e.g. examples/configs/denoise-gray.toml.")],
-    resume: Annotated[Optional[Path], typer.Option(metavar="DIR", help="Continue the run in this folder from its last state.")] = None,
-    run_dir: Annotated[Optional[Path], typer.Option("--run-dir", metavar="DIR", help="Run folder (default: runs/<name>).")] = None,
-    overrides: Annotated[Optional[list[str]], typer.Option("--set", metavar="KEY=VALUE", help="Override a config value: key=value (repeatable).")] = None,
+    config: Annotated[Optional[Path], typer.Argument(
+        metavar="CONFIG", show_default=False,
+        help="Training config (TOML), e.g. examples/configs/denoise-gray.toml; with --resume, "
+             "the run's own config by default.")] = None,
+    resume: Annotated[Optional[Path], typer.Option(
+        metavar="DIR", help="Continue the run in this folder from its last state.")] = None,
+    run_dir: Annotated[Optional[Path], typer.Option(
+        "--run-dir", metavar="DIR", help="Run folder of a new run (default: runs/<name>).")] = None,
+    overrides: Annotated[Optional[list[str]], typer.Option(
+        "--set", metavar="KEY=VALUE",
+        help="Override a config value: key=value (repeatable); paths relative to this folder.")] = None,
 ) -> None:
-    """Train a FormResNet with the cross-level loss; the result loads with `formnet restore --model`."""
-    from rich.console import Console
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+    """Train a FormResNet with the cross-level loss; the result loads with `formnet restore --model`.
 
-    from .config import ConfigError
-    from .errors import FormnetError
-    from .training.config import load_train_config
+    \b
+    formnet train examples/configs/denoise-gray.toml --set train.steps=20000
+    formnet train --resume runs/denoise-gray                      # continue where it stopped
+    formnet train --resume runs/denoise-gray --set train.steps=40000  # and train longer
+    """
+    from rich.console import Console
+
     from .training.trainer import Trainer
 
+    settings, folder = _plan_run(config, resume, run_dir, overrides or [])
     console = Console(stderr=True)
-    try:
-        settings = load_train_config(config, overrides or [])
-    except ConfigError as error:  # a ValueError, not a FormnetError: make it a one-line error
-        raise FormnetError(str(error)) from error
-    folder = resume or run_dir or Path("runs") / settings.name
     trainer = Trainer(settings, folder)
     if resume is not None:
         trainer.load_state()
         console.print(f"resuming {folder} at step {trainer.step}")
     console.print(f"training {settings.name}: {settings.model.task}, {trainer.device}, "
                   f"{settings.train.steps} steps -> {folder}")
+    try:
+        with _progress(console, settings, trainer.step) as show:
+            output = trainer.fit(on_log=show)
+    except KeyboardInterrupt:
+        console.print(f"interrupted at step {trainer.step}; state saved, continue with --resume {folder}")
+        raise typer.Exit(130) from None
+    console.print(f"done at step {trainer.step}: {output}")
+
+
+def _plan_run(config: Path | None, resume: Path | None, run_dir: Path | None,
+              overrides: list[str]) -> tuple[Any, Path]:
+    """The validated training config and the run folder, or a one-line usage error before
+    anything is written."""
+    from .config import ConfigError
+    from .errors import InvalidOptionError
+    from .training.config import load_train_config
+    from .training.data import list_images
+    from .training.trainer import CONFIG_FILE, STATE_FILE, holds_run
+
+    if resume is not None:
+        if run_dir is not None and run_dir.resolve() != resume.resolve():
+            raise InvalidOptionError("--resume continues a run in its own folder; drop --run-dir")
+        if not (resume / STATE_FILE).is_file():
+            raise InvalidOptionError(f"--resume {resume}: no {STATE_FILE} there (not a run folder, "
+                                     "or the run saved no state yet)")
+    elif config is None:
+        raise InvalidOptionError("give a training config (e.g. examples/configs/denoise-gray.toml), "
+                                 "or --resume RUN_FOLDER")
+    try:
+        settings = load_train_config(config or resume / CONFIG_FILE, overrides)
+        if resume is not None and config is not None and (resume / CONFIG_FILE).is_file():
+            saved = load_train_config(resume / CONFIG_FILE).model
+            if saved != settings.model:
+                raise ConfigError(f"the model in {config} differs from the run's ({resume / CONFIG_FILE}); "
+                                  f"resume without CONFIG to use the run's own")
+    except ConfigError as error:  # a ValueError, not a FormnetError: make it a usage error
+        raise InvalidOptionError(str(error)) from None
+    folder = resume or run_dir or Path("runs") / settings.name
+    if resume is None and holds_run(folder):
+        raise InvalidOptionError(f"{folder} holds a run already; continue it with --resume {folder}, "
+                                 "or choose another --run-dir")
+    list_images(settings.data.train_dirs)  # a missing or empty folder fails now, not after loading
+    if settings.data.val_dir:
+        list_images([settings.data.val_dir])
+    return settings, folder
+
+
+@contextmanager
+def _progress(console: Any, settings: Any, completed: int) -> Iterator[Callable[[dict], None]]:
+    """A live progress bar while the block runs; yields the trainer's ``on_log`` callback
+    (step, it/s, ETA, each loss term and the last validation PSNR)."""
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
     progress = Progress(TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(),
                         TextColumn("{task.fields[speed]}"), TimeRemainingColumn(),
                         TextColumn("{task.fields[terms]}"), console=console)
-    bar = progress.add_task(settings.name, total=settings.train.steps, completed=trainer.step,
+    bar = progress.add_task(settings.name, total=settings.train.steps, completed=completed,
                             speed="", terms="")
     last_validation = ""
 
     def show(record: dict) -> None:
-        """Live line: step, it/s, ETA, each loss term and the last validation PSNR."""
         nonlocal last_validation
         if "val_psnr" in record:
             last_validation = f"  val {record['val_psnr']:.2f} dB"
@@ -57,10 +115,5 @@ def train(
         progress.update(bar, completed=record["step"], speed=f"{record.get('it_per_s', 0):.1f} it/s",
                         terms=f"lr {record.get('lr', 0):.1e}  {terms}{last_validation}")
 
-    try:
-        with progress:
-            output = trainer.fit(on_log=show)
-    except KeyboardInterrupt:
-        console.print(f"interrupted at step {trainer.step}; state saved, continue with --resume {folder}")
-        raise typer.Exit(130)
-    console.print(f"done: {output}")
+    with progress:
+        yield show

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import types
+import typing
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
@@ -107,29 +109,64 @@ class ModelConfig:
         return json.dumps(self.to_dict(), indent=2)
 
     @classmethod
-    def from_dict(cls, data: dict[str, Any]) -> ModelConfig:
-        data = dict(data)
-        known = {f.name for f in dataclasses.fields(cls)}
-        unknown = sorted(set(data) - known)
-        if unknown:
-            raise ConfigError(f"unknown model config keys: {', '.join(unknown)}")
-        for key in ("residual", "formatter_network"):
-            if isinstance(data.get(key), dict):
-                data[key] = _network_from_dict(data[key], key)
-        for key in ("sigma_range", "quality_range", "scales"):
-            if key in data:
-                data[key] = tuple(data[key])
-        config = cls(**data)
-        config.validate()
+    def from_dict(cls, data: dict[str, Any], prefix: str = "") -> ModelConfig:
+        """Build and validate from a dict (``config.json``); ``prefix`` names its section in errors."""
+        if not isinstance(data, dict):
+            raise ConfigError(f"{prefix.rstrip('.') or 'model'}: expected a section")
+        config = build_dataclass(cls, data, prefix)
+        try:
+            config.validate()
+        except ConfigError as error:
+            raise ConfigError(f"{prefix}{error}" if prefix else str(error)) from None
         return config
 
 
-def _network_from_dict(data: dict[str, Any], where: str) -> NetworkConfig:
-    known = {f.name for f in dataclasses.fields(NetworkConfig)}
-    unknown = sorted(set(data) - known)
+def build_dataclass(cls: type, data: dict[str, Any], prefix: str = "") -> Any:
+    """``cls(**data)`` with every value checked against its field's type (nested sections,
+    lists, tuples, literals, optionals); an unknown key or a wrong type is a
+    :class:`ConfigError` naming the dotted key (``prefix`` + key)."""
+    fields = {f.name for f in dataclasses.fields(cls)}
+    hints = typing.get_type_hints(cls)
+    unknown = sorted(set(data) - fields)
     if unknown:
-        raise ConfigError(f"unknown keys in {where}: {', '.join(unknown)}")
-    data = dict(data)
-    if "widths" in data:
-        data["widths"] = tuple(int(w) for w in data["widths"])
-    return NetworkConfig(**data)
+        raise ConfigError(f"unknown config key{'s' if len(unknown) > 1 else ''}: "
+                          + ", ".join(prefix + key for key in unknown))
+    return cls(**{name: _coerce(hints[name], value, prefix + name) for name, value in data.items()})
+
+
+def _coerce(hint: Any, value: Any, key: str) -> Any:
+    origin = typing.get_origin(hint)
+    if dataclasses.is_dataclass(hint):
+        if not isinstance(value, dict):
+            raise ConfigError(f"{key}: expected a section, got {value!r}")
+        return build_dataclass(hint, value, key + ".")
+    if origin is Literal:
+        if value not in typing.get_args(hint):
+            raise ConfigError(f"{key}: expected one of {list(typing.get_args(hint))}, got {value!r}")
+        return value
+    if origin in (list, tuple):
+        if not isinstance(value, (list, tuple)):
+            raise ConfigError(f"{key}: expected a list, got {value!r}")
+        items = typing.get_args(hint)
+        if origin is list or (len(items) == 2 and items[1] is Ellipsis):
+            return origin(_coerce(items[0], item, key) for item in value)
+        if len(value) != len(items):
+            raise ConfigError(f"{key}: expected {len(items)} values, got {value!r}")
+        return tuple(_coerce(item_hint, item, key) for item_hint, item in zip(items, value))
+    if origin in (typing.Union, types.UnionType):
+        options = typing.get_args(hint)
+        if value is None and type(None) in options:
+            return None
+        others = [option for option in options if option is not type(None)]
+        return _coerce(others[0], value, key) if len(others) == 1 else value
+    if hint is bool:
+        if not isinstance(value, bool):
+            raise ConfigError(f"{key}: expected true or false, got {value!r}")
+        return value
+    if hint is float and isinstance(value, (int, float)) and not isinstance(value, bool):
+        return float(value)
+    if hint is int and isinstance(value, int) and not isinstance(value, bool):
+        return value
+    if hint is str and isinstance(value, str):
+        return value
+    raise ConfigError(f"{key}: expected {getattr(hint, '__name__', hint)}, got {value!r}")

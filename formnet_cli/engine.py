@@ -118,11 +118,11 @@ _OUT_OF_MEMORY_MARKERS = ("out of memory", "can't allocate memory")
 
 
 # -- options ---------------------------------------------------------------------------------
-def resolve_device(spec: str | torch.device) -> torch.device:
+def resolve_device(spec: str | torch.device, cpu_hint: str = "--device cpu") -> torch.device:
     """The torch device for ``auto``, ``cpu``, ``cuda``, ``cuda:N`` or ``mps``.
 
     ``auto`` is CUDA if available, else MPS if available, else the CPU. An unknown or
-    unavailable device raises :class:`InvalidOptionError`.
+    unavailable device raises :class:`InvalidOptionError`, whose message suggests ``cpu_hint``.
     """
     text = str(spec).strip().lower()
     if text == "auto":
@@ -139,7 +139,7 @@ def resolve_device(spec: str | torch.device) -> torch.device:
     if device.type == "cuda":
         if not torch.cuda.is_available():
             raise InvalidOptionError(f"device {spec!r} is not available: this machine has no "
-                                     "usable CUDA GPU (use --device cpu)")
+                                     f"usable CUDA GPU (use {cpu_hint})")
         index = torch.cuda.current_device() if device.index is None else device.index
         count = torch.cuda.device_count()
         if index >= count:
@@ -149,7 +149,7 @@ def resolve_device(spec: str | torch.device) -> torch.device:
     if device.type == "mps":
         if not _mps_available():
             raise InvalidOptionError(f"device {spec!r} is not available on this machine "
-                                     "(use --device cpu)")
+                                     f"(use {cpu_hint})")
         return torch.device("mps")
     raise InvalidOptionError(f"unsupported device {spec!r}: use auto, cpu, cuda, cuda:N or mps")
 

@@ -6,14 +6,18 @@ Every run uses a tiny U-Net (widths 8, 16; size multiple 4) on a handful of gene
 
 from __future__ import annotations
 
+import json
+import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
 
-from formnet_cli.checkpoint import load_checkpoint
-from formnet_cli.config import ConfigError
+from formnet_cli.checkpoint import load_checkpoint, save_checkpoint
+from formnet_cli.config import ConfigError, ModelConfig, NetworkConfig
+from formnet_cli.models import FormResNet
 from formnet_cli.training.config import load_train_config
 from formnet_cli.training.trainer import STATE_FILE, Trainer
 
@@ -379,9 +383,117 @@ def test_cli_train_config_error_is_one_line(tmp_path: Path, image_dir: Path, mon
     path = write_config(tmp_path, image_dir)
     result = CliRunner().invoke(app, ["train", str(path), "--run-dir", str(tmp_path / "run"),
                                       "--set", "train.stepz=2"])
-    assert result.exit_code == 1
+    assert result.exit_code == 2
     assert "error:" in result.output and "train.stepz" in result.output
-    assert "Traceback" not in result.output
+    assert "(see 'formnet train -h')" in result.output and "Traceback" not in result.output
+    assert not (tmp_path / "run").exists()
+
+
+def _train(*args: object):
+    from typer.testing import CliRunner
+
+    from formnet_cli.cli import app
+
+    return CliRunner().invoke(app, ["train", *map(str, args)])
+
+
+def _one_line_error(result, code: int, *fragments: str) -> None:
+    assert result.exit_code == code, result.output
+    assert result.output.startswith("error: ") and result.output.count("\n") == 1, result.output
+    for fragment in fragments:
+        assert fragment in result.output
+
+
+@pytest.mark.parametrize(("override", "fragment"), [
+    ("model.residual.widths=abc", "model.residual.widths: expected a list"),
+    ("model.residual.blocks_per_level='3'", "model.residual.blocks_per_level: expected int"),
+    ("model.channels=1.0", "model.channels: expected int"),
+    ("model.residual=3", "model.residual: expected a section"),
+    ("model.sigma_range=[10]", "model.sigma_range: expected 2 values"),
+    ("data.sigma_range=[10]", "data.sigma_range must be [low, high]"),
+    ("optim.lr=-1", "optim.lr must be positive"),
+    ("data.workers=-1", "data.workers must be 0 or more"),
+    ("train.log_every=0", "train.log_every must be positive"),
+    ("data.quality_range=[0, 200]", "data.quality_range"),
+    ("data.scales=[5]", "data.scales must be among [2, 3, 4]"),
+    ("model.task='sr' --set data.patch_size=24", "task sr validates at scales"),  # sigmas given
+])
+def test_config_mistakes_are_one_line_usage_errors(tmp_path, image_dir, override, fragment):
+    path = write_config(tmp_path, image_dir, data="val_levels = [25.0]")
+    settings = [item for value in override.split(" --set ") for item in ("--set", value)]
+    _one_line_error(_train(path, "--run-dir", tmp_path / "run", *settings), 2, fragment)
+    assert not (tmp_path / "run").exists()
+
+
+def test_a_run_folder_is_not_trained_over_and_resume_takes_the_run_as_it_was(tmp_path, image_dir):
+    path = write_config(tmp_path, image_dir, optim="min_lr = 1e-5")
+    run = tmp_path / "run"
+    assert _train(path, "--run-dir", run, "--set", "optim.schedule='cosine'", "--set", "train.steps=4",
+                  "--set", "train.checkpoint_every=2").exit_code == 0
+    log = (run / "log.jsonl").read_text()
+    _one_line_error(_train(path, "--run-dir", run), 2, "holds a run already", f"--resume {run}")
+    assert (run / "log.jsonl").read_text() == log
+    # the run's own config (cosine, 4 steps) with more steps: the decay stretches to the new end
+    resumed = _train("--resume", run, "--set", "train.steps=8")
+    assert resumed.exit_code == 0, resumed.output
+    records = [json.loads(line) for line in (run / "log.jsonl").read_text().splitlines()]
+    assert [record["step"] for record in records] == list(range(1, 9))
+    rates = [record["lr"] for record in records]
+    assert rates[4:] == sorted(rates[4:], reverse=True) and rates[-1] == pytest.approx(1e-5)
+    assert "steps: 8" in (run / "model" / "README.md").read_text()
+
+
+def test_resume_mistakes_are_one_line_usage_errors(tmp_path, image_dir):
+    path = write_config(tmp_path, image_dir)
+    run = tmp_path / "run"
+    _one_line_error(_train(path, "--resume", tmp_path / "nothing"), 2, "no state.pt")
+    assert not (tmp_path / "nothing").exists()
+    _one_line_error(_train(), 2, "give a training config")
+    assert _train(path, "--run-dir", run).exit_code == 0
+    _one_line_error(_train("--resume", run, "--run-dir", tmp_path / "elsewhere"), 2, "drop --run-dir")
+    _one_line_error(_train(path, "--resume", run, "--set", "model.residual.widths=[8, 32]"), 2,
+                    "differs from the run's")
+
+
+def test_data_and_weight_mistakes_are_one_line_errors(tmp_path, image_dir):
+    path = write_config(tmp_path, image_dir)
+    _one_line_error(_train(path, "--run-dir", tmp_path / "a", "--set", f'data.train_dirs=["{tmp_path / "none"}"]'),
+                    1, "no such image folder")
+    assert not (tmp_path / "a").exists()
+    broken = tmp_path / "broken"
+    broken.mkdir()
+    (broken / "bad.png").write_bytes(b"\x89PNG\r\n\x1a\n not really")
+    result = _train(path, "--run-dir", tmp_path / "b", "--set", f'data.train_dirs=["{broken}"]')
+    assert result.exit_code == 1  # after the run's first status lines: images are decoded by the run
+    assert result.output.splitlines()[-1].startswith("error: ")
+    assert "bad.png: cannot read this training image" in result.output.splitlines()[-1]
+    other = save_checkpoint(FormResNet(ModelConfig(residual=NetworkConfig(widths=(4, 8), blocks_per_level=1))),
+                            tmp_path / "other", "other")
+    _one_line_error(_train(path, "--run-dir", tmp_path / "c", "--set", f'train.init_weights="{other}"'),
+                    1, "its model differs from this config's model")
+
+
+def test_set_paths_are_relative_to_the_current_folder(tmp_path, image_dir, monkeypatch):
+    config_folder = tmp_path / "configs"
+    config_folder.mkdir()
+    path = write_config(config_folder, image_dir)
+    monkeypatch.chdir(image_dir.parent)
+    config = load_train_config(path, [f'data.train_dirs=["{image_dir.name}"]'])
+    assert config.data.train_dirs == [str(image_dir.resolve())]
+
+
+def test_a_timed_run_logs_its_last_step(tmp_path, image_dir):
+    config = load_train_config(write_config(tmp_path, image_dir), ["train.steps=1000", "train.log_every=1000",
+                                                                     "train.time_limit_s=0.000001"])
+    trainer = Trainer(config, tmp_path / "run", command="test")
+    trainer.fit()
+    records = [json.loads(line) for line in (tmp_path / "run" / "log.jsonl").read_text().splitlines()]
+    assert [record["step"] for record in records] == [1] and trainer.step == 1
+
+
+def test_python_m_training_is_formnet_train() -> None:
+    result = subprocess.run([sys.executable, "-m", "formnet_cli.training", "-h"], capture_output=True, text=True)
+    assert result.returncode == 0 and "formnet train" in result.stdout
 
 
 def test_bm3d_formatter_outputs_are_computed_once_and_cached(tmp_path, image_dir, monkeypatch):

@@ -1,8 +1,8 @@
-"""``python -m formnet_cli.training CONFIG [--resume RUN] [--set key=value]``: same as ``formnet train``."""
+"""``python -m formnet_cli.training CONFIG [--resume RUN] [--set key=value]``: ``formnet train``."""
 
-import typer
+import sys
 
-from ..cli_train import train
+from ..cli import app
 
 if __name__ == "__main__":
-    typer.run(train)
+    app(args=["train", *sys.argv[1:]], prog_name="formnet")

@@ -8,13 +8,15 @@ from __future__ import annotations
 import dataclasses
 import json
 import tomllib
-import types
-import typing
 from dataclasses import dataclass, field
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, Literal
 
-from ..config import ConfigError, ModelConfig
+from ..config import SR_SCALES, ConfigError, ModelConfig, build_dataclass
+
+
+DEFAULT_VAL_LEVELS: dict[str, list[float]] = {"denoise": [25.0], "jpeg": [20.0], "sr": [4.0]}
 
 
 @dataclass
@@ -28,8 +30,9 @@ class DataConfig:
     val_dir: str = ""
     val_limit: int = 0
     """Validate on at most this many images (0: all)."""
-    val_levels: list[float] = field(default_factory=lambda: [25.0])
-    """Validation sigmas (denoise), qualities (jpeg) or scales (sr)."""
+    val_levels: list[float] = field(default_factory=list)
+    """Validation sigmas (denoise), qualities (jpeg) or scales (sr); empty: the task's
+    :data:`DEFAULT_VAL_LEVELS`."""
     patch_size: int = 96
     batch_size: int = 16
     sigma_range: list[float] = field(default_factory=lambda: [0.0, 75.0])
@@ -126,17 +129,51 @@ class TrainConfig:
         if self.loss.adversarial > 0 and self.data.patch_size < 24:
             # the PatchGAN discriminator's 3 stride-2 and 2 final 4x4 convolutions need 24 pixels
             raise ConfigError("data.patch_size must be at least 24 with the adversarial term (loss.adversarial > 0)")
-        if self.train.steps < 1 or self.data.batch_size < 1:
-            raise ConfigError("train.steps and data.batch_size must be positive")
+        positive = {"train.steps": self.train.steps, "data.batch_size": self.data.batch_size,
+                    "train.log_every": self.train.log_every, "train.val_every": self.train.val_every,
+                    "train.checkpoint_every": self.train.checkpoint_every, "optim.lr": self.optim.lr}
+        not_negative = {"data.workers": self.data.workers, "train.threads": self.train.threads,
+                        "train.time_limit_s": self.train.time_limit_s, "optim.min_lr": self.optim.min_lr,
+                        "optim.warmup_steps": self.optim.warmup_steps}
+        for key, value in positive.items():
+            if value <= 0:
+                raise ConfigError(f"{key} must be positive, got {value:g}")
+        for key, value in not_negative.items():
+            if value < 0:
+                raise ConfigError(f"{key} must be 0 or more, got {value:g}")
+        if len(self.data.sigma_range) != 2 or not 0 <= self.data.sigma_range[0] <= self.data.sigma_range[1] <= 75:
+            raise ConfigError(f"data.sigma_range must be [low, high] within [0, 75], got {self.data.sigma_range}")
         low, high = self.data.sigma_range
-        if not 0 <= low <= high <= 75:
-            raise ConfigError("data.sigma_range must lie within [0, 75]")
+        quality = self.data.quality_range
+        if len(quality) != 2 or not 1 <= quality[0] <= quality[1] <= 100:
+            raise ConfigError(f"data.quality_range must be [low, high] within [1, 100], got {quality}")
+        if not self.data.scales or any(scale not in SR_SCALES for scale in self.data.scales):
+            raise ConfigError(f"data.scales must be among {list(SR_SCALES)}, got {self.data.scales}")
+        self._validate_val_levels()
         if not 0 <= self.data.sigma_focus_share <= 1:
             raise ConfigError("data.sigma_focus_share must lie within [0, 1]")
         if self.data.sigma_focus_share > 0:
             focus = self.data.sigma_focus_range
             if len(focus) != 2 or not low <= focus[0] <= focus[1] <= high:
                 raise ConfigError("data.sigma_focus_range must be [low, high] within data.sigma_range")
+
+    @property
+    def val_levels(self) -> list[float]:
+        """The validation levels: ``data.val_levels``, or the task's default."""
+        return self.data.val_levels or DEFAULT_VAL_LEVELS[self.model.task]
+
+    def _validate_val_levels(self) -> None:
+        task, levels = self.model.task, self.data.val_levels
+        valid = {"denoise": lambda level: 0 <= level <= 255,
+                 "jpeg": lambda level: float(level).is_integer() and 1 <= level <= 100,
+                 "sr": lambda level: level in SR_SCALES}[task]
+        what, example = {"denoise": ("sigmas (0-255)", "[15, 25]"),
+                         "jpeg": ("JPEG qualities (1-100)", "[10, 30]"),
+                         "sr": ("scales (2, 3, 4)", "[2, 4]")}[task]
+        wrong = [level for level in levels if not valid(level)]
+        if wrong:
+            raise ConfigError(f"data.val_levels {wrong}: task {task} validates at {what}; "
+                              f"set e.g. data.val_levels={example}")
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
@@ -148,37 +185,51 @@ def self_size_multiple(config: TrainConfig) -> int:
     return FormResNet(config.model).size_multiple
 
 
-def load_train_config(path: str | Path, overrides: list[str] = ()) -> TrainConfig:
-    """Read a TOML config, apply ``key=value`` overrides, resolve folders, validate."""
+PATH_KEYS = ("data.train_dirs", "data.val_dir", "data.cache_dir", "loss.vgg_weights", "train.init_weights")
+"""Config values that are paths: relative to the config file's folder when written in it,
+relative to the current folder when given with ``--set``."""
+
+
+def load_train_config(path: str | Path, overrides: Sequence[str] = ()) -> TrainConfig:
+    """Read a TOML config (or a run's ``config.json``), apply ``key=value`` overrides, resolve
+    paths (see :data:`PATH_KEYS`), validate."""
     path = Path(path)
     try:
-        data = tomllib.loads(path.read_text(encoding="utf-8"))
+        text = path.read_text(encoding="utf-8")
+        data = json.loads(text) if path.suffix == ".json" else tomllib.loads(text)
     except FileNotFoundError as error:
         raise ConfigError(f"{path}: no such config file") from error
-    except tomllib.TOMLDecodeError as error:
-        raise ConfigError(f"{path}: invalid TOML ({error})") from error
+    except (tomllib.TOMLDecodeError, json.JSONDecodeError, UnicodeDecodeError) as error:
+        raise ConfigError(f"{path}: not a valid {'JSON' if path.suffix == '.json' else 'TOML'} "
+                          f"config ({error})") from error
+    except OSError as error:
+        raise ConfigError(f"{path}: cannot read the config ({error.strerror or error})") from error
+    overridden = set()
     for override in overrides:
         key, separator, raw = override.partition("=")
         if not separator:
             raise ConfigError(f"--set {override!r}: expected key=value")
         _set_dotted(data, key.strip(), _parse_value(raw.strip()))
+        overridden.add(key.strip())
     config = config_from_dict(data)
-    base = path.resolve().parent
-    config.data.train_dirs = [str(_resolve(base, d)) for d in config.data.train_dirs]
-    if config.data.val_dir:
-        config.data.val_dir = str(_resolve(base, config.data.val_dir))
-    if config.train.init_weights:
-        config.train.init_weights = str(_resolve(Path.cwd(), config.train.init_weights))
-    if config.loss.vgg_weights:
-        config.loss.vgg_weights = str(_resolve(base, config.loss.vgg_weights))
+    config_folder = path.resolve().parent
+    for key in PATH_KEYS:
+        section, name = key.split(".")
+        part = getattr(config, section)
+        base = Path.cwd() if key in overridden else config_folder
+        value = getattr(part, name)
+        if isinstance(value, list):
+            setattr(part, name, [str(_resolve(base, item)) for item in value])
+        elif value:
+            setattr(part, name, str(_resolve(base, value)))
     config.validate()
     return config
 
 
 def config_from_dict(data: dict[str, Any]) -> TrainConfig:
     data = dict(data)
-    model = ModelConfig.from_dict(data.pop("model", {}))
-    config = _build(TrainConfig, data, "")
+    model = ModelConfig.from_dict(data.pop("model", {}), prefix="model.")
+    config = build_dataclass(TrainConfig, data)
     config.model = model
     return config
 
@@ -203,49 +254,6 @@ def _set_dotted(data: dict[str, Any], key: str, value: Any) -> None:
         if not isinstance(node, dict):
             raise ConfigError(f"--set {key}: {part} is not a section")
     node[parts[-1]] = value
-
-
-def _build(cls: type, data: dict[str, Any], prefix: str) -> Any:
-    fields = {f.name: f for f in dataclasses.fields(cls)}
-    hints = typing.get_type_hints(cls)
-    unknown = sorted(set(data) - set(fields))
-    if unknown:
-        raise ConfigError(f"unknown config key{'s' if len(unknown) > 1 else ''}: "
-                          + ", ".join(prefix + key for key in unknown))
-    values = {}
-    for name, value in data.items():
-        values[name] = _coerce(hints[name], value, prefix + name)
-    return cls(**values)
-
-
-def _coerce(hint: Any, value: Any, key: str) -> Any:
-    origin = typing.get_origin(hint)
-    if dataclasses.is_dataclass(hint):
-        if not isinstance(value, dict):
-            raise ConfigError(f"{key}: expected a section")
-        return _build(hint, value, key + ".")
-    if origin is Literal:
-        if value not in typing.get_args(hint):
-            raise ConfigError(f"{key}: expected one of {list(typing.get_args(hint))}, got {value!r}")
-        return value
-    if origin is list:
-        (item,) = typing.get_args(hint)
-        if not isinstance(value, list):
-            raise ConfigError(f"{key}: expected a list, got {value!r}")
-        return [_coerce(item, v, key) for v in value]
-    if origin in (typing.Union, types.UnionType):
-        return value
-    if hint is bool:
-        if not isinstance(value, bool):
-            raise ConfigError(f"{key}: expected true or false, got {value!r}")
-        return value
-    if hint is float and isinstance(value, (int, float)) and not isinstance(value, bool):
-        return float(value)
-    if hint is int and isinstance(value, int) and not isinstance(value, bool):
-        return value
-    if hint is str and isinstance(value, str):
-        return value
-    raise ConfigError(f"{key}: expected {getattr(hint, '__name__', hint)}, got {value!r}")
 
 
 def dump_config(config: TrainConfig) -> str:

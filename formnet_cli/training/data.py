@@ -19,6 +19,7 @@ from PIL import Image
 
 from ..config import BLIND, ModelConfig
 from ..degradations import add_gaussian_noise, imresize, jpeg_compress, rgb_to_y
+from ..errors import FormnetError
 from ..imageio import is_image_path
 from ..models.formresnet import bm3d_denoise
 from .config import DataConfig
@@ -42,9 +43,14 @@ class Batch:
 
 
 def list_images(folders: list[str]) -> list[Path]:
+    """The image files below ``folders``; a missing folder, or none holding images, is a
+    one-line :class:`FormnetError`."""
+    for folder in folders:
+        if not Path(folder).is_dir():
+            raise FormnetError(f"{folder}: no such image folder (data.train_dirs / data.val_dir)")
     paths = sorted(p for folder in folders for p in Path(folder).rglob("*") if is_image_path(p))
     if not paths:
-        raise FileNotFoundError(f"no images found in {', '.join(folders)}")
+        raise FormnetError(f"no images in {', '.join(folders)}")
     return paths
 
 
@@ -56,13 +62,17 @@ def load_images(folders: list[str], channels: int, limit: int = 0, luma: bool = 
         paths = paths[:limit]
 
     def decode(path: Path) -> np.ndarray:
-        with Image.open(path) as image:
-            if channels == 3:
-                array = np.asarray(image.convert("RGB"))
-            elif luma and image.mode not in ("L", "I;16", "I"):
-                array = np.round(rgb_to_y(np.asarray(image.convert("RGB")) / 255.0) * 255).astype(np.uint8)
-            else:
-                array = np.asarray(image.convert("L"))
+        try:
+            with Image.open(path) as image:
+                if channels == 3:
+                    array = np.asarray(image.convert("RGB"))
+                elif luma and image.mode not in ("L", "I;16", "I"):
+                    array = np.round(rgb_to_y(np.asarray(image.convert("RGB")) / 255.0) * 255).astype(np.uint8)
+                else:
+                    array = np.asarray(image.convert("L"))
+        except (OSError, ValueError) as error:
+            raise FormnetError(f"{path}: cannot read this training image ({error}); "
+                               "move it out of the data folder") from None
         return array[..., None] if array.ndim == 2 else array
 
     with ThreadPoolExecutor(4) as pool:

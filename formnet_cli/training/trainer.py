@@ -29,14 +29,22 @@ from ..degradations import add_gaussian_noise, imresize, jpeg_compress
 from ..engine import cpu_has_fast, resolve_device
 from ..errors import FormnetError
 from ..metrics import psnr, sr_psnr
+from ..registry import RUN_EXPORT_FOLDER, RUN_STATE_FILE
 from ..models import FormResNet, count_parameters
 from . import data as training_data
-from .config import TrainConfig, dump_config
+from .config import OptimConfig, TrainConfig, dump_config
 from .discriminator import PatchDiscriminator
 from .losses import AdversarialLoss, CrossLevelLoss, PerceptualLoss, PixelLoss, SobelGradientLoss
 
-STATE_FILE = "state.pt"
+STATE_FILE = RUN_STATE_FILE
 LOG_FILE = "log.jsonl"
+CONFIG_FILE = "config.json"
+MODEL_FOLDER = RUN_EXPORT_FOLDER
+
+
+def holds_run(folder: Path) -> bool:
+    """True if ``folder`` holds (part of) a training run: its state, log or exported model."""
+    return any((folder / name).exists() for name in (STATE_FILE, LOG_FILE, MODEL_FOLDER))
 
 
 @dataclass
@@ -54,14 +62,18 @@ class Trainer:
     def __init__(self, config: TrainConfig, run_dir: str | Path, *, command: str = "") -> None:
         self.config = config
         self.run_dir = Path(run_dir)
-        self.run_dir.mkdir(parents=True, exist_ok=True)
+        try:
+            self.run_dir.mkdir(parents=True, exist_ok=True)
+        except OSError as error:
+            raise FormnetError(f"{self.run_dir}: cannot create the run folder "
+                               f"({error.strerror or error})") from None
         # `python -m formnet_cli.training ...` is the same command as `formnet train ...`
         program = ["formnet", "train"] if Path(sys.argv[0]).name == "__main__.py" else [Path(sys.argv[0]).name]
         self.command = command or shlex.join([*program, *sys.argv[1:]])
         run = config.train
         if run.threads:
             torch.set_num_threads(run.threads)
-        self.device = resolve_device(run.device)
+        self.device = resolve_device(run.device, cpu_hint="--set train.device=cpu")
         torch.manual_seed(run.seed)
         # bf16 autocast where the device computes in bf16: CUDA, or a CPU with AVX-512/AMX
         # (1.9x faster per step than fp32 on this project's CPU: benchmarks/train_speed.py).
@@ -71,14 +83,13 @@ class Trainer:
         self.model = FormResNet(config.model)
         if run.init_weights:
             initial, _ = load_checkpoint(run.init_weights)
-            self.model.load_state_dict(initial.state_dict())
+            _load_matching(self.model, initial.state_dict(), f"train.init_weights {run.init_weights}")
         self.model = self.model.to(self.device)
         if self.device.type == "cuda":
             self.model = self.model.to(memory_format=torch.channels_last)
         self.ema = AveragedModel(self.model, multi_avg_fn=get_ema_multi_avg_fn(config.optim.ema_decay),
                                  use_buffers=True)
         self.optimizer = _make_optimizer(config, self.model.parameters(), config.optim.lr)
-        self.scheduler = _make_scheduler(config, self.optimizer)
         self.loss = _make_cross_level_loss(config).to(self.device)
         self.discriminator: nn.Module | None = None
         if config.loss.adversarial > 0:
@@ -90,6 +101,7 @@ class Trainer:
         self.step = 0
         self.elapsed = 0.0
         self.last_val_psnr: float | None = None
+        self._set_learning_rate(0)
 
     # -- data ---------------------------------------------------------------------------------
     def _dataset(self) -> training_data.PatchBatches:
@@ -100,6 +112,12 @@ class Trainer:
         pairs = formatted = None
         if config.model.task == "sr":
             images = training_data.crop_to_multiple(images, 12)
+            size = config.data.patch_size
+            small = sum(min(image.shape[:2]) < size for image in images)
+            if small:
+                raise FormnetError(f"{small} of {len(images)} training images are smaller than the "
+                                   f"{size} px patch (after cropping to a multiple of 12); use a "
+                                   "smaller data.patch_size or leave them out")
             pairs = training_data.bicubic_pairs(images, config.data.scales, cache)
         elif config.model.formatter == "bm3d":
             formatted = training_data.bm3d_outputs(images, config.data.bm3d_sigmas, config.train.seed, cache,
@@ -114,7 +132,7 @@ class Trainer:
             return result
         images = training_data.load_images([config.data.val_dir], config.model.channels,
                                            limit=config.data.val_limit, luma=config.data.luma)
-        for level in config.data.val_levels:
+        for level in config.val_levels:
             for clean in images:
                 task = config.model.task
                 if task == "denoise":
@@ -140,7 +158,6 @@ class Trainer:
             "model": self.model.state_dict(),
             "ema": self.ema.state_dict(),
             "optimizer": self.optimizer.state_dict(),
-            "scheduler": self.scheduler.state_dict(),
             "torch_rng": torch.get_rng_state(),
         }
         if torch.cuda.is_available():
@@ -160,10 +177,9 @@ class Trainer:
         if not path.is_file():
             raise FormnetError(f"--resume {self.run_dir}: no {STATE_FILE} in the run folder")
         state = torch.load(path, map_location=self.device, weights_only=True)
-        self.model.load_state_dict(state["model"])
+        _load_matching(self.model, state["model"], f"--resume {self.run_dir}")
         self.ema.load_state_dict(state["ema"])
         self.optimizer.load_state_dict(state["optimizer"])
-        self.scheduler.load_state_dict(state["scheduler"])
         torch.set_rng_state(state["torch_rng"].cpu())
         if "cuda_rng" in state and torch.cuda.is_available():
             torch.cuda.set_rng_state_all([s.cpu() for s in state["cuda_rng"]])
@@ -172,6 +188,7 @@ class Trainer:
             self.discriminator_optimizer.load_state_dict(state["discriminator_optimizer"])
         self.step = int(state["step"])
         self.elapsed = float(state["elapsed"])
+        self._set_learning_rate(self.step)
 
     # -- one step -----------------------------------------------------------------------------
     def _model_output(self, batch: training_data.Batch) -> tuple[torch.Tensor, torch.Tensor]:
@@ -216,10 +233,7 @@ class Trainer:
         if config.optim.grad_clip > 0:
             nn.utils.clip_grad_norm_(self.model.parameters(), config.optim.grad_clip)
         self.optimizer.step()
-        if self.config.train.time_limit_s:
-            self._set_lr_by_time()
-        else:
-            self.scheduler.step()
+        self._set_learning_rate(self.step + 1)
         self.ema.update_parameters(self.model)
         if adversarial_on:
             terms.update(self._discriminator_step(output.detach(), batch.clean))
@@ -227,15 +241,15 @@ class Trainer:
         terms["lr"] = self.optimizer.param_groups[0]["lr"]
         return terms
 
-    def _set_lr_by_time(self) -> None:
-        """With a time limit the schedule runs on the share of the time budget spent, so a
-        run sized in minutes still ends its warm-up and cosine decay when the time is up."""
-        optim = self.config.optim
-        progress = min(1.0, self.elapsed / self.config.train.time_limit_s)
-        if self.step < optim.warmup_steps:
-            lr = optim.lr * (self.step + 1) / optim.warmup_steps
-        else:
-            lr = optim.min_lr + 0.5 * (optim.lr - optim.min_lr) * (1 + math.cos(math.pi * progress))
+    def _set_learning_rate(self, step: int) -> None:
+        """The learning rate of ``step``, from the step count or, with a time limit, from the
+        share of the time budget spent (a run sized in minutes still ends its decay in time).
+        A closed form of the progress: a resumed run with more steps stretches its schedule."""
+        run = self.config.train
+        progress = (self.elapsed / run.time_limit_s if run.time_limit_s
+                    else (step - self.config.optim.warmup_steps)
+                    / max(1, run.steps - self.config.optim.warmup_steps))
+        lr = scheduled_lr(self.config.optim, step, progress)
         for group in self.optimizer.param_groups:
             group["lr"] = lr
 
@@ -271,9 +285,9 @@ class Trainer:
     # -- the loop -----------------------------------------------------------------------------
     def fit(self, on_log: Callable[[dict], None] | None = None) -> Path:
         config = self.config
-        (self.run_dir / "config.json").write_text(dump_config(config) + "\n")
         dataset = self._dataset()
         validation = self._validation_set()
+        (self.run_dir / CONFIG_FILE).write_text(dump_config(config) + "\n")
         loader = torch.utils.data.DataLoader(
             dataset, batch_size=None, sampler=range(self.step, config.train.steps),
             num_workers=config.data.workers, pin_memory=self.device.type == "cuda",
@@ -294,7 +308,11 @@ class Trainer:
                     record = {"step": self.step, **terms,
                               "it_per_s": window_steps / max(now - window_start, 1e-9)}
                     window_start, window_steps = now, 0
-                if self.step % config.train.val_every == 0 or self.step == config.train.steps:
+                out_of_time = bool(config.train.time_limit_s) and self.elapsed >= config.train.time_limit_s
+                if out_of_time and not record:  # the last step of a timed run is always logged
+                    record = {"step": self.step, **terms}
+                if (self.step % config.train.val_every == 0 or self.step == config.train.steps
+                        or out_of_time):
                     self.last_val_psnr = self.validate(validation)
                     if self.last_val_psnr is not None:
                         record = {"step": self.step, **terms, **record, "val_psnr": self.last_val_psnr}
@@ -306,8 +324,7 @@ class Trainer:
                         on_log(record)
                 if self.step % config.train.checkpoint_every == 0:
                     self.save_state()
-                if config.train.time_limit_s and self.elapsed >= config.train.time_limit_s:
-                    self.last_val_psnr = self.validate(validation)
+                if out_of_time:
                     break
         except KeyboardInterrupt:
             self.save_state()
@@ -323,7 +340,7 @@ class Trainer:
         model.load_state_dict(self.ema.module.state_dict())
         card = model_card(self.config, self.command, self.step, self.elapsed, str(self.device),
                           count_parameters(model), self.last_val_psnr)
-        return save_checkpoint(model, self.run_dir / "model", self.config.name, card=card,
+        return save_checkpoint(model, self.run_dir / MODEL_FOLDER, self.config.name, card=card,
                                description=self.config.description,
                                dtype=getattr(torch, self.config.train.export_dtype))
 
@@ -338,26 +355,32 @@ def _run_padded(model: FormResNet, tensor: torch.Tensor, level: float) -> torch.
     return model(padded, levels)[..., :height, :width]
 
 
+def _load_matching(model: nn.Module, weights: dict, source: str) -> None:
+    """Load ``weights`` into ``model``; a different architecture is a one-line error."""
+    try:
+        model.load_state_dict(weights)
+    except RuntimeError:
+        raise FormnetError(f"{source}: its model differs from this config's model "
+                           "(model.* settings: widths, blocks, channels, formatter)") from None
+
+
 def _make_optimizer(config: TrainConfig, parameters, lr: float) -> torch.optim.Optimizer:
     kind = torch.optim.AdamW if config.optim.optimizer == "adamw" else torch.optim.Adam
     return kind(parameters, lr=lr, weight_decay=config.optim.weight_decay)
 
 
-def _make_scheduler(config: TrainConfig, optimizer: torch.optim.Optimizer):
-    optim, steps = config.optim, config.train.steps
-    schedulers = []
+def scheduled_lr(optim: OptimConfig, step: int, progress: float) -> float:
+    """Linear warm-up over ``optim.warmup_steps``, then the schedule at ``progress`` (0 to 1)
+    of the rest of the run: cosine decay to ``min_lr``, halving at each of
+    ``step_milestones``, or constant."""
+    if step < optim.warmup_steps:
+        return optim.lr * (step + 1) / optim.warmup_steps
     if optim.schedule == "cosine":
-        main = torch.optim.lr_scheduler.CosineAnnealingLR(
-            optimizer, T_max=max(1, steps - optim.warmup_steps), eta_min=optim.min_lr)
-    elif optim.schedule == "step":
-        main = torch.optim.lr_scheduler.MultiStepLR(optimizer, optim.step_milestones, gamma=0.5)
-    else:
-        main = torch.optim.lr_scheduler.ConstantLR(optimizer, factor=1.0, total_iters=0)
-    if optim.warmup_steps:
-        warmup = torch.optim.lr_scheduler.LinearLR(optimizer, start_factor=1e-3, total_iters=optim.warmup_steps)
-        schedulers = [warmup, main]
-        return torch.optim.lr_scheduler.SequentialLR(optimizer, schedulers, milestones=[optim.warmup_steps])
-    return main
+        progress = min(1.0, max(0.0, progress))
+        return optim.min_lr + 0.5 * (optim.lr - optim.min_lr) * (1 + math.cos(math.pi * progress))
+    if optim.schedule == "step":
+        return optim.lr * 0.5 ** sum(step >= milestone for milestone in optim.step_milestones)
+    return optim.lr
 
 
 def _make_cross_level_loss(config: TrainConfig) -> CrossLevelLoss:
