@@ -212,9 +212,18 @@ def test_caller_model_is_left_as_it_was(unet: FormResNet, cpu_bf16: None) -> Non
     try:
         restore_tensor(unet, random_image(1, 20, 20), LEVEL, tile=None, precision="bf16")
         assert unet.training
-        assert all(p.dtype == torch.float32 for p in unet.parameters())
+        assert all(p.dtype == torch.float32 and p.is_contiguous() for p in unet.parameters())
     finally:
         unet.eval()
+
+
+def test_channels_last_runs_give_the_contiguous_result(unet: FormResNet,
+                                                       monkeypatch: pytest.MonkeyPatch) -> None:
+    image = random_image(1, 24, 40)
+    fast = restore_tensor(unet, image, LEVEL, tile=None)
+    monkeypatch.setattr(engine, "_memory_format", lambda device: torch.contiguous_format)
+    plain = restore_tensor(unet, image, LEVEL, tile=None)
+    assert torch.allclose(fast, plain, atol=1e-5)
 
 
 @pytest.mark.parametrize("options", [{"tile": 0}, {"tile": "big"}, {"tile_overlap": -1},
