@@ -61,7 +61,7 @@ from huggingface_hub.utils import (
 )
 
 from .config import TASKS
-from .errors import DownloadError, FormnetError, UnknownModelError
+from .errors import DownloadError, FormnetError, InvalidOptionError, UnknownModelError
 
 MANIFEST_FILE = "manifest.json"
 SCHEMA_VERSION = 1
@@ -267,9 +267,15 @@ class HubSource:
 
 def hub_source(entry: ModelEntry, repo: str | None = None,
                revision: str | None = None) -> HubSource:
-    """Flag, then ``FORMNET_HUB_REPO``/``FORMNET_HUB_REVISION``, then the manifest."""
+    """Flag, then ``FORMNET_HUB_REPO``/``FORMNET_HUB_REVISION``, then the manifest. A revision
+    given by flag or environment must be a full commit, as the manifest's are: a branch or tag
+    could move to files other than those the manifest's checksums describe."""
+    given = revision or os.environ.get(REVISION_ENV)
+    if given and not _COMMIT.fullmatch(given):
+        where = "--revision" if revision else REVISION_ENV
+        raise InvalidOptionError(f"{where} must be a full 40-digit commit hash, got {given!r}")
     return HubSource(repo=repo or os.environ.get(REPO_ENV) or entry.repo,
-                     revision=revision or os.environ.get(REVISION_ENV) or entry.revision)
+                     revision=given or entry.revision)
 
 
 def configured_weights_dir(dest: str | os.PathLike[str] | None = None) -> Path | None:

@@ -25,7 +25,7 @@ import formnet_cli.hub as hub
 from formnet_cli import registry
 from formnet_cli.checkpoint import load_checkpoint, save_checkpoint
 from formnet_cli.config import ModelConfig, NetworkConfig
-from formnet_cli.errors import DownloadError
+from formnet_cli.errors import DownloadError, InvalidOptionError
 from formnet_cli.models import FormResNet
 
 REPO = "formnet/formnet-weights"
@@ -273,7 +273,12 @@ def test_environment_overrides_repository_and_revision(published, fake_hub, tmp_
     with pytest.raises(DownloadError, match="'mirror/weights' not found"):
         hub.download_models([NAME], manifest=manifest, endpoint=fake_hub.url)
     monkeypatch.delenv("FORMNET_HUB_REPO")
-    monkeypatch.setenv("FORMNET_HUB_REVISION", "main")
+    monkeypatch.setenv("FORMNET_HUB_REVISION", "main")  # a branch could move: a commit only
+    with pytest.raises(InvalidOptionError, match="FORMNET_HUB_REVISION must be a full 40-digit commit"):
+        hub.download_models([NAME], manifest=manifest, endpoint=fake_hub.url)
+    with pytest.raises(InvalidOptionError, match="--revision must be a full 40-digit commit"):
+        hub.download_models([NAME], manifest=manifest, endpoint=fake_hub.url, revision="v1.0")
+    monkeypatch.setenv("FORMNET_HUB_REVISION", COMMIT)
     [result] = hub.download_models([NAME], manifest=manifest, endpoint=fake_hub.url)
     assert result.status == "downloaded"
 
