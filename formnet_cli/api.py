@@ -431,6 +431,8 @@ def _check_sigma_option(sigma: float | str | None) -> float | str:
     if sigma is None or (isinstance(sigma, str) and sigma.lower() == "auto"):
         return "auto"
     try:
+        if isinstance(sigma, bool):  # True would read as sigma 1
+            raise TypeError
         value = float(sigma)
     except (TypeError, ValueError):
         raise InvalidOptionError(f"sigma must be a number in [0, {SIGMA_MAX:g}] or 'auto', "
@@ -530,6 +532,8 @@ def _check_quality_option(quality: int | str | None) -> int | str:
         return quality.lower()
     low, high = QUALITY_RANGE
     try:
+        if isinstance(quality, bool):  # True would read as quality 1
+            raise TypeError
         value = float(quality)
     except (TypeError, ValueError):
         raise InvalidOptionError(f"quality must be an integer in [{low}, {high}], 'auto' or "

@@ -694,7 +694,7 @@ def compare_strip(panels: Sequence[tuple[str, np.ndarray]], *, detail_from: np.n
     """A labelled side-by-side strip with a zoomed crop of each panel underneath (uint8 RGB).
 
     ``panels`` are ``(label, image)`` pairs, float [0, 1] or uint8, ``H x W`` or ``H x W x C``;
-    all are shown at the size of the last panel (smaller ones, such as an SR input, are
+    all are shown at the size of the largest panel (smaller ones, such as an SR input, are
     enlarged with nearest-neighbour). The zoomed window is where ``detail_from`` (default:
     the last panel, normally the clean image) has the most gradient energy; it is marked
     with a red box on every panel.
@@ -706,7 +706,7 @@ def compare_strip(panels: Sequence[tuple[str, np.ndarray]], *, detail_from: np.n
     if not panels:
         raise InvalidOptionError("nothing to compare")
     reference = np.asarray(panels[-1][1])
-    height, width = reference.shape[:2]
+    height, width = max((np.shape(image)[:2] for _, image in panels), key=lambda size: size[0] * size[1])
     images = [_as_rgb8(image, (height, width)) for _, image in panels]
     side = crop or max(8, min(height, width) // 4)
     side = min(side, height, width)

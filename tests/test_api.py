@@ -114,6 +114,7 @@ def test_sigma_auto_estimates_and_reports(tiny_models):
     {"task": "jpeg", "quality": 0}, {"task": "jpeg", "quality": 101},
     {"task": "jpeg", "quality": 2.5}, {"task": "sr", "scale": 5}, {"task": "sr"},
     {"task": "deblur"}, {"ensemble": 3}, {"ensemble": "all"}, {"ensemble": True},
+    {"task": "jpeg", "quality": True}, {"sigma": True},
 ])
 def test_invalid_options_raise_one_line_errors(tiny_models, options):
     model = {"denoise": tiny_models.denoise_gray, "jpeg": tiny_models.jpeg_gray,

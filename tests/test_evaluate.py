@@ -186,6 +186,12 @@ def test_compare_strip_width(tmp_path: Path) -> None:
     assert strip.width == ev.strip_width(48, 3) and strip.mode == "RGB"
 
 
+def test_compare_strip_shows_every_panel_at_the_largest_size() -> None:
+    small, large = np.zeros((16, 20), np.uint8), np.full((32, 40), 255, np.uint8)
+    strip = ev.compare_strip([("x2 output", large), ("input", small)])  # the small one last
+    assert strip.shape[1] == ev.strip_width(40, 2)
+
+
 def test_detail_window_finds_texture() -> None:
     image = _image(0, (64, 64))
     top, left = ev.detail_window(image, 16)
