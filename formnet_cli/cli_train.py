@@ -44,10 +44,11 @@ def train(
     if resume is not None:
         trainer.load_state()
         console.print(f"resuming {folder} at step {trainer.step}")
-    console.print(f"training {settings.name}: {settings.model.task}, {trainer.device}, "
-                  f"{settings.train.steps} steps -> {folder}")
+    limit = settings.train.time_limit_s
+    length = f"{settings.train.steps} steps" + (f" or {limit:g} s of training" if limit else "")
+    console.print(f"training {settings.name}: {settings.model.task}, {trainer.device}, {length} -> {folder}")
     try:
-        with _progress(console, settings, trainer.step) as show:
+        with _progress(console, settings, trainer.step, trainer.elapsed) as show:
             output = trainer.fit(on_log=show)
     except KeyboardInterrupt:
         console.print(f"interrupted at step {trainer.step}; state saved, continue with --resume {folder}")
@@ -94,16 +95,23 @@ def _plan_run(config: Path | None, resume: Path | None, run_dir: Path | None,
 
 
 @contextmanager
-def _progress(console: Any, settings: Any, completed: int) -> Iterator[Callable[[dict], None]]:
-    """A live progress bar while the block runs; yields the trainer's ``on_log`` callback
-    (step, it/s, ETA, each loss term and the last validation PSNR)."""
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+def _progress(console: Any, settings: Any, step: int, elapsed: float) -> Iterator[Callable[[dict], None]]:
+    """A live progress bar while the block runs, over the steps or, for a run with a time limit,
+    over its time; yields the trainer's ``on_log`` callback (step, it/s, ETA, each loss term
+    and the last validation PSNR)."""
+    from rich.progress import BarColumn, Progress, TextColumn, TimeRemainingColumn
 
-    progress = Progress(TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(),
-                        TextColumn("{task.fields[speed]}"), TimeRemainingColumn(),
-                        TextColumn("{task.fields[terms]}"), console=console)
-    bar = progress.add_task(settings.name, total=settings.train.steps, completed=completed,
-                            speed="", terms="")
+    limit = settings.train.time_limit_s
+    steps = settings.train.steps
+
+    def position(step: int, elapsed: float) -> str:
+        return f"step {step}, {elapsed:.0f}/{limit:.0f} s" if limit else f"{step}/{steps}"
+
+    progress = Progress(TextColumn("[bold]{task.description}"), BarColumn(),
+                        TextColumn("{task.fields[position]}"), TextColumn("{task.fields[speed]}"),
+                        TimeRemainingColumn(), TextColumn("{task.fields[terms]}"), console=console)
+    bar = progress.add_task(settings.name, total=limit or steps, completed=elapsed if limit else step,
+                            position=position(step, elapsed), speed="", terms="")
     last_validation = ""
 
     def show(record: dict) -> None:
@@ -112,7 +120,10 @@ def _progress(console: Any, settings: Any, completed: int) -> Iterator[Callable[
             last_validation = f"  val {record['val_psnr']:.2f} dB"
         terms = "  ".join(f"{key} {value:.4g}" for key, value in record.items()
                           if key not in ("step", "it_per_s", "elapsed_s", "lr", "val_psnr"))
-        progress.update(bar, completed=record["step"], speed=f"{record.get('it_per_s', 0):.1f} it/s",
+        elapsed = record.get("elapsed_s", 0.0)
+        progress.update(bar, completed=elapsed if limit else record["step"],
+                        position=position(record["step"], elapsed),
+                        speed=f"{record.get('it_per_s', 0):.1f} it/s",
                         terms=f"lr {record.get('lr', 0):.1e}  {terms}{last_validation}")
 
     with progress:

@@ -303,16 +303,14 @@ class Trainer:
                 window_steps += 1
                 self.elapsed += time.perf_counter() - step_start
                 record: dict = {}
-                if self.step % config.train.log_every == 0 or self.step == config.train.steps:
+                out_of_time = bool(config.train.time_limit_s) and self.elapsed >= config.train.time_limit_s
+                last = self.step == config.train.steps or out_of_time  # always logged
+                if self.step % config.train.log_every == 0 or last:
                     now = time.perf_counter()
                     record = {"step": self.step, **terms,
                               "it_per_s": window_steps / max(now - window_start, 1e-9)}
                     window_start, window_steps = now, 0
-                out_of_time = bool(config.train.time_limit_s) and self.elapsed >= config.train.time_limit_s
-                if out_of_time and not record:  # the last step of a timed run is always logged
-                    record = {"step": self.step, **terms}
-                if (self.step % config.train.val_every == 0 or self.step == config.train.steps
-                        or out_of_time):
+                if self.step % config.train.val_every == 0 or last:
                     self.last_val_psnr = self.validate(validation)
                     if self.last_val_psnr is not None:
                         record = {"step": self.step, **terms, **record, "val_psnr": self.last_val_psnr}
