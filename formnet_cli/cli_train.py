@@ -5,9 +5,14 @@ from __future__ import annotations
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Annotated, Any, Optional
+from typing import TYPE_CHECKING, Annotated, Optional
 
 import typer
+
+if TYPE_CHECKING:  # imported when used: `formnet --help` loads neither rich's console nor torch
+    from rich.console import Console
+
+    from .training.config import TrainConfig
 
 
 def register(app: typer.Typer) -> None:
@@ -57,14 +62,14 @@ def train(
 
 
 def _plan_run(config: Path | None, resume: Path | None, run_dir: Path | None,
-              overrides: list[str]) -> tuple[Any, Path]:
+              overrides: list[str]) -> tuple[TrainConfig, Path]:
     """The validated training config and the run folder, or a one-line usage error before
     anything is written."""
     from .config import ConfigError
     from .errors import InvalidOptionError
     from .training.config import load_train_config
     from .training.data import list_images
-    from .training.trainer import CONFIG_FILE, STATE_FILE, holds_run
+    from .training.trainer import STATE_FILE, TRAINING_CONFIG_FILE, holds_run
 
     if resume is not None:
         if run_dir is not None and run_dir.resolve() != resume.resolve():
@@ -76,26 +81,27 @@ def _plan_run(config: Path | None, resume: Path | None, run_dir: Path | None,
         raise InvalidOptionError("give a training config (e.g. examples/configs/denoise-gray.toml), "
                                  "or --resume RUN_FOLDER")
     try:
-        settings = load_train_config(config or resume / CONFIG_FILE, overrides)
-        if resume is not None and config is not None and (resume / CONFIG_FILE).is_file():
-            saved = load_train_config(resume / CONFIG_FILE).model
-            if saved != settings.model:
-                raise ConfigError(f"the model in {config} differs from the run's ({resume / CONFIG_FILE}); "
-                                  f"resume without CONFIG to use the run's own")
+        settings = load_train_config(config or resume / TRAINING_CONFIG_FILE, overrides)
+        saved = resume / TRAINING_CONFIG_FILE if resume is not None else None
+        if saved is not None and saved.is_file() and load_train_config(saved).model != settings.model:
+            raise ConfigError(f"the model to train differs from the run's ({saved}); resume it "
+                              "without CONFIG or model.* settings")
     except ConfigError as error:  # a ValueError, not a FormnetError: make it a usage error
         raise InvalidOptionError(str(error)) from None
     folder = resume or run_dir or Path("runs") / settings.name
     if resume is None and holds_run(folder):
         raise InvalidOptionError(f"{folder} holds a run already; continue it with --resume {folder}, "
                                  "or choose another --run-dir")
-    list_images(settings.data.train_dirs)  # a missing or empty folder fails now, not after loading
+    list_images(settings.data.train_dirs)  # a missing or empty folder fails now, not after
+    # the run folder is made (the run lists them again when it loads them)
     if settings.data.val_dir:
         list_images([settings.data.val_dir])
     return settings, folder
 
 
 @contextmanager
-def _progress(console: Any, settings: Any, step: int, elapsed: float) -> Iterator[Callable[[dict], None]]:
+def _progress(console: Console, settings: TrainConfig, step: int,
+              elapsed: float) -> Iterator[Callable[[dict], None]]:
     """A live progress bar while the block runs, over the steps or, for a run with a time limit,
     over its time; yields the trainer's ``on_log`` callback (step, it/s, ETA, each loss term
     and the last validation PSNR)."""

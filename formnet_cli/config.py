@@ -49,17 +49,18 @@ class NetworkConfig:
     depth: int = 17
     unshuffle: int = 2
 
-    def validate(self) -> None:
+    def validate(self, where: str = "network") -> None:
+        """Raise :class:`ConfigError` naming ``where`` (the section) on an invalid value."""
         if self.kind not in NETWORK_KINDS:
-            raise ConfigError(f"network.kind must be one of {NETWORK_KINDS}, got {self.kind!r}")
+            raise ConfigError(f"{where}.kind must be one of {NETWORK_KINDS}, got {self.kind!r}")
         if not self.widths or any(int(w) < 1 for w in self.widths):
-            raise ConfigError(f"network.widths must be positive integers, got {self.widths!r}")
+            raise ConfigError(f"{where}.widths must be positive integers, got {self.widths!r}")
         if self.blocks_per_level < 0:
-            raise ConfigError("network.blocks_per_level must be >= 0")
+            raise ConfigError(f"{where}.blocks_per_level must be >= 0")
         if self.unshuffle < 1:
-            raise ConfigError("network.unshuffle must be >= 1")
+            raise ConfigError(f"{where}.unshuffle must be >= 1")
         if self.kind == "plain" and self.depth < 2:
-            raise ConfigError("network.depth must be >= 2 for a plain network")
+            raise ConfigError(f"{where}.depth must be >= 2 for a plain network")
 
 
 @dataclass(frozen=True)
@@ -89,12 +90,12 @@ class ModelConfig:
         if self.formatter not in FORMATTERS:
             raise ConfigError(f"formatter must be one of {FORMATTERS}, got {self.formatter!r}")
         if self.formatter == "bm3d" and self.task != "denoise":
-            raise ConfigError("the bm3d formatter only applies to the denoise task")
+            raise ConfigError("formatter 'bm3d' only applies to the denoise task")
         if self.formatter == "cnn" and self.formatter_network is None:
             raise ConfigError("formatter 'cnn' needs a formatter_network")
-        self.residual.validate()
+        self.residual.validate("residual")
         if self.formatter_network is not None:
-            self.formatter_network.validate()
+            self.formatter_network.validate("formatter_network")
         low, high = self.sigma_range
         if not 0 <= low <= high <= SIGMA_MAX:
             raise ConfigError(f"sigma_range must lie in [0, {SIGMA_MAX}], got {self.sigma_range!r}")
@@ -116,15 +117,16 @@ class ModelConfig:
         config = build_dataclass(cls, data, prefix)
         try:
             config.validate()
-        except ConfigError as error:
-            raise ConfigError(f"{prefix}{error}" if prefix else str(error)) from None
+        except ConfigError as error:  # its messages start with the key they are about
+            raise ConfigError(f"{prefix}{error}") from None
         return config
 
 
 def build_dataclass(cls: type, data: dict[str, Any], prefix: str = "") -> Any:
     """``cls(**data)`` with every value checked against its field's type (nested sections,
-    lists, tuples, literals, optionals); an unknown key or a wrong type is a
-    :class:`ConfigError` naming the dotted key (``prefix`` + key)."""
+    lists, tuples, literals, optionals; a union of several types is passed through as given);
+    an unknown key or a wrong type is a :class:`ConfigError` naming the dotted key
+    (``prefix`` + key)."""
     fields = {f.name for f in dataclasses.fields(cls)}
     hints = typing.get_type_hints(cls)
     unknown = sorted(set(data) - fields)

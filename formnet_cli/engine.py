@@ -545,14 +545,18 @@ def _network_on(model: nn.Module, device: torch.device) -> Iterator[nn.Module]:
     on_device = first is None or (first.device.type == device.type
                                   and (first.device.index or 0) == (device.index or 0))
     network = model if on_device else copy.deepcopy(model).to(device)
-    network.to(memory_format=_memory_format(device))  # in place: the weights keep their values
+    # In place (the weights keep their values), outside any inference mode of the caller's, so
+    # that the caller's model stays trainable.
+    with torch.inference_mode(False):
+        network.to(memory_format=_memory_format(device))
     was_training = network.training
     network.eval()
     try:
         yield network
     finally:
         network.train(was_training)
-        network.to(memory_format=torch.contiguous_format)  # as models are loaded
+        with torch.inference_mode(False):
+            network.to(memory_format=torch.contiguous_format)  # as models are loaded
 
 
 def _auto_window_side(model: nn.Module, network: nn.Module, channels: int,

@@ -478,7 +478,7 @@ def _upright_exif(raw: bytes | None, scale: tuple[float, float] = (1.0, 1.0),
         if 282 in exif and 283 in exif and int(exif.get(296, 2)) != 1:
             x, y = (exif[283], exif[282]) if swap else (exif[282], exif[283])
             exif[282], exif[283] = float(x) * scale[0], float(y) * scale[1]
-        details = exif.get_ifd(_EXIF_IFD_TAG)
+        details = exif.get_ifd(_EXIF_IFD_TAG) if _EXIF_IFD_TAG in exif else {}  # else none made
         if _PIXEL_X_TAG in details and _PIXEL_Y_TAG in details:
             width, height = details[_PIXEL_X_TAG], details[_PIXEL_Y_TAG]
             if swap:

@@ -217,6 +217,17 @@ def test_caller_model_is_left_as_it_was(unet: FormResNet, cpu_bf16: None) -> Non
         unet.eval()
 
 
+def test_a_model_restored_with_under_inference_mode_can_still_train(unet: FormResNet) -> None:
+    with torch.inference_mode():
+        restore_tensor(unet, random_image(1, 16, 16), LEVEL, tile=None)
+    unet.train()
+    try:
+        unet(random_image(1, 16, 16)[None], torch.tensor([LEVEL])).mean().backward()
+    finally:
+        unet.eval()
+        unet.zero_grad(set_to_none=True)
+
+
 def test_channels_last_runs_give_the_contiguous_result(unet: FormResNet,
                                                        monkeypatch: pytest.MonkeyPatch) -> None:
     image = random_image(1, 24, 40)

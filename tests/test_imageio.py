@@ -417,6 +417,10 @@ def test_exif_pixel_dimensions_follow_the_rotation_and_the_resize(tmp_path):
         written.load(loaded.exif)
         details = written.get_ifd(0x8769)
         assert (details[0xA002], details[0xA003]) == size
+    plain = exif_with_orientation(6)  # without an Exif sub-IFD: none is added
+    again = Image.Exif()
+    again.load(imageio._upright_exif(plain.tobytes()))
+    assert 0x8769 not in again
 
 
 def test_resolution_only_in_the_exif_is_read(tmp_path):

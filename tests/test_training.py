@@ -259,7 +259,7 @@ def test_exported_model_loads_and_its_card_names_command_steps_and_data(tmp_path
     assert "`formnet train config.toml --set train.steps=3`" in card
     assert "steps: 3" in card
     assert image_dir.name in card
-    assert "validation PSNR" in card and " dB" in card
+    assert "validation PSNR" in card and "levels [25.0]" in card and " dB" in card  # the default
     assert (tmp_path / "run" / "config.json").is_file()
     log = (tmp_path / "run" / "log.jsonl").read_text().splitlines()
     assert len(log) == 3 and '"val_psnr"' in log[-1]
@@ -410,6 +410,8 @@ def _one_line_error(result, code: int, *fragments: str) -> None:
     ("model.channels=1.0", "model.channels: expected int"),
     ("model.residual=3", "model.residual: expected a section"),
     ("model.sigma_range=[10]", "model.sigma_range: expected 2 values"),
+    ("model.residual.widths=[]", "model.residual.widths must be positive integers"),
+    ("model.task='jpeg' --set model.formatter='bm3d'", "model.formatter 'bm3d' only applies"),
     ("data.sigma_range=[10]", "data.sigma_range must be [low, high]"),
     ("optim.lr=-1", "optim.lr must be positive"),
     ("data.workers=-1", "data.workers must be 0 or more"),
@@ -419,7 +421,7 @@ def _one_line_error(result, code: int, *fragments: str) -> None:
     ("model.task='sr' --set data.patch_size=24", "task sr validates at scales"),  # sigmas given
 ])
 def test_config_mistakes_are_one_line_usage_errors(tmp_path, image_dir, override, fragment):
-    path = write_config(tmp_path, image_dir, data="val_levels = [25.0]")
+    path = write_config(tmp_path, image_dir, data=f'val_levels = [25.0]\nval_dir = "{image_dir.as_posix()}"')
     settings = [item for value in override.split(" --set ") for item in ("--set", value)]
     _one_line_error(_train(path, "--run-dir", tmp_path / "run", *settings), 2, fragment)
     assert not (tmp_path / "run").exists()
@@ -441,6 +443,33 @@ def test_a_run_folder_is_not_trained_over_and_resume_takes_the_run_as_it_was(tmp
     rates = [record["lr"] for record in records]
     assert rates[4:] == sorted(rates[4:], reverse=True) and rates[-1] == pytest.approx(1e-5)
     assert "steps: 8" in (run / "model" / "README.md").read_text()
+
+
+def test_learning_rate_schedule_is_a_closed_form_of_the_progress() -> None:
+    from formnet_cli.training.config import OptimConfig
+    from formnet_cli.training.trainer import scheduled_lr
+
+    steps = OptimConfig(lr=1.0, schedule="step", warmup_steps=2, step_milestones=[3])
+    assert [round(scheduled_lr(steps, step, 0.0), 4) for step in range(6)] == [0.001, 0.5005, 1, 1, 1, 0.5]
+    cosine = OptimConfig(lr=1.0, min_lr=0.0, schedule="cosine")
+    assert [scheduled_lr(cosine, 0, progress) for progress in (0.0, 0.5, 1.0, 2.0)] == pytest.approx(
+        [1.0, 0.5, 0.0, 0.0])
+
+
+def test_a_failed_run_leaves_a_folder_a_new_run_may_use(tmp_path, image_dir):
+    run = tmp_path / "run"
+    run.mkdir()
+    (run / "log.jsonl").write_text('{"step": 1}\n')  # failed before its first checkpoint
+    result = _train(write_config(tmp_path, image_dir), "--run-dir", run)
+    assert result.exit_code == 0, result.output
+    assert [json.loads(line)["step"] for line in (run / "log.jsonl").read_text().splitlines()] == [1, 2]
+
+
+def test_an_sr_run_without_validation_keeps_any_val_levels(tmp_path, image_dir):
+    """Runs saved before the task defaults hold val_levels [25.0] whatever their task."""
+    config = load_train_config(write_config(tmp_path, image_dir, task="sr", data="val_levels = [25.0]"),
+                               ["data.patch_size=24"])
+    assert config.data.val_levels == [25.0] and not config.data.val_dir
 
 
 def test_resume_mistakes_are_one_line_usage_errors(tmp_path, image_dir):

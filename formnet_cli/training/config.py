@@ -13,7 +13,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, Literal
 
-from ..config import SR_SCALES, ConfigError, ModelConfig, build_dataclass
+from ..config import QUALITY_RANGE, SR_SCALES, ConfigError, ModelConfig, build_dataclass
 
 
 DEFAULT_VAL_LEVELS: dict[str, list[float]] = {"denoise": [25.0], "jpeg": [20.0], "sr": [4.0]}
@@ -149,7 +149,8 @@ class TrainConfig:
             raise ConfigError(f"data.quality_range must be [low, high] within [1, 100], got {quality}")
         if not self.data.scales or any(scale not in SR_SCALES for scale in self.data.scales):
             raise ConfigError(f"data.scales must be among {list(SR_SCALES)}, got {self.data.scales}")
-        self._validate_val_levels()
+        if self.data.val_dir:
+            self._validate_val_levels()
         if not 0 <= self.data.sigma_focus_share <= 1:
             raise ConfigError("data.sigma_focus_share must lie within [0, 1]")
         if self.data.sigma_focus_share > 0:
@@ -163,16 +164,18 @@ class TrainConfig:
         return self.data.val_levels or DEFAULT_VAL_LEVELS[self.model.task]
 
     def _validate_val_levels(self) -> None:
-        task, levels = self.model.task, self.data.val_levels
-        valid = {"denoise": lambda level: 0 <= level <= 255,
-                 "jpeg": lambda level: float(level).is_integer() and 1 <= level <= 100,
-                 "sr": lambda level: level in SR_SCALES}[task]
-        what, example = {"denoise": ("sigmas (0-255)", "[15, 25]"),
-                         "jpeg": ("JPEG qualities (1-100)", "[10, 30]"),
-                         "sr": ("scales (2, 3, 4)", "[2, 4]")}[task]
-        wrong = [level for level in levels if not valid(level)]
+        """The validation levels must be levels the model takes (checked only when it validates)."""
+        model = self.model
+        low, high = model.sigma_range
+        valid, what, example = {
+            "denoise": (lambda v: low <= v <= high, f"sigmas in [{low:g}, {high:g}]", "[15, 25]"),
+            "jpeg": (lambda v: float(v).is_integer() and QUALITY_RANGE[0] <= v <= QUALITY_RANGE[1],
+                     "JPEG qualities (1-100)", "[10, 30]"),
+            "sr": (lambda v: v in model.scales, f"scales {list(model.scales)}", "[2, 4]"),
+        }[model.task]
+        wrong = [level for level in self.data.val_levels if not valid(level)]
         if wrong:
-            raise ConfigError(f"data.val_levels {wrong}: task {task} validates at {what}; "
+            raise ConfigError(f"data.val_levels {wrong}: task {model.task} validates at {what}; "
                               f"set e.g. data.val_levels={example}")
 
     def to_dict(self) -> dict[str, Any]:

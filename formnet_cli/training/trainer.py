@@ -38,13 +38,15 @@ from .losses import AdversarialLoss, CrossLevelLoss, PerceptualLoss, PixelLoss, 
 
 STATE_FILE = RUN_STATE_FILE
 LOG_FILE = "log.jsonl"
-CONFIG_FILE = "config.json"
+TRAINING_CONFIG_FILE = "config.json"
+"""The run's full training config (not a checkpoint's ``config.json``)."""
 MODEL_FOLDER = RUN_EXPORT_FOLDER
 
 
 def holds_run(folder: Path) -> bool:
-    """True if ``folder`` holds (part of) a training run: its state, log or exported model."""
-    return any((folder / name).exists() for name in (STATE_FILE, LOG_FILE, MODEL_FOLDER))
+    """True if ``folder`` holds a training run to keep: a state to resume or an exported model
+    (a run that failed before saving either left nothing to continue)."""
+    return any((folder / name).exists() for name in (STATE_FILE, MODEL_FOLDER))
 
 
 @dataclass
@@ -287,13 +289,14 @@ class Trainer:
         config = self.config
         dataset = self._dataset()
         validation = self._validation_set()
-        (self.run_dir / CONFIG_FILE).write_text(dump_config(config) + "\n")
+        (self.run_dir / TRAINING_CONFIG_FILE).write_text(dump_config(config) + "\n")
         loader = torch.utils.data.DataLoader(
             dataset, batch_size=None, sampler=range(self.step, config.train.steps),
             num_workers=config.data.workers, pin_memory=self.device.type == "cuda",
             persistent_workers=False, prefetch_factor=4 if config.data.workers else None,
             collate_fn=lambda batch: batch)
-        log = (self.run_dir / LOG_FILE).open("a", encoding="utf-8")
+        # a resumed run adds to its log; a new one starts it (over a failed run's, if any)
+        log = (self.run_dir / LOG_FILE).open("a" if self.step else "w", encoding="utf-8")
         window_start, window_steps = time.perf_counter(), 0
         try:
             for batch in loader:
@@ -368,16 +371,17 @@ def _make_optimizer(config: TrainConfig, parameters, lr: float) -> torch.optim.O
 
 
 def scheduled_lr(optim: OptimConfig, step: int, progress: float) -> float:
-    """Linear warm-up over ``optim.warmup_steps``, then the schedule at ``progress`` (0 to 1)
-    of the rest of the run: cosine decay to ``min_lr``, halving at each of
-    ``step_milestones``, or constant."""
-    if step < optim.warmup_steps:
-        return optim.lr * (step + 1) / optim.warmup_steps
+    """Linear warm-up from ``lr / 1000`` over ``optim.warmup_steps``, then the schedule at
+    ``progress`` (0 to 1) of the rest of the run: cosine decay to ``min_lr``, halving at each
+    of ``step_milestones`` (counted after the warm-up), or constant."""
+    warmup = optim.warmup_steps
+    if step < warmup:
+        return optim.lr * (1e-3 + (1 - 1e-3) * step / warmup)
     if optim.schedule == "cosine":
         progress = min(1.0, max(0.0, progress))
         return optim.min_lr + 0.5 * (optim.lr - optim.min_lr) * (1 + math.cos(math.pi * progress))
     if optim.schedule == "step":
-        return optim.lr * 0.5 ** sum(step >= milestone for milestone in optim.step_milestones)
+        return optim.lr * 0.5 ** sum(step - warmup >= milestone for milestone in optim.step_milestones)
     return optim.lr
 
 
@@ -409,7 +413,7 @@ def model_card(config: TrainConfig, command: str, steps: int, elapsed: float, de
         f"- loss: {config.loss.pixel} x{config.loss.pixel_weight}, gradient x{config.loss.gradient}, "
         f"perceptual x{config.loss.perceptual}, adversarial x{config.loss.adversarial}",
         f"- steps: {steps}, training time: {elapsed / 60:.1f} min on {device} ({device_name})",
-        f"- validation PSNR ({Path(config.data.val_dir).name}, levels {config.data.val_levels}): "
+        f"- validation PSNR ({Path(config.data.val_dir).name}, levels {config.val_levels}): "
         + (f"{val_psnr:.2f} dB" if val_psnr is not None else "n/a"),
         "",
     ]
