@@ -29,8 +29,8 @@ from ..degradations import add_gaussian_noise, imresize, jpeg_compress
 from ..engine import cpu_has_fast, resolve_device
 from ..errors import FormnetError
 from ..metrics import psnr, sr_psnr
-from ..registry import RUN_EXPORT_FOLDER, RUN_STATE_FILE
 from ..models import FormResNet, count_parameters
+from ..registry import RUN_EXPORT_FOLDER, RUN_STATE_FILE
 from . import data as training_data
 from .config import OptimConfig, TrainConfig, dump_config
 from .discriminator import PatchDiscriminator
