@@ -532,8 +532,8 @@ def cpu_threads(count: int | None) -> Iterator[None]:
 
 
 def _memory_format(device: torch.device) -> torch.memory_format:
-    """Channels-last (NHWC) where convolutions run faster in it: on the CPU (oneDNN) about
-    1.1x per pass at equal output (docs/benchmarks.md, block ``speed``), and on CUDA."""
+    """Channels-last (NHWC) where convolutions run faster in it: on the CPU (oneDNN; block
+    ``memory-format`` of docs/benchmarks.md, ``benchmarks/memory_format.py``) and on CUDA."""
     return torch.channels_last if device.type in ("cpu", "cuda") else torch.contiguous_format
 
 
