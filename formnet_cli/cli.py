@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import Annotated, Any, NoReturn, Optional
 
 import typer
-from typer.core import TyperGroup
+from typer.core import TyperArgument, TyperGroup, TyperOption
 
 from . import __version__
 from .cli_options import (
@@ -38,6 +38,17 @@ UsageError: type[Exception] = typer.BadParameter.__mro__[1]
 def debug_enabled() -> bool:
     """True when ``FORMNET_DEBUG`` asks for tracebacks (any value but empty, 0, false, no)."""
     return os.environ.get(DEBUG_VARIABLE, "").strip().lower() not in ("", "0", "false", "no")
+
+
+def _option_metavar(option: Any, ctx: Any) -> str | None:
+    """Help's type column of an option: its metavar, or nothing. typer 0.29 would add its own
+    type names (``<bool>`` beside ``--help``, ``<list[Path]>`` beside an argument's name,
+    which the name column already shows)."""
+    return option.metavar or None
+
+
+TyperOption.display_type_rich = _option_metavar  # type: ignore[method-assign]
+TyperArgument.display_type_rich = lambda argument, ctx: None  # type: ignore[method-assign]
 
 
 class FormnetGroup(TyperGroup):
