@@ -436,8 +436,6 @@ def test_empty_folder_and_misplaced_ext_are_one_line_errors(tiny_models, tmp_pat
 
 
 def test_skip_existing_needs_no_writable_folder(tiny_models, tmp_path, gray_png, monkeypatch):
-    import tempfile
-
     output = tmp_path / "done"
     output.mkdir()
     (output / "photo.png").write_bytes(gray_png.read_bytes())
