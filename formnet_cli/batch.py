@@ -321,6 +321,10 @@ def _glob_base(pattern: Path) -> Path:
 def _plan_directory(plan: BatchPlan, folder: Path, output: Path, recursive: bool,
                     extension: str | None) -> None:
     output_resolved = output.resolve()
+    if folder.resolve() == output_resolved:
+        raise InvalidOptionError(f"{folder}: the output folder is the input folder (the results "
+                                 f"would replace the originals); choose another -o, e.g. "
+                                 f"{folder / 'restored'}")
     skipped_folders = 0
     candidates = sorted(folder.rglob("*") if recursive else folder.iterdir())
     for path in candidates:

@@ -306,6 +306,15 @@ def test_output_folder_inside_the_input_folder_is_not_restored_again(
         "a.png", "restored/a.png"]
 
 
+def test_output_folder_that_is_the_input_folder_is_refused(tiny_models, tmp_path, random_image,
+                                                            write_png):
+    original = write_png(tmp_path / "scans" / "a.png", random_image((8, 8), np.uint8)).read_bytes()
+    result = restore(tiny_models.denoise_gray, tmp_path / "scans", "-o", tmp_path / "scans", "--sigma", "5")
+    assert result.exit_code == 2
+    assert "the output folder is the input folder" in result.stderr and "scans/restored" in result.stderr
+    assert (tmp_path / "scans" / "a.png").read_bytes() == original
+
+
 @pytest.mark.parametrize(("pattern", "flags"), [("scans/**/*.png", ["-r"]), ("scans/*/*.png", []),
                                                ("scans/*", []), ("scans/**/*.png", [])])
 def test_glob_matches_mirror_the_folders_below_the_wildcard(tiny_models, tmp_path, random_image,
