@@ -414,21 +414,34 @@ def download_model(entry: ModelEntry, *, repo: str | None = None, revision: str 
 _LOCAL_MODEL_HINT = ", or restore with a model folder you have (formnet restore --model PATH)"
 
 
-def _check_resolvable(endpoint: str, entry: ModelEntry) -> None:
-    """Fail at once where the hub's host name does not resolve (no network), instead of
+CONNECT_TIMEOUT_S = 10.0
+"""How long the reachability check waits for the hub to accept a connection."""
+
+
+def _check_reachable(endpoint: str, entry: ModelEntry) -> None:
+    """Fail at once where the hub cannot be reached: its host name does not resolve (no
+    network), or nothing accepts a connection on its port (a mirror that is down), instead of
     after huggingface_hub's retries. Not offline (huggingface_hub says why) nor behind a proxy
-    (which resolves names for its clients)."""
-    host = urllib.parse.urlsplit(endpoint).hostname
+    (which resolves and connects for its clients)."""
+    parts = urllib.parse.urlsplit(endpoint)
+    host = parts.hostname
     proxied = any(os.environ.get(name) for name in ("HTTPS_PROXY", "https_proxy", "HTTP_PROXY",
                                                     "http_proxy", "ALL_PROXY", "all_proxy"))
     if not host or proxied or hub_constants.is_offline_mode():
         return
+    fix = f"and '{entry.name}' is not downloaded; check the connection (or HF_ENDPOINT){_LOCAL_MODEL_HINT}"
     try:
         socket.getaddrinfo(host, None)
     except (socket.gaierror, UnicodeError) as error:
         raise DownloadError(f"cannot reach the hub at {endpoint} ({host} does not resolve: "
-                            f"no network?) and '{entry.name}' is not downloaded; check the "
-                            f"connection (or HF_ENDPOINT){_LOCAL_MODEL_HINT}") from error
+                            f"no network?) {fix}") from error
+    port = parts.port or (443 if parts.scheme == "https" else 80)
+    try:
+        socket.create_connection((host, port), timeout=CONNECT_TIMEOUT_S).close()
+    except OSError as error:
+        reason = "timed out" if isinstance(error, TimeoutError) else (error.strerror or str(error))
+        raise DownloadError(f"cannot reach the hub at {endpoint} ({host}:{port}: "
+                            f"{reason.lower()}) {fix}") from error
 
 
 def _download_to_cache(entry: ModelEntry, source: HubSource, cache: Path, endpoint: str | None,
@@ -445,7 +458,7 @@ def _download_to_cache(entry: ModelEntry, source: HubSource, cache: Path, endpoi
             _remove_cached(Path(found))
         missing.append(file)
     if missing:
-        _check_resolvable(endpoint or hub_constants.ENDPOINT, entry)
+        _check_reachable(endpoint or hub_constants.ENDPOINT, entry)
     for file in missing:
         with _hub_errors(entry, source, file, where=cache, endpoint=endpoint):
             path = Path(hf_hub_download(source.repo, entry.repo_path(file),
@@ -464,7 +477,7 @@ def _download_to_folder(entry: ModelEntry, source: HubSource, dest: Path, endpoi
     target = dest / entry.name
     if folder_matches(target, entry):
         return DownloadResult(entry.name, "present", target)
-    _check_resolvable(endpoint or hub_constants.ENDPOINT, entry)
+    _check_reachable(endpoint or hub_constants.ENDPOINT, entry)
     created = [folder for folder in (dest, *dest.parents) if not folder.exists()]
     with _os_errors(dest):
         dest.mkdir(parents=True, exist_ok=True)

@@ -31,7 +31,7 @@ from formnet_cli.models import FormResNet
 REPO = "formnet/formnet-weights"
 COMMIT = "a1b2c3d4e5f60718293a4b5c6d7e8f9012345678"
 NAME = "denoise-gray"
-CHECK_RESOLVABLE = hub._check_resolvable
+CHECK_REACHABLE = hub._check_reachable
 
 
 class FakeHub:
@@ -121,14 +121,14 @@ def isolated(monkeypatch, tmp_path):
     monkeypatch.setattr(constants, "HF_HUB_CACHE", str(tmp_path / "hub-cache"))
     monkeypatch.setattr(constants, "HF_HUB_OFFLINE", False)
     monkeypatch.setenv("HF_HUB_DISABLE_TELEMETRY", "1")
-    monkeypatch.setattr(hub, "_check_resolvable", lambda endpoint, entry: None)  # no DNS query
+    monkeypatch.setattr(hub, "_check_reachable", lambda endpoint, entry: None)  # no DNS query
 
 
 def test_a_hub_that_does_not_resolve_fails_at_once(published, tmp_path, monkeypatch):
     def no_network(host, port):
         raise socket.gaierror(-3, "Temporary failure in name resolution")
 
-    monkeypatch.setattr(hub, "_check_resolvable", CHECK_RESOLVABLE)
+    monkeypatch.setattr(hub, "_check_reachable", CHECK_REACHABLE)
     monkeypatch.setattr(hub.socket, "getaddrinfo", no_network)
     requests = []
     monkeypatch.setattr(hub, "hf_hub_download", lambda *args, **kwargs: requests.append(args))
@@ -141,13 +141,29 @@ def test_a_hub_that_does_not_resolve_fails_at_once(published, tmp_path, monkeypa
     assert requests == [] and not (tmp_path / "new").exists()
 
 
+def test_a_hub_that_refuses_connections_fails_at_once(published, tmp_path, monkeypatch):
+    with socket.socket() as probe:  # a local port nothing listens on
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    monkeypatch.setattr(hub, "_check_reachable", CHECK_REACHABLE)
+    requests = []
+    monkeypatch.setattr(hub, "hf_hub_download", lambda *args, **kwargs: requests.append(args))
+    manifest = manifest_for(published, tmp_path / "weights")
+    with pytest.raises(DownloadError) as caught:
+        hub.download_models([NAME], manifest=manifest, endpoint=f"http://127.0.0.1:{port}")
+    assert one_line(caught.value).startswith(
+        f"cannot reach the hub at http://127.0.0.1:{port} (127.0.0.1:{port}: connection refused) "
+        f"and '{NAME}' is not downloaded")
+    assert requests == []
+
+
 @pytest.mark.parametrize("dest", [None, "dest"])
 def test_models_already_downloaded_need_no_network(published, fake_hub, tmp_path, monkeypatch, dest):
     manifest = manifest_for(published, tmp_path / "weights")
     dest = dest and tmp_path / dest
     first = hub.download_models([NAME], manifest=manifest, dest=dest, endpoint=fake_hub.url)
     assert first[0].status == "downloaded"
-    monkeypatch.setattr(hub, "_check_resolvable", CHECK_RESOLVABLE)
+    monkeypatch.setattr(hub, "_check_reachable", CHECK_REACHABLE)
     monkeypatch.setattr(hub.socket, "getaddrinfo", lambda host, port: pytest.fail("DNS query"))
     assert hub.download_models([NAME], manifest=manifest, dest=dest)[0].status == "present"
 
