@@ -30,7 +30,7 @@ def train(
         "--run-dir", metavar="DIR", help="Run folder of a new run (default: runs/<name>).")] = None,
     overrides: Annotated[Optional[list[str]], typer.Option(
         "--set", metavar="KEY=VALUE",
-        help="Override a config value: key=value (repeatable); paths relative to this folder.")] = None,
+        help="Override a config value: key=value (repeatable); paths relative to the current folder.")] = None,
 ) -> None:
     """Train a FormResNet with the cross-level loss; the result loads with `formnet restore --model`.
 
