@@ -464,6 +464,11 @@ def _run_job(job: Job, options: BatchOptions, reporter: Reporter) -> FileResult:
                 and not imageio.keeps_alpha(job.output)):
             reporter.note(f"{job.input}: transparency dropped ({job.output.suffix} has no alpha "
                           "channel; write .png, .tif or .webp to keep it)")
+        if (any(imageio.describes_other_than_srgb(page) for page in pages)
+                and not imageio.keeps_colour_description(job.output)):
+            reporter.note(f"{job.input}: its colour description (HEIF nclx, not sRGB, no ICC "
+                          f"profile) is not carried to {job.output.suffix}; its colours may show "
+                          "differently: write .heic to keep it")
     except _FATAL_ERRORS:
         raise
     except (FormnetError, OSError, ValueError, MemoryError, torch.OutOfMemoryError) as error:

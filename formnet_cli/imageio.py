@@ -95,6 +95,9 @@ DEFAULT_MAX_MEGAPIXELS = 1000.0
 bigger is refused as a possible decompression bomb unless ``$FORMNET_MAX_MEGAPIXELS`` allows it."""
 
 _ORIENTATION_TAG = 0x0112
+_NCLX_KEYS = ("color_primaries", "transfer_characteristics", "matrix_coefficients", "full_range_flag")
+_SRGB_OR_UNSPECIFIED_PRIMARIES = (1, 2)  # ITU-T H.273: BT.709 (sRGB's), unspecified
+_SRGB_OR_UNSPECIFIED_TRANSFER = (2, 13)  # unspecified, sRGB
 _EXIF_IFD_TAG = 0x8769
 _PIXEL_X_TAG, _PIXEL_Y_TAG = 0xA002, 0xA003  # PixelXDimension, PixelYDimension (Exif IFD)
 _XMP_TAG = 700
@@ -120,7 +123,9 @@ class LoadedImage:
     depth written back where the format allows it. ``exif`` is a Pillow EXIF block
     (``b"Exif\\0\\0"`` + TIFF structure) whose orientation is 1. ``dpi`` is the resolution
     (x, y) in pixels per inch, ``xmp`` the XMP packet, ``text`` descriptive text by PNG keyword
-    (``Description``, ``Author``, ``Copyright``, ``Comment``, ...).
+    (``Description``, ``Author``, ``Copyright``, ``Comment``, ...). ``colour_description`` is a
+    HEIF's nclx colour description (``color_primaries``, ``transfer_characteristics``,
+    ``matrix_coefficients``, ``full_range_flag``) where the file has no ICC profile.
     """
 
     pixels: np.ndarray
@@ -132,6 +137,7 @@ class LoadedImage:
     dpi: tuple[float, float] | None = None
     xmp: bytes | None = None
     text: dict[str, str] = field(default_factory=dict)
+    colour_description: dict[str, int] | None = None
 
     def __post_init__(self) -> None:
         pixels = np.asarray(self.pixels, dtype=np.float32)
@@ -360,7 +366,31 @@ def read_image_bytes(data: bytes, name: str) -> LoadedImage:
             exif = _upright_exif(image.info.get("exif"), swap=stated in (5, 6, 7, 8))
             source_format = image.format
             dpi, xmp, text = _descriptive_metadata(image, stated)
-    return LoadedImage(pixels, alpha, bit_depth, icc_profile, exif, source_format, dpi, xmp, text)
+            colour = None if icc_profile else _nclx_colour_description(image)
+    return LoadedImage(pixels, alpha, bit_depth, icc_profile, exif, source_format, dpi, xmp, text,
+                       colour)
+
+
+def _nclx_colour_description(image: Image.Image) -> dict[str, int] | None:
+    """A HEIF's nclx colour description (what stands for an ICC profile there), or None."""
+    nclx = image.info.get("nclx_profile") if image.format == "HEIF" else None
+    try:
+        return {key: int(nclx[key]) for key in _NCLX_KEYS} if isinstance(nclx, dict) else None
+    except (KeyError, TypeError, ValueError):
+        return None
+
+
+def describes_other_than_srgb(image: LoadedImage) -> bool:
+    """True if ``image`` has a colour description (nclx) naming primaries or a transfer curve
+    other than sRGB's (e.g. Display P3): a format without one shows its colours differently."""
+    colour = image.colour_description
+    return bool(colour) and (colour["color_primaries"] not in _SRGB_OR_UNSPECIFIED_PRIMARIES
+                             or colour["transfer_characteristics"] not in _SRGB_OR_UNSPECIFIED_TRANSFER)
+
+
+def keeps_colour_description(path: str | os.PathLike[str]) -> bool:
+    """Whether the format of ``path`` carries an nclx colour description (HEIC)."""
+    return output_format(path) == "HEIF"
 
 
 def _describe(exc: BaseException) -> str:
@@ -775,6 +805,8 @@ def _save_options(fmt: str, image: LoadedImage, icc_profile: bytes | None, exif:
         options["xmp"] = image.xmp
     if fmt in _LOSSY_FORMATS:
         options["quality"] = jpeg_quality
+    if fmt == "HEIF" and image.colour_description and not icc_profile:
+        options.update(image.colour_description)  # pillow-heif's nclx save options
     if fmt == "JPEG":
         comment = image.text.get("Comment", "").encode("utf-8")
         if comment and len(comment) <= _JPEG_MAX_COMMENT:

@@ -473,6 +473,24 @@ def test_dropping_transparency_is_reported(tiny_models, tmp_path, random_image, 
     assert plain.exit_code == 0 and "transparency" not in plain.stderr
 
 
+@pytest.mark.parametrize("primaries", [12, 1])  # Display P3, sRGB's BT.709
+def test_a_heic_colour_description_is_kept_or_its_loss_reported(tiny_models, tmp_path, random_image,
+                                                                primaries):
+    import formnet_cli.imageio  # noqa: F401  (registers the HEIF plugin with Pillow)
+
+    source = tmp_path / "phone.heic"
+    Image.fromarray(random_image((16, 16, 3), np.uint8)).save(
+        source, quality=90, color_primaries=primaries, transfer_characteristics=13,
+        matrix_coefficients=6, full_range_flag=1)
+    kept = restore(tiny_models.denoise_color, source, "-o", tmp_path / "out.heic", "--sigma", "5")
+    assert kept.exit_code == 0 and "colour description" not in kept.stderr
+    with Image.open(tmp_path / "out.heic") as written:
+        assert written.info["nclx_profile"]["color_primaries"] == primaries
+    png = restore(tiny_models.denoise_color, source, "-o", tmp_path / "out.png", "--sigma", "5")
+    assert png.exit_code == 0
+    assert ("colour description (HEIF nclx, not sRGB" in png.stderr) == (primaries != 1)
+
+
 def test_every_page_of_a_multi_page_tiff_is_restored(tiny_models, tmp_path, random_image):
     from formnet_cli import api, imageio
 
