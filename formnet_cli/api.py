@@ -359,8 +359,9 @@ def _select_model(model: str | os.PathLike[str] | LoadedModel | None, task: str,
 
 def _run_device(loaded: LoadedModel, device: str | torch.device) -> torch.device:
     """Where to run ``loaded``: ``device`` (validated), or where the model is for ``'auto'``."""
-    wanted = engine.resolve_device(device)
-    return loaded.device if str(device).strip().lower() == "auto" else wanted
+    if str(device).strip().lower() == "auto":
+        return loaded.device
+    return engine.resolve_device(device)
 
 
 def check_options(task: str, *, sigma: float | str | None = None,
