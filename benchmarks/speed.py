@@ -167,7 +167,8 @@ def markdown(rows: list[dict], references: dict[str, dict], command: str, starte
             lines += [f"Reference on {device}: {reference['method']}, {reference['megapixels']:.2f} MP, "
                       f"{reference['threads']} threads: {reference['megapixels_per_second']:.3g} MP/s, "
                       f"peak RSS {reference['max_rss_mib']:.0f} MiB.", ""]
-    lines += ["| device | threads | precision | tile | MP | MP/s | time / DnCNN | peak RSS (MiB) | rise (MiB) | GPU peak (MiB) |",
+    lines += ["| device | threads | precision | tile | MP | MP/s | time / DnCNN | peak RSS (MiB) | rise (MiB) "
+              "| GPU peak (MiB) |",
               "|---|---:|---|---|---:|---:|---:|---:|---:|---:|"]
     for row in rows:
         if "error" in row:

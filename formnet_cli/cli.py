@@ -51,6 +51,16 @@ TyperOption.display_type_rich = _option_metavar  # type: ignore[method-assign]
 TyperArgument.display_type_rich = lambda argument, ctx: None  # type: ignore[method-assign]
 
 
+def _argument_usage_name(argument: Any) -> str:
+    """An argument in the usage line as click and man pages write it: ``INPUT...``, or
+    ``[NAME]...`` when optional (typer 0.29 writes a required one as ``{INPUT}...``)."""
+    name = argument.display_name_raw if argument.required else f"[{argument.display_name_raw}]"
+    return name + ("..." if argument.nargs != 1 else "")
+
+
+TyperArgument._usage_display_name = _argument_usage_name  # type: ignore[method-assign]
+
+
 class FormnetGroup(TyperGroup):
     """Turns a :class:`FormnetError` from any command into ``error: <message>``, exit 1, and
     a usage error (a bad flag or value, also one found after parsing: an

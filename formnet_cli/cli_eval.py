@@ -8,7 +8,7 @@ Several levels go to one option in any of three spellings, all equivalent::
 
 (click has no options with a variable number of values, so :class:`MultiValueCommand`
 rewrites the first spelling into the third before parsing: the words after ``--sigma``,
-``--quality``, ``--scale`` or ``--baseline`` (or ``--sigma=15``) that are numbers, or baseline
+``--quality``, ``--scale`` or ``--baseline`` (or ``--sigma=15``, ``-s15``) that are numbers, or baseline
 names, belong to it.)
 """
 
@@ -55,6 +55,8 @@ def expand_multi_values(args: list[str]) -> list[str]:
 
     >>> expand_multi_values(["BSD68", "--sigma", "15", "25", "--baseline=bm3d", "dncnn", "x"])
     ['BSD68', '--sigma', '15', '--sigma', '25', '--baseline=bm3d', '--baseline', 'dncnn', 'x']
+    >>> expand_multi_values(["BSD68", "-s15", "25"])
+    ['BSD68', '-s15', '-s', '25']
     """
     out: list[str] = []
     index = 0
@@ -63,13 +65,17 @@ def expand_multi_values(args: list[str]) -> list[str]:
         if token == "--":
             out.extend(args[index:])
             break
-        option, equals, _ = token.partition("=") if token.startswith("--") else (token, "", "")
+        if token.startswith("--"):
+            option, equals, _ = token.partition("=")
+            attached = bool(equals)
+        else:  # a short option, its value maybe attached: ``-s15``
+            option, attached = token[:2], len(token) > 2
         accepts = _MULTI_VALUE_OPTIONS.get(option)
         out.append(token)
         index += 1
         if accepts is None:
             continue
-        if not equals and index < len(args):
+        if not attached and index < len(args):
             out.append(args[index])  # the option's own value, whatever it is
             index += 1
         while index < len(args) and accepts(args[index]):
@@ -133,7 +139,8 @@ def eval_command(
         "--channels", metavar="auto|gray|color",
         help="Image channels: auto keeps each file's; default gray for jpeg (the protocol's "
              "L version), auto otherwise.")] = None,
-    limit: Annotated[Optional[int], typer.Option("--limit", min=1, metavar="N", help="Only the first N images.")] = None,
+    limit: Annotated[Optional[int], typer.Option(
+        "--limit", min=1, metavar="N", help="Only the first N images.")] = None,
     data_root: Annotated[Optional[Path], typer.Option(
         "--data-root", envvar="FORMNET_DATA", metavar="DIR", help="Folder holding the data sets.")] = None,
     peers_root: Annotated[Optional[Path], typer.Option(
@@ -144,7 +151,8 @@ def eval_command(
         "--json", metavar="PATH|-", help="Write the full results (per image) as JSON; - for stdout.")] = None,
     markdown_path: Annotated[Optional[str], typer.Option(
         "--markdown", metavar="PATH|-", help="Write the results as a Markdown table; - for stdout.")] = None,
-    per_image: Annotated[bool, typer.Option("--per-image", metavar="", help="Also show every image's figures.")] = False,
+    per_image: Annotated[bool, typer.Option(
+        "--per-image", metavar="", help="Also show every image's figures.")] = False,
     device: DeviceOption = "auto",
     precision: PrecisionOption = PrecisionName.auto,
     tile: TileOption = "auto",
@@ -311,7 +319,8 @@ def compare_command(
         metavar="IMAGE", help="Images to show side by side, e.g. noisy.png restored.png.")],
     output: Annotated[Path, typer.Option("--output", "-o", metavar="PATH", help="Strip to write (PNG).")],
     reference: Annotated[Optional[Path], typer.Option(
-        "--reference", "-r", metavar="PATH", help="Clean image: shown last; PSNR/SSIM against it go in the labels.")] = None,
+        "--reference", "-r", metavar="PATH",
+        help="Clean image: shown last; PSNR/SSIM against it go in the labels.")] = None,
     label: Annotated[Optional[list[str]], typer.Option(
         "--label", "-l", metavar="TEXT", help="Panel labels in order (default: file names).")] = None,
     crop: Annotated[Optional[int], typer.Option(

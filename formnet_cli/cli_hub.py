@@ -31,7 +31,7 @@ def register(app: typer.Typer) -> None:
 
 def download_weights(
     names: Annotated[Optional[list[str]], typer.Argument(
-        help="Models to download (default: every model in the manifest).",
+        metavar="NAME", help="Models to download (default: every model in the manifest).",
         show_default=False)] = None,
     repo: RepoOption = None,
     revision: RevisionOption = None,

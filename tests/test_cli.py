@@ -527,3 +527,13 @@ def test_help_names_every_option_value_plainly(command):
     options = [line for line in result.output.splitlines() if line.lstrip("│ *").startswith("--")]
     placeholders = re.compile(r"<(bool|int|float|str|path|list\[|auto\||denoise\|)")
     assert options and not placeholders.search(result.output)
+
+
+@pytest.mark.parametrize("command, usage", [
+    ("restore", "restore [OPTIONS] INPUT..."), ("eval", "eval [OPTIONS] DATASET"),
+    ("compare", "compare [OPTIONS] IMAGE..."), ("train", "train [OPTIONS] [CONFIG]"),
+    ("download-weights", "download-weights [OPTIONS] [NAME]...")])
+def test_usage_line_names_arguments_as_click_does(command, usage):
+    # typer 0.29 writes a required argument as {INPUT}...; the usage line keeps click's form.
+    result = runner.invoke(app, [command, "-h"], env={"COLUMNS": "200"})
+    assert f"Usage: formnet {usage}" in result.output

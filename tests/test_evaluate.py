@@ -386,6 +386,14 @@ def test_multi_values_after_an_equals_sign(option: str, values: list[str]) -> No
         "BSD68", f"{option}={first}", option, second, "x"]
 
 
+@pytest.mark.parametrize("option, values", [("-s", ["15", "25"]), ("-q", ["10", "20"]),
+                                            ("-b", ["bm3d", "dncnn"])])
+def test_multi_values_after_an_attached_short_option(option: str, values: list[str]) -> None:
+    first, second = values
+    assert expand_multi_values(["BSD68", f"{option}{first}", second, "x"]) == [
+        "BSD68", f"{option}{first}", option, second, "x"]
+
+
 def test_json_and_markdown_cannot_both_go_to_stdout(
         dataset: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     message = _refused_before_any_work(monkeypatch, dataset, "--sigma", "15", "--json", "-",

@@ -136,7 +136,8 @@ class PatchBatches(torch.utils.data.Dataset):
                 levels.append(sigma / 255.0)
             else:  # jpeg
                 quality = int(rng.integers(self.data.quality_range[0], self.data.quality_range[1] + 1))
-                compressed = jpeg_compress(np.ascontiguousarray(patch[..., 0] if patch.shape[2] == 1 else patch), quality)
+                pixels = patch[..., 0] if patch.shape[2] == 1 else patch
+                compressed = jpeg_compress(np.ascontiguousarray(pixels), quality)
                 degraded.append(compressed.reshape(patch.shape) / 255.0)
                 blind = rng.random() < self.data.blind_probability
                 levels.append(BLIND if blind else quality / 100.0)
