@@ -209,7 +209,7 @@ def speed_markdown(report: ev.EvalReport, methods: list[Measured]) -> list[str]:
     reference_name = next((n for n in per_mp if "DnCNN" in n), None)
     reference = per_mp.get(reference_name) if reference_name else None
     peaks = {label: rise for m in methods for label, rise in m.peak_rise_mib.items()}
-    lines = ["Speed (CPU time per megapixel of input, whole suite; "
+    lines = ["Speed (wall-clock time per megapixel of input on the CPU, whole suite; "
              f"{ev.describe_environment(report.environment)}):", "",
              f"| method | s / MP | time / {reference_name or 'DnCNN'} | peak RSS rise (MiB) |",
              "|---|---:|---:|---:|"]

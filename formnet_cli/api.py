@@ -398,10 +398,12 @@ def _check_levels_apply(task: str, **levels: object) -> None:
             raise InvalidOptionError(f"{name} applies to task '{owner}', not '{task}'")
 
 
-def check_model_levels(loaded: LoadedModel, *, sigma: float | str | None = None,
-                       scale: int | None = None) -> None:
+def check_model_options(loaded: LoadedModel, *, sigma: float | str | None = None,
+                        scale: int | None = None, precision: str = "auto") -> None:
     """Raise :class:`InvalidOptionError` when a given sigma or scale is outside ``loaded``'s
-    range (what :func:`restore_with_info` would raise for every image)."""
+    range, or it cannot run in ``precision`` (what :func:`restore_with_info` would raise for
+    every image)."""
+    engine.resolve_precision(precision, loaded.device, loaded.model)
     option = _check_sigma_option(sigma)
     if loaded.task == "denoise" and isinstance(option, float):
         _check_sigma_in_range(option, loaded.config)

@@ -411,10 +411,11 @@ def run_batch(plan: BatchPlan, options: BatchOptions,
     reporter = reporter or SilentReporter()
     check_options(options)
     if plan.jobs and options.model is not None:
-        # A model for another task, an unloadable one or a level outside its range would
-        # fail every file: fail once.
+        # A model for another task, an unloadable one, a level outside its range or a
+        # precision it cannot run in would fail every file: fail once.
         loaded = api.load_model(options.model, task=options.task, device=options.device)
-        api.check_model_levels(loaded, sigma=options.sigma, scale=options.scale)
+        api.check_model_options(loaded, sigma=options.sigma, scale=options.scale,
+                                precision=options.precision)
     _check_output_folders_writable(
         [job for job in plan.jobs if not (options.skip_existing and job.output.exists())])
     summary = BatchSummary(results=list(plan.settled))

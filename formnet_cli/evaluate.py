@@ -284,8 +284,9 @@ class FormnetMethod(Method):
     def __init__(self, loaded: Any, *, device: str = "auto", precision: str = "auto",
                  tile: int | str | None = "auto", ensemble: int | str = "auto",
                  name: str | None = None, model_label: str | None = None) -> None:
-        from .api import ensemble_passes
+        from .api import check_model_options, ensemble_passes
 
+        check_model_options(loaded, precision=precision)  # fail now, not on the first image
         self.loaded = loaded
         self.passes = ensemble_passes(ensemble, loaded)
         self.options = {"device": device, "precision": precision, "tile": tile,

@@ -202,6 +202,17 @@ def test_unsupported_ensemble_is_one_line_error(tiny_models, tmp_path, gray_png)
     assert "ensemble" in result.stderr and not (tmp_path / "o.png").exists()
 
 
+def test_precision_the_model_cannot_run_is_one_error_for_a_batch(tmp_path, gray_png, monkeypatch):
+    # The BM3D-formatted model runs in fp32 only: refused before any file, not once per file.
+    monkeypatch.setattr(engine, "cpu_has_fast", lambda dtype: True)
+    result = invoke("restore", gray_png, gray_png, "-o", tmp_path / "out", "--model",
+                    "denoise-gray-bm3d", "--sigma", "25", "--device", "cpu", "--precision", "bf16")
+    assert result.exit_code == 2
+    assert result.stderr == ("error: this model does not support bf16; use --precision fp32 "
+                             "(see 'formnet restore -h')\n")
+    assert not (tmp_path / "out").exists()
+
+
 def test_half_precision_the_cpu_would_emulate_is_one_error_for_a_batch(tiny_models, tmp_path,
                                                                          gray_png, monkeypatch):
     monkeypatch.setattr(engine, "cpu_has_fast", lambda dtype: dtype == torch.bfloat16)

@@ -12,6 +12,7 @@ import torch
 from PIL import Image
 from typer.testing import CliRunner
 
+from formnet_cli import engine
 from formnet_cli import evaluate as ev
 from formnet_cli.checkpoint import save_checkpoint
 from formnet_cli.cli import app
@@ -317,6 +318,16 @@ def test_formnet_method_names_its_passes_and_rejects_unsupported_ensembles(tiny_
     assert ev.FormnetMethod(loaded, ensemble="4").name == f"formnet {loaded.name} (4 passes)"
     with pytest.raises(InvalidOptionError, match="ensemble"):
         ev.FormnetMethod(loaded, ensemble="x")
+
+
+def test_precision_the_model_cannot_run_is_refused_before_evaluation(
+        dataset: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(engine, "cpu_has_fast", lambda dtype: True)
+    monkeypatch.setattr(ev, "evaluate", lambda *a, **k: pytest.fail("evaluation started"))
+    result = runner.invoke(app, ["eval", str(dataset), "--sigma", "25", "--model", "denoise-gray-bm3d",
+                                 "--precision", "bf16", "--device", "cpu", "--baseline", "none"])
+    assert result.exit_code == 2, result.output
+    assert result.stderr.startswith("error: this model does not support bf16")
 
 
 def _refused_before_any_work(monkeypatch: pytest.MonkeyPatch, *args: str) -> str:
