@@ -76,7 +76,9 @@ PrecisionOption = Annotated[PrecisionName, typer.Option(
     "--precision", metavar="auto|fp32|fp16|bf16", help="Compute precision; auto is fp16 on CUDA, fp32 elsewhere.")]
 TileOption = Annotated[str, typer.Option(
     "--tile", metavar="auto|INT|none", parser=parse_tile,
-    help="Tile side in pixels; auto sizes tiles from free memory; none runs untiled.")]
+    help="Tile side in pixels, the model's context margin included (raised to the smallest "
+         "useful one: 560 for the bundled denoisers); auto sizes tiles from free memory; none "
+         "runs untiled.")]
 TileOverlapOption = Annotated[Optional[int], typer.Option(
     "--tile-overlap", min=0, metavar="INT",
     help="Pixels over which neighbouring tiles are blended (default 16).")]

@@ -55,7 +55,7 @@ def plain() -> FormResNet:
 
 # -- exactness ---------------------------------------------------------------------------------
 @pytest.mark.parametrize(("kind", "tile"), [("unet", 72), ("plain", 32), ("cnn-formatter", 112)])
-@pytest.mark.parametrize("size", [(77, 131), (200, 45)])
+@pytest.mark.parametrize("size", [(77, 331), (330, 45)])
 def test_tiled_equals_untiled(kind: str, tile: int, size: tuple[int, int]) -> None:
     """Small windows (near the minimum a model allows) force many tiles on odd sizes."""
     if kind == "unet":
@@ -90,8 +90,8 @@ def test_too_small_context_is_detected(unet: FormResNet, monkeypatch: pytest.Mon
 
 
 def test_level_map_is_tiled_like_the_image(unet: FormResNet) -> None:
-    image = random_image(1, 77, 131)
-    level_map = random_image(1, 77, 131, seed=7) * 0.3
+    image = random_image(1, 177, 231)
+    level_map = random_image(1, 177, 231, seed=7) * 0.3
     untiled = restore_tensor(unet, image, level_map, tile=None)
     tiled, tiles = restore_counting(unet, image, level_map, tile=72, tile_overlap=8)
     assert tiles > 4
@@ -370,7 +370,7 @@ def test_non_finite_half_precision_tiles_rerun_in_fp32(monkeypatch: pytest.Monke
 def test_bm3d_formatter_model_runs_tiled() -> None:
     pytest.importorskip("bm3d")
     model = make_model(TINY_UNET, formatter="bm3d")
-    image = random_image(1, 60, 16)
+    image = random_image(1, 120, 16)
     restored, tiles = restore_counting(model, image, LEVEL, tile=56, tile_overlap=0)
     assert tiles > 1
     assert restored.shape == image.shape and torch.isfinite(restored).all()
@@ -387,3 +387,14 @@ def test_cuda_half_precision_matches_cpu() -> None:
     assert (restored - expected).abs().max() < 0.02
     exact = restore_tensor(model, image, LEVEL, tile="auto", device="cuda", precision="fp32")
     assert (exact - expected).abs().max() < 1e-3
+
+
+@pytest.mark.parametrize("length", [331, 1000, 4099])
+def test_a_tiny_tile_computes_no_pixel_more_than_about_twice(unet: FormResNet, length: int) -> None:
+    # A window barely wider than its discarded context margins would advance by a few pixels
+    # and run the model 30-60x over (--tile 128 with a 136 px context did).
+    geometry = TileGeometry.for_model(unet, overlap=8)
+    padded = -(-length // geometry.size_multiple) * geometry.size_multiple
+    spans = plan_axis(padded, geometry.window(8), geometry)
+    assert len(spans) > 1
+    assert sum(span.stop - span.start for span in spans) <= 2.5 * length
