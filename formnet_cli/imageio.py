@@ -450,7 +450,7 @@ def _descriptive_metadata(image: Image.Image, orientation: int = 1) -> tuple[
         for tag, keyword in _TIFF_TEXT_TAGS.items():
             value = image.tag_v2.get(tag)
             if isinstance(value, str) and value.strip():
-                text[keyword] = value
+                text[keyword] = _tiff_text(value)
         if text.get("Description", "").startswith(_STRUCTURAL_DESCRIPTIONS):
             del text["Description"]  # the layout of the file read, not a description of the image
     elif isinstance(info.get("comment"), bytes) and info["comment"].strip():
@@ -824,11 +824,20 @@ def _save_options(fmt: str, image: LoadedImage, icc_profile: bytes | None, exif:
     return options
 
 
-def _tiff_tags(image: LoadedImage) -> list[tuple[int, str | bytes]]:
-    """(tag, value) of the TIFF text tags and the XMP packet ``image`` holds."""
-    tags: list[tuple[int, str | bytes]] = [  # TIFF text is 7-bit ASCII
-        (tag, image.text[keyword].encode("ascii", "replace").decode("ascii"))
-        for tag, keyword in _TIFF_TEXT_TAGS.items() if image.text.get(keyword)]
+def _tiff_text(value: str) -> str:
+    """A TIFF text tag as Pillow reads it (each byte a Latin-1 character) turned back into the
+    UTF-8 that exiftool, tifffile and formnet write; text that is not UTF-8 stays Latin-1."""
+    try:
+        return value.encode("latin-1").decode("utf-8")
+    except UnicodeError:
+        return value
+
+
+def _tiff_tags(image: LoadedImage) -> list[tuple[int, bytes]]:
+    """(tag, value) of the TIFF text tags and the XMP packet ``image`` holds. The standard says
+    ASCII; text beyond it is written as UTF-8 (as exiftool does), not lost to '?'."""
+    tags = [(tag, image.text[keyword].encode("utf-8"))
+            for tag, keyword in _TIFF_TEXT_TAGS.items() if image.text.get(keyword)]
     if image.xmp:
         tags.append((_XMP_TAG, image.xmp))
     return tags
@@ -922,7 +931,7 @@ def _tiff_page(samples: np.ndarray, image: LoadedImage,
     options: dict[str, Any] = {
         "photometric": "rgb" if samples.shape[2] >= 3 else "minisblack",
         "compression": "zlib", "predictor": True, "metadata": None,
-        "extratags": [(tag, "B", len(value), value, True) if isinstance(value, bytes)
+        "extratags": [(tag, "B", len(value), value, True) if tag == _XMP_TAG
                       else (tag, "s", 0, value, True) for tag, value in tags.items() if tag != 270],
     }
     if samples.shape[2] in (2, 4):

@@ -297,7 +297,7 @@ def test_icc_profile_and_exif_survive_16bit_png(tmp_path):
 
 
 XMP = b'<x:xmpmeta xmlns:x="adobe:ns:meta/"><rdf:RDF/></x:xmpmeta>'
-TEXT = {"Description": "Harbour, 1921", "Author": "A. Smith", "Copyright": "(c) City Archive"}
+TEXT = {"Description": "Zürich harbour, 1921", "Author": "José Müller", "Copyright": "© City Archive"}
 
 
 @pytest.mark.parametrize(("extension", "channels", "bit_depth", "text"), [
@@ -307,7 +307,7 @@ TEXT = {"Description": "Harbour, 1921", "Author": "A. Smith", "Copyright": "(c) 
     (".tif", 3, 8, TEXT),
     (".tif", 1, 16, TEXT),
     (".tif", 3, 16, TEXT),   # tifffile
-    (".jpg", 3, 8, {"Comment": "scan 12"}),
+    (".jpg", 3, 8, {"Comment": "scan 12, ünïcode"}),
 ])
 def test_resolution_xmp_and_text_are_carried(tmp_path, extension, channels, bit_depth, text):
     pixels = random_uint((6, 10, channels), bit_depth).astype(np.float32) / (2**bit_depth - 1)
@@ -320,6 +320,12 @@ def test_resolution_xmp_and_text_are_carried(tmp_path, extension, channels, bit_
     assert again.bit_depth == bit_depth and again.icc_profile == image.icc_profile
     if extension != ".jpg":
         assert np.array_equal(again.pixels, image.pixels)
+
+
+def test_tiff_text_of_another_encoding_is_read_as_latin1(tmp_path):
+    # UTF-8 is what exiftool and formnet write; bytes that are not UTF-8 are taken as Latin-1.
+    Image.new("L", (4, 4)).save(tmp_path / "old.tif", tiffinfo={270: "Zürich".encode("latin-1")})
+    assert read_image(tmp_path / "old.tif").text == {"Description": "Zürich"}
 
 
 def test_16bit_colour_tiff_with_alpha_keeps_profile_and_alpha(tmp_path):
