@@ -32,7 +32,9 @@ from . import api, imageio
 from .checkpoint import CheckpointError
 from .errors import FormnetError, ImageWriteError, InvalidOptionError, ModelNotFoundError
 
-Status = Literal["done", "skipped", "failed"]
+Status = Literal["done", "skipped", "failed", "interrupted", "not_started"]
+"""``interrupted``: being restored when the run was interrupted (nothing written);
+``not_started``: left after it (restore them again, e.g. with ``--skip-existing``)."""
 
 _FATAL_ERRORS = (ModelNotFoundError, CheckpointError)
 """Errors that would repeat for every file: they end the batch with one message."""
@@ -119,8 +121,6 @@ class BatchSummary:
     results: list[FileResult] = field(default_factory=list)
     seconds: float = 0.0
     interrupted: bool = False
-    not_started: int = 0
-    """Jobs never started because of an interruption."""
 
     def _with(self, status: Status) -> list[FileResult]:
         return [result for result in self.results if result.status == status]
@@ -136,6 +136,11 @@ class BatchSummary:
     @property
     def failed(self) -> list[FileResult]:
         return self._with("failed")
+
+    @property
+    def not_started(self) -> int:
+        """Jobs never started because of an interruption."""
+        return len(self._with("not_started"))
 
     @property
     def megapixels(self) -> float:
@@ -272,10 +277,7 @@ def plan_batch(inputs: Sequence[str | os.PathLike[str]], output: str | os.PathLi
                                       != imageio.output_format(output.with_suffix(extension))):
             raise InvalidOptionError(f"--ext applies to folder outputs; {output} is written as "
                                      f"{output.suffix} (name it {output.with_suffix(extension).name})")
-        if imageio.is_image_path(single):
-            _add_job(plan, single, output)
-        else:
-            plan.settled.append(_not_an_image(single))
+        _plan_file(plan, single, output, named=True)
         return plan
     if names_file and imageio.is_image_path(output):
         raise InvalidOptionError(f"{output}: with several inputs or a folder, -o must be a "
@@ -289,7 +291,7 @@ def plan_batch(inputs: Sequence[str | os.PathLike[str]], output: str | os.PathLi
         if path.is_dir():
             _plan_directory(plan, path, output, recursive, extension)
         elif path.is_file():
-            _plan_file(plan, path, output / _with_ext(Path(path.name), extension))
+            _plan_file(plan, path, output / _with_ext(Path(path.name), extension), named=True)
         elif glob.has_magic(os.fspath(item)):
             matches = sorted(glob.glob(os.fspath(item), recursive=recursive))
             if "**" in Path(item).parts and not recursive:
@@ -343,10 +345,14 @@ def _plan_directory(plan: BatchPlan, folder: Path, output: Path, recursive: bool
                           "(use --recursive)")
 
 
-def _plan_file(plan: BatchPlan, source: Path, target: Path) -> None:
+def _plan_file(plan: BatchPlan, source: Path, target: Path, *, named: bool = False) -> None:
+    """Plan ``source``, unless its type is not one formnet reads: a file named on the command
+    line then fails (the user asked for it), one found in a folder or by a glob is skipped."""
     if not imageio.is_image_path(source):
-        plan.settled.append(_not_an_image(source))
-        plan.notes.append(f"skipped {source}: not an image file")
+        reason = _unsupported_type(source)
+        plan.settled.append(FileResult(source, None, "failed" if named else "skipped", reason))
+        if not named:
+            plan.notes.append(f"skipped {source}: {reason}")
         return
     _add_job(plan, source, target)
 
@@ -369,8 +375,9 @@ def _add_job(plan: BatchPlan, source: Path, target: Path) -> None:
     plan.jobs.append(Job(source, target))
 
 
-def _not_an_image(path: Path) -> FileResult:
-    return FileResult(path, None, "skipped", "not an image file")
+def _unsupported_type(path: Path) -> str:
+    kind = f"{path.suffix!r} files" if path.suffix else "files without an extension"
+    return f"{kind} are not read (formats: {', '.join(sorted(imageio.IMAGE_EXTENSIONS))})"
 
 
 def _normalise_ext(ext: str | None) -> str | None:
@@ -428,7 +435,10 @@ def run_batch(plan: BatchPlan, options: BatchOptions,
                 result = _run_job(job, options, reporter)
             except KeyboardInterrupt:
                 summary.interrupted = True
-                summary.not_started = len(plan.jobs) - index - 1
+                summary.results.append(FileResult(job.input, job.output, "interrupted",
+                                                  "interrupted; not written"))
+                summary.results += [FileResult(left.input, left.output, "not_started")
+                                    for left in plan.jobs[index + 1:]]
                 reporter.note(f"interrupted while restoring {job.input}; "
                               f"{job.output} was not written")
                 break

@@ -186,8 +186,10 @@ def restore(
     if json_output:
         typer.echo(json.dumps(summary.to_dict(), indent=2))
     else:
-        for line in summary.lines():
-            typer.echo(line)
+        counts, *failures = summary.lines()
+        typer.echo(counts)
+        for line in failures:  # errors go with the notes, so that 2>errors.log has them all
+            typer.echo(line, err=True)
     raise typer.Exit(summary.exit_code)
 
 

@@ -232,6 +232,8 @@ def _pixel_limit() -> Iterator[None]:
         try:
             with warnings.catch_warnings():
                 warnings.simplefilter("error", Image.DecompressionBombWarning)
+                # "Corrupt EXIF data" and the like: the file's own error, or nothing, says it.
+                warnings.filterwarnings("ignore", category=UserWarning, module=r"PIL\.")
                 yield
         finally:
             Image.MAX_IMAGE_PIXELS = previous
@@ -344,7 +346,9 @@ def read_image_bytes(data: bytes, name: str) -> LoadedImage:
         except (Image.DecompressionBombError, Image.DecompressionBombWarning) as exc:
             raise ImageReadError(f"{name}: {_too_large(exc)}") from None
         except Image.UnidentifiedImageError:
-            reason = "not a supported image (PNG, JPEG, TIFF, BMP, WebP, AVIF or HEIC)"
+            kind = _format_by_signature(data)
+            reason = (f"truncated or corrupt {kind} image (its header cannot be read)" if kind
+                      else "not a supported image (PNG, JPEG, TIFF, BMP, WebP, AVIF or HEIC)")
             raise ImageReadError(f"{name}: {reason}") from None
         except Exception as exc:  # decoders raise many types on malformed headers
             raise ImageReadError(f"{name}: truncated or corrupt image ({_describe(exc)})") from None
@@ -562,14 +566,53 @@ def _decode_with_opencv(data: bytes, header: Image.Image,
     """Decode 16-bit colour (or grey+alpha) with OpenCV, the image or only TIFF page ``page``
     (OpenCV's range of IFDs); BGR(A) becomes RGB plus alpha."""
     buffer = np.frombuffer(data, np.uint8)
+    if header.format == "PNG" and not _png_is_complete(data):  # (libpng would print to stderr)
+        raise ImageReadError("truncated PNG image (its data ends before the IEND chunk)")
     if page is None:
-        decoded = cv2.imdecode(buffer, cv2.IMREAD_UNCHANGED)
+        with _quiet_opencv():
+            decoded = cv2.imdecode(buffer, cv2.IMREAD_UNCHANGED)
     else:
-        ok, pages = cv2.imdecodemulti(buffer, cv2.IMREAD_UNCHANGED, None, (page, page + 1))
+        with _quiet_opencv():
+            ok, pages = cv2.imdecodemulti(buffer, cv2.IMREAD_UNCHANGED, None, (page, page + 1))
         decoded = pages[0] if ok and len(pages) == 1 else None
     if decoded is None:
         raise ImageReadError("truncated or corrupt image (OpenCV could not decode it)")
     return _opencv_arrays(decoded, header, data)
+
+
+@contextmanager
+def _quiet_opencv() -> Iterator[None]:
+    """OpenCV's own log lines (libtiff errors on a truncated file) off; the caller reports."""
+    previous = cv2.utils.logging.getLogLevel()
+    cv2.utils.logging.setLogLevel(cv2.utils.logging.LOG_LEVEL_SILENT)
+    try:
+        yield
+    finally:
+        cv2.utils.logging.setLogLevel(previous)
+
+
+def _png_is_complete(data: bytes) -> bool:
+    """Whether a PNG's chunks all lie within ``data``, up to its IEND chunk."""
+    offset = 8  # the signature
+    while offset + 8 <= len(data):
+        length, kind = struct.unpack(">I4s", data[offset:offset + 8])
+        offset += 12 + length  # length, type, data, CRC
+        if kind == b"IEND":
+            return offset <= len(data)
+    return False
+
+
+_SIGNATURES = ((b"\x89PNG\r\n\x1a\n", "PNG"), (b"\xff\xd8\xff", "JPEG"), (b"II*\x00", "TIFF"),
+               (b"MM\x00*", "TIFF"), (b"II+\x00", "TIFF"), (b"MM\x00+", "TIFF"), (b"BM", "BMP"))
+
+
+def _format_by_signature(data: bytes) -> str | None:
+    """The format whose signature ``data`` starts with, among those formnet reads."""
+    if data[:4] == b"RIFF" and data[8:12] == b"WEBP":
+        return "WebP"
+    if data[4:8] == b"ftyp":
+        return "AVIF" if data[8:12] in (b"avif", b"avis") else "HEIF"
+    return next((kind for signature, kind in _SIGNATURES if data.startswith(signature)), None)
 
 
 def _decode_deep_heif(data: bytes) -> tuple[np.ndarray, np.ndarray | None, int]:

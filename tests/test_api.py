@@ -278,7 +278,7 @@ def test_a_loaded_model_runs_on_another_device_when_asked(tiny_models, random_im
 
 
 def test_tiled_equals_untiled_and_progress_is_reported(tiny_models, random_image):
-    image = random_image((70, 90), np.float32)
+    image = random_image((170, 190), np.float32)
     calls = []
     tiled = api.restore(image, sigma=25, model=tiny_models.denoise_gray, device="cpu", tile=48,
                         tile_overlap=4, progress=lambda done, total: calls.append((done, total)))

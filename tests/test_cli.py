@@ -15,7 +15,7 @@ import torch
 from PIL import Image
 from typer.testing import CliRunner
 
-from formnet_cli import engine
+from formnet_cli import batch, engine
 from formnet_cli.cli import app
 
 runner = CliRunner()
@@ -75,8 +75,22 @@ def test_recursive_folder_with_a_corrupt_file(tiny_models, tmp_path, random_imag
     assert (output / "a.png").is_file() and (output / "sub" / "b.png").is_file()
     assert not (output / "sub" / "bad.png").exists()
     assert "restored 2, skipped 1, failed 1" in result.stdout
-    assert any(line.startswith("failed: ") and "bad.png" in line
-               for line in result.stdout.splitlines())
+    assert any(line.startswith("failed: ") and "bad.png" in line  # on stderr, with the notes
+               for line in result.stderr.splitlines())
+    assert "skipped " in result.stderr and "'.txt' files are not read" in result.stderr
+
+
+@pytest.mark.parametrize("name", ["anim.gif", "scan"])
+def test_a_named_file_of_a_type_not_read_fails(tiny_models, tmp_path, name):
+    # Found in a folder it is skipped; named on the command line, the user asked for it.
+    source = tmp_path / name
+    Image.new("L", (8, 8)).save(source, format="GIF" if name.endswith(".gif") else "PNG")
+    result = restore(tiny_models.denoise_gray, source, "-o", tmp_path / "out.png", "--sigma", "5")
+    assert result.exit_code == 1, result.output
+    assert "restored 0, skipped 0, failed 1" in result.stdout
+    reason = "'.gif' files are not read" if name.endswith(".gif") else "files without an extension"
+    assert f"failed: {source}: {reason}" in result.stderr
+    assert not (tmp_path / "out.png").exists()
 
 
 def test_without_recursive_subfolders_are_not_entered(tiny_models, tmp_path, random_image,
@@ -295,6 +309,27 @@ def test_interrupted_write_leaves_no_partial_file(tiny_models, tmp_path, gray_pn
     assert result.exit_code == 130, result.output
     assert "interrupted" in result.stdout
     assert list(output.iterdir()) == []  # neither the image nor a temporary file
+
+
+def test_json_of_an_interrupted_batch_lists_every_file(tiny_models, tmp_path, random_image,
+                                                       write_png, monkeypatch):
+    for name in "abc":
+        write_png(tmp_path / "in" / f"{name}.png", random_image((8, 8), np.uint8))
+    real_run_job = batch._run_job
+
+    def interrupt_the_second(job, *args, **kwargs):
+        if job.input.name == "b.png":
+            raise KeyboardInterrupt
+        return real_run_job(job, *args, **kwargs)
+
+    monkeypatch.setattr(batch, "_run_job", interrupt_the_second)
+    result = restore(tiny_models.denoise_gray, tmp_path / "in", "-o", tmp_path / "out",
+                     "--sigma", "5", "--json")
+    assert result.exit_code == 130
+    summary = json.loads(result.stdout)
+    assert summary["interrupted"] and summary["not_started"] == 1 and summary["done"] == 1
+    assert [(Path(f["input"]).name, f["status"]) for f in summary["files"]] == [
+        ("a.png", "done"), ("b.png", "interrupted"), ("c.png", "not_started")]
 
 
 def test_python_m_formnet_cli_help():
@@ -518,7 +553,7 @@ def test_every_page_of_a_multi_page_tiff_is_restored(tiny_models, tmp_path, rand
                                tile=None)
         np.testing.assert_array_equal(imageio.to_uint(restored.pixels, 8)[:, :, 0], expected)
     as_png = restore(tiny_models.denoise_gray, source, "-o", tmp_path / "out.png", "--sigma", "5")
-    assert as_png.exit_code == 1 and "2 pages need a TIFF output" in as_png.stdout
+    assert as_png.exit_code == 1 and "2 pages need a TIFF output" in as_png.stderr
     assert not (tmp_path / "out.png").exists()
 
 

@@ -675,6 +675,7 @@ def jpeg_bytes() -> bytes:
         ("cut.png", png_bytes()[:400], "truncated or corrupt"),
         ("cut.jpg", jpeg_bytes()[:600], "truncated or corrupt"),
         ("bad.png", corrupt_png_bytes(), "truncated or corrupt"),
+        ("cut.tif", b"II*\x00\x08\x00", "truncated or corrupt TIFF image"),
     ],
 )
 def test_bad_input_raises_one_line_read_error(tmp_path, name, content, reason):
@@ -795,13 +796,17 @@ def test_animations_are_refused_not_cut_to_their_first_frame(tmp_path):
         imageio.read_pages(path)
 
 
-def test_truncated_16bit_png_raises(tmp_path):
-    full = tmp_path / "full.png"
-    save_16bit_colour(full, random_uint((64, 64, 3), 16))
-    cut = tmp_path / "cut.png"
-    cut.write_bytes(full.read_bytes()[:2000])
-    with pytest.raises(ImageReadError, match="truncated or corrupt"):
+@pytest.mark.parametrize("extension", [".png", ".tif"])
+def test_truncated_16bit_colour_raises_and_prints_nothing(tmp_path, capfd, extension):
+    # Decoded by OpenCV: neither libpng's nor libtiff's own complaints reach standard error.
+    full = tmp_path / f"full{extension}"
+    write_image(full, LoadedImage(random_uint((64, 64, 3), 16).astype(np.float32) / 65535,
+                                  bit_depth=16))
+    cut = tmp_path / f"cut{extension}"
+    cut.write_bytes(full.read_bytes()[:len(full.read_bytes()) // 2])
+    with pytest.raises(ImageReadError, match="truncated"):
         read_image(cut)
+    assert capfd.readouterr().err == ""
 
 
 def test_missing_file_and_folder_raise_read_error(tmp_path):
