@@ -38,6 +38,8 @@ Status = Literal["done", "skipped", "failed", "interrupted", "not_started"]
 
 _FATAL_ERRORS = (ModelNotFoundError, CheckpointError)
 """Errors that would repeat for every file: they end the batch with one message."""
+_FILE_ERRORS = (FormnetError, OSError, ValueError, MemoryError, torch.OutOfMemoryError)
+"""Errors of one file: it fails, and the batch goes on."""
 
 
 @dataclass(frozen=True)
@@ -455,10 +457,12 @@ def _run_job(job: Job, options: BatchOptions, reporter: Reporter) -> FileResult:
     started = time.perf_counter()
     if options.skip_existing and job.output.exists():
         return FileResult(job.input, job.output, "skipped", "output exists")
+    created: list[Path] = []
     try:
-        _prepare_output_folder(job.output)  # before the model runs
+        created = _prepare_output_folder(job.output)  # before the model runs
         pages = imageio.read_pages(job.input)
         imageio.check_page_count(job.output, len(pages))  # before the model runs
+        _check_bilevel(pages, options.task, job.input, reporter)
         restored_pages, results = [], []
         for number, page in enumerate(pages, start=1):
             where = f"{job.input}" if len(pages) == 1 else f"{job.input} page {number}"
@@ -480,9 +484,10 @@ def _run_job(job: Job, options: BatchOptions, reporter: Reporter) -> FileResult:
             reporter.note(f"{job.input}: its colour description (HEIF nclx, not sRGB, no ICC "
                           f"profile) is not carried to {job.output.suffix}; its colours may show "
                           "differently: write .heic to keep it")
-    except _FATAL_ERRORS:
-        raise
-    except (FormnetError, OSError, ValueError, MemoryError, torch.OutOfMemoryError) as error:
+    except BaseException as error:  # leave no empty folder behind for an image not written
+        _remove_empty_folders(created)
+        if isinstance(error, _FATAL_ERRORS) or not isinstance(error, _FILE_ERRORS):
+            raise
         return FileResult(job.input, job.output, "failed", _one_line(error, job.input),
                           seconds=time.perf_counter() - started)
     first = results[0]
@@ -517,7 +522,21 @@ def _check_output_folders_writable(jobs: Sequence[Job]) -> None:
         imageio.check_writable_folder(folder)
 
 
-def _prepare_output_folder(output: Path) -> None:
+def _check_bilevel(pages: list[imageio.LoadedImage], task: str, path: Path,
+                   reporter: Reporter) -> None:
+    """Refuse to denoise or deblock a 1-bit (black and white) image: it holds no Gaussian noise
+    or JPEG artefacts, and the models would only turn its edges grey. Upscaling it is fine."""
+    if not any(page.bilevel for page in pages):
+        return
+    if task != "sr":
+        raise FormnetError(f"1-bit (black and white) image: no {task} model applies to it "
+                           "(--task sr upscales it, as 8-bit grey)")
+    reporter.note(f"{path}: 1-bit image, upscaled to 8-bit grey")
+
+
+def _prepare_output_folder(output: Path) -> list[Path]:
+    """Create the folders ``output`` goes in; returns those it created, outermost first."""
+    created = [folder for folder in reversed(output.parents) if not folder.exists()]
     try:
         output.parent.mkdir(parents=True, exist_ok=True)
     except OSError as error:
@@ -525,6 +544,16 @@ def _prepare_output_folder(output: Path) -> None:
                            if folder.exists() and not folder.is_dir()), None)
         reason = f"{in_the_way} is a file" if in_the_way is not None else error.strerror or error
         raise ImageWriteError(f"{output}: cannot create its folder ({reason})") from None
+    return created
+
+
+def _remove_empty_folders(folders: list[Path]) -> None:
+    """Remove ``folders`` (outermost first), innermost first, where they are still empty."""
+    for folder in reversed(folders):
+        try:
+            folder.rmdir()
+        except OSError:  # not empty (another file went there), or already gone
+            return
 
 
 def _one_line(error: BaseException, path: Path) -> str:

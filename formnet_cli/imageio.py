@@ -126,6 +126,7 @@ class LoadedImage:
     (``Description``, ``Author``, ``Copyright``, ``Comment``, ...). ``colour_description`` is a
     HEIF's nclx colour description (``color_primaries``, ``transfer_characteristics``,
     ``matrix_coefficients``, ``full_range_flag``) where the file has no ICC profile.
+    ``bilevel``: the file held 1-bit (black and white) pixels, read as 8-bit grey.
     """
 
     pixels: np.ndarray
@@ -138,6 +139,7 @@ class LoadedImage:
     xmp: bytes | None = None
     text: dict[str, str] = field(default_factory=dict)
     colour_description: dict[str, int] | None = None
+    bilevel: bool = False
 
     def __post_init__(self) -> None:
         pixels = np.asarray(self.pixels, dtype=np.float32)
@@ -332,7 +334,8 @@ def _read_tiff_pages(data: bytes, name: str, indices: list[int]) -> list[LoadedI
                 reason = f"page {number}: truncated or corrupt ({_describe(exc)})"
                 raise ImageReadError(f"{name}: {reason}") from None
             pages.append(LoadedImage(pixels, alpha, bit_depth, icc_profile, None, "TIFF",
-                                     *_descriptive_metadata(image, stated)))
+                                     *_descriptive_metadata(image, stated),
+                                     bilevel=image.mode == "1"))
     return pages
 
 
@@ -368,11 +371,11 @@ def read_image_bytes(data: bytes, name: str) -> LoadedImage:
                 reason = f"truncated or corrupt image ({_describe(exc)})"
                 raise ImageReadError(f"{name}: {reason}") from None
             exif = _upright_exif(image.info.get("exif"), swap=stated in (5, 6, 7, 8))
-            source_format = image.format
+            source_format, mode = image.format, image.mode
             dpi, xmp, text = _descriptive_metadata(image, stated)
             colour = None if icc_profile else _nclx_colour_description(image)
     return LoadedImage(pixels, alpha, bit_depth, icc_profile, exif, source_format, dpi, xmp, text,
-                       colour)
+                       colour, bilevel=mode == "1")
 
 
 def _nclx_colour_description(image: Image.Image) -> dict[str, int] | None:

@@ -93,6 +93,28 @@ def test_a_named_file_of_a_type_not_read_fails(tiny_models, tmp_path, name):
     assert not (tmp_path / "out.png").exists()
 
 
+def test_a_1_bit_image_is_not_denoised_but_can_be_upscaled(tiny_models, tmp_path, random_image):
+    source = tmp_path / "page.tif"
+    Image.fromarray(random_image((16, 16), np.uint8)).convert("1").save(source, compression="group4")
+    denoised = restore(tiny_models.denoise_gray, source, "-o", tmp_path / "out.tif", "--sigma", "5")
+    assert denoised.exit_code == 1 and "1-bit (black and white) image" in denoised.stderr
+    assert not (tmp_path / "out.tif").exists()
+    upscaled = restore(tiny_models.sr_gray, source, "-o", tmp_path / "big.tif", "--task", "sr",
+                       "--scale", "2")
+    assert upscaled.exit_code == 0, upscaled.output
+    assert "1-bit image, upscaled to 8-bit grey" in upscaled.stderr
+    assert Image.open(tmp_path / "big.tif").size == (32, 32)
+
+
+def test_a_failed_file_leaves_no_empty_output_folder(tiny_models, tmp_path):
+    empty = tmp_path / "empty.png"
+    empty.write_bytes(b"")
+    result = restore(tiny_models.denoise_gray, empty, "-o", tmp_path / "out" / "deep" / "x.png",
+                     "--sigma", "5")
+    assert result.exit_code == 1 and "empty file" in result.stderr
+    assert not (tmp_path / "out").exists()
+
+
 def test_without_recursive_subfolders_are_not_entered(tiny_models, tmp_path, random_image,
                                                        write_png):
     scans = tmp_path / "scans"
@@ -308,7 +330,7 @@ def test_interrupted_write_leaves_no_partial_file(tiny_models, tmp_path, gray_pn
     result = restore(tiny_models.denoise_gray, gray_png, "-o", f"{output}/", "--sigma", "5")
     assert result.exit_code == 130, result.output
     assert "interrupted" in result.stdout
-    assert list(output.iterdir()) == []  # neither the image nor a temporary file
+    assert not output.exists()  # neither the image, nor a temporary file, nor its folder
 
 
 def test_json_of_an_interrupted_batch_lists_every_file(tiny_models, tmp_path, random_image,
