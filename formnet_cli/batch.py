@@ -479,6 +479,11 @@ def _run_job(job: Job, options: BatchOptions, reporter: Reporter) -> FileResult:
                 and not imageio.keeps_alpha(job.output)):
             reporter.note(f"{job.input}: transparency dropped ({job.output.suffix} has no alpha "
                           "channel; write .png, .tif or .webp to keep it)")
+        lost = imageio.metadata_not_kept(pages[0], job.output)
+        if lost:
+            them = "them" if len(lost) > 1 or lost[0].startswith("text") else "it"
+            reporter.note(f"{job.input}: {job.output.suffix} has no room for its "
+                          f"{', '.join(lost)}; write {job.input.suffix} to keep {them}")
         if (any(imageio.describes_other_than_srgb(page) for page in pages)
                 and not imageio.keeps_colour_description(job.output)):
             reporter.note(f"{job.input}: its colour description (HEIF nclx, not sRGB, no ICC "

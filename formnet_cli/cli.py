@@ -209,13 +209,23 @@ def main() -> None:
     """Console-script entry point (``formnet``).
 
     SIGTERM is handled like Ctrl-C, so a killed run also removes its temporary files and
-    reports what it finished.
+    reports what it finished; it then exits 143 (128 + SIGTERM) where Ctrl-C exits 130.
     """
     signal.signal(signal.SIGTERM, _interrupt)
-    app(prog_name="formnet")
+    try:
+        app(prog_name="formnet")
+    except SystemExit as exit_:
+        if exit_.code == 130 and _TERMINATED:
+            raise SystemExit(128 + signal.SIGTERM) from None
+        raise
+
+
+_TERMINATED: list[int] = []
+"""The SIGTERM received, if any (a list, so that the handler can record it)."""
 
 
 def _interrupt(signum: int, frame: object) -> None:
+    _TERMINATED.append(signum)
     raise KeyboardInterrupt
 
 

@@ -309,7 +309,7 @@ def _checked_planes(image: np.ndarray, patch_size: int) -> np.ndarray:
     if min(height, width) < patch_size + 2 or (
             (height - patch_size + 1) * (width - patch_size + 1) < 2 * patch_size ** 2):
         side = patch_size - 1 + math.ceil(math.sqrt(2) * patch_size)
-        raise ValueError(f"image too small to measure its noise: {height} x {width} pixels "
+        raise ValueError(f"image too small to measure its noise: {width} x {height} pixels "
                          f"(about {side} x {side} needed)")
     return array
 

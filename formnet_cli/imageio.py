@@ -395,6 +395,31 @@ def describes_other_than_srgb(image: LoadedImage) -> bool:
                              or colour["transfer_characteristics"] not in _SRGB_OR_UNSPECIFIED_TRANSFER)
 
 
+def metadata_not_kept(image: LoadedImage, written: str | os.PathLike[str]) -> list[str]:
+    """What of ``image``'s metadata the file ``written`` from it does not hold (its format has no
+    room for it), read back from that file's header: e.g. ``["EXIF", "text (Author)"]``."""
+    with Image.open(written) as header:
+        if header.format == "TIFF":
+            profile = header.tag_v2.get(34675)
+            has_exif = False  # formnet writes no EXIF IFD into a TIFF
+        else:
+            profile, has_exif = header.info.get("icc_profile"), bool(header.info.get("exif"))
+        dpi, xmp, text = _descriptive_metadata(header)
+        channels = 1 if header.getbands()[0] in ("L", "I", "1") else 3
+    # A profile for other channels than those written (an RGB one on grey pixels) is left
+    # out on purpose: it no longer fits.
+    fitting_profile = image.icc_profile if image.icc_profile and _icc_fits(image.icc_profile,
+                                                                         channels) else None
+    lost = [name for name, had, has in (("ICC profile", fitting_profile, profile),
+                                        ("EXIF", image.exif, has_exif),
+                                        ("resolution", image.dpi, dpi), ("XMP", image.xmp, xmp))
+            if had and not has]
+    missing_text = [key for key in image.text if key not in text]
+    if missing_text:
+        lost.append(f"text ({', '.join(missing_text)})")
+    return lost
+
+
 def keeps_colour_description(path: str | os.PathLike[str]) -> bool:
     """Whether the format of ``path`` carries an nclx colour description (HEIC)."""
     return output_format(path) == "HEIF"

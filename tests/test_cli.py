@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import re
+import signal
 import os
 import subprocess
 import sys
@@ -113,6 +114,19 @@ def test_a_failed_file_leaves_no_empty_output_folder(tiny_models, tmp_path):
                      "--sigma", "5")
     assert result.exit_code == 1 and "empty file" in result.stderr
     assert not (tmp_path / "out").exists()
+
+
+def test_metadata_the_output_format_cannot_hold_is_noted(tiny_models, tmp_path, random_image):
+    scan = tmp_path / "in" / "scan.tif"
+    scan.parent.mkdir()
+    Image.fromarray(random_image((16, 16), np.uint8)).save(
+        scan, tiffinfo={270: "Zürich harbour", 315: "José Müller"}, dpi=(600, 600))
+    as_tiff = restore(tiny_models.denoise_gray, scan, "-o", tmp_path / "same.tif", "--sigma", "5")
+    assert as_tiff.exit_code == 0 and "no room" not in as_tiff.stderr
+    as_webp = restore(tiny_models.denoise_gray, scan, "-o", tmp_path / "out.webp", "--sigma", "5")
+    assert as_webp.exit_code == 0, as_webp.output
+    assert (f"{scan}: .webp has no room for its resolution, text (Description, Author); "
+            "write .tif to keep them") in " ".join(as_webp.stderr.split())
 
 
 def test_without_recursive_subfolders_are_not_entered(tiny_models, tmp_path, random_image,
@@ -605,3 +619,20 @@ def test_usage_line_names_arguments_as_click_does(command, usage):
     # typer 0.29 writes a required argument as {INPUT}...; the usage line keeps click's form.
     result = runner.invoke(app, [command, "-h"], env={"COLUMNS": "200"})
     assert f"Usage: formnet {usage}" in result.output
+
+
+def test_sigterm_exits_143_after_cleaning_up_like_ctrl_c(monkeypatch):
+    from formnet_cli import cli
+
+    def run_and_get_terminated(prog_name):
+        try:
+            cli._interrupt(signal.SIGTERM, None)  # what the handler does mid-run
+        except KeyboardInterrupt:
+            raise SystemExit(130) from None  # the batch's exit code after an interruption
+
+    monkeypatch.setattr(cli, "app", run_and_get_terminated)
+    monkeypatch.setattr(cli, "_TERMINATED", [])
+    monkeypatch.setattr(signal, "signal", lambda *args: None)
+    with pytest.raises(SystemExit) as exit_:
+        cli.main()
+    assert exit_.value.code == 143

@@ -905,3 +905,15 @@ def test_output_format_names():
     assert imageio.output_format("x.JPG") == "JPEG"
     assert imageio.output_format("x.png", ".tif") == "TIFF"
     assert imageio.output_format("x", "WebP") == "WEBP"
+
+
+def test_metadata_not_kept_reads_the_written_header(tmp_path):
+    image = LoadedImage(np.full((4, 4, 3), 0.5, np.float32), icc_profile=SRGB_ICC,
+                        dpi=(300.0, 300.0), text={"Comment": "scan 12"})
+    write_image(tmp_path / "out.png", image)
+    assert imageio.metadata_not_kept(image, tmp_path / "out.png") == []
+    write_image(tmp_path / "out.webp", image)
+    assert imageio.metadata_not_kept(image, tmp_path / "out.webp") == ["resolution", "text (Comment)"]
+    grey_with_rgb_profile = LoadedImage(np.full((4, 4, 1), 0.5, np.float32), icc_profile=SRGB_ICC)
+    write_image(tmp_path / "grey.png", grey_with_rgb_profile)  # left out on purpose: not noted
+    assert imageio.metadata_not_kept(grey_with_rgb_profile, tmp_path / "grey.png") == []
