@@ -111,7 +111,8 @@ class BatchPlan:
     jobs: list[Job] = field(default_factory=list)
     settled: list[FileResult] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
-    _inputs: set[Path] = field(default_factory=set, repr=False)
+    _inputs: dict[Path, Path] = field(default_factory=dict, repr=False)
+    """Resolved input -> the path it was planned as."""
     _outputs: dict[Path, Path] = field(default_factory=dict, repr=False)
     """Resolved output -> the input writing it."""
 
@@ -295,7 +296,7 @@ def plan_batch(inputs: Sequence[str | os.PathLike[str]], output: str | os.PathLi
         elif path.is_file():
             _plan_file(plan, path, output / _with_ext(Path(path.name), extension), named=True)
         elif glob.has_magic(os.fspath(item)):
-            matches = sorted(glob.glob(os.fspath(item), recursive=recursive))
+            matches = sorted(glob.glob(os.fspath(item), recursive=recursive), key=_real_first)
             if "**" in Path(item).parts and not recursive:
                 plan.notes.append(f"{item}: ** matches one folder level without --recursive")
             if not matches:
@@ -315,6 +316,13 @@ def plan_batch(inputs: Sequence[str | os.PathLike[str]], output: str | os.PathLi
     return plan
 
 
+def _real_first(path: str | Path) -> tuple[bool, Path]:
+    """Sort key: paths without a link in them first, so that a file reached both directly and
+    through a link is planned (and mirrored) under its own name."""
+    path = Path(path)
+    return any(part.is_symlink() for part in (path, *path.parents)), path
+
+
 def _glob_base(pattern: Path) -> Path:
     """The folder a glob pattern starts from: its parts before the first wildcard."""
     parts = pattern.parts
@@ -330,7 +338,7 @@ def _plan_directory(plan: BatchPlan, folder: Path, output: Path, recursive: bool
                                  f"would replace the originals); choose another -o, e.g. "
                                  f"{folder / 'restored'}")
     skipped_folders = 0
-    candidates = sorted(folder.rglob("*") if recursive else folder.iterdir())
+    candidates = sorted(folder.rglob("*") if recursive else folder.iterdir(), key=_real_first)
     for path in candidates:
         relative = path.relative_to(folder)
         if any(part.startswith(".") for part in relative.parts):
@@ -339,9 +347,13 @@ def _plan_directory(plan: BatchPlan, folder: Path, output: Path, recursive: bool
             continue  # earlier outputs, when the output folder is inside the input folder
         if path.is_dir():
             skipped_folders += not recursive
+            if recursive and path.is_symlink():  # rglob does not follow links
+                plan.notes.append(f"skipped {path}: a link to a folder (not followed)")
             continue
         if path.is_file():
             _plan_file(plan, path, output / _with_ext(relative, extension))
+        elif path.is_symlink():
+            plan.notes.append(f"skipped {path}: a link to nothing")
     if skipped_folders:
         plan.notes.append(f"{folder}: {skipped_folders} subfolder(s) not entered "
                           "(use --recursive)")
@@ -361,8 +373,10 @@ def _plan_file(plan: BatchPlan, source: Path, target: Path, *, named: bool = Fal
 
 def _add_job(plan: BatchPlan, source: Path, target: Path) -> None:
     source_key, target_key = source.resolve(), target.resolve()
-    if source_key in plan._inputs:
-        return  # the same file given twice (e.g. by a folder and a glob)
+    if source_key in plan._inputs:  # the same file given twice (a folder and a glob, a link)
+        if plan._inputs[source_key] != source:
+            plan.notes.append(f"skipped {source}: the same file as {plan._inputs[source_key]}")
+        return
     if source_key == target_key:
         plan.settled.append(FileResult(source, target, "failed",
                                        "the output would overwrite the input"))
@@ -372,7 +386,7 @@ def _add_job(plan: BatchPlan, source: Path, target: Path) -> None:
             source, target, "failed",
             f"output clashes with the output of {plan._outputs[target_key]}"))
         return
-    plan._inputs.add(source_key)
+    plan._inputs[source_key] = source
     plan._outputs[target_key] = source
     plan.jobs.append(Job(source, target))
 

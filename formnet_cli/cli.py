@@ -180,7 +180,7 @@ def restore(
     plan = plan_batch(inputs, output, recursive=recursive, ext=ext)
     console = Console(stderr=True)
     for note in plan.notes:
-        console.print(note, markup=False, highlight=False)
+        console.print(note, markup=False, highlight=False, soft_wrap=True)
     with cpu_threads(threads):
         summary = run_batch(plan, options, RichReporter(console))
     if json_output:

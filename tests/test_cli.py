@@ -129,6 +129,29 @@ def test_metadata_the_output_format_cannot_hold_is_noted(tiny_models, tmp_path, 
             "write .tif to keep them") in " ".join(as_webp.stderr.split())
 
 
+def test_links_are_planned_once_under_their_own_name_and_noted(tiny_models, tmp_path,
+                                                                random_image, write_png):
+    scans = tmp_path / "scans"
+    write_png(scans / "a.png", random_image((8, 8), np.uint8))
+    write_png(scans / "sub" / "b.png", random_image((8, 8), np.uint8, seed=1))
+    (scans / "link.png").symlink_to("a.png")
+    (scans / "linkdir").symlink_to("sub")
+    (scans / "dangling.png").symlink_to("nothing.png")
+    result = restore(tiny_models.denoise_gray, scans, "-o", tmp_path / "out", "-r", "--sigma", "5")
+    assert result.exit_code == 0, result.output
+    assert sorted(p.relative_to(tmp_path / "out").as_posix() for p in (tmp_path / "out").rglob("*.png")) == [
+        "a.png", "sub/b.png"]
+    notes = " ".join(result.stderr.split())
+    assert f"skipped {scans / 'link.png'}: the same file as {scans / 'a.png'}" in notes
+    assert f"skipped {scans / 'dangling.png'}: a link to nothing" in notes
+    assert f"skipped {scans / 'linkdir'}: a link to a folder (not followed)" in notes
+    globbed = restore(tiny_models.denoise_gray, f"{scans}/**/*.png", "-o", tmp_path / "globbed",
+                      "-r", "--sigma", "5")
+    assert globbed.exit_code == 0, globbed.output  # sub/b.png under its own name, not linkdir/
+    assert sorted(p.relative_to(tmp_path / "globbed").as_posix()
+                  for p in (tmp_path / "globbed").rglob("*.png")) == ["a.png", "sub/b.png"]
+
+
 def test_without_recursive_subfolders_are_not_entered(tiny_models, tmp_path, random_image,
                                                        write_png):
     scans = tmp_path / "scans"
