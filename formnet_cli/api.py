@@ -399,11 +399,12 @@ def _check_levels_apply(task: str, **levels: object) -> None:
 
 
 def check_model_options(loaded: LoadedModel, *, sigma: float | str | None = None,
-                        scale: int | None = None, precision: str = "auto") -> None:
+                        scale: int | None = None, precision: str = "auto",
+                        device: str | torch.device = "auto") -> None:
     """Raise :class:`InvalidOptionError` when a given sigma or scale is outside ``loaded``'s
-    range, or it cannot run in ``precision`` (what :func:`restore_with_info` would raise for
-    every image)."""
-    engine.resolve_precision(precision, loaded.device, loaded.model)
+    range, or it cannot run in ``precision`` on ``device`` (what :func:`restore_with_info`
+    would raise for every image)."""
+    engine.resolve_precision(precision, _run_device(loaded, device), loaded.model)
     option = _check_sigma_option(sigma)
     if loaded.task == "denoise" and isinstance(option, float):
         _check_sigma_in_range(option, loaded.config)

@@ -14,10 +14,11 @@ written is recorded as failed and the batch goes on; problems that would hit eve
 from __future__ import annotations
 
 import dataclasses
+import functools
 import glob
 import os
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal, Protocol
@@ -294,14 +295,18 @@ def plan_batch(inputs: Sequence[str | os.PathLike[str]], output: str | os.PathLi
         if path.is_dir():
             _plan_directory(plan, path, output, recursive, extension)
         elif path.is_file():
-            _plan_file(plan, path, output / _with_ext(Path(path.name), extension), named=True)
+            # One file named alone was asked for; among several (a shell's scans/*), a
+            # Thumbs.db is skipped as in a folder.
+            _plan_file(plan, path, output / _with_ext(Path(path.name), extension),
+                       named=len(inputs) == 1)
         elif glob.has_magic(os.fspath(item)):
-            matches = sorted(glob.glob(os.fspath(item), recursive=recursive), key=_real_first)
+            base = _glob_base(path)
+            matches = sorted(glob.glob(os.fspath(item), recursive=recursive),
+                             key=_real_first_below(base))
             if "**" in Path(item).parts and not recursive:
                 plan.notes.append(f"{item}: ** matches one folder level without --recursive")
             if not matches:
                 plan.settled.append(FileResult(path, None, "failed", "no files match"))
-            base = _glob_base(path)
             for match in map(Path, matches):
                 relative = match.relative_to(base)
                 if match.is_dir():
@@ -316,11 +321,21 @@ def plan_batch(inputs: Sequence[str | os.PathLike[str]], output: str | os.PathLi
     return plan
 
 
-def _real_first(path: str | Path) -> tuple[bool, Path]:
-    """Sort key: paths without a link in them first, so that a file reached both directly and
-    through a link is planned (and mirrored) under its own name."""
-    path = Path(path)
-    return any(part.is_symlink() for part in (path, *path.parents)), path
+def _real_first_below(base: Path) -> Callable[[str | Path], tuple[bool, Path]]:
+    """Sort key for paths under ``base``: those with no link below ``base`` first, so that a
+    file reached both directly and through a link is planned (and mirrored) under its own name.
+    One ``lstat`` per file and per folder (cached)."""
+    @functools.lru_cache(maxsize=None)
+    def folder_is_linked(folder: Path) -> bool:
+        if folder == base or folder == folder.parent:
+            return False
+        return folder.is_symlink() or folder_is_linked(folder.parent)
+
+    def key(path: str | Path) -> tuple[bool, Path]:
+        path = Path(path)
+        return path.is_symlink() or folder_is_linked(path.parent), path
+
+    return key
 
 
 def _glob_base(pattern: Path) -> Path:
@@ -338,7 +353,8 @@ def _plan_directory(plan: BatchPlan, folder: Path, output: Path, recursive: bool
                                  f"would replace the originals); choose another -o, e.g. "
                                  f"{folder / 'restored'}")
     skipped_folders = 0
-    candidates = sorted(folder.rglob("*") if recursive else folder.iterdir(), key=_real_first)
+    candidates = sorted(folder.rglob("*") if recursive else folder.iterdir(),
+                        key=_real_first_below(folder))
     for path in candidates:
         relative = path.relative_to(folder)
         if any(part.startswith(".") for part in relative.parts):
@@ -360,8 +376,9 @@ def _plan_directory(plan: BatchPlan, folder: Path, output: Path, recursive: bool
 
 
 def _plan_file(plan: BatchPlan, source: Path, target: Path, *, named: bool = False) -> None:
-    """Plan ``source``, unless its type is not one formnet reads: a file named on the command
-    line then fails (the user asked for it), one found in a folder or by a glob is skipped."""
+    """Plan ``source``, unless its type is not one formnet reads: a file named alone on the
+    command line then fails (the user asked for it); one of several, or one found in a folder
+    or by a glob, is skipped with a note."""
     if not imageio.is_image_path(source):
         reason = _unsupported_type(source)
         plan.settled.append(FileResult(source, None, "failed" if named else "skipped", reason))
@@ -438,7 +455,7 @@ def run_batch(plan: BatchPlan, options: BatchOptions,
         # precision it cannot run in would fail every file: fail once.
         loaded = api.load_model(options.model, task=options.task, device=options.device)
         api.check_model_options(loaded, sigma=options.sigma, scale=options.scale,
-                                precision=options.precision)
+                                precision=options.precision, device=options.device)
     _check_output_folders_writable(
         [job for job in plan.jobs if not (options.skip_existing and job.output.exists())])
     summary = BatchSummary(results=list(plan.settled))
@@ -488,32 +505,40 @@ def _run_job(job: Job, options: BatchOptions, reporter: Reporter) -> FileResult:
         write_options: dict[str, Any] = {}
         if options.jpeg_quality is not None:
             write_options["jpeg_quality"] = options.jpeg_quality
+        _prepare_output_folder(job.output)  # again: another process may have removed it since
         imageio.write_pages(job.output, restored_pages, **write_options)
-        if (any(page.alpha is not None and (page.alpha < 1).any() for page in pages)
-                and not imageio.keeps_alpha(job.output)):
-            reporter.note(f"{job.input}: transparency dropped ({job.output.suffix} has no alpha "
-                          "channel; write .png, .tif or .webp to keep it)")
-        lost = imageio.metadata_not_kept(pages[0], job.output)
-        if lost:
-            them = "them" if len(lost) > 1 or lost[0].startswith("text") else "it"
-            reporter.note(f"{job.input}: {job.output.suffix} has no room for its "
-                          f"{', '.join(lost)}; write {job.input.suffix} to keep {them}")
-        if (any(imageio.describes_other_than_srgb(page) for page in pages)
-                and not imageio.keeps_colour_description(job.output)):
-            reporter.note(f"{job.input}: its colour description (HEIF nclx, not sRGB, no ICC "
-                          f"profile) is not carried to {job.output.suffix}; its colours may show "
-                          "differently: write .heic to keep it")
     except BaseException as error:  # leave no empty folder behind for an image not written
         _remove_empty_folders(created)
         if isinstance(error, _FATAL_ERRORS) or not isinstance(error, _FILE_ERRORS):
             raise
         return FileResult(job.input, job.output, "failed", _one_line(error, job.input),
                           seconds=time.perf_counter() - started)
+    _note_what_the_output_lost(job, pages, reporter)
     first = results[0]
     return FileResult(job.input, job.output, "done", seconds=time.perf_counter() - started,
                       megapixels=sum(page.height * page.width for page in restored_pages) / 1e6,
                       sigma=first.sigma, quality=first.quality, estimated=first.estimated,
                       sigma_map_range=first.sigma_map_range, model=first.model_name)
+
+
+def _note_what_the_output_lost(job: Job, pages: list[imageio.LoadedImage],
+                               reporter: Reporter) -> None:
+    """Notes on what the written file's format could not keep: alpha, metadata, a HEIC's
+    colour description. Advice only: the file is written whatever happens here."""
+    if (any(page.alpha is not None and (page.alpha < 1).any() for page in pages)
+            and not imageio.keeps_alpha(job.output)):
+        reporter.note(f"{job.input}: transparency dropped ({job.output.suffix} has no alpha "
+                      "channel; write .png, .tif or .webp to keep it)")
+    lost = imageio.metadata_not_kept(pages[0], job.output)
+    if lost:
+        them = "them" if len(lost) > 1 or lost[0].startswith("text") else "it"
+        reporter.note(f"{job.input}: {', '.join(lost)} not carried to {job.output.suffix}; "
+                      f"write {job.input.suffix} to keep {them}")
+    if (any(imageio.describes_other_than_srgb(page) for page in pages)
+            and not imageio.keeps_colour_description(job.output)):
+        reporter.note(f"{job.input}: its colour description (HEIF nclx, not sRGB, no ICC "
+                      f"profile) is not carried to {job.output.suffix}; its colours may show "
+                      "differently: write .heic to keep it")
 
 
 def _restore_page(page: imageio.LoadedImage, source: Path, options: BatchOptions,

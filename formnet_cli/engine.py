@@ -229,6 +229,12 @@ class TileGeometry:
         return cls(multiple, _round_up(radius, multiple), overlap)
 
     @property
+    def tightest_window(self) -> int:
+        """The smallest window whose exact part still advances by one ``size_multiple``: slow
+        (see :attr:`min_window`), the last resort when memory allows nothing larger."""
+        return _round_up(2 * self.context + self.overlap + self.size_multiple, self.size_multiple)
+
+    @property
     def min_window(self) -> int:
         """The smallest window worth running: one whose exact part (how far the next window
         advances) is at least the ``2 * context`` it discards, so that no pixel is computed more
@@ -450,10 +456,17 @@ def _restore_view(model: nn.Module, image: torch.Tensor, level: float | torch.Te
             except RuntimeError as error:
                 if not _is_out_of_memory(error):
                     raise
-                if window <= geometry.min_window:
+                if window <= geometry.tightest_window and batch_size == 1:
                     raise FormnetError(_out_of_memory_message(device, window, batch_size)) from None
             _release_cached_memory(device)
-            window = geometry.window(window // 2)
+            # Smaller windows down to the efficient floor, then fewer tiles at once, then
+            # (slow, but better than failing) windows below that floor.
+            if window > geometry.min_window:
+                window = geometry.window(window // 2)
+            elif batch_size > 1:
+                batch_size //= 2
+            else:
+                window = max(geometry.tightest_window, _round_down(window // 2, geometry.size_multiple))
     return restored[:, :height, :width].contiguous()
 
 

@@ -286,7 +286,7 @@ class FormnetMethod(Method):
                  name: str | None = None, model_label: str | None = None) -> None:
         from .api import check_model_options, ensemble_passes
 
-        check_model_options(loaded, precision=precision)  # fail now, not on the first image
+        check_model_options(loaded, precision=precision, device=device)  # now, not per image
         self.loaded = loaded
         self.passes = ensemble_passes(ensemble, loaded)
         self.options = {"device": device, "precision": precision, "tile": tile,

@@ -397,15 +397,25 @@ def describes_other_than_srgb(image: LoadedImage) -> bool:
 
 def metadata_not_kept(image: LoadedImage, written: str | os.PathLike[str]) -> list[str]:
     """What of ``image``'s metadata the file ``written`` from it does not hold (its format has no
-    room for it), read back from that file's header: e.g. ``["EXIF", "text (Author)"]``."""
-    with Image.open(written) as header:
-        if header.format == "TIFF":
-            profile = header.tag_v2.get(34675)
-            has_exif = False  # formnet writes no EXIF IFD into a TIFF
-        else:
-            profile, has_exif = header.info.get("icc_profile"), bool(header.info.get("exif"))
-        dpi, xmp, text = _descriptive_metadata(header)
-        channels = 1 if header.getbands()[0] in ("L", "I", "1") else 3
+    room for it, or formnet does not write it there: EXIF in a TIFF), read back from that file's
+    header: e.g. ``["EXIF", "text (Author)"]``; ``[]`` when the header cannot be read."""
+    try:
+        with _DECODING:  # the header only, whatever the image's size
+            previous, Image.MAX_IMAGE_PIXELS = Image.MAX_IMAGE_PIXELS, None
+            try:
+                header = Image.open(written)
+            finally:
+                Image.MAX_IMAGE_PIXELS = previous
+        with header:
+            if header.format == "TIFF":
+                profile = header.tag_v2.get(34675)
+                has_exif = False  # formnet writes no EXIF IFD into a TIFF
+            else:
+                profile, has_exif = header.info.get("icc_profile"), bool(header.info.get("exif"))
+            dpi, xmp, text = _descriptive_metadata(header)
+            channels = 1 if header.getbands()[0] in ("L", "I", "1") else 3
+    except Exception:  # advice only: never fail a file that was written
+        return []
     # A profile for other channels than those written (an RGB one on grey pixels) is left
     # out on purpose: it no longer fits.
     fitting_profile = image.icc_profile if image.icc_profile and _icc_fits(image.icc_profile,
@@ -630,16 +640,18 @@ def _png_is_complete(data: bytes) -> bool:
     return False
 
 
-_SIGNATURES = ((b"\x89PNG\r\n\x1a\n", "PNG"), (b"\xff\xd8\xff", "JPEG"), (b"II*\x00", "TIFF"),
+_SIGNATURES = ((_PNG_SIGNATURE, "PNG"), (b"\xff\xd8\xff", "JPEG"), (b"II*\x00", "TIFF"),
                (b"MM\x00*", "TIFF"), (b"II+\x00", "TIFF"), (b"MM\x00+", "TIFF"), (b"BM", "BMP"))
+_HEIF_BRANDS = {b"heic": "HEIF", b"heix": "HEIF", b"heim": "HEIF", b"heis": "HEIF",
+                b"hevc": "HEIF", b"mif1": "HEIF", b"msf1": "HEIF", b"avif": "AVIF", b"avis": "AVIF"}
 
 
 def _format_by_signature(data: bytes) -> str | None:
     """The format whose signature ``data`` starts with, among those formnet reads."""
     if data[:4] == b"RIFF" and data[8:12] == b"WEBP":
         return "WebP"
-    if data[4:8] == b"ftyp":
-        return "AVIF" if data[8:12] in (b"avif", b"avis") else "HEIF"
+    if data[4:8] == b"ftyp":  # ISO media: HEIF and AVIF by their brand, not a video
+        return _HEIF_BRANDS.get(data[8:12])
     return next((kind for signature, kind in _SIGNATURES if data.startswith(signature)), None)
 
 

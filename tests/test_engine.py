@@ -320,6 +320,30 @@ def test_out_of_memory_halves_the_tile(monkeypatch: pytest.MonkeyPatch) -> None:
     assert (restored - expected).abs().max() < 1e-4
 
 
+def test_out_of_memory_then_fewer_tiles_at_once_then_tighter_windows(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    # Memory for one 80 px window only: below the efficient floor (100 px here), so the engine
+    # halves the batch first, then goes below the floor rather than fail.
+    model = make_model(TINY_UNET)
+    image = random_image(1, 200, 150)
+    expected = restore_tensor(model, image, LEVEL, tile=None)
+    forward = model.forward
+    shapes: list[tuple[int, int]] = []
+
+    def forward_with_little_memory(x: torch.Tensor, level: torch.Tensor) -> torch.Tensor:
+        shapes.append((x.shape[0], max(x.shape[-2:])))
+        if x.shape[0] > 1 or max(x.shape[-2:]) > 80:
+            raise torch.cuda.OutOfMemoryError("CUDA out of memory.")
+        return forward(x, level)
+
+    monkeypatch.setattr(model, "forward", forward_with_little_memory)
+    restored = restore_tensor(model, image, LEVEL, tile=400, tile_overlap=4, batch_size=4)
+    geometry = engine.TileGeometry.for_model(model, 4)
+    assert geometry.min_window > 80 >= geometry.tightest_window
+    assert (1, geometry.min_window) in shapes and shapes[-1][0] == 1 and shapes[-1][1] <= 80
+    assert (restored - expected).abs().max() < 1e-4
+
+
 def test_out_of_memory_at_the_smallest_tile_is_one_line(monkeypatch: pytest.MonkeyPatch) -> None:
     model = make_model(TINY_UNET)
 

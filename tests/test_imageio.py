@@ -917,3 +917,11 @@ def test_metadata_not_kept_reads_the_written_header(tmp_path):
     grey_with_rgb_profile = LoadedImage(np.full((4, 4, 1), 0.5, np.float32), icc_profile=SRGB_ICC)
     write_image(tmp_path / "grey.png", grey_with_rgb_profile)  # left out on purpose: not noted
     assert imageio.metadata_not_kept(grey_with_rgb_profile, tmp_path / "grey.png") == []
+
+
+def test_metadata_not_kept_reads_a_header_beyond_pillows_own_limit(tmp_path, monkeypatch):
+    image = LoadedImage(np.full((40, 40, 1), 0.5, np.float32), dpi=(300.0, 300.0))
+    write_image(tmp_path / "big.webp", image)
+    monkeypatch.setattr(Image, "MAX_IMAGE_PIXELS", 100)  # 40 x 40 is then a "bomb" to Pillow
+    assert imageio.metadata_not_kept(image, tmp_path / "big.webp") == ["resolution"]
+    assert imageio.metadata_not_kept(image, tmp_path / "missing.png") == []
