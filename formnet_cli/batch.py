@@ -33,9 +33,10 @@ from . import api, imageio
 from .checkpoint import CheckpointError
 from .errors import FormnetError, ImageWriteError, InvalidOptionError, ModelNotFoundError
 
-Status = Literal["done", "skipped", "failed", "interrupted", "not_started"]
+Status = Literal["done", "skipped", "failed", "interrupted", "not_started", "planned"]
 """``interrupted``: being restored when the run was interrupted (nothing written);
-``not_started``: left after it (restore them again, e.g. with ``--skip-existing``)."""
+``not_started``: left after it (restore them again, e.g. with ``--skip-existing``);
+``planned``: would be restored (a dry run)."""
 
 _FATAL_ERRORS = (ModelNotFoundError, CheckpointError)
 """Errors that would repeat for every file: they end the batch with one message."""
@@ -125,6 +126,8 @@ class BatchSummary:
     results: list[FileResult] = field(default_factory=list)
     seconds: float = 0.0
     interrupted: bool = False
+    dry_run: bool = False
+    """Planned only (:func:`dry_run`): nothing was read or written."""
 
     def _with(self, status: Status) -> list[FileResult]:
         return [result for result in self.results if result.status == status]
@@ -164,6 +167,8 @@ class BatchSummary:
 
     def to_dict(self) -> dict[str, Any]:
         return {
+            "dry_run": self.dry_run,
+            "planned": len(self._with("planned")),
             "done": len(self.done),
             "skipped": len(self.skipped),
             "failed": len(self.failed),
@@ -177,7 +182,14 @@ class BatchSummary:
         }
 
     def lines(self) -> list[str]:
-        """The human summary: one line of counts, then one line per failure."""
+        """The human summary: one line of counts, then one line per failure (a dry run: one
+        line per planned file first, ``input -> output``)."""
+        if self.dry_run:
+            planned = self._with("planned")
+            return ([f"{result.input} -> {result.output}" for result in planned]
+                    + [f"would restore {len(planned)}, skip {len(self.skipped)}; "
+                       f"failed {len(self.failed)}"]
+                    + [f"failed: {result.input}: {result.reason}" for result in self.failed])
         head = (f"restored {len(self.done)}, skipped {len(self.skipped)}, "
                 f"failed {len(self.failed)} in {self.seconds:.1f} s "
                 f"({self.megapixels_per_second:.3g} MP/s)")
@@ -439,6 +451,19 @@ def check_options(options: BatchOptions) -> None:
     imageio.max_pixels()  # a bad FORMNET_MAX_MEGAPIXELS is one error, not one per file
     if options.jpeg_quality is not None and not 1 <= options.jpeg_quality <= 100:
         raise InvalidOptionError(f"--jpeg-quality must be in [1, 100], got {options.jpeg_quality}")
+
+
+def dry_run(plan: BatchPlan, options: BatchOptions) -> BatchSummary:
+    """What :func:`run_batch` would do with ``plan``, reading and writing nothing: the options
+    and output folders are checked as it checks them, and each job is ``planned`` (or
+    ``skipped`` where its output exists and ``skip_existing`` is set)."""
+    check_options(options)
+    jobs = [job for job in plan.jobs if not (options.skip_existing and job.output.exists())]
+    _check_output_folders_writable(jobs)
+    results = list(plan.settled) + [
+        FileResult(job.input, job.output, "planned" if job in jobs else "skipped",
+                   "" if job in jobs else "output exists") for job in plan.jobs]
+    return BatchSummary(results=results, dry_run=True)
 
 
 def run_batch(plan: BatchPlan, options: BatchOptions,

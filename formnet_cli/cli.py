@@ -158,6 +158,9 @@ def restore(
         help="Quality of JPEG, AVIF and HEIC outputs (default: 95).")] = None,
     json_output: Annotated[bool, typer.Option(
         "--json", metavar="", help="Print a machine-readable summary (only that) on standard output.")] = False,
+    dry_run: Annotated[bool, typer.Option(
+        "--dry-run", "-n", metavar="",
+        help="List what would be written (input -> output), and check the options; restore nothing.")] = False,
 ) -> None:
     """Restore images: one file, or many files, folders and globs into an output folder.
 
@@ -166,10 +169,12 @@ def restore(
     formnet restore scans/ -o restored/ --recursive --sigma auto
     formnet restore old.jpg -o old_fixed.png --task jpeg --quality auto
     formnet restore small.png -o big.png --task sr --scale 4
+    formnet restore scans/ -o restored/ -r --dry-run            # what would be written where
     """
     from rich.console import Console
 
     from .batch import BatchOptions, RichReporter, plan_batch, run_batch
+    from .batch import dry_run as plan_only
     from .engine import cpu_threads
 
     options = BatchOptions(
@@ -181,15 +186,16 @@ def restore(
     console = Console(stderr=True)
     for note in plan.notes:
         console.print(note, markup=False, highlight=False, soft_wrap=True)
-    with cpu_threads(threads):
-        summary = run_batch(plan, options, RichReporter(console))
+    if dry_run:
+        summary = plan_only(plan, options)
+    else:
+        with cpu_threads(threads):
+            summary = run_batch(plan, options, RichReporter(console))
     if json_output:
         typer.echo(json.dumps(summary.to_dict(), indent=2))
     else:
-        counts, *failures = summary.lines()
-        typer.echo(counts)
-        for line in failures:  # errors go with the notes, so that 2>errors.log has them all
-            typer.echo(line, err=True)
+        for line in summary.lines():  # failures go with the notes: 2>errors.log has them all
+            typer.echo(line, err=line.startswith("failed: "))
     raise typer.Exit(summary.exit_code)
 
 

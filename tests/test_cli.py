@@ -161,6 +161,27 @@ def test_links_are_planned_once_under_their_own_name_and_noted(tiny_models, tmp_
                   for p in (tmp_path / "globbed").rglob("*.png")) == ["a.png", "sub/b.png"]
 
 
+def test_dry_run_lists_what_would_be_written_and_writes_nothing(tiny_models, tmp_path,
+                                                                random_image, write_png):
+    scans = tmp_path / "scans"
+    write_png(scans / "a.png", random_image((8, 8), np.uint8))
+    write_png(scans / "sub" / "b.png", random_image((8, 8), np.uint8))
+    output = tmp_path / "out"
+    write_png(output / "a.tif", random_image((8, 8), np.uint8))  # exists: would be left as is
+    result = restore(tiny_models.denoise_gray, scans, "-o", output, "-r", "--ext", "tif",
+                     "--skip-existing", "--sigma", "5", "--dry-run")
+    assert result.exit_code == 0, result.output
+    assert result.stdout.splitlines() == [f"{scans / 'sub' / 'b.png'} -> {output / 'sub' / 'b.tif'}",
+                                          "would restore 1, skip 1; failed 0"]
+    assert sorted(p.name for p in output.rglob("*")) == ["a.tif"]  # nothing written, no folder made
+    as_json = json.loads(restore(tiny_models.denoise_gray, scans, "-o", output, "-r", "--sigma", "5",
+                                 "-n", "--json").stdout)
+    assert as_json["dry_run"] and as_json["planned"] == 2 and as_json["done"] == 0
+    assert {f["status"] for f in as_json["files"]} == {"planned"}
+    refused = restore(tiny_models.denoise_gray, scans, "-o", output, "--sigma", "99", "--dry-run")
+    assert refused.exit_code == 2 and "sigma" in refused.stderr  # options are checked too
+
+
 def test_without_recursive_subfolders_are_not_entered(tiny_models, tmp_path, random_image,
                                                        write_png):
     scans = tmp_path / "scans"
