@@ -386,10 +386,16 @@ def restore_tensor(
                                  tile_overlap=tile_overlap, device=device, precision=precision,
                                  batch_size=batch_size,
                                  progress=pass_progress(progress, index, len(views)))
-        restored = undo_dihedral(restored, view)
-        total = restored if total is None else total + restored
+        with torch.inference_mode():  # summed in place: a whole-image buffer less at the peak
+            restored = undo_dihedral(restored, view)
+            if total is None:
+                total = restored.contiguous()
+            else:
+                total += restored
+        del restored
     assert total is not None
-    return (total / len(views)).contiguous() if len(views) > 1 else total
+    with torch.inference_mode():
+        return total.div_(len(views)) if len(views) > 1 else total
 
 
 def pass_progress(progress: ProgressCallback | None, index: int, passes: int
@@ -467,7 +473,7 @@ def _restore_view(model: nn.Module, image: torch.Tensor, level: float | torch.Te
                 batch_size //= 2
             else:
                 window = max(geometry.tightest_window, _round_down(window // 2, geometry.size_multiple))
-    return restored[:, :height, :width].contiguous()
+    return restored[:, :height, :width]  # a view: restore_tensor makes the one copy it needs
 
 
 def _restore_padded(network: nn.Module, image: torch.Tensor, level: float | torch.Tensor,
@@ -497,7 +503,7 @@ def _restore_padded(network: nn.Module, image: torch.Tensor, level: float | torc
         if progress is not None:
             progress(first + len(batch), len(tiles))
     assert weighted_sum is not None
-    return weighted_sum / weight_sum
+    return weighted_sum.div_(weight_sum)
 
 
 def _forward(network: nn.Module, inputs: torch.Tensor, levels: torch.Tensor,
