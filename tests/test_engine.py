@@ -422,3 +422,14 @@ def test_a_tiny_tile_computes_no_pixel_more_than_about_twice(unet: FormResNet, l
     spans = plan_axis(padded, geometry.window(8), geometry)
     assert len(spans) > 1
     assert sum(span.stop - span.start for span in spans) <= 2.5 * length
+
+
+def test_an_image_too_large_for_the_free_memory_is_refused_in_one_line(
+        unet: FormResNet, monkeypatch: pytest.MonkeyPatch) -> None:
+    image = random_image(1, 100, 60)  # 24,000 bytes per whole-image buffer
+    monkeypatch.setattr(engine, "_free_memory_bytes", lambda device: 100_000)
+    assert restore_tensor(unet, image, LEVEL, tile=None).shape == image.shape  # 4 x 24 kB fit
+    with pytest.raises(FormnetError, match=r"a 60 x 100 image needs about .* GiB of memory to "
+                                           r"restore \(2 passes\).*--ensemble 1") as raised:
+        restore_tensor(unet, image, LEVEL, tile=None, ensemble=2)  # 5 x 24 kB do not
+    assert "\n" not in str(raised.value)
