@@ -151,7 +151,7 @@ def restore(
     skip_existing: Annotated[bool, typer.Option(
         "--skip-existing", metavar="", help="Leave outputs that already exist untouched.")] = False,
     ext: Annotated[Optional[str], typer.Option(
-        "--ext", metavar="png|jpg|tif|webp|avif|heic|bmp",
+        "--ext", metavar="png|jpg|tif|webp|avif|heic|jp2|bmp",
         help="Output format for folder outputs (default: the input's).")] = None,
     jpeg_quality: Annotated[Optional[int], typer.Option(
         "--jpeg-quality", min=1, max=100, metavar="INT",

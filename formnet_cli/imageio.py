@@ -51,7 +51,7 @@ Image.init()  # Pillow's own plugins first: its AVIF reader must see AVIF files 
 pillow_heif.register_heif_opener()  # HEIC/HEIF (phone photos) through Pillow; it applies their rotation
 
 IMAGE_EXTENSIONS: frozenset[str] = frozenset(
-    {".png", ".jpg", ".jpeg", ".tif", ".tiff", ".bmp", ".webp", ".avif", ".heic", ".heif"}
+    {".png", ".jpg", ".jpeg", ".tif", ".tiff", ".bmp", ".webp", ".avif", ".heic", ".heif", ".jp2"}
 )
 
 # Output format (Pillow's name) for each extension or format name a user may give.
@@ -66,9 +66,10 @@ _FORMAT_BY_NAME = {
     "avif": "AVIF",
     "heic": "HEIF",
     "heif": "HEIF",
+    "jp2": "JPEG2000",  # archives' format; written losslessly (reversible 5/3 wavelet)
 }
-_SIXTEEN_BIT_FORMATS = frozenset({"PNG", "TIFF"})
-_ALPHA_FORMATS = frozenset({"PNG", "TIFF", "WEBP", "AVIF", "HEIF"})
+_SIXTEEN_BIT_FORMATS = frozenset({"PNG", "TIFF", "JPEG2000"})
+_ALPHA_FORMATS = frozenset({"PNG", "TIFF", "WEBP", "AVIF", "HEIF", "JPEG2000"})
 _ICC_FORMATS = frozenset({"PNG", "JPEG", "TIFF", "WEBP", "AVIF", "HEIF"})
 _LOSSY_FORMATS = frozenset({"JPEG", "AVIF", "HEIF"})  # written at the JPEG quality option
 # TIFF stores EXIF as its own tags; Pillow's libtiff writer rejects a foreign EXIF block.
@@ -351,7 +352,7 @@ def read_image_bytes(data: bytes, name: str) -> LoadedImage:
         except Image.UnidentifiedImageError:
             kind = _format_by_signature(data)
             reason = (f"truncated or corrupt {kind} image (its header cannot be read)" if kind
-                      else "not a supported image (PNG, JPEG, TIFF, BMP, WebP, AVIF or HEIC)")
+                      else "not a supported image (PNG, JPEG, TIFF, BMP, WebP, AVIF, HEIC or JPEG 2000)")
             raise ImageReadError(f"{name}: {reason}") from None
         except Exception as exc:  # decoders raise many types on malformed headers
             raise ImageReadError(f"{name}: truncated or corrupt image ({_describe(exc)})") from None
@@ -570,7 +571,17 @@ def _needs_opencv(image: Image.Image, data: bytes) -> bool:
     if image.format == "TIFF" and image.mode not in _SIXTEEN_BIT_GREY_MODES:
         bits = image.tag_v2.get(258, 8)
         return max(bits if isinstance(bits, tuple) else (bits,)) > 8
+    if image.format == "JPEG2000" and image.mode not in _SIXTEEN_BIT_GREY_MODES:
+        return _jpeg2000_bits(data) > 8
     return False
+
+
+def _jpeg2000_bits(data: bytes) -> int:
+    """Bits per sample of a JPEG 2000 codestream's first component (its SIZ marker segment:
+    SOC, SIZ, Lsiz, Rsiz, 8 sizes of 4 bytes, Csiz, then Ssiz = bits - 1); 8 if not found."""
+    start = data.find(b"\xff\x4f\xff\x51")
+    ssiz = start + 4 + 2 + 2 + 32 + 2
+    return (data[ssiz] & 0x7F) + 1 if start >= 0 and ssiz < len(data) else 8
 
 
 def _decode(image: Image.Image, data: bytes, page: int | None = None) -> tuple[
@@ -710,6 +721,8 @@ def _is_grey_source(image: Image.Image, data: bytes) -> bool:
         return data[25] in (0, 4)
     if image.format == "TIFF":
         return image.tag_v2.get(262, 2) in (0, 1)  # photometric: white/black is zero
+    if image.format == "JPEG2000":
+        return image.mode in ("L", "LA")
     return False
 
 
@@ -805,9 +818,10 @@ def write_image(
 ) -> None:
     """Encode ``image`` to ``path`` atomically, in the format of its extension or ``format``.
 
-    16 bits are kept in PNG and TIFF (10 in HEIC, 8 elsewhere); alpha is kept in PNG, TIFF, WebP, AVIF and
-    HEIC and dropped in JPEG and BMP; WebP is written lossless, AVIF and HEIC at ``jpeg_quality``,
-    these three always in colour. ICC profiles and XMP go to PNG, JPEG, TIFF, WebP, AVIF and
+    16 bits are kept in PNG, TIFF and JPEG 2000 (10 in HEIC, 8 elsewhere); alpha is kept in PNG,
+    TIFF, WebP, AVIF, HEIC and JPEG 2000 and dropped in JPEG and BMP; WebP and JPEG 2000 are
+    written lossless, AVIF and HEIC at ``jpeg_quality``, these three always in colour; JPEG 2000
+    carries no metadata. ICC profiles and XMP go to PNG, JPEG, TIFF, WebP, AVIF and
     HEIC, EXIF to all of them but TIFF and BMP, the resolution to PNG, JPEG, TIFF and BMP, text
     to PNG (all), TIFF (description, author, copyright) and JPEG (comment). 16-bit grey+alpha is
     written as RGBA (no encoder writes two 16-bit channels).
@@ -851,6 +865,8 @@ def _encoder(image: LoadedImage, fmt: str, jpeg_quality: int) -> Callable[[Binar
     if bit_depth == 16 and samples.shape[2] > 1:
         if fmt == "TIFF":
             return _tifffile_encoder([_tiff_page(samples, image, icc_profile)])
+        if fmt == "JPEG2000":
+            return _opencv_jpeg2000_encoder(samples)
         return _opencv_png_encoder(samples, image, icc_profile, exif)
 
     pil_image = Image.fromarray(samples[:, :, 0] if samples.shape[2] == 1 else samples)
@@ -997,6 +1013,26 @@ def _opencv_png_encoder(samples: np.ndarray, image: LoadedImage, icc_profile: by
         data = buffer.tobytes()
         header_end = 8 + 8 + 13 + 4  # signature, then the IHDR chunk (length, type, data, CRC)
         handle.write(data[:header_end] + b"".join(chunks) + data[header_end:])
+
+    return encode
+
+
+def _opencv_jpeg2000_encoder(samples: np.ndarray) -> Callable[[BinaryIO], None]:
+    """Encoder for a lossless 16-bit colour JPEG 2000 via OpenCV (Pillow writes 8 bits there);
+    it carries no metadata."""
+    samples, _ = _deep_grey_alpha_as_rgba(samples, None)
+    bgr = np.ascontiguousarray(samples[:, :, [2, 1, 0, *range(3, samples.shape[2])]])
+
+    def encode(handle: BinaryIO) -> None:
+        with _quiet_opencv():
+            try:
+                ok, buffer = cv2.imencode(".jp2", bgr, [cv2.IMWRITE_JPEG2000_COMPRESSION_X1000, 1000])
+            except cv2.error:
+                ok = False
+        if not ok:
+            raise ValueError("OpenCV could not encode a 16-bit colour JPEG 2000 (it needs 32 px "
+                             "a side); write .tif or .png")
+        handle.write(buffer.tobytes())
 
     return encode
 

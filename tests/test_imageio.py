@@ -619,7 +619,7 @@ def test_is_image_path_and_extensions():
     assert is_image_path("a/B.PNG") and is_image_path("x.JpEg") and is_image_path(Path("y.tiff"))
     assert not is_image_path("notes.txt") and not is_image_path("png")
     assert IMAGE_EXTENSIONS == {".png", ".jpg", ".jpeg", ".tif", ".tiff", ".bmp", ".webp", ".avif",
-                                ".heic", ".heif"}
+                                ".heic", ".heif", ".jp2"}
 
 
 def test_to_uint_rounds_and_clips():
@@ -925,3 +925,24 @@ def test_metadata_not_kept_reads_a_header_beyond_pillows_own_limit(tmp_path, mon
     monkeypatch.setattr(Image, "MAX_IMAGE_PIXELS", 100)  # 40 x 40 is then a "bomb" to Pillow
     assert imageio.metadata_not_kept(image, tmp_path / "big.webp") == ["resolution"]
     assert imageio.metadata_not_kept(image, tmp_path / "missing.png") == []
+
+
+@pytest.mark.parametrize(("channels", "bit_depth", "with_alpha"), [
+    (1, 8, False), (3, 8, True), (1, 16, False), (3, 16, False), (3, 16, True)])
+def test_jpeg2000_round_trip_is_lossless_at_its_depth(tmp_path, channels, bit_depth, with_alpha):
+    # Archives' format: Pillow writes 8 bits and 16-bit grey, OpenCV 16-bit colour (lossless).
+    scale = 2**bit_depth - 1
+    pixels = random_uint((40, 50, channels), bit_depth).astype(np.float32) / scale
+    alpha = random_uint((40, 50), bit_depth).astype(np.float32) / scale if with_alpha else None
+    write_image(tmp_path / "scan.jp2", LoadedImage(pixels, alpha, bit_depth=bit_depth))
+    again = read_image(tmp_path / "scan.jp2")
+    assert again.source_format == "JPEG2000" and again.bit_depth == bit_depth
+    assert np.array_equal(again.pixels, pixels)
+    assert (again.alpha is None) if alpha is None else np.array_equal(again.alpha, alpha)
+
+
+def test_a_16bit_colour_jpeg2000_too_small_for_opencv_is_one_line(tmp_path):
+    image = LoadedImage(random_uint((20, 30, 3), 16).astype(np.float32) / 65535, bit_depth=16)
+    with pytest.raises(ImageWriteError, match="needs 32 px a side.*write .tif or .png"):
+        write_image(tmp_path / "tiny.jp2", image)
+    assert list(tmp_path.iterdir()) == []
