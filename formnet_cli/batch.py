@@ -126,6 +126,8 @@ class BatchSummary:
     results: list[FileResult] = field(default_factory=list)
     seconds: float = 0.0
     interrupted: bool = False
+    interrupted_by: int = 2
+    """The signal that interrupted the run: 2 (SIGINT, Ctrl-C; exit 130) or 15 (SIGTERM; 143)."""
     dry_run: bool = False
     """Planned only (:func:`dry_run`): nothing was read or written."""
 
@@ -160,9 +162,9 @@ class BatchSummary:
 
     @property
     def exit_code(self) -> int:
-        """0 when nothing failed, 130 after an interruption, 1 otherwise."""
+        """0 when nothing failed, 128 + the signal after an interruption, 1 otherwise."""
         if self.interrupted:
-            return 130
+            return 128 + self.interrupted_by
         return 1 if self.failed else 0
 
     def to_dict(self) -> dict[str, Any]:
@@ -321,6 +323,8 @@ def plan_batch(inputs: Sequence[str | os.PathLike[str]], output: str | os.PathLi
                 plan.settled.append(FileResult(path, None, "failed", "no files match"))
             for match in map(Path, matches):
                 relative = match.relative_to(base)
+                if _is_within(match.resolve(), output.resolve()):
+                    continue  # earlier outputs: 'scans/*' with -o scans/restored
                 if match.is_dir():
                     _plan_directory(plan, match, output / relative, recursive, extension)
                 elif match.is_file():
@@ -454,12 +458,12 @@ def check_options(options: BatchOptions) -> None:
 
 
 def dry_run(plan: BatchPlan, options: BatchOptions) -> BatchSummary:
-    """What :func:`run_batch` would do with ``plan``, reading and writing nothing: the options
-    and output folders are checked as it checks them, and each job is ``planned`` (or
-    ``skipped`` where its output exists and ``skip_existing`` is set)."""
-    check_options(options)
+    """What :func:`run_batch` would do with ``plan``, reading and writing nothing: the options,
+    the model and the output folders are checked as it checks them (not the images: a file that
+    cannot be read still shows as ``planned``), and each job is ``planned`` (or ``skipped``
+    where its output exists and ``skip_existing`` is set)."""
+    _check_before_any_file(plan, options)
     jobs = [job for job in plan.jobs if not (options.skip_existing and job.output.exists())]
-    _check_output_folders_writable(jobs)
     results = list(plan.settled) + [
         FileResult(job.input, job.output, "planned" if job in jobs else "skipped",
                    "" if job in jobs else "output exists") for job in plan.jobs]
@@ -474,15 +478,7 @@ def run_batch(plan: BatchPlan, options: BatchOptions,
     (no weights, an unloadable checkpoint, an option out of range).
     """
     reporter = reporter or SilentReporter()
-    check_options(options)
-    if plan.jobs and options.model is not None:
-        # A model for another task, an unloadable one, a level outside its range or a
-        # precision it cannot run in would fail every file: fail once.
-        loaded = api.load_model(options.model, task=options.task, device=options.device)
-        api.check_model_options(loaded, sigma=options.sigma, scale=options.scale,
-                                precision=options.precision, device=options.device)
-    _check_output_folders_writable(
-        [job for job in plan.jobs if not (options.skip_existing and job.output.exists())])
+    _check_before_any_file(plan, options)
     summary = BatchSummary(results=list(plan.settled))
     started = time.perf_counter()
     reporter.start(len(plan.jobs))
@@ -553,7 +549,7 @@ def _note_what_the_output_lost(job: Job, pages: list[imageio.LoadedImage],
     if (any(page.alpha is not None and (page.alpha < 1).any() for page in pages)
             and not imageio.keeps_alpha(job.output)):
         reporter.note(f"{job.input}: transparency dropped ({job.output.suffix} has no alpha "
-                      "channel; write .png, .tif or .webp to keep it)")
+                      "channel; write .png, .tif, .webp, .jp2, .avif or .heic to keep it)")
     lost = imageio.metadata_not_kept(pages[0], job.output)
     if lost:
         them = "them" if len(lost) > 1 or lost[0].startswith("text") else "it"
@@ -582,6 +578,19 @@ def _restore_page(page: imageio.LoadedImage, source: Path, options: BatchOptions
     if page.alpha is None:
         return imageio.resized(page, output, None), result
     return imageio.resized(page, output[:, :, :-1], output[:, :, -1]), result
+
+
+def _check_before_any_file(plan: BatchPlan, options: BatchOptions) -> None:
+    """Raise for what would fail every file: an option out of range; a model for another
+    task, unloadable, with a level outside its range or a precision it cannot run in; an
+    output folder that cannot be written."""
+    check_options(options)
+    if plan.jobs and options.model is not None:
+        loaded = api.load_model(options.model, task=options.task, device=options.device)
+        api.check_model_options(loaded, sigma=options.sigma, scale=options.scale,
+                                precision=options.precision, device=options.device)
+    _check_output_folders_writable(
+        [job for job in plan.jobs if not (options.skip_existing and job.output.exists())])
 
 
 def _check_output_folders_writable(jobs: Sequence[Job]) -> None:

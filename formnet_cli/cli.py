@@ -131,9 +131,9 @@ def restore(
     inputs: Annotated[list[Path], typer.Argument(
         show_default=False, metavar="INPUT",
         help="Image files, folders or glob patterns (quote globs).")],
-    output: Annotated[Path, typer.Option(
+    output: Annotated[str, typer.Option(  # a str: a Path would drop a trailing / (a folder)
         "--output", "-o", show_default=False, metavar="PATH",
-        help="Output file (one input file) or folder (created).")],
+        help="Output file (one input file) or folder (created; a trailing / says folder).")],
     task: TaskOption = TaskName.denoise,
     sigma: SigmaOption = None,
     quality: QualityOption = None,
@@ -160,7 +160,8 @@ def restore(
         "--json", metavar="", help="Print a machine-readable summary (only that) on standard output.")] = False,
     dry_run: Annotated[bool, typer.Option(
         "--dry-run", "-n", metavar="",
-        help="List what would be written (input -> output), and check the options; restore nothing.")] = False,
+        help="List what would be written (input -> output) and check the options, model and "
+             "output folders; read and restore nothing.")] = False,
 ) -> None:
     """Restore images: one file, or many files, folders and globs into an output folder.
 
@@ -191,6 +192,8 @@ def restore(
     else:
         with cpu_threads(threads):
             summary = run_batch(plan, options, RichReporter(console))
+        if _TERMINATED:
+            summary.interrupted_by = signal.SIGTERM
     if json_output:
         typer.echo(json.dumps(summary.to_dict(), indent=2))
     else:

@@ -639,10 +639,11 @@ def _check_host_memory(image: torch.Tensor, passes: int) -> None:
     free = _free_memory_bytes(torch.device("cpu"))
     if needed > free:
         height, width = image.shape[-2:]
+        fewer = ", use --ensemble 1" if passes > 1 else ""
         raise FormnetError(f"a {width} x {height} image needs about {needed / 2**30:.1f} GiB of "
                            f"memory to restore ({passes} pass{'es' if passes > 1 else ''}), "
-                           f"{free / 2**30:.1f} GiB free: close other programs, use "
-                           "--ensemble 1, or restore it on a machine with more memory")
+                           f"{free / 2**30:.1f} GiB free: close other programs{fewer}, or "
+                           "restore it on a machine with more memory")
 
 
 def _free_memory_bytes(device: torch.device) -> int:

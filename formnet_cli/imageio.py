@@ -415,13 +415,15 @@ def metadata_not_kept(image: LoadedImage, written: str | os.PathLike[str]) -> li
                 profile, has_exif = header.info.get("icc_profile"), bool(header.info.get("exif"))
             dpi, xmp, text = _descriptive_metadata(header)
             channels = 1 if header.getbands()[0] in ("L", "I", "1") else 3
+            deep = header.format in (*_SIXTEEN_BIT_FORMATS, "HEIF")  # HEIF: 10 bits
     except Exception:  # advice only: never fail a file that was written
         return []
     # A profile for other channels than those written (an RGB one on grey pixels) is left
     # out on purpose: it no longer fits.
     fitting_profile = image.icc_profile if image.icc_profile and _icc_fits(image.icc_profile,
                                                                          channels) else None
-    lost = [name for name, had, has in (("ICC profile", fitting_profile, profile),
+    lost = [name for name, had, has in (("16-bit depth", image.bit_depth == 16, deep),
+                                        ("ICC profile", fitting_profile, profile),
                                         ("EXIF", image.exif, has_exif),
                                         ("resolution", image.dpi, dpi), ("XMP", image.xmp, xmp))
             if had and not has]
@@ -496,7 +498,8 @@ def _descriptive_metadata(image: Image.Image, orientation: int = 1) -> tuple[
                 text[keyword] = _tiff_text(value)
         if text.get("Description", "").startswith(_STRUCTURAL_DESCRIPTIONS):
             del text["Description"]  # the layout of the file read, not a description of the image
-    elif isinstance(info.get("comment"), bytes) and info["comment"].strip():
+    elif (isinstance(info.get("comment"), bytes) and info["comment"].strip()
+          and image.format != "JPEG2000"):  # there: the encoder's banner ("Created by OpenJPEG")
         text["Comment"] = info["comment"].decode("utf-8", "replace")
     return dpi, (xmp if isinstance(xmp, bytes) else None), text
 
@@ -707,6 +710,9 @@ def _opencv_arrays(decoded: np.ndarray, header: Image.Image,
         raise ImageReadError(f"unsupported sample type {decoded.dtype} (need 8 or 16 bits)")
     if decoded.ndim == 2:
         decoded = decoded[:, :, None]
+    bits = _jpeg2000_bits(data) if header.format == "JPEG2000" else bit_depth
+    if bit_depth == 16 and 8 < bits < 16:  # e.g. 12-bit samples, which OpenCV leaves at 0-4095
+        decoded = np.round(decoded * (65535 / (2**bits - 1))).astype(np.uint16)
     alpha = decoded[:, :, 3] if decoded.shape[2] == 4 else None
     if _is_grey_source(header, data):
         colour = decoded[:, :, :1]  # OpenCV expands grey to BGR; all three are equal
@@ -1105,7 +1111,7 @@ def check_writable_folder(folder: str | os.PathLike[str]) -> None:
     while not probe.exists() and probe != probe.parent:
         probe = probe.parent
     if not probe.is_dir():
-        return  # a file in the way: making the folder fails with its own message
+        raise ImageWriteError(f"{folder}: cannot create it ({probe} is a file)")
     try:
         with tempfile.TemporaryFile(dir=probe):
             pass

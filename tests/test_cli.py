@@ -180,6 +180,22 @@ def test_dry_run_lists_what_would_be_written_and_writes_nothing(tiny_models, tmp
     assert {f["status"] for f in as_json["files"]} == {"planned"}
     refused = restore(tiny_models.denoise_gray, scans, "-o", output, "--sigma", "99", "--dry-run")
     assert refused.exit_code == 2 and "sigma" in refused.stderr  # options are checked too
+    unknown = invoke("restore", scans, "-o", output, "--model", "bogus", "--sigma", "5", "-n")
+    assert unknown.exit_code == 2 and "unknown model 'bogus'" in unknown.stderr  # and the model
+    blocked = restore(tiny_models.denoise_gray, scans, "-o", scans / "a.png" / "out", "-r",
+                      "--sigma", "5", "-n")  # and the output folders
+    assert blocked.exit_code == 1 and f"{scans / 'a.png'} is a file" in blocked.stderr
+
+
+def test_a_glob_does_not_restore_earlier_outputs_inside_the_output_folder(
+        tiny_models, tmp_path, random_image, write_png):
+    scans = tmp_path / "scans"
+    write_png(scans / "a.png", random_image((8, 8), np.uint8))
+    write_png(scans / "restored" / "a.png", random_image((8, 8), np.uint8))  # an earlier run's
+    result = restore(tiny_models.denoise_gray, f"{scans}/*", "-o", scans / "restored", "-r",
+                     "--sigma", "5", "-n")
+    assert result.exit_code == 0, result.output
+    assert result.stdout.splitlines()[:-1] == [f"{scans / 'a.png'} -> {scans / 'restored' / 'a.png'}"]
 
 
 def test_without_recursive_subfolders_are_not_entered(tiny_models, tmp_path, random_image,
@@ -514,10 +530,8 @@ def test_output_folder_that_cannot_be_made_fails_before_the_model_runs(tiny_mode
     monkeypatch.setattr("formnet_cli.api.restore_with_info", lambda *a, **k: calls.append(a))
     result = restore(tiny_models.denoise_gray, gray_png, "-o", blocker / "x.png", "--sigma", "5",
                      "--json")
-    assert result.exit_code == 1, result.output
-    entry = json.loads(result.stdout)["files"][0]
-    assert entry["status"] == "failed"
-    assert entry["reason"].endswith(f"cannot create its folder ({blocker} is a file)")
+    assert result.exit_code == 1, result.output  # one error for the batch, before any file
+    assert result.stderr == f"error: {blocker}: cannot create it ({blocker} is a file)\n"
     assert calls == []  # no compute was spent on an output that cannot be written
 
 
@@ -685,11 +699,13 @@ def terminated_while_restoring(*args, **kwargs):
     time.sleep(30)
 
 batch._run_job = terminated_while_restoring
-sys.argv = ["formnet", "restore", {str(gray_png)!r}, "-o", {str(tmp_path / "out.png")!r}, "--sigma", "5"]
+sys.argv = ["formnet", "restore", {str(gray_png)!r}, "-o", {str(tmp_path / "out.png")!r}, "--sigma", "5",
+            "--json"]
 cli.main()
 """
     completed = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True,
                                timeout=60)
     assert completed.returncode == 143, completed.stderr
-    assert completed.stdout.startswith("interrupted: restored 0")
+    summary = json.loads(completed.stdout)
+    assert summary["interrupted"] and summary["exit_code"] == 143
     assert "was not written" in completed.stderr and not (tmp_path / "out.png").exists()

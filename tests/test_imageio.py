@@ -914,6 +914,11 @@ def test_metadata_not_kept_reads_the_written_header(tmp_path):
     assert imageio.metadata_not_kept(image, tmp_path / "out.png") == []
     write_image(tmp_path / "out.webp", image)
     assert imageio.metadata_not_kept(image, tmp_path / "out.webp") == ["resolution", "text (Comment)"]
+    deep = LoadedImage(np.full((40, 40, 3), 0.5, np.float32), bit_depth=16)
+    write_image(tmp_path / "deep.jpg", deep)
+    assert imageio.metadata_not_kept(deep, tmp_path / "deep.jpg") == ["16-bit depth"]
+    write_image(tmp_path / "deep.jp2", deep)
+    assert imageio.metadata_not_kept(deep, tmp_path / "deep.jp2") == []
     grey_with_rgb_profile = LoadedImage(np.full((4, 4, 1), 0.5, np.float32), icc_profile=SRGB_ICC)
     write_image(tmp_path / "grey.png", grey_with_rgb_profile)  # left out on purpose: not noted
     assert imageio.metadata_not_kept(grey_with_rgb_profile, tmp_path / "grey.png") == []
@@ -937,6 +942,7 @@ def test_jpeg2000_round_trip_is_lossless_at_its_depth(tmp_path, channels, bit_de
     write_image(tmp_path / "scan.jp2", LoadedImage(pixels, alpha, bit_depth=bit_depth))
     again = read_image(tmp_path / "scan.jp2")
     assert again.source_format == "JPEG2000" and again.bit_depth == bit_depth
+    assert again.text == {}  # not OpenJPEG's "Created by OpenJPEG" comment
     assert np.array_equal(again.pixels, pixels)
     assert (again.alpha is None) if alpha is None else np.array_equal(again.alpha, alpha)
 
@@ -946,3 +952,12 @@ def test_a_16bit_colour_jpeg2000_too_small_for_opencv_is_one_line(tmp_path):
     with pytest.raises(ImageWriteError, match="needs 32 px a side.*write .tif or .png"):
         write_image(tmp_path / "tiny.jp2", image)
     assert list(tmp_path.iterdir()) == []
+
+
+def test_a_12bit_colour_jpeg2000_is_scaled_to_16_bits():
+    # tests/data/rgb12bit.jp2: imagecodecs.jpeg2k_encode(c, codecformat="jp2", bitspersample=12,
+    # reversible=True) of c = default_rng(0).integers(0, 4096, (12, 16, 3), dtype=np.uint16).
+    expected = np.random.default_rng(0).integers(0, 4096, (12, 16, 3), dtype=np.uint16)
+    image = read_image(Path(__file__).parent / "data" / "rgb12bit.jp2")
+    assert image.bit_depth == 16 and image.pixels.shape == (12, 16, 3)
+    assert np.array_equal(np.round(image.pixels * 4095).astype(np.uint16), expected)
