@@ -380,12 +380,12 @@ def _plan_directory(plan: BatchPlan, folder: Path, output: Path, recursive: bool
         if path.is_dir():
             skipped_folders += not recursive
             if recursive and path.is_symlink():  # rglob does not follow links
-                plan.notes.append(f"skipped {path}: a link to a folder (not followed)")
+                _skip(plan, path, "a link to a folder (not followed)")
             continue
         if path.is_file():
             _plan_file(plan, path, output / _with_ext(relative, extension))
         elif path.is_symlink():
-            plan.notes.append(f"skipped {path}: a link to nothing")
+            _skip(plan, path, "a link to nothing")
     if skipped_folders:
         plan.notes.append(f"{folder}: {skipped_folders} subfolder(s) not entered "
                           "(use --recursive)")
@@ -397,9 +397,10 @@ def _plan_file(plan: BatchPlan, source: Path, target: Path, *, named: bool = Fal
     or by a glob, is skipped with a note."""
     if not imageio.is_image_path(source):
         reason = _unsupported_type(source)
-        plan.settled.append(FileResult(source, None, "failed" if named else "skipped", reason))
-        if not named:
-            plan.notes.append(f"skipped {source}: {reason}")
+        if named:
+            plan.settled.append(FileResult(source, None, "failed", reason))
+        else:
+            _skip(plan, source, reason)
         return
     _add_job(plan, source, target)
 
@@ -408,7 +409,7 @@ def _add_job(plan: BatchPlan, source: Path, target: Path) -> None:
     source_key, target_key = source.resolve(), target.resolve()
     if source_key in plan._inputs:  # the same file given twice (a folder and a glob, a link)
         if plan._inputs[source_key] != source:
-            plan.notes.append(f"skipped {source}: the same file as {plan._inputs[source_key]}")
+            _skip(plan, source, f"the same file as {plan._inputs[source_key]}")
         return
     if source_key == target_key:
         plan.settled.append(FileResult(source, target, "failed",
@@ -422,6 +423,12 @@ def _add_job(plan: BatchPlan, source: Path, target: Path) -> None:
     plan._inputs[source_key] = source
     plan._outputs[target_key] = source
     plan.jobs.append(Job(source, target))
+
+
+def _skip(plan: BatchPlan, path: Path, reason: str) -> None:
+    """Settle ``path`` as skipped (counted, and listed by ``--json``), with a note saying why."""
+    plan.settled.append(FileResult(path, None, "skipped", reason))
+    plan.notes.append(f"skipped {path}: {reason}")
 
 
 def _unsupported_type(path: Path) -> str:

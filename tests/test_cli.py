@@ -150,6 +150,7 @@ def test_links_are_planned_once_under_their_own_name_and_noted(tiny_models, tmp_
     assert result.exit_code == 0, result.output
     assert sorted(p.relative_to(tmp_path / "out").as_posix() for p in (tmp_path / "out").rglob("*.png")) == [
         "a.png", "sub/b.png"]
+    assert "restored 2, skipped 3, failed 0" in result.stdout  # each link counted as skipped
     notes = " ".join(result.stderr.split())
     assert f"skipped {scans / 'link.png'}: the same file as {scans / 'a.png'}" in notes
     assert f"skipped {scans / 'dangling.png'}: a link to nothing" in notes
