@@ -470,11 +470,16 @@ def dry_run(plan: BatchPlan, options: BatchOptions) -> BatchSummary:
     cannot be read still shows as ``planned``), and each job is ``planned`` (or ``skipped``
     where its output exists and ``skip_existing`` is set)."""
     _check_before_any_file(plan, options)
-    jobs = [job for job in plan.jobs if not (options.skip_existing and job.output.exists())]
-    results = list(plan.settled) + [
-        FileResult(job.input, job.output, "planned" if job in jobs else "skipped",
-                   "" if job in jobs else "output exists") for job in plan.jobs]
+    results = list(plan.settled)
+    for job in plan.jobs:
+        results.append(FileResult(job.input, job.output, "skipped", "output exists")
+                       if _left_as_is(job, options) else FileResult(job.input, job.output, "planned"))
     return BatchSummary(results=results, dry_run=True)
+
+
+def _left_as_is(job: Job, options: BatchOptions) -> bool:
+    """Whether ``--skip-existing`` leaves ``job`` alone: its output is there already."""
+    return options.skip_existing and job.output.exists()
 
 
 def run_batch(plan: BatchPlan, options: BatchOptions,
@@ -514,7 +519,7 @@ def run_batch(plan: BatchPlan, options: BatchOptions,
 def _run_job(job: Job, options: BatchOptions, reporter: Reporter) -> FileResult:
     """Restore one file: every page of a multi-page TIFF, the one image of any other file."""
     started = time.perf_counter()
-    if options.skip_existing and job.output.exists():
+    if _left_as_is(job, options):
         return FileResult(job.input, job.output, "skipped", "output exists")
     created: list[Path] = []
     try:
@@ -596,8 +601,7 @@ def _check_before_any_file(plan: BatchPlan, options: BatchOptions) -> None:
         loaded = api.load_model(options.model, task=options.task, device=options.device)
         api.check_model_options(loaded, sigma=options.sigma, scale=options.scale,
                                 precision=options.precision, device=options.device)
-    _check_output_folders_writable(
-        [job for job in plan.jobs if not (options.skip_existing and job.output.exists())])
+    _check_output_folders_writable([job for job in plan.jobs if not _left_as_is(job, options)])
 
 
 def _check_output_folders_writable(jobs: Sequence[Job]) -> None:
