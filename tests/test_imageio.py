@@ -676,6 +676,7 @@ def jpeg_bytes() -> bytes:
         ("cut.jpg", jpeg_bytes()[:600], "truncated or corrupt"),
         ("bad.png", corrupt_png_bytes(), "truncated or corrupt"),
         ("cut.tif", b"II*\x00\x08\x00", "truncated or corrupt TIFF image"),
+        ("cut.jp2", b"\x00\x00\x00\x0cjP  \r\n\x87\n\x00", "truncated or corrupt"),
     ],
 )
 def test_bad_input_raises_one_line_read_error(tmp_path, name, content, reason):
