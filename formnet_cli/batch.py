@@ -530,6 +530,10 @@ def _run_job(job: Job, options: BatchOptions, reporter: Reporter) -> FileResult:
         restored_pages, results = [], []
         for number, page in enumerate(pages, start=1):
             where = f"{job.input}" if len(pages) == 1 else f"{job.input} page {number}"
+            if page.bilevel and options.task != "sr":  # one of several pages (see _check_bilevel)
+                reporter.note(f"{where}: 1-bit (black and white), kept as it is")
+                restored_pages.append(page)
+                continue
             restored_page, result = _restore_page(page, job.input, options, reporter)
             if result.estimated:
                 reporter.note(f"{where}: {result.describe_level()}")
@@ -614,13 +618,15 @@ def _check_output_folders_writable(jobs: Sequence[Job]) -> None:
 def _check_bilevel(pages: list[imageio.LoadedImage], task: str, path: Path,
                    reporter: Reporter) -> None:
     """Refuse to denoise or deblock a 1-bit (black and white) image: it holds no Gaussian noise
-    or JPEG artefacts, and the models would only turn its edges grey. Upscaling it is fine."""
+    or JPEG artefacts, and the models would only turn its edges grey (1-bit pages among others
+    of a TIFF are kept as they are). Upscaling it is fine."""
     if not any(page.bilevel for page in pages):
         return
-    if task != "sr":
+    if task != "sr" and all(page.bilevel for page in pages):
         raise FormnetError(f"1-bit (black and white) image: no {task} model applies to it "
                            "(--task sr upscales it, as 8-bit grey)")
-    reporter.note(f"{path}: 1-bit image, upscaled to 8-bit grey")
+    if task == "sr":
+        reporter.note(f"{path}: 1-bit image, upscaled to 8-bit grey")
 
 
 def _prepare_output_folder(output: Path) -> list[Path]:

@@ -116,6 +116,19 @@ def test_a_1_bit_image_is_not_denoised_but_can_be_upscaled(tiny_models, tmp_path
     assert Image.open(tmp_path / "big.tif").size == (32, 32)
 
 
+def test_a_1_bit_page_of_a_multi_page_tiff_is_kept_as_it_is(tiny_models, tmp_path, random_image):
+    source = tmp_path / "document.tif"
+    cover = Image.fromarray(random_image((16, 16), np.uint8)).convert("1")
+    page = Image.fromarray(random_image((16, 16), np.uint8, seed=1))
+    cover.save(source, save_all=True, append_images=[page])
+    result = restore(tiny_models.denoise_gray, source, "-o", tmp_path / "out.tif", "--sigma", "5")
+    assert result.exit_code == 0, result.output
+    assert f"{source} page 1: 1-bit (black and white), kept as it is" in result.stderr
+    with Image.open(tmp_path / "out.tif") as written:
+        assert written.n_frames == 2
+        assert np.array_equal(np.asarray(written.convert("L")), np.asarray(cover.convert("L")))
+
+
 def test_a_failed_file_leaves_no_empty_output_folder(tiny_models, tmp_path):
     empty = tmp_path / "empty.png"
     empty.write_bytes(b"")
