@@ -373,7 +373,8 @@ def restore_tensor(
             each turned back (``ensemble`` times the time; 1: one plain pass).
 
     Returns:
-        ``(C, H, W)`` float32 on the CPU, not clamped.
+        ``(C, H, W)`` float32 on the CPU, not clamped; made under :func:`torch.inference_mode`
+        (no autograd history; ``clone()`` it outside that mode before changing it in place).
     """
     if ensemble not in ENSEMBLE_VIEWS:
         raise InvalidOptionError(f"ensemble must be one of {', '.join(map(str, ENSEMBLE_SIZES))}, "
