@@ -184,20 +184,25 @@ class BatchSummary:
         }
 
     def lines(self) -> list[str]:
-        """The human summary: one line of counts, then one line per failure (a dry run: one
-        line per planned file first, ``input -> output``)."""
+        """The human summary: one line of counts (a dry run: one line per file it would
+        restore or leave first, ``input -> output``). Failures: :meth:`failure_lines`."""
         if self.dry_run:
             planned = self._with("planned")
+            left = [result for result in self.skipped if result.output is not None]
             return ([f"{result.input} -> {result.output}" for result in planned]
+                    + [f"{result.input} -> {result.output} (exists: left as it is)" for result in left]
                     + [f"would restore {len(planned)}, skip {len(self.skipped)}; "
-                       f"failed {len(self.failed)}"]
-                    + [f"failed: {result.input}: {result.reason}" for result in self.failed])
+                       f"failed {len(self.failed)}"])
         head = (f"restored {len(self.done)}, skipped {len(self.skipped)}, "
                 f"failed {len(self.failed)} in {self.seconds:.1f} s "
                 f"({self.megapixels_per_second:.3g} MP/s)")
         if self.interrupted:
             head = f"interrupted: {head}; {self.not_started} not started"
-        return [head] + [f"failed: {result.input}: {result.reason}" for result in self.failed]
+        return [head]
+
+    def failure_lines(self) -> list[str]:
+        """One line per failed file, ``failed: <input>: <reason>``."""
+        return [f"failed: {result.input}: {result.reason}" for result in self.failed]
 
 
 class Reporter(Protocol):
@@ -323,8 +328,8 @@ def plan_batch(inputs: Sequence[str | os.PathLike[str]], output: str | os.PathLi
                 plan.settled.append(FileResult(path, None, "failed", "no files match"))
             for match in map(Path, matches):
                 relative = match.relative_to(base)
-                if _is_within(match.resolve(), output.resolve()):
-                    continue  # earlier outputs: 'scans/*' with -o scans/restored
+                if _earlier_output(match, base, output):
+                    continue  # 'scans/*' with -o scans/restored
                 if match.is_dir():
                     _plan_directory(plan, match, output / relative, recursive, extension)
                 elif match.is_file():
@@ -363,8 +368,7 @@ def _glob_base(pattern: Path) -> Path:
 
 def _plan_directory(plan: BatchPlan, folder: Path, output: Path, recursive: bool,
                     extension: str | None) -> None:
-    output_resolved = output.resolve()
-    if folder.resolve() == output_resolved:
+    if folder.resolve() == output.resolve():
         raise InvalidOptionError(f"{folder}: the output folder is the input folder (the results "
                                  f"would replace the originals); choose another -o, e.g. "
                                  f"{folder / 'restored'}")
@@ -375,8 +379,8 @@ def _plan_directory(plan: BatchPlan, folder: Path, output: Path, recursive: bool
         relative = path.relative_to(folder)
         if any(part.startswith(".") for part in relative.parts):
             continue  # hidden files, and temporary files of interrupted writes
-        if _is_within(path.resolve(), output_resolved):
-            continue  # earlier outputs, when the output folder is inside the input folder
+        if _earlier_output(path, folder, output):
+            continue
         if path.is_dir():
             skipped_folders += not recursive
             if recursive and path.is_symlink():  # rglob does not follow links
@@ -447,6 +451,14 @@ def _normalise_ext(ext: str | None) -> str | None:
 
 def _with_ext(path: Path, extension: str | None) -> Path:
     return path if extension is None else path.with_suffix(extension)
+
+
+def _earlier_output(path: Path, searched: Path, output: Path) -> bool:
+    """Whether ``path``, found under ``searched``, lies in the output folder ``output`` and that
+    folder is inside ``searched`` (``scans/`` with ``-o scans/restored``): an earlier run's
+    result, not an input. An output folder at or above ``searched`` (``-o .``) hides nothing."""
+    output = output.resolve()
+    return searched.resolve() in output.parents and _is_within(path.resolve(), output)
 
 
 def _is_within(path: Path, folder: Path) -> bool:
@@ -525,13 +537,14 @@ def _run_job(job: Job, options: BatchOptions, reporter: Reporter) -> FileResult:
     try:
         created = _prepare_output_folder(job.output)  # before the model runs
         pages = imageio.read_pages(job.input)
-        imageio.check_page_count(job.output, len(pages))  # before the model runs
+        imageio.check_writable_as(job.output, pages,  # before the model runs
+                                  scale=(options.scale or 1) if options.task == "sr" else 1)
         _check_bilevel(pages, options.task, job.input, reporter)
         restored_pages, results = [], []
         for number, page in enumerate(pages, start=1):
             where = f"{job.input}" if len(pages) == 1 else f"{job.input} page {number}"
             if page.bilevel and options.task != "sr":  # one of several pages (see _check_bilevel)
-                reporter.note(f"{where}: 1-bit (black and white), kept as it is")
+                reporter.note(f"{where}: 1-bit (black and white), written unchanged (as 8-bit grey)")
                 restored_pages.append(page)
                 continue
             restored_page, result = _restore_page(page, job.input, options, reporter)

@@ -158,7 +158,7 @@ def restore(
         help="Quality of JPEG, AVIF and HEIC outputs (default: 95).")] = None,
     json_output: Annotated[bool, typer.Option(
         "--json", metavar="", help="Print a machine-readable summary (only that) on standard output.")] = False,
-    dry_run: Annotated[bool, typer.Option(
+    list_only: Annotated[bool, typer.Option(
         "--dry-run", "-n", metavar="",
         help="List what would be written (input -> output) and check the options, model and "
              "output folders; read and restore nothing.")] = False,
@@ -174,8 +174,7 @@ def restore(
     """
     from rich.console import Console
 
-    from .batch import BatchOptions, RichReporter, plan_batch, run_batch
-    from .batch import dry_run as plan_only
+    from .batch import BatchOptions, RichReporter, dry_run, plan_batch, run_batch
     from .engine import cpu_threads
 
     options = BatchOptions(
@@ -187,8 +186,8 @@ def restore(
     console = Console(stderr=True)
     for note in plan.notes:
         console.print(note, markup=False, highlight=False, soft_wrap=True)
-    if dry_run:
-        summary = plan_only(plan, options)
+    if list_only:
+        summary = dry_run(plan, options)
     else:
         with cpu_threads(threads):
             summary = run_batch(plan, options, RichReporter(console))
@@ -197,8 +196,10 @@ def restore(
     if json_output:
         typer.echo(json.dumps(summary.to_dict(), indent=2))
     else:
-        for line in summary.lines():  # failures go with the notes: 2>errors.log has them all
-            typer.echo(line, err=line.startswith("failed: "))
+        for line in summary.lines():
+            typer.echo(line)
+        for line in summary.failure_lines():  # with the notes: 2>errors.log has them all
+            typer.echo(line, err=True)
     raise typer.Exit(summary.exit_code)
 
 
@@ -224,8 +225,8 @@ def main() -> None:
     try:
         app(prog_name="formnet")
     except SystemExit as exit_:
-        if exit_.code == 130 and _TERMINATED:
-            raise SystemExit(128 + signal.SIGTERM) from None
+        if exit_.code == 130 and _TERMINATED:  # typer's exit for an interruption outside a
+            raise SystemExit(128 + signal.SIGTERM) from None  # batch (planning, loading)
         raise
 
 

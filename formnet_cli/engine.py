@@ -380,6 +380,7 @@ def restore_tensor(
         raise InvalidOptionError(f"ensemble must be one of {', '.join(map(str, ENSEMBLE_SIZES))}, "
                                  f"got {ensemble!r}")
     views = ENSEMBLE_VIEWS[ensemble]
+    image = _check_image(image)
     _check_host_memory(image, passes=len(views))
     total: torch.Tensor | None = None
     for index, view in enumerate(views):
@@ -634,8 +635,9 @@ def _activation_bytes_per_pixel(model: nn.Module, network: nn.Module, channels: 
 def _check_host_memory(image: torch.Tensor, passes: int) -> None:
     """Refuse, in one line, an image whose whole-image buffers would not fit in the free host
     memory (the system would kill the process, and a batch with it). Beside ``image`` a pass
-    holds its padded copy, the blend's sums and the result, and a second pass its turned copy
-    and the running total: 4 or 5 times the image (measured 4.4 on a 25 MP colour image)."""
+    holds its padded copy and the blend's sums (the result), a second pass its turned copy and
+    the running total; with the caller's own copies (the API's float32 image and its result),
+    4 or 5 times the image (measured 4.4 through the CLI on a 25 MP colour image)."""
     needed = image.numel() * image.element_size() * (4 if passes == 1 else 5)
     free = _free_memory_bytes(torch.device("cpu"))
     if needed > free:

@@ -499,7 +499,7 @@ def _descriptive_metadata(image: Image.Image, orientation: int = 1) -> tuple[
         if text.get("Description", "").startswith(_STRUCTURAL_DESCRIPTIONS):
             del text["Description"]  # the layout of the file read, not a description of the image
     elif (isinstance(info.get("comment"), bytes) and info["comment"].strip()
-          and image.format != "JPEG2000"):  # there: the encoder's banner ("Created by OpenJPEG")
+          and not info["comment"].startswith(b"Created by OpenJPEG")):  # the encoder's banner
         text["Comment"] = info["comment"].decode("utf-8", "replace")
     return dpi, (xmp if isinstance(xmp, bytes) else None), text
 
@@ -574,8 +574,8 @@ def _needs_opencv(image: Image.Image, data: bytes) -> bool:
     if image.format == "TIFF" and image.mode not in _SIXTEEN_BIT_GREY_MODES:
         bits = image.tag_v2.get(258, 8)
         return max(bits if isinstance(bits, tuple) else (bits,)) > 8
-    if image.format == "JPEG2000" and image.mode not in _SIXTEEN_BIT_GREY_MODES:
-        return _jpeg2000_bits(data) > 8
+    if image.format == "JPEG2000" and image.mode not in (*_SIXTEEN_BIT_GREY_MODES, "LA"):
+        return _jpeg2000_bits(data) > 8  # (OpenCV reads no grey+alpha JPEG 2000: Pillow's 8 bits)
     return False
 
 
@@ -960,6 +960,19 @@ def _png_text(image: LoadedImage) -> dict[str, str]:
 def _png_keyword(key: str) -> bool:
     """Whether ``key`` is a valid PNG text keyword: 1-79 Latin-1 characters."""
     return 0 < len(key) < 80 and all(" " <= char <= "\xff" for char in key)
+
+
+def check_writable_as(path: str | os.PathLike[str], pages: list[LoadedImage],
+                      scale: int = 1) -> None:
+    """Raise :class:`ImageWriteError` for pages (to be enlarged ``scale`` times) the format of
+    ``path`` cannot hold, before any work is spent on them: several pages but TIFF, a 16-bit
+    colour JPEG 2000 under 32 px."""
+    check_page_count(path, len(pages))
+    if output_format(path) == "JPEG2000" and any(
+            page.bit_depth == 16 and page.channels == 3
+            and min(page.height, page.width) * scale < 32 for page in pages):
+        raise ImageWriteError(f"{path}: a 16-bit colour JPEG 2000 needs 32 px a side (OpenCV's "
+                              "encoder); write .tif or .png")
 
 
 def check_page_count(path: str | os.PathLike[str], pages: int) -> None:

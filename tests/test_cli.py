@@ -15,7 +15,7 @@ import torch
 from PIL import Image
 from typer.testing import CliRunner
 
-from formnet_cli import batch, engine
+from formnet_cli import batch, engine, imageio
 from formnet_cli.cli import app
 
 runner = CliRunner()
@@ -123,10 +123,22 @@ def test_a_1_bit_page_of_a_multi_page_tiff_is_kept_as_it_is(tiny_models, tmp_pat
     cover.save(source, save_all=True, append_images=[page])
     result = restore(tiny_models.denoise_gray, source, "-o", tmp_path / "out.tif", "--sigma", "5")
     assert result.exit_code == 0, result.output
-    assert f"{source} page 1: 1-bit (black and white), kept as it is" in result.stderr
+    assert f"{source} page 1: 1-bit (black and white), written unchanged (as 8-bit grey)" in result.stderr
     with Image.open(tmp_path / "out.tif") as written:
         assert written.n_frames == 2
         assert np.array_equal(np.asarray(written.convert("L")), np.asarray(cover.convert("L")))
+
+
+def test_a_16bit_colour_jpeg2000_too_small_to_write_fails_before_the_model_runs(
+        tiny_models, tmp_path, monkeypatch):
+    source = tmp_path / "small16.tif"
+    imageio.write_image(source, imageio.LoadedImage(np.full((20, 40, 3), 0.5, np.float32),
+                                                    bit_depth=16))
+    calls = []
+    monkeypatch.setattr("formnet_cli.api.restore_with_info", lambda *a, **k: calls.append(a))
+    result = restore(tiny_models.denoise_color, source, "-o", tmp_path / "out.jp2", "--sigma", "5")
+    assert result.exit_code == 1 and "needs 32 px a side" in result.stderr
+    assert calls == [] and not (tmp_path / "out.jp2").exists()
 
 
 def test_a_failed_file_leaves_no_empty_output_folder(tiny_models, tmp_path):
@@ -186,6 +198,7 @@ def test_dry_run_lists_what_would_be_written_and_writes_nothing(tiny_models, tmp
                      "--skip-existing", "--sigma", "5", "--dry-run")
     assert result.exit_code == 0, result.output
     assert result.stdout.splitlines() == [f"{scans / 'sub' / 'b.png'} -> {output / 'sub' / 'b.tif'}",
+                                          f"{scans / 'a.png'} -> {output / 'a.tif'} (exists: left as it is)",
                                           "would restore 1, skip 1; failed 0"]
     assert sorted(p.name for p in output.rglob("*")) == ["a.tif"]  # nothing written, no folder made
     as_json = json.loads(restore(tiny_models.denoise_gray, scans, "-o", output, "-r", "--sigma", "5",
@@ -210,6 +223,19 @@ def test_a_glob_does_not_restore_earlier_outputs_inside_the_output_folder(
                      "--sigma", "5", "-n")
     assert result.exit_code == 0, result.output
     assert result.stdout.splitlines()[:-1] == [f"{scans / 'a.png'} -> {scans / 'restored' / 'a.png'}"]
+
+
+@pytest.mark.parametrize("glob", [False, True])
+def test_an_output_folder_at_or_above_the_inputs_hides_none_of_them(
+        tiny_models, tmp_path, random_image, write_png, monkeypatch, glob):
+    # 'raw/*.png' -o raw --ext jpg, or raw -o . : the inputs are not earlier outputs.
+    write_png(tmp_path / "raw" / "a.png", random_image((8, 8), np.uint8))
+    monkeypatch.chdir(tmp_path)
+    source = "raw/*.png" if glob else "raw"
+    result = restore(tiny_models.denoise_gray, source, "-o", "raw" if glob else ".", "--ext", "jpg",
+                     "--sigma", "5", "-n")
+    assert result.exit_code == 0, result.output
+    assert result.stdout.splitlines()[0] == ("raw/a.png -> raw/a.jpg" if glob else "raw/a.png -> a.jpg")
 
 
 def test_without_recursive_subfolders_are_not_entered(tiny_models, tmp_path, random_image,
