@@ -326,9 +326,10 @@ def plan_batch(inputs: Sequence[str | os.PathLike[str]], output: str | os.PathLi
                 plan.notes.append(f"{item}: ** matches one folder level without --recursive")
             if not matches:
                 plan.settled.append(FileResult(path, None, "failed", "no files match"))
+            is_earlier_output = _earlier_outputs(base, output)
             for match in map(Path, matches):
                 relative = match.relative_to(base)
-                if _earlier_output(match, base, output):
+                if is_earlier_output(match):
                     continue  # 'scans/*' with -o scans/restored
                 if match.is_dir():
                     _plan_directory(plan, match, output / relative, recursive, extension)
@@ -373,13 +374,14 @@ def _plan_directory(plan: BatchPlan, folder: Path, output: Path, recursive: bool
                                  f"would replace the originals); choose another -o, e.g. "
                                  f"{folder / 'restored'}")
     skipped_folders = 0
+    is_earlier_output = _earlier_outputs(folder, output)
     candidates = sorted(folder.rglob("*") if recursive else folder.iterdir(),
                         key=_real_first_below(folder))
     for path in candidates:
         relative = path.relative_to(folder)
         if any(part.startswith(".") for part in relative.parts):
             continue  # hidden files, and temporary files of interrupted writes
-        if _earlier_output(path, folder, output):
+        if is_earlier_output(path):
             continue
         if path.is_dir():
             skipped_folders += not recursive
@@ -453,12 +455,14 @@ def _with_ext(path: Path, extension: str | None) -> Path:
     return path if extension is None else path.with_suffix(extension)
 
 
-def _earlier_output(path: Path, searched: Path, output: Path) -> bool:
-    """Whether ``path``, found under ``searched``, lies in the output folder ``output`` and that
+def _earlier_outputs(searched: Path, output: Path) -> Callable[[Path], bool]:
+    """Whether a path found under ``searched`` lies in the output folder ``output`` and that
     folder is inside ``searched`` (``scans/`` with ``-o scans/restored``): an earlier run's
     result, not an input. An output folder at or above ``searched`` (``-o .``) hides nothing."""
     output = output.resolve()
-    return searched.resolve() in output.parents and _is_within(path.resolve(), output)
+    if searched.resolve() not in output.parents:
+        return lambda path: False
+    return lambda path: _is_within(path.resolve(), output)
 
 
 def _is_within(path: Path, folder: Path) -> bool:
