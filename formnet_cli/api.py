@@ -228,11 +228,12 @@ def restore_with_info(image: np.ndarray, task: str = "denoise", *,
                       tile: int | str | None = "auto", tile_overlap: int | None = None,
                       batch_size: int = 1, ensemble: int | str = "auto",
                       progress: Progress | None = None,
-                      source_path: str | os.PathLike[str] | None = None) -> RestoreResult:
+                      source_path: str | os.PathLike[str] | bytes | None = None) -> RestoreResult:
     """:func:`restore`, also returning the levels used (e.g. the estimated sigma).
 
-    ``source_path`` is the file ``image`` was read from: with ``quality='auto'`` and a JPEG
-    file, the quality is estimated from its quantisation tables.
+    ``source_path`` is the file ``image`` was read from (or its bytes, read from a stream):
+    with ``quality='auto'`` and a JPEG file, the quality is estimated from its quantisation
+    tables.
     """
     _check_task(task)
     _check_levels_apply(task, sigma=sigma, quality=quality, scale=scale)
@@ -547,7 +548,7 @@ def _check_quality_option(quality: int | str | None) -> int | str:
     return int(value)
 
 
-def _quality_level(quality: int | str, source_path: str | os.PathLike[str] | None,
+def _quality_level(quality: int | str, source_path: str | os.PathLike[str] | bytes | None,
                    config: ModelConfig) -> tuple[int | None, bool]:
     """The quality to condition on (``None`` = blind) and whether it was estimated.
 

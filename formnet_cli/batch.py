@@ -4,6 +4,8 @@ Inputs are files, directories and glob patterns. A directory contributes its ima
 of its tree with ``recursive``), mirrored under the output directory; files go straight into
 it, and glob matches mirror the folders below the pattern's first wildcard
 (``scans/*/*.tif`` writes ``box1/0001.tif``). With a single input file the output may be a file path.
+``-`` (:data:`STREAM`) as the one input reads the image from standard input, as the output
+writes it to standard output (in the input's format, or ``ext``).
 Every page of a multi-page TIFF is restored, into a multi-page TIFF.
 Every output is written atomically by :func:`formnet_cli.imageio.write_image`, so an
 interrupted run never leaves a partial image. A file that cannot be read, restored or
@@ -17,6 +19,7 @@ import dataclasses
 import functools
 import glob
 import os
+import sys
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -31,7 +34,8 @@ from rich.progress import (BarColumn, MofNCompleteColumn, Progress, TaskID, Text
 
 from . import api, imageio
 from .checkpoint import CheckpointError
-from .errors import FormnetError, ImageWriteError, InvalidOptionError, ModelNotFoundError
+from .errors import (FormnetError, ImageReadError, ImageWriteError, InvalidOptionError,
+                     ModelNotFoundError)
 
 Status = Literal["done", "skipped", "failed", "interrupted", "not_started", "planned"]
 """``interrupted``: being restored when the run was interrupted (nothing written);
@@ -42,6 +46,8 @@ _FATAL_ERRORS = (ModelNotFoundError, CheckpointError)
 """Errors that would repeat for every file: they end the batch with one message."""
 _FILE_ERRORS = (FormnetError, OSError, ValueError, MemoryError, torch.OutOfMemoryError)
 """Errors of one file: it fails, and the batch goes on."""
+STREAM = Path("-")
+"""An input or output named ``-``: standard input or standard output."""
 
 
 @dataclass(frozen=True)
@@ -287,19 +293,15 @@ def plan_batch(inputs: Sequence[str | os.PathLike[str]], output: str | os.PathLi
     plan = BatchPlan()
     names_file = (not output.is_dir() and not output_text.endswith(("/", os.sep))
                   and output.suffix != "")
+    if output == STREAM or STREAM in map(Path, inputs):
+        return _plan_stream(plan, [Path(item) for item in inputs], output, names_file, extension)
     single = Path(inputs[0])
     if (len(inputs) == 1 and names_file and not single.exists()
             and not glob.has_magic(os.fspath(inputs[0]))):
         plan.settled.append(FileResult(single, None, "failed", "no such file or directory"))
         return plan
     if len(inputs) == 1 and single.is_file() and names_file:
-        if not imageio.is_image_path(output):
-            raise InvalidOptionError(f"{output}: unsupported output format {output.suffix!r} "
-                                     "(end the path with / to name a folder)")
-        if extension is not None and (imageio.output_format(output)
-                                      != imageio.output_format(output.with_suffix(extension))):
-            raise InvalidOptionError(f"--ext applies to folder outputs; {output} is written as "
-                                     f"{output.suffix} (name it {output.with_suffix(extension).name})")
+        _check_output_file(output, extension)
         _plan_file(plan, single, output, named=True)
         return plan
     if names_file and imageio.is_image_path(output):
@@ -340,6 +342,41 @@ def plan_batch(inputs: Sequence[str | os.PathLike[str]], output: str | os.PathLi
     if not plan.jobs and not plan.settled:
         raise InvalidOptionError(f"no files to restore in {', '.join(map(os.fspath, inputs))}"
                                  + "".join(f"; {note}" for note in plan.notes))
+    return plan
+
+
+def _check_output_file(output: Path, extension: str | None) -> None:
+    """Raise for an output file formnet cannot write, or whose format ``--ext`` contradicts."""
+    if not imageio.is_image_path(output):
+        raise InvalidOptionError(f"{output}: unsupported output format {output.suffix!r} "
+                                 "(end the path with / to name a folder)")
+    if extension is not None and (imageio.output_format(output)
+                                  != imageio.output_format(output.with_suffix(extension))):
+        raise InvalidOptionError(f"--ext applies to folder outputs; {output} is written as "
+                                 f"{output.suffix} (name it {output.with_suffix(extension).name})")
+
+
+def _plan_stream(plan: BatchPlan, inputs: list[Path], output: Path, names_file: bool,
+                 extension: str | None) -> BatchPlan:
+    """One image through standard input or output: ``-`` is the only input, or ``-o -``."""
+    if len(inputs) != 1:
+        raise InvalidOptionError("'-' (standard input or output) takes one image: give one "
+                                 "input, not several")
+    source = inputs[0]
+    if source == STREAM:
+        if output != STREAM and not names_file:
+            raise InvalidOptionError("an image on standard input needs an output file (-o "
+                                     "out.png) or standard output (-o -), not a folder")
+        if output != STREAM:
+            _check_output_file(output, extension)
+        plan.jobs.append(Job(STREAM, output))
+    elif source.is_dir() or glob.has_magic(os.fspath(source)):
+        raise InvalidOptionError(f"{source}: -o - writes one image to standard output; give "
+                                 "one file")
+    elif not source.exists():
+        plan.settled.append(FileResult(source, None, "failed", "no such file or directory"))
+    else:
+        _plan_file(plan, source, STREAM, named=True)
     return plan
 
 
@@ -412,6 +449,9 @@ def _plan_file(plan: BatchPlan, source: Path, target: Path, *, named: bool = Fal
 
 
 def _add_job(plan: BatchPlan, source: Path, target: Path) -> None:
+    if target == STREAM:
+        plan.jobs.append(Job(source, target))
+        return
     source_key, target_key = source.resolve(), target.resolve()
     if source_key in plan._inputs:  # the same file given twice (a folder and a glob, a link)
         if plan._inputs[source_key] != source:
@@ -495,7 +535,7 @@ def dry_run(plan: BatchPlan, options: BatchOptions) -> BatchSummary:
 
 def _left_as_is(job: Job, options: BatchOptions) -> bool:
     """Whether ``--skip-existing`` leaves ``job`` alone: its output is there already."""
-    return options.skip_existing and job.output.exists()
+    return options.skip_existing and job.output != STREAM and job.output.exists()
 
 
 def run_batch(plan: BatchPlan, options: BatchOptions,
@@ -539,10 +579,13 @@ def _run_job(job: Job, options: BatchOptions, reporter: Reporter) -> FileResult:
         return FileResult(job.input, job.output, "skipped", "output exists")
     created: list[Path] = []
     try:
-        created = _prepare_output_folder(job.output)  # before the model runs
-        pages = imageio.read_pages(job.input)
+        if job.output != STREAM:
+            created = _prepare_output_folder(job.output)  # before the model runs
+        source, pages = _read_input(job.input)
+        stream_format = _stream_format(job, options, pages)
         imageio.check_writable_as(job.output, pages,  # before the model runs
-                                  scale=(options.scale or 1) if options.task == "sr" else 1)
+                                  scale=(options.scale or 1) if options.task == "sr" else 1,
+                                  format=stream_format)
         _check_bilevel(pages, options.task, job.input, reporter)
         restored_pages, results = [], []
         for number, page in enumerate(pages, start=1):
@@ -551,23 +594,19 @@ def _run_job(job: Job, options: BatchOptions, reporter: Reporter) -> FileResult:
                 reporter.note(f"{where}: 1-bit (black and white), written unchanged (as 8-bit grey)")
                 restored_pages.append(page)
                 continue
-            restored_page, result = _restore_page(page, job.input, options, reporter)
+            restored_page, result = _restore_page(page, source, options, reporter)
             if result.estimated:
                 reporter.note(f"{where}: {result.describe_level()}")
             restored_pages.append(restored_page)
             results.append(result)
-        write_options: dict[str, Any] = {}
-        if options.jpeg_quality is not None:
-            write_options["jpeg_quality"] = options.jpeg_quality
-        _prepare_output_folder(job.output)  # again: another process may have removed it since
-        imageio.write_pages(job.output, restored_pages, **write_options)
+        written = _write_output(job, restored_pages, options, stream_format)
     except BaseException as error:  # leave no empty folder behind for an image not written
         _remove_empty_folders(created)
         if isinstance(error, _FATAL_ERRORS) or not isinstance(error, _FILE_ERRORS):
             raise
         return FileResult(job.input, job.output, "failed", _one_line(error, job.input),
                           seconds=time.perf_counter() - started)
-    _note_what_the_output_lost(job, pages, reporter)
+    _note_what_the_output_lost(job, pages, reporter, written, stream_format)
     first = results[0]
     return FileResult(job.input, job.output, "done", seconds=time.perf_counter() - started,
                       megapixels=sum(page.height * page.width for page in restored_pages) / 1e6,
@@ -575,27 +614,73 @@ def _run_job(job: Job, options: BatchOptions, reporter: Reporter) -> FileResult:
                       sigma_map_range=first.sigma_map_range, model=first.model_name)
 
 
-def _note_what_the_output_lost(job: Job, pages: list[imageio.LoadedImage],
-                               reporter: Reporter) -> None:
+def _read_input(source: Path) -> tuple[Path | bytes, list[imageio.LoadedImage]]:
+    """The pages of ``source``, and what the model may read again (the JPEG quality): the
+    path, or the bytes read from standard input."""
+    if source != STREAM:
+        return source, imageio.read_pages(source)
+    data = sys.stdin.buffer.read()
+    if not data:
+        raise ImageReadError(f"{STREAM}: nothing on standard input (0 bytes)")
+    return data, imageio.read_pages_bytes(data, os.fspath(STREAM))
+
+
+def _stream_format(job: Job, options: BatchOptions,
+                   pages: list[imageio.LoadedImage]) -> str | None:
+    """The extension an image written to standard output takes: ``--ext``, else the input's
+    (its file's extension, or the format read from standard input); ``None`` for a file."""
+    if job.output != STREAM:
+        return None
+    if options.ext is not None:
+        return _normalise_ext(options.ext)
+    return job.input.suffix if job.input != STREAM else imageio.extension_of(pages[0].source_format)
+
+
+def _write_output(job: Job, pages: list[imageio.LoadedImage], options: BatchOptions,
+                  stream_format: str | None) -> Path | bytes:
+    """Write ``pages`` to the job's output file (atomically) or to standard output; returns the
+    file, or the bytes written to standard output."""
+    write_options: dict[str, Any] = {}
+    if options.jpeg_quality is not None:
+        write_options["jpeg_quality"] = options.jpeg_quality
+    if stream_format is None:
+        _prepare_output_folder(job.output)  # again: another process may have removed it since
+        imageio.write_pages(job.output, pages, **write_options)
+        return job.output
+    data = imageio.encode_pages(pages, stream_format, **write_options)
+    try:
+        sys.stdout.buffer.write(data)
+        sys.stdout.buffer.flush()
+    except BrokenPipeError:  # the reader went away: say so once, not again at exit
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        raise ImageWriteError(f"{STREAM}: standard output was closed before the image was "
+                              "written") from None
+    return data
+
+
+def _note_what_the_output_lost(job: Job, pages: list[imageio.LoadedImage], reporter: Reporter,
+                               written: Path | bytes, stream_format: str | None) -> None:
     """Notes on what the written file's format could not keep: alpha, metadata, a HEIC's
     colour description. Advice only: the file is written whatever happens here."""
+    suffix = stream_format or job.output.suffix
     if (any(page.alpha is not None and (page.alpha < 1).any() for page in pages)
-            and not imageio.keeps_alpha(job.output)):
-        reporter.note(f"{job.input}: transparency dropped ({job.output.suffix} has no alpha "
+            and not imageio.keeps_alpha(job.output, stream_format)):
+        reporter.note(f"{job.input}: transparency dropped ({suffix} has no alpha "
                       "channel; write .png, .tif, .webp, .jp2, .avif or .heic to keep it)")
-    lost = imageio.metadata_not_kept(pages[0], job.output)
+    lost = imageio.metadata_not_kept(pages[0], written)
     if lost:
         them = "them" if len(lost) > 1 or lost[0].startswith("text") else "it"
-        reporter.note(f"{job.input}: {', '.join(lost)} not carried to {job.output.suffix}; "
-                      f"write {job.input.suffix} to keep {them}")
+        keep = job.input.suffix or imageio.extension_of(pages[0].source_format)
+        reporter.note(f"{job.input}: {', '.join(lost)} not carried to {suffix}; "
+                      f"write {keep} to keep {them}")
     if (any(imageio.describes_other_than_srgb(page) for page in pages)
-            and not imageio.keeps_colour_description(job.output)):
+            and not imageio.keeps_colour_description(job.output, stream_format)):
         reporter.note(f"{job.input}: its colour description (HEIF nclx, not sRGB, no ICC "
-                      f"profile) is not carried to {job.output.suffix}; its colours may show "
+                      f"profile) is not carried to {suffix}; its colours may show "
                       "differently: write .heic to keep it")
 
 
-def _restore_page(page: imageio.LoadedImage, source: Path, options: BatchOptions,
+def _restore_page(page: imageio.LoadedImage, source: Path | bytes, options: BatchOptions,
                   reporter: Reporter) -> tuple[imageio.LoadedImage, api.RestoreResult]:
     """One image through :func:`api.restore_with_info`, alpha included (resized for sr)."""
     pixels = page.pixels
@@ -628,7 +713,7 @@ def _check_before_any_file(plan: BatchPlan, options: BatchOptions) -> None:
 def _check_output_folders_writable(jobs: Sequence[Job]) -> None:
     """Raise :class:`ImageWriteError` when an output folder cannot be written: every image
     going there would be restored for nothing."""
-    for folder in sorted({job.output.parent for job in jobs}):
+    for folder in sorted({job.output.parent for job in jobs if job.output != STREAM}):
         imageio.check_writable_folder(folder)
 
 

@@ -130,10 +130,12 @@ def _main_options(
 def restore(
     inputs: Annotated[list[Path], typer.Argument(
         show_default=False, metavar="INPUT",
-        help="Image files, folders or glob patterns (quote globs).")],
+        help="Image files, folders or glob patterns (quote globs); - reads one image from "
+             "standard input.")],
     output: Annotated[str, typer.Option(  # a str: a Path would drop a trailing / (a folder)
         "--output", "-o", show_default=False, metavar="PATH",
-        help="Output file (one input file) or folder (created; a trailing / says folder).")],
+        help="Output file (one input file) or folder (created; a trailing / says folder); - "
+             "writes the image to standard output (in the input's format, or --ext).")],
     task: TaskOption = TaskName.denoise,
     sigma: SigmaOption = None,
     quality: QualityOption = None,
@@ -152,7 +154,7 @@ def restore(
         "--skip-existing", metavar="", help="Leave outputs that already exist untouched.")] = False,
     ext: Annotated[Optional[str], typer.Option(
         "--ext", metavar="png|jpg|tif|webp|avif|heic|jp2|bmp",
-        help="Output format for folder outputs (default: the input's).")] = None,
+        help="Output format for folder outputs and -o - (default: the input's).")] = None,
     jpeg_quality: Annotated[Optional[int], typer.Option(
         "--jpeg-quality", min=1, max=100, metavar="INT",
         help="Quality of JPEG, AVIF and HEIC outputs (default: 95).")] = None,
@@ -171,12 +173,14 @@ def restore(
     formnet restore old.jpg -o old_fixed.png --task jpeg --quality auto
     formnet restore small.png -o big.png --task sr --scale 4
     formnet restore scans/ -o restored/ -r --dry-run            # what would be written where
+    curl -s https://example.org/noisy.jpg | formnet restore - -o - --ext png > clean.png
     """
     from rich.console import Console
 
     from .batch import BatchOptions, RichReporter, dry_run, plan_batch, run_batch
     from .engine import cpu_threads
 
+    _check_standard_streams(inputs, output, json_output=json_output, list_only=list_only)
     options = BatchOptions(
         task=task.value, sigma=sigma, quality=quality, scale=scale, model=model, device=device,
         precision=precision.value, tile=tile, tile_overlap=tile_overlap, batch_size=batch_size,
@@ -196,11 +200,30 @@ def restore(
     if json_output:
         typer.echo(json.dumps(summary.to_dict(), indent=2))
     else:
-        for line in summary.lines():
-            typer.echo(line)
+        for line in summary.lines():  # standard output, unless the image went there
+            typer.echo(line, err=output == "-")
         for line in summary.failure_lines():  # with the notes: 2>errors.log has them all
             typer.echo(line, err=True)
     raise typer.Exit(summary.exit_code)
+
+
+def _check_standard_streams(inputs: list[Path], output: str, *, json_output: bool,
+                            list_only: bool) -> None:
+    """Refuse ``-`` where the stream cannot serve: an image to or from a terminal, and
+    ``--json`` with the image on standard output."""
+    import sys
+
+    if output == "-" and json_output:
+        raise InvalidOptionError("--json and -o - would both write to standard output; "
+                                 "choose one")
+    if list_only:
+        return
+    if output == "-" and sys.stdout.isatty():
+        raise InvalidOptionError("-o - writes image data, and standard output is a terminal; "
+                                 "redirect it (> out.png) or pipe it to a program")
+    if Path("-") in inputs and sys.stdin.isatty():
+        raise InvalidOptionError("'-' reads an image from standard input, which is a "
+                                 "terminal; redirect a file (< in.png) or pipe one in")
 
 
 # -- commands from other modules: the one place that lists them ----------------------------

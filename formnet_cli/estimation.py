@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import functools
+import io
 import math
 import os
 from collections.abc import Callable
@@ -442,8 +443,9 @@ def _ijg_luminance_tables() -> np.ndarray:
     return np.clip((STANDARD_LUMINANCE_TABLE[None, :] * scale[:, None] + 50) // 100, 1, 255)
 
 
-def estimate_jpeg_quality(path_or_image: str | os.PathLike[str] | Image.Image) -> int | None:
-    """IJG quality (1..100) whose scaled standard luminance table best matches the file's.
+def estimate_jpeg_quality(path_or_image: str | os.PathLike[str] | bytes | Image.Image) -> int | None:
+    """IJG quality (1..100) whose scaled standard luminance table best matches the file's
+    (a path, the file's bytes, or an opened image).
 
     Reads the first quantisation table (``PIL.Image.quantization[0]``) and returns the
     quality minimising the sum of absolute differences to the IJG table for that quality
@@ -452,7 +454,8 @@ def estimate_jpeg_quality(path_or_image: str | os.PathLike[str] | Image.Image) -
     """
     if isinstance(path_or_image, Image.Image):
         return _quality_from_pil(path_or_image)
-    with Image.open(path_or_image) as image:
+    source = io.BytesIO(path_or_image) if isinstance(path_or_image, bytes) else path_or_image
+    with Image.open(source) as image:
         return _quality_from_pil(image)
 
 

@@ -272,14 +272,20 @@ def read_pages(path: str | os.PathLike[str]) -> list[LoadedImage]:
         data = Path(path).read_bytes()
     except OSError:
         return [read_image(path)]  # says why in one line
+    return read_pages_bytes(data, str(path))
+
+
+def read_pages_bytes(data: bytes, name: str) -> list[LoadedImage]:
+    """:func:`read_pages` for an encoded file held in memory (standard input); ``name`` is
+    used in error messages."""
     try:
         with _pixel_limit(), Image.open(io.BytesIO(data)) as probe:
             pages = _tiff_pages(probe) if probe.format == "TIFF" else [0]
     except Exception:  # the reading below says why in one line
         pages = [0]
     if pages == [0]:
-        return [read_image_bytes(data, str(path))]
-    return _read_tiff_pages(data, str(path), pages)
+        return [read_image_bytes(data, name)]
+    return _read_tiff_pages(data, name, pages)
 
 
 def _tiff_pages(image: Image.Image) -> list[int]:
@@ -396,15 +402,16 @@ def describes_other_than_srgb(image: LoadedImage) -> bool:
                              or colour["transfer_characteristics"] not in _SRGB_OR_UNSPECIFIED_TRANSFER)
 
 
-def metadata_not_kept(image: LoadedImage, written: str | os.PathLike[str]) -> list[str]:
-    """What of ``image``'s metadata the file ``written`` from it does not hold (its format has no
-    room for it, or formnet does not write it there: EXIF in a TIFF), read back from that file's
-    header: e.g. ``["EXIF", "text (Author)"]``; ``[]`` when the header cannot be read."""
+def metadata_not_kept(image: LoadedImage, written: str | os.PathLike[str] | bytes) -> list[str]:
+    """What of ``image``'s metadata the file ``written`` from it (a path, or the bytes written
+    to a stream) does not hold (its format has no room for it, or formnet does not write it
+    there: EXIF in a TIFF), read back from that file's header: e.g. ``["EXIF", "text
+    (Author)"]``; ``[]`` when the header cannot be read."""
     try:
         with _DECODING:  # the header only, whatever the image's size
             previous, Image.MAX_IMAGE_PIXELS = Image.MAX_IMAGE_PIXELS, None
             try:
-                header = Image.open(written)
+                header = Image.open(io.BytesIO(written) if isinstance(written, bytes) else written)
             finally:
                 Image.MAX_IMAGE_PIXELS = previous
         with header:
@@ -433,9 +440,9 @@ def metadata_not_kept(image: LoadedImage, written: str | os.PathLike[str]) -> li
     return lost
 
 
-def keeps_colour_description(path: str | os.PathLike[str]) -> bool:
-    """Whether the format of ``path`` carries an nclx colour description (HEIC)."""
-    return output_format(path) == "HEIF"
+def keeps_colour_description(path: str | os.PathLike[str], format: str | None = None) -> bool:
+    """Whether the format of ``path`` (or ``format``) carries an nclx colour description (HEIC)."""
+    return output_format(path, format) == "HEIF"
 
 
 def _describe(exc: BaseException) -> str:
@@ -810,10 +817,20 @@ def output_format(path: str | os.PathLike[str], format: str | None = None) -> st
     return _FORMAT_BY_NAME[key]
 
 
-def keeps_alpha(path: str | os.PathLike[str]) -> bool:
-    """Whether the format of ``path`` holds an alpha channel (PNG, TIFF, WebP, AVIF, HEIC; not
-    JPEG, BMP)."""
-    return output_format(path) in _ALPHA_FORMATS
+def keeps_alpha(path: str | os.PathLike[str], format: str | None = None) -> bool:
+    """Whether the format of ``path`` (or ``format``) holds an alpha channel (PNG, TIFF, WebP,
+    AVIF, HEIC, JPEG 2000; not JPEG, BMP)."""
+    return output_format(path, format) in _ALPHA_FORMATS
+
+
+def extension_of(source_format: str | None) -> str:
+    """The extension formnet writes a Pillow format as (``"JPEG"`` -> ``".jpg"``): where an
+    image read from a stream goes back to a stream in its own format; ``.png`` for a format
+    formnet does not write."""
+    if source_format == "MPO":  # a JPEG with previews (many cameras)
+        source_format = "JPEG"
+    names = [name for name, fmt in _FORMAT_BY_NAME.items() if fmt == source_format]
+    return "." + names[0] if names else ".png"
 
 
 def write_image(
@@ -835,21 +852,32 @@ def write_image(
     """
     path = Path(path)
     fmt = output_format(path, format)
-    if not 1 <= jpeg_quality <= 100:
-        raise InvalidOptionError(f"JPEG quality must be between 1 and 100, got {jpeg_quality}")
+    _check_jpeg_quality(jpeg_quality)
     parent = path.parent
     if not parent.exists():
         raise ImageWriteError(f"{path}: output folder {parent} does not exist")
     if not parent.is_dir():
         raise ImageWriteError(f"{path}: {parent} is not a folder")
     encode = _encoder(image, fmt, jpeg_quality)
-    try:
+    with _write_errors(path, fmt):
         _write_atomically(path, encode)
+
+
+def _check_jpeg_quality(jpeg_quality: int) -> None:
+    if not 1 <= jpeg_quality <= 100:
+        raise InvalidOptionError(f"JPEG quality must be between 1 and 100, got {jpeg_quality}")
+
+
+@contextmanager
+def _write_errors(name: str | os.PathLike[str], fmt: str) -> Iterator[None]:
+    """Turn what encoding or writing ``name`` as ``fmt`` raises into a one-line ImageWriteError."""
+    try:
+        yield
     except OSError as exc:
         reason = exc.strerror or _describe(exc)
-        raise ImageWriteError(f"{path}: cannot write {fmt} file ({reason})") from None
+        raise ImageWriteError(f"{name}: cannot write {fmt} file ({reason})") from None
     except (ValueError, OverflowError, struct.error) as exc:
-        raise ImageWriteError(f"{path}: cannot encode as {fmt} ({_describe(exc)})") from None
+        raise ImageWriteError(f"{name}: cannot encode as {fmt} ({_describe(exc)})") from None
 
 
 def _encoder(image: LoadedImage, fmt: str, jpeg_quality: int) -> Callable[[BinaryIO], None]:
@@ -963,22 +991,22 @@ def _png_keyword(key: str) -> bool:
 
 
 def check_writable_as(path: str | os.PathLike[str], pages: list[LoadedImage],
-                      scale: int = 1) -> None:
+                      scale: int = 1, format: str | None = None) -> None:
     """Raise :class:`ImageWriteError` for pages (to be enlarged ``scale`` times) the format of
-    ``path`` cannot hold, before any work is spent on them: several pages but TIFF, a 16-bit
-    colour JPEG 2000 under 32 px."""
-    check_page_count(path, len(pages))
-    if output_format(path) == "JPEG2000" and any(
+    ``path`` (or ``format``) cannot hold, before any work is spent on them: several pages but
+    TIFF, a 16-bit colour JPEG 2000 under 32 px."""
+    check_page_count(path, len(pages), format)
+    if output_format(path, format) == "JPEG2000" and any(
             page.bit_depth == 16 and page.channels == 3
             and min(page.height, page.width) * scale < 32 for page in pages):
         raise ImageWriteError(f"{path}: a 16-bit colour JPEG 2000 needs 32 px a side (OpenCV's "
                               "encoder); write .tif or .png")
 
 
-def check_page_count(path: str | os.PathLike[str], pages: int) -> None:
-    """Raise :class:`ImageWriteError` unless the format of ``path`` holds ``pages`` pages
-    (several: TIFF only)."""
-    if pages > 1 and output_format(path) != "TIFF":
+def check_page_count(path: str | os.PathLike[str], pages: int, format: str | None = None) -> None:
+    """Raise :class:`ImageWriteError` unless the format of ``path`` (or ``format``) holds
+    ``pages`` pages (several: TIFF only)."""
+    if pages > 1 and output_format(path, format) != "TIFF":
         raise ImageWriteError(f"{path}: {pages} pages need a TIFF output (.tif)")
 
 
@@ -992,6 +1020,29 @@ def write_pages(path: str | os.PathLike[str], pages: list[LoadedImage], *,
         return
     path = Path(path)
     check_page_count(path, len(pages))
+    with _write_errors(path, "TIFF"):
+        _write_atomically(path, _pages_encoder(pages, "TIFF", jpeg_quality))
+
+
+def encode_pages(pages: list[LoadedImage], format: str, *, jpeg_quality: int = 95,
+                 name: str = "-") -> bytes:
+    """The file :func:`write_pages` would write, as bytes in ``format`` (an extension or format
+    name: ``"png"``, ``".jpg"``), for a stream such as standard output; ``name`` is used in
+    error messages."""
+    fmt = output_format(name, format)
+    _check_jpeg_quality(jpeg_quality)
+    check_page_count(name, len(pages), format)
+    buffer = io.BytesIO()
+    with _write_errors(name, fmt):
+        _pages_encoder(pages, fmt, jpeg_quality)(buffer)
+    return buffer.getvalue()
+
+
+def _pages_encoder(pages: list[LoadedImage], fmt: str,
+                   jpeg_quality: int) -> Callable[[BinaryIO], None]:
+    """The encoder of one image (:func:`_encoder`) or of several pages as one TIFF."""
+    if len(pages) == 1:
+        return _encoder(pages[0], fmt, jpeg_quality)
     encoded = []
     for page in pages:
         samples = to_uint(page.pixels, page.bit_depth)
@@ -999,12 +1050,7 @@ def write_pages(path: str | os.PathLike[str], pages: list[LoadedImage], *,
             samples = np.concatenate([samples, to_uint(page.alpha, page.bit_depth)[:, :, None]], axis=2)
         fits = page.icc_profile is not None and _icc_fits(page.icc_profile, page.channels)
         encoded.append(_tiff_page(samples, page, page.icc_profile if fits else None))
-    try:
-        _write_atomically(path, _tifffile_encoder(encoded))
-    except OSError as exc:
-        raise ImageWriteError(f"{path}: cannot write TIFF file ({exc.strerror or _describe(exc)})") from None
-    except (ValueError, OverflowError, struct.error) as exc:
-        raise ImageWriteError(f"{path}: cannot encode as TIFF ({_describe(exc)})") from None
+    return _tifffile_encoder(encoded)
 
 
 def _opencv_png_encoder(samples: np.ndarray, image: LoadedImage, icc_profile: bytes | None,

@@ -734,6 +734,26 @@ def test_multi_page_tiff_pages_keep_their_depth_and_metadata(tmp_path):
         assert after.dpi == (None if before.dpi is None else pytest.approx(before.dpi))
 
 
+def test_encoded_pages_are_the_file_write_pages_writes(tmp_path):
+    pages = [LoadedImage(random_uint((4, 6, 1), 8).astype(np.float32) / 255, dpi=(300.0, 300.0)),
+             LoadedImage(random_uint((3, 5, 3), 16).astype(np.float32) / 65535, bit_depth=16)]
+    encoded = imageio.encode_pages(pages, "tif")
+    again = imageio.read_pages_bytes(encoded, "stream")
+    assert [page.bit_depth for page in again] == [8, 16]
+    assert all(np.array_equal(a.pixels, b.pixels) for a, b in zip(pages, again, strict=True))
+    one = imageio.encode_pages(pages[:1], ".jpg", jpeg_quality=80)
+    assert one.startswith(b"\xff\xd8") and imageio.read_image_bytes(one, "stream").dpi == (300.0, 300.0)
+    with pytest.raises(ImageWriteError, match="-: 2 pages need a TIFF output"):
+        imageio.encode_pages(pages, "png")
+
+
+@pytest.mark.parametrize("source_format, extension", [
+    ("JPEG", ".jpg"), ("MPO", ".jpg"), ("TIFF", ".tif"), ("HEIF", ".heic"), ("JPEG2000", ".jp2"),
+    ("GIF", ".png"), (None, ".png")])
+def test_a_streamed_image_goes_back_in_its_own_format(source_format, extension):
+    assert imageio.extension_of(source_format) == extension
+
+
 def _tiff_with_pages(path: Path, pages: list[tuple[Image.Image, dict]]) -> Path:
     """A TIFF whose pages are saved with their own options (Pillow's save_all shares them)."""
     from PIL import TiffImagePlugin
