@@ -511,8 +511,11 @@ def _estimate_noise(pixels: np.ndarray) -> estimation.NoiseLevelFunction:
     """The noise level function (sigma against brightness) of the image, on a sample of it."""
     try:
         return estimation.estimate_noise_level_function(_estimation_sample(pixels))
-    except ValueError as error:  # too small to measure
-        raise InvalidOptionError(f"cannot estimate the noise level ({error}); give sigma") from None
+    except estimation.TooSmallToMeasure as error:  # said of the image, not of the sample
+        height, width = pixels.shape[:2]
+        raise InvalidOptionError(
+            f"cannot estimate the noise level (image too small to measure its noise: {width} x "
+            f"{height} pixels, about {error.needed} x {error.needed} needed); give sigma") from None
 
 
 def _estimation_sample(pixels: np.ndarray) -> np.ndarray:

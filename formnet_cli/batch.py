@@ -342,7 +342,25 @@ def plan_batch(inputs: Sequence[str | os.PathLike[str]], output: str | os.PathLi
     if not plan.jobs and not plan.settled:
         raise InvalidOptionError(f"no files to restore in {', '.join(map(os.fspath, inputs))}"
                                  + "".join(f"; {note}" for note in plan.notes))
+    _refuse_outputs_onto_inputs(plan)
     return plan
+
+
+def _refuse_outputs_onto_inputs(plan: BatchPlan) -> None:
+    """Settle as failed every job whose output is another input of the batch (``a.jpg a.png -o
+    . --ext png``: a.jpg's result would replace a.png), restored or not."""
+    inputs = {result.input.resolve(): result.input for result in plan.settled
+              if result.input.is_file()}
+    inputs.update(plan._inputs)
+    kept = []
+    for job in plan.jobs:
+        other = inputs.get(job.output.resolve())
+        if other is None:
+            kept.append(job)
+        else:
+            plan.settled.append(FileResult(job.input, job.output, "failed",
+                                           f"the output would overwrite the input {other}"))
+    plan.jobs = kept
 
 
 def _check_output_file(output: Path, extension: str | None) -> None:
@@ -594,7 +612,12 @@ def _run_job(job: Job, options: BatchOptions, reporter: Reporter) -> FileResult:
                 reporter.note(f"{where}: 1-bit (black and white), written unchanged (as 8-bit grey)")
                 restored_pages.append(page)
                 continue
-            restored_page, result = _restore_page(page, source, options, reporter)
+            try:
+                restored_page, result = _restore_page(page, source, options, reporter)
+            except FormnetError as error:  # say which page of several
+                if len(pages) == 1 or isinstance(error, _FATAL_ERRORS):
+                    raise
+                raise FormnetError(f"page {number}: {_one_line(error, job.input)}") from None
             if result.estimated:
                 reporter.note(f"{where}: {result.describe_level()}")
             restored_pages.append(restored_page)

@@ -298,6 +298,16 @@ def _brightness_bins(patches: _PlanePatches, bins: int, iterations: int
     return levels, variances, counts
 
 
+class TooSmallToMeasure(ValueError):
+    """An image with too few patches to measure its noise; ``needed`` is the side of the
+    smallest square that has enough."""
+
+    def __init__(self, width: int, height: int, needed: int) -> None:
+        super().__init__(f"image too small to measure its noise: {width} x {height} pixels "
+                         f"(about {needed} x {needed} needed)")
+        self.needed = needed
+
+
 def _checked_planes(image: np.ndarray, patch_size: int) -> np.ndarray:
     """``image`` as float64 ``H x W x C``; ``ValueError`` when too small to measure."""
     array = np.asarray(image, dtype=np.float64)
@@ -309,9 +319,7 @@ def _checked_planes(image: np.ndarray, patch_size: int) -> np.ndarray:
     # The covariance of p*p-pixel patches needs at least 2 p^2 patch positions.
     if min(height, width) < patch_size + 2 or (
             (height - patch_size + 1) * (width - patch_size + 1) < 2 * patch_size ** 2):
-        side = patch_size - 1 + math.ceil(math.sqrt(2) * patch_size)
-        raise ValueError(f"image too small to measure its noise: {width} x {height} pixels "
-                         f"(about {side} x {side} needed)")
+        raise TooSmallToMeasure(width, height, patch_size - 1 + math.ceil(math.sqrt(2) * patch_size))
     return array
 
 

@@ -357,7 +357,8 @@ def read_image_bytes(data: bytes, name: str) -> LoadedImage:
             raise ImageReadError(f"{name}: {_too_large(exc)}") from None
         except Image.UnidentifiedImageError:
             kind = _format_by_signature(data)
-            reason = (f"truncated or corrupt {kind} image (its header cannot be read)" if kind
+            reason = (kind == "TIFF" and _unreadable_tiff_layout(data)
+                      or f"truncated or corrupt {kind} image (its header cannot be read)" if kind
                       else "not a supported image (PNG, JPEG, TIFF, BMP, WebP, AVIF, HEIC or JPEG 2000)")
             raise ImageReadError(f"{name}: {reason}") from None
         except Exception as exc:  # decoders raise many types on malformed headers
@@ -586,6 +587,49 @@ def _needs_opencv(image: Image.Image, data: bytes) -> bool:
     return False
 
 
+def _tiff_layout_problem(sample_formats: tuple[int, ...], bits: tuple[int, ...], photometric: int,
+                         samples_per_pixel: int) -> str | None:
+    """Why formnet cannot read TIFF samples of this layout, or None if it can: floating-point
+    or over 16-bit samples, 16-bit CMYK, 16-bit grey with alpha (signed 16-bit samples are
+    read where none is negative)."""
+    depth = max(bits)
+    if 3 in sample_formats:
+        return (f"{depth}-bit floating-point samples are not read (formnet reads 8- and 16-bit "
+                "unsigned integers); save the image as 16-bit integers")
+    if depth > 16:
+        kind = "signed" if 2 in sample_formats else "unsigned"
+        return (f"{kind} {depth}-bit integer samples are not read (formnet reads 8- and 16-bit "
+                "unsigned integers)")
+    if depth == 16 and photometric == 5:  # separated: CMYK
+        return "16-bit CMYK is not read (8-bit CMYK is); save the image as RGB"
+    if depth == 16 and photometric in (0, 1) and samples_per_pixel == 2:
+        return "16-bit grey+alpha TIFF is not read; save it as 16-bit RGBA (TIFF or PNG)"
+    return None
+
+
+def _unreadable_tiff_layout(data: bytes) -> str | None:
+    """Why Pillow could not open this TIFF, from its first page's tags read by tifffile (None
+    where they look readable: the file is then truncated or corrupt)."""
+    try:
+        with tifffile.TiffFile(io.BytesIO(data)) as tiff:
+            page = tiff.pages.first
+            bits = page.bitspersample
+            return _tiff_layout_problem((int(page.sampleformat),), (int(bits),),
+                                        int(page.photometric), int(page.samplesperpixel))
+    except Exception:
+        return None
+
+
+def _pillow_tiff_layout_problem(image: Image.Image) -> str | None:
+    """:func:`_tiff_layout_problem` for a TIFF (page) Pillow opened."""
+    def numbers(tag: int, default: int) -> tuple[int, ...]:
+        value = image.tag_v2.get(tag, default)
+        return tuple(value) if isinstance(value, tuple) else (value,)
+
+    return _tiff_layout_problem(numbers(339, 1), numbers(258, 8), int(image.tag_v2.get(262, 1)),
+                                int(image.tag_v2.get(277, 1)))
+
+
 def _jpeg2000_bits(data: bytes) -> int:
     """Bits per sample of a JPEG 2000 codestream's first component (its SIZ marker segment:
     SOC, SIZ, Lsiz, Rsiz, 8 sizes of 4 bytes, Csiz, then Ssiz = bits - 1); 8 if not found."""
@@ -602,6 +646,9 @@ def _decode(image: Image.Image, data: bytes, page: int | None = None) -> tuple[
     HEIF. The EXIF or TIFF orientation is applied here unless the decoder did."""
     icc_profile = image.info.get("icc_profile") or None
     turned_by_decoder = False
+    problem = _pillow_tiff_layout_problem(image) if image.format == "TIFF" else None
+    if problem:
+        raise ImageReadError(problem)
     deep_colour = _needs_opencv(image, data)
     if deep_colour and image.format == "TIFF" and image.tag_v2.get(284, 1) == 2:
         pixels, alpha, bit_depth = _opencv_arrays(_planar_page(data, page or 0), image, data)
@@ -746,15 +793,18 @@ def _pillow_to_arrays(
     """Pixels, alpha, bit depth and ICC profile (sRGB after CMYK conversion) of a loaded image."""
     icc_profile = image.info.get("icc_profile") or None
     mode = image.mode
-    bits = image.tag_v2.get(258, 8) if image.format == "TIFF" else 8
-    bits = max(bits) if isinstance(bits, tuple) else bits
-    if mode == "I" and bits > 16:  # 32-bit integer samples: clipping would garble them
-        raise ImageReadError(f"unsupported sample type int{bits} (need 8 or 16 bits)")
-    if mode in _SIXTEEN_BIT_GREY_MODES:
+    if mode in _SIXTEEN_BIT_GREY_MODES:  # (TIFFs over 16 bits or signed: refused by _decode)
         values = np.asarray(image)
+        if mode == "I" and values.size and values.min() < 0:  # signed 16-bit samples
+            raise ImageReadError("signed 16-bit samples with negative values are not read "
+                                 "(formnet reads 8- and 16-bit unsigned integers)")
         if mode == "I":
             values = np.clip(values, 0, 65535)
-        return from_uint(values[:, :, None], 16), None, 16, icc_profile
+        if image.format == "TIFF" and image.tag_v2.get(262) == 0:  # min-is-white: 0 is white
+            values = 65535 - values
+        key = image.info.get("transparency")  # a PNG tRNS colour key
+        alpha = (values != key).astype(np.float32) if isinstance(key, int) else None
+        return from_uint(values[:, :, None], 16), alpha, 16, icc_profile
     if mode == "P":
         image = image.convert("RGBA" if image.has_transparency_data else "RGB")
     elif mode in ("L", "RGB") and image.has_transparency_data:  # a PNG tRNS colour key

@@ -109,6 +109,12 @@ def test_sigma_auto_estimates_and_reports(tiny_models):
     assert result.describe_level().startswith("estimated sigma ")
 
 
+def test_sigma_auto_on_a_thin_strip_names_the_image_size(tiny_models):
+    strip = np.full((4, 3000), 128, np.uint8)  # measured on a 768 px sample of its length
+    with pytest.raises(InvalidOptionError, match=r"3000 x 4 pixels, about \d+ x \d+ needed"):
+        api.restore(strip, sigma="auto", model=tiny_models.denoise_gray, device="cpu")
+
+
 @pytest.mark.parametrize("options", [
     {"sigma": 80}, {"sigma": -1}, {"sigma": float("nan")}, {"sigma": "loud"},
     {"task": "jpeg", "quality": 0}, {"task": "jpeg", "quality": 101},

@@ -699,6 +699,11 @@ def test_every_page_of_a_multi_page_tiff_is_restored(tiny_models, tmp_path, rand
     as_png = restore(tiny_models.denoise_gray, source, "-o", tmp_path / "out.png", "--sigma", "5")
     assert as_png.exit_code == 1 and "2 pages need a TIFF output" in as_png.stderr
     assert not (tmp_path / "out.png").exists()
+    Image.fromarray(random_image((48, 48), np.uint8)).save(
+        source, save_all=True, append_images=[Image.fromarray(pages[1])])
+    measured = restore(tiny_models.denoise_gray, source, "-o", tmp_path / "auto.tif", "--sigma", "auto")
+    assert measured.exit_code == 1  # a 14 x 10 page is too small to measure: which one is said
+    assert "failed: " in measured.stderr and "page 2: cannot estimate the noise level" in measured.stderr
 
 
 def test_bare_command_shows_help_without_an_error_line():
@@ -821,3 +826,16 @@ def test_image_data_is_not_written_to_or_read_from_a_terminal(monkeypatch):
     monkeypatch.setattr(sys, "stdin", Terminal())
     with pytest.raises(InvalidOptionError, match="standard input, which is a terminal"):
         _check_standard_streams([Path("-")], "out.png", json_output=False, list_only=False)
+
+
+@pytest.mark.parametrize("order", [("a.jpg", "a.png"), ("a.png", "a.jpg")])
+def test_no_output_replaces_another_input(tmp_path, random_image, write_png, order):
+    png = write_png(tmp_path / "a.png", random_image((8, 8), np.uint8))
+    Image.fromarray(random_image((8, 8), np.uint8, seed=1)).save(tmp_path / "a.jpg")
+    before = png.read_bytes()
+    plan = batch.plan_batch([tmp_path / name for name in order], tmp_path, ext="png")
+    assert plan.jobs == []
+    reasons = {result.input.name: result.reason for result in plan.settled}
+    assert reasons == {"a.png": "the output would overwrite the input",
+                       "a.jpg": f"the output would overwrite the input {png}"}
+    assert png.read_bytes() == before

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+import struct
 import zlib
 from pathlib import Path
 
@@ -860,11 +861,11 @@ def test_the_default_limit_reads_large_camera_frames(monkeypatch):
             imageio.max_pixels()
 
 
-@pytest.mark.parametrize("dtype", [np.int32, np.float32])
-def test_32_bit_tiff_is_refused_not_clipped(tmp_path, dtype):
+@pytest.mark.parametrize("dtype, reason", [(np.int32, "signed 32-bit integer samples are not read"),
+                                           (np.float32, "32-bit floating-point samples are not read")])
+def test_32_bit_tiff_is_refused_not_clipped(tmp_path, dtype, reason):
     path = tmp_path / "deep.tif"
     Image.fromarray((np.arange(64).reshape(8, 8) * 100_000).astype(dtype)).save(path)
-    reason = rf"unsupported sample type {np.dtype(dtype)} \(need 8 or 16 bits\)"
     with pytest.raises(ImageReadError, match=reason):
         read_image(path)
 
@@ -982,3 +983,38 @@ def test_a_12bit_colour_jpeg2000_is_scaled_to_16_bits():
     image = read_image(Path(__file__).parent / "data" / "rgb12bit.jp2")
     assert image.bit_depth == 16 and image.pixels.shape == (12, 16, 3)
     assert np.array_equal(np.round(image.pixels * 4095).astype(np.uint16), expected)
+
+
+def test_sixteen_bit_min_is_white_tiff_is_not_read_as_a_negative(tmp_path):
+    samples = random_uint((6, 7), 16)
+    tifffile.imwrite(tmp_path / "mw.tif", samples, photometric="miniswhite")  # 0 is white
+    image = imageio.read_image(tmp_path / "mw.tif")
+    np.testing.assert_array_equal(imageio.to_uint(image.pixels, 16)[:, :, 0], 65535 - samples)
+
+
+def test_sixteen_bit_grey_png_colour_key_becomes_alpha(tmp_path):
+    samples = random_uint((5, 6), 16)
+    samples[0, 0] = key = 12345
+    rows = b"".join(b"\x00" + row.astype(">u2").tobytes() for row in samples)
+    chunks = [(b"IHDR", struct.pack(">IIBBBBB", 6, 5, 16, 0, 0, 0, 0)),
+              (b"tRNS", struct.pack(">H", key)), (b"IDAT", zlib.compress(rows)), (b"IEND", b"")]
+    data = imageio._PNG_SIGNATURE + b"".join(
+        struct.pack(">I", len(body)) + kind + body + struct.pack(">I", zlib.crc32(kind + body))
+        for kind, body in chunks)
+    image = imageio.read_image_bytes(data, "keyed.png")
+    assert image.bit_depth == 16 and image.alpha is not None
+    np.testing.assert_array_equal(image.alpha, (samples != key).astype(np.float32))
+
+
+@pytest.mark.parametrize("samples, options, message", [
+    (np.zeros((4, 5, 3), np.float32), {"photometric": "rgb"}, "32-bit floating-point samples are not read"),
+    (np.full((4, 5), -3, np.int16), {}, "signed 16-bit samples with negative values are not read"),
+    (np.zeros((4, 5), np.uint32), {}, "unsigned 32-bit integer samples are not read"),
+    (np.zeros((4, 5, 4), np.uint16), {"photometric": "separated"}, "16-bit CMYK is not read"),
+    (np.zeros((4, 5, 2), np.uint16), {"photometric": "minisblack", "extrasamples": ["unassalpha"]},
+     "16-bit grey\\+alpha TIFF is not read"),
+])
+def test_tiff_layouts_not_read_are_named_not_called_corrupt(tmp_path, samples, options, message):
+    tifffile.imwrite(tmp_path / "odd.tif", samples, **options)
+    with pytest.raises(ImageReadError, match=f"odd.tif: {message}"):
+        imageio.read_pages(tmp_path / "odd.tif")
