@@ -127,7 +127,8 @@ class LoadedImage:
     (``Description``, ``Author``, ``Copyright``, ``Comment``, ...). ``colour_description`` is a
     HEIF's nclx colour description (``color_primaries``, ``transfer_characteristics``,
     ``matrix_coefficients``, ``full_range_flag``) where the file has no ICC profile.
-    ``bilevel``: the file held 1-bit (black and white) pixels, read as 8-bit grey.
+    ``bilevel``: the file held 1-bit (black and white) pixels, read as 8-bit grey. ``gamma`` is
+    a PNG's gAMA (the samples' encoding exponent: 1.0 for linear light), written back to PNG.
     """
 
     pixels: np.ndarray
@@ -141,6 +142,7 @@ class LoadedImage:
     text: dict[str, str] = field(default_factory=dict)
     colour_description: dict[str, int] | None = None
     bilevel: bool = False
+    gamma: float | None = None
 
     def __post_init__(self) -> None:
         pixels = np.asarray(self.pixels, dtype=np.float32)
@@ -382,8 +384,20 @@ def read_image_bytes(data: bytes, name: str) -> LoadedImage:
             source_format, mode = image.format, image.mode
             dpi, xmp, text = _descriptive_metadata(image, stated)
             colour = None if icc_profile else _nclx_colour_description(image)
+            gamma = _png_gamma(image)
     return LoadedImage(pixels, alpha, bit_depth, icc_profile, exif, source_format, dpi, xmp, text,
-                       colour, bilevel=mode == "1")
+                       colour, bilevel=mode == "1", gamma=gamma)
+
+
+def _png_gamma(image: Image.Image) -> float | None:
+    """A PNG's gAMA value (Pillow's ``gamma``), or None."""
+    gamma = image.info.get("gamma") if image.format == "PNG" else None
+    return float(gamma) if isinstance(gamma, (int, float)) and 0 < gamma < 100 else None
+
+
+def _differs_from_srgb(gamma: float | None) -> bool:
+    """Whether a gAMA changes how the samples show: not absent, not sRGB's 1/2.2 (0.45455)."""
+    return gamma is not None and abs(gamma - 1 / 2.2) > 0.005
 
 
 def _nclx_colour_description(image: Image.Image) -> dict[str, int] | None:
@@ -422,6 +436,7 @@ def metadata_not_kept(image: LoadedImage, written: str | os.PathLike[str] | byte
             else:
                 profile, has_exif = header.info.get("icc_profile"), bool(header.info.get("exif"))
             dpi, xmp, text = _descriptive_metadata(header)
+            gamma = _png_gamma(header)
             channels = 1 if header.getbands()[0] in ("L", "I", "1") else 3
             deep = header.format in (*_SIXTEEN_BIT_FORMATS, "HEIF")  # HEIF: 10 bits
     except Exception:  # advice only: never fail a file that was written
@@ -433,7 +448,8 @@ def metadata_not_kept(image: LoadedImage, written: str | os.PathLike[str] | byte
     lost = [name for name, had, has in (("16-bit depth", image.bit_depth == 16, deep),
                                         ("ICC profile", fitting_profile, profile),
                                         ("EXIF", image.exif, has_exif),
-                                        ("resolution", image.dpi, dpi), ("XMP", image.xmp, xmp))
+                                        ("resolution", image.dpi, dpi), ("XMP", image.xmp, xmp),
+                                        ("gamma (PNG gAMA)", _differs_from_srgb(image.gamma), gamma))
             if had and not has]
     missing_text = [key for key in image.text if key not in text]
     if missing_text:
@@ -1000,8 +1016,10 @@ def _save_options(fmt: str, image: LoadedImage, icc_profile: bytes | None, exif:
     elif fmt == "TIFF":
         options["compression"] = "tiff_lzw"
         options["tiffinfo"] = dict(_tiff_tags(image))
-    elif fmt == "PNG" and (image.text or image.xmp):
+    elif fmt == "PNG" and (image.text or image.xmp or image.gamma):
         chunks = PngImagePlugin.PngInfo()
+        if image.gamma:
+            chunks.add(b"gAMA", _png_gamma_body(image.gamma))
         for key, value in _png_text(image).items():
             chunks.add_itxt(key, value)
         options["pnginfo"] = chunks
@@ -1033,6 +1051,10 @@ def _png_text(image: LoadedImage) -> dict[str, str]:
     if image.xmp:
         text[_PNG_XMP_KEY] = image.xmp.decode("utf-8", "replace")
     return text
+
+
+def _png_gamma_body(gamma: float) -> bytes:
+    return struct.pack(">I", round(gamma * 100_000))
 
 
 def _png_keyword(key: str) -> bool:
@@ -1121,6 +1143,8 @@ def _opencv_png_encoder(samples: np.ndarray, image: LoadedImage, icc_profile: by
     if image.dpi:  # at most _MAX_DPI: fits pHYs's 32 bits
         per_metre = [round(value / 0.0254) for value in image.dpi]
         chunks.insert(0, _png_chunk(b"pHYs", struct.pack(">IIB", *per_metre, 1)))
+    if image.gamma:
+        chunks.insert(0, _png_chunk(b"gAMA", _png_gamma_body(image.gamma)))
 
     def encode(handle: BinaryIO) -> None:
         ok, buffer = cv2.imencodeWithMetadata(".png", bgr, kinds, blocks)

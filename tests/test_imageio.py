@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import io
 import struct
 import zlib
@@ -1018,3 +1019,15 @@ def test_tiff_layouts_not_read_are_named_not_called_corrupt(tmp_path, samples, o
     tifffile.imwrite(tmp_path / "odd.tif", samples, **options)
     with pytest.raises(ImageReadError, match=f"odd.tif: {message}"):
         imageio.read_pages(tmp_path / "odd.tif")
+
+
+@pytest.mark.parametrize("bit_depth", [8, 16])
+def test_png_gamma_is_carried_to_png_and_its_loss_noted_elsewhere(bit_depth):
+    pixels = random_uint((6, 5, 3), bit_depth).astype(np.float32) / (2**bit_depth - 1)
+    linear = LoadedImage(pixels, bit_depth=bit_depth, gamma=1.0)
+    again = imageio.read_image_bytes(imageio.encode_pages([linear], "png"), "linear.png")
+    assert again.gamma == 1.0 and again.bit_depth == bit_depth
+    as_jpeg = imageio.encode_pages([again], "jpg")
+    assert "gamma (PNG gAMA)" in imageio.metadata_not_kept(again, as_jpeg)
+    srgb_like = dataclasses.replace(again, gamma=0.45455)  # what viewers assume anyway: no note
+    assert "gamma (PNG gAMA)" not in imageio.metadata_not_kept(srgb_like, as_jpeg)
