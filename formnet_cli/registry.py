@@ -203,7 +203,8 @@ def _checkpoint_in(folder: Path) -> Path:
         return exported
     if (folder / RUN_STATE_FILE).is_file():
         raise ModelNotFoundError(f"{folder}: a training run with no exported checkpoint yet "
-                                 f"({exported} is written when training ends)")
+                                 f"({exported} is written at each train.checkpoint_every steps, on "
+                                 "Ctrl-C and when training ends)")
     return folder  # a checkpoint without its weights: loading it says so
 
 

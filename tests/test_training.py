@@ -146,6 +146,20 @@ def test_relative_train_dirs_resolve_against_the_config_folder(tmp_path: Path, i
     ("loss.adversarial=0.1", "data.patch_size"),  # the PatchGAN discriminator needs 24 pixels
     ("data.sigma_focus_share=1.5", "data.sigma_focus_share"),
     ("data.sigma_focus_share=0.5", "data.sigma_focus_range"),  # a share needs its range
+    ("data.patch_size=0", "data.patch_size"),
+    ("optim.ema_decay=1.5", "optim.ema_decay"),
+    ("optim.ema_decay=-1", "optim.ema_decay"),
+    ("train.seed=-1", "train.seed"),
+    ("optim.weight_decay=-1", "optim.weight_decay"),
+    ("loss.pixel_weight=-1", "loss.pixel_weight"),
+    ("loss.gradient=-1", "loss.gradient"),
+    ("optim.grad_clip=-1", "optim.grad_clip"),
+    ("data.blind_probability=2", "data.blind_probability"),
+    ("optim.min_lr=1.0", "optim.min_lr"),
+    ("data.val_limit=-1", "data.val_limit"),
+    ("optim.schedule=step", "optim.step_milestones"),
+    ("optim.warmup_steps=100000", "optim.warmup_steps"),
+    ('train.formatter_training="staged"', "train.formatter_training"),
 ])
 def test_invalid_values_are_one_config_error_naming_the_key(tmp_path: Path, image_dir: Path,
                                                             override: str, names: str) -> None:
@@ -225,7 +239,7 @@ def test_resume_gives_the_weights_of_an_uninterrupted_run(tmp_path: Path, image_
         interrupted.fit(on_log=interrupt)
     assert interrupted.step == steps
     assert (tmp_path / "b" / STATE_FILE).is_file()
-    assert not (tmp_path / "b" / "model").exists()
+    assert load_checkpoint(tmp_path / "b" / "model")[1].name  # an interrupted run can be evaluated
 
     resumed = Trainer(config(), tmp_path / "b", command="test")
     resumed.load_state()
@@ -263,6 +277,18 @@ def test_exported_model_loads_and_its_card_names_command_steps_and_data(tmp_path
     assert (tmp_path / "run" / "config.json").is_file()
     log = (tmp_path / "run" / "log.jsonl").read_text().splitlines()
     assert len(log) == 3 and '"val_psnr"' in log[-1]
+
+
+def test_a_short_runs_average_is_not_its_random_start(tmp_path: Path, image_dir: Path) -> None:
+    config = load_train_config(write_config(tmp_path, image_dir),
+                               ["train.steps=30", "optim.lr=1e-2", "optim.warmup_steps=0"])
+    trainer = Trainer(config, tmp_path / "run", command="test")
+    start = {key: value.clone() for key, value in trainer.model.state_dict().items()}
+    trainer.fit()
+    trained, averaged = trainer.model.state_dict(), trainer.ema.module.state_dict()
+    moved = sum((trained[key] - start[key]).norm() for key in start)
+    behind = sum((trained[key] - averaged[key]).norm() for key in start)
+    assert behind < 0.5 * moved  # a plain 0.999 average would still be 97 % at the start
 
 
 @pytest.mark.parametrize(("task", "extra"), [
@@ -369,7 +395,7 @@ def test_cli_train_runs_and_writes_the_model(tmp_path: Path, image_dir: Path) ->
     assert info.name == "tiny-denoise"
     assert "steps: 2" in (run / "model" / "README.md").read_text()
 
-    resumed = CliRunner().invoke(app, ["train", str(path), "--resume", str(run), "--set", "train.steps=3"])
+    resumed = CliRunner().invoke(app, ["train", "--resume", str(run), "--set", "train.steps=3"])
     assert resumed.exit_code == 0, resumed.output
     assert "steps: 3" in (run / "model" / "README.md").read_text()
 
@@ -482,6 +508,24 @@ def test_resume_mistakes_are_one_line_usage_errors(tmp_path, image_dir):
     _one_line_error(_train("--resume", run, "--run-dir", tmp_path / "elsewhere"), 2, "drop --run-dir")
     _one_line_error(_train(path, "--resume", run, "--set", "model.residual.widths=[8, 32]"), 2,
                     "differs from the run's")
+    _one_line_error(_train("--resume", run), 2, "the run has trained 2 steps and train.steps is 2",
+                    "raise train.steps")
+    _one_line_error(_train("--resume", run, "--set", "train.steps=1"), 2, "raise train.steps")
+
+
+def test_resume_with_config_keeps_the_runs_settings_or_refuses(tmp_path, image_dir):
+    path = write_config(tmp_path, image_dir)
+    run = tmp_path / "run"
+    assert _train(path, "--run-dir", run, "--set", "data.batch_size=3").exit_code == 0
+    # the config without the run's --set would train otherwise: refused, naming what differs
+    _one_line_error(_train(path, "--resume", run, "--set", "train.steps=3"), 2,
+                    "differs from the run's settings: data.batch_size (run: 3")
+    # the original command with --resume (and more steps) goes on as the run was
+    resumed = _train(path, "--resume", run, "--set", "data.batch_size=3", "--set", "train.steps=3")
+    assert resumed.exit_code == 0, resumed.output
+    assert json.loads((run / "config.json").read_text())["data"]["batch_size"] == 3
+    card = (run / "model" / "README.md").read_text()
+    assert "- training command: `" in card and "- resumed with: `" in card
 
 
 def test_data_and_weight_mistakes_are_one_line_errors(tmp_path, image_dir):

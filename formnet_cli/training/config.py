@@ -17,6 +17,7 @@ from ..config import QUALITY_RANGE, SR_SCALES, ConfigError, ModelConfig, build_d
 
 
 DEFAULT_VAL_LEVELS: dict[str, list[float]] = {"denoise": [25.0], "jpeg": [20.0], "sr": [4.0]}
+_LOSS_WEIGHTS = ("pixel_weight", "gradient", "perceptual", "adversarial", "formatter_weight")
 
 
 @dataclass
@@ -130,17 +131,29 @@ class TrainConfig:
             # the PatchGAN discriminator's 3 stride-2 and 2 final 4x4 convolutions need 24 pixels
             raise ConfigError("data.patch_size must be at least 24 with the adversarial term (loss.adversarial > 0)")
         positive = {"train.steps": self.train.steps, "data.batch_size": self.data.batch_size,
+                    "data.patch_size": self.data.patch_size,
                     "train.log_every": self.train.log_every, "train.val_every": self.train.val_every,
-                    "train.checkpoint_every": self.train.checkpoint_every, "optim.lr": self.optim.lr}
+                    "train.checkpoint_every": self.train.checkpoint_every, "optim.lr": self.optim.lr,
+                    "optim.discriminator_lr": self.optim.discriminator_lr}
         not_negative = {"data.workers": self.data.workers, "train.threads": self.train.threads,
                         "train.time_limit_s": self.train.time_limit_s, "optim.min_lr": self.optim.min_lr,
-                        "optim.warmup_steps": self.optim.warmup_steps}
+                        "optim.warmup_steps": self.optim.warmup_steps, "train.seed": self.train.seed,
+                        "optim.weight_decay": self.optim.weight_decay, "optim.grad_clip": self.optim.grad_clip,
+                        "data.val_limit": self.data.val_limit, "train.formatter_steps": self.train.formatter_steps,
+                        "loss.adversarial_warmup": self.loss.adversarial_warmup,
+                        **{f"loss.{term}": getattr(self.loss, term) for term in _LOSS_WEIGHTS}}
         for key, value in positive.items():
             if value <= 0:
                 raise ConfigError(f"{key} must be positive, got {value:g}")
         for key, value in not_negative.items():
             if value < 0:
                 raise ConfigError(f"{key} must be 0 or more, got {value:g}")
+        for key, value in {"optim.ema_decay": self.optim.ema_decay,
+                           "data.blind_probability": self.data.blind_probability}.items():
+            if not 0 <= value < 1 or (key == "data.blind_probability" and value > 1):
+                raise ConfigError(f"{key} must lie within [0, 1{')' if key == 'optim.ema_decay' else ']'}, "
+                                  f"got {value:g}")
+        self._validate_schedule()
         if len(self.data.sigma_range) != 2 or not 0 <= self.data.sigma_range[0] <= self.data.sigma_range[1] <= 75:
             raise ConfigError(f"data.sigma_range must be [low, high] within [0, 75], got {self.data.sigma_range}")
         low, high = self.data.sigma_range
@@ -157,6 +170,20 @@ class TrainConfig:
             focus = self.data.sigma_focus_range
             if len(focus) != 2 or not low <= focus[0] <= focus[1] <= high:
                 raise ConfigError("data.sigma_focus_range must be [low, high] within data.sigma_range")
+
+    def _validate_schedule(self) -> None:
+        optim = self.optim
+        if optim.min_lr > optim.lr:
+            raise ConfigError(f"optim.min_lr ({optim.min_lr:g}) must not exceed optim.lr ({optim.lr:g})")
+        if optim.schedule == "step" and not optim.step_milestones:
+            raise ConfigError("optim.schedule = 'step' needs optim.step_milestones (steps where the "
+                              "learning rate is halved), e.g. [100000, 200000]")
+        if optim.warmup_steps >= self.train.steps:
+            raise ConfigError(f"optim.warmup_steps ({optim.warmup_steps}) must be fewer than "
+                              f"train.steps ({self.train.steps}); set optim.warmup_steps=0 for a short run")
+        if self.train.formatter_training == "staged" and self.model.formatter != "cnn":
+            raise ConfigError("train.formatter_training = 'staged' trains a CNN formatter first; "
+                              f"model.formatter is {self.model.formatter!r}")
 
     @property
     def val_levels(self) -> list[float]:

@@ -1,8 +1,9 @@
 """The training loop of ``formnet train``: cross-level loss, optional adversarial term, EMA.
 
 A run folder holds ``config.json`` (the full training config), ``log.jsonl`` (each loss term,
-learning rate, validation PSNR), ``state.pt`` (everything ``--resume`` needs) and, at the end,
-``model/``: the EMA weights as a checkpoint ``formnet restore --model`` loads.
+learning rate, validation PSNR), ``state.pt`` (everything ``--resume`` needs) and
+``model/``: the EMA weights as a checkpoint ``formnet restore --model`` loads, written with each
+saved state (every ``train.checkpoint_every`` steps, on Ctrl-C) and at the end.
 """
 
 from __future__ import annotations
@@ -21,7 +22,7 @@ from pathlib import Path
 import numpy as np
 import torch
 from torch import nn
-from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
+from torch.optim.swa_utils import AveragedModel
 
 from ..checkpoint import load_checkpoint, save_checkpoint
 from ..config import ModelConfig
@@ -72,6 +73,8 @@ class Trainer:
         # `python -m formnet_cli.training ...` is the same command as `formnet train ...`
         program = ["formnet", "train"] if Path(sys.argv[0]).name == "__main__.py" else [Path(sys.argv[0]).name]
         self.command = command or shlex.join([*program, *sys.argv[1:]])
+        self.commands = [self.command]
+        """The command that started the run, then each that resumed it (for the model card)."""
         run = config.train
         if run.threads:
             torch.set_num_threads(run.threads)
@@ -89,7 +92,7 @@ class Trainer:
         self.model = self.model.to(self.device)
         if self.device.type == "cuda":
             self.model = self.model.to(memory_format=torch.channels_last)
-        self.ema = AveragedModel(self.model, multi_avg_fn=get_ema_multi_avg_fn(config.optim.ema_decay),
+        self.ema = AveragedModel(self.model, multi_avg_fn=_warming_ema(config.optim.ema_decay),
                                  use_buffers=True)
         self.optimizer = _make_optimizer(config, self.model.parameters(), config.optim.lr)
         self.loss = _make_cross_level_loss(config).to(self.device)
@@ -161,6 +164,8 @@ class Trainer:
             "ema": self.ema.state_dict(),
             "optimizer": self.optimizer.state_dict(),
             "torch_rng": torch.get_rng_state(),
+            "val_psnr": self.last_val_psnr,
+            "commands": self.commands,
         }
         if torch.cuda.is_available():
             state["cuda_rng"] = torch.cuda.get_rng_state_all()
@@ -190,7 +195,21 @@ class Trainer:
             self.discriminator_optimizer.load_state_dict(state["discriminator_optimizer"])
         self.step = int(state["step"])
         self.elapsed = float(state["elapsed"])
+        self.last_val_psnr = state.get("val_psnr")
+        self.commands = [*state.get("commands", []), self.command]
         self._set_learning_rate(self.step)
+
+    def work_left(self) -> str | None:
+        """Why a resumed run would train nothing (it reached ``train.steps`` or its time limit),
+        or None."""
+        run = self.config.train
+        if self.step >= run.steps:
+            return (f"the run has trained {self.step} steps and train.steps is {run.steps}; "
+                    "raise train.steps to train longer")
+        if run.time_limit_s and self.elapsed >= run.time_limit_s:
+            return (f"the run has trained {self.elapsed:.0f} s and train.time_limit_s is "
+                    f"{run.time_limit_s:g}; raise it to train longer")
+        return None
 
     # -- one step -----------------------------------------------------------------------------
     def _model_output(self, batch: training_data.Batch) -> tuple[torch.Tensor, torch.Tensor]:
@@ -325,10 +344,12 @@ class Trainer:
                         on_log(record)
                 if self.step % config.train.checkpoint_every == 0:
                     self.save_state()
+                    self.export()  # loadable (restore, eval) while the run goes on
                 if out_of_time:
                     break
         except KeyboardInterrupt:
             self.save_state()
+            self.export()
             raise
         finally:
             log.close()
@@ -339,7 +360,7 @@ class Trainer:
         """Write the EMA weights as a checkpoint folder ``run_dir/model`` with a model card."""
         model = FormResNet(self.config.model)
         model.load_state_dict(self.ema.module.state_dict())
-        card = model_card(self.config, self.command, self.step, self.elapsed, str(self.device),
+        card = model_card(self.config, self.commands, self.step, self.elapsed, str(self.device),
                           count_parameters(model), self.last_val_psnr)
         return save_checkpoint(model, self.run_dir / MODEL_FOLDER, self.config.name, card=card,
                                description=self.config.description,
@@ -354,6 +375,22 @@ def _run_padded(model: FormResNet, tensor: torch.Tensor, level: float) -> torch.
     padded = torch.nn.functional.pad(tensor, (0, pad_w, 0, pad_h), mode="reflect") if pad_h or pad_w else tensor
     levels = torch.full((1,), level, device=tensor.device)
     return model(padded, levels)[..., :height, :width]
+
+
+def _warming_ema(decay: float) -> Callable[[list[torch.Tensor], list[torch.Tensor], torch.Tensor], None]:
+    """The exponential moving average's update, with a decay that warms up: at the n-th update
+    it is ``min(decay, (1 + n) / (10 + n))``, so the average of a short run (or of a run's first
+    thousands of steps) is not mostly its random starting weights (with 0.999 from the start,
+    2,000 steps keep 13 % of them). From about 9,000 updates on it is ``decay`` (0.999)."""
+    @torch.no_grad()
+    def update(averaged: list[torch.Tensor], current: list[torch.Tensor], updates: torch.Tensor) -> None:
+        if not (torch.is_floating_point(averaged[0]) or torch.is_complex(averaged[0])):
+            torch._foreach_copy_(averaged, current)  # integer buffers (counters) follow the model
+            return
+        count = int(updates)
+        torch._foreach_lerp_(averaged, current, 1 - min(decay, (1 + count) / (10 + count)))
+
+    return update
 
 
 def _load_matching(model: nn.Module, weights: dict, source: str) -> None:
@@ -395,8 +432,10 @@ def _make_cross_level_loss(config: TrainConfig) -> CrossLevelLoss:
     return CrossLevelLoss(terms)
 
 
-def model_card(config: TrainConfig, command: str, steps: int, elapsed: float, device: str,
+def model_card(config: TrainConfig, commands: list[str], steps: int, elapsed: float, device: str,
                parameters: int, val_psnr: float | None) -> str:
+    """The exported model's card; ``commands``: the one that started the run, then each that
+    resumed it."""
     model: ModelConfig = config.model
     device_name = torch.cuda.get_device_name() if device.startswith("cuda") else platform.processor() or "CPU"
     lines = [
@@ -407,7 +446,8 @@ def model_card(config: TrainConfig, command: str, steps: int, elapsed: float, de
         f"- task: {model.task}, channels: {model.channels}, formatter: {model.formatter}",
         f"- residual network: {model.residual}",
         f"- parameters: {parameters:,}",
-        f"- training command: `{command}`",
+        f"- training command: `{commands[0]}`",
+        *[f"- resumed with: `{command}`" for command in commands[1:]],
         f"- data: {', '.join(Path(d).name for d in config.data.train_dirs)}; patches "
         f"{config.data.patch_size}px, batch {config.data.batch_size}",
         f"- loss: {config.loss.pixel} x{config.loss.pixel_weight}, gradient x{config.loss.gradient}, "
