@@ -44,7 +44,7 @@ from PIL import Image, ImageDraw, ImageFont
 
 from . import degradations, metrics
 from .config import LEVEL_NAMES, TASKS
-from .errors import FormnetError, InvalidOptionError, ModelNotFoundError
+from .errors import InvalidOptionError, ModelNotFoundError
 
 __all__ = [
     "BM3DMethod",
@@ -263,15 +263,10 @@ class BM3DMethod(Method):
         return None if setting.task == "denoise" else "BM3D is a denoiser"
 
     def restore(self, sample: Sample) -> np.ndarray:
-        try:
-            import bm3d
-        except ImportError as error:  # pragma: no cover - bm3d is a dependency
-            raise FormnetError("the BM3D baseline needs the bm3d package: pip install bm3d") from error
-        sigma = max(sample.setting.level, 1e-3) / 255.0
+        from .models.formresnet import bm3d_denoise
+
         noisy = sample.degraded.astype(np.float64)
-        if noisy.shape[2] == 3:
-            return np.asarray(bm3d.bm3d_rgb(noisy, sigma), dtype=np.float32)
-        return np.asarray(bm3d.bm3d(noisy[:, :, 0], sigma), dtype=np.float32)[:, :, None]
+        return bm3d_denoise(noisy, sample.setting.level / 255.0).astype(np.float32)
 
 
 class FormnetMethod(Method):

@@ -52,6 +52,20 @@ def test_bm3d_formatter_runs_on_a_tiny_image():
     assert not model.supports_half
 
 
+@pytest.mark.parametrize("channels, function", [(1, "bm3d"), (3, "bm3d_rgb")])
+def test_bm3d_runs_on_the_threads_torch_is_given(monkeypatch, channels, function):
+    import bm3d
+
+    from formnet_cli.engine import cpu_threads
+    from formnet_cli.models.formresnet import bm3d_denoise
+
+    seen = []
+    monkeypatch.setattr(bm3d, function, lambda image, sigma, profile: seen.append(profile.num_threads) or image)
+    with cpu_threads(1):  # --threads 1: not every core, which the package's own profile takes
+        bm3d_denoise(np.zeros((8, 8, channels)), 0.1)
+    assert seen == [1]
+
+
 def test_plain_network_is_dncnn_shaped():
     config = tiny_config(residual=NetworkConfig(kind="plain", widths=(8,), depth=5, unshuffle=1))
     model = FormResNet(config)
