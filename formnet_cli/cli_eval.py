@@ -142,9 +142,11 @@ def eval_command(
     limit: Annotated[Optional[int], typer.Option(
         "--limit", min=1, metavar="N", help="Only the first N images.")] = None,
     data_root: Annotated[Optional[Path], typer.Option(
-        "--data-root", envvar="FORMNET_DATA", metavar="DIR", help="Folder holding the data sets.")] = None,
+        "--data-root", envvar="FORMNET_DATA", metavar="DIR",
+        help="Folder holding the data sets (default: ../shared/data, from the current folder).")] = None,
     peers_root: Annotated[Optional[Path], typer.Option(
-        "--peers-root", envvar="FORMNET_PEERS", metavar="DIR", help="Folder with the DnCNN .mat files.")] = None,
+        "--peers-root", envvar="FORMNET_PEERS", metavar="DIR",
+        help="Folder with the DnCNN .mat files (default: peers/ beside the data root).")] = None,
     save_images: Annotated[Optional[Path], typer.Option(
         "--save-images", metavar="DIR", help="Write restored images and comparison strips here.")] = None,
     json_path: Annotated[Optional[str], typer.Option(

@@ -210,10 +210,13 @@ def score(sample: Sample, restored: np.ndarray) -> tuple[float, float]:
     if output.shape != sample.clean.shape:
         raise ValueError(f"{sample.name}: restored shape {output.shape} differs from the clean "
                          f"image's {sample.clean.shape}")
-    if sample.setting.task == "sr":
-        scale = int(sample.setting.level)
-        return metrics.sr_psnr(sample.clean, output, scale), metrics.sr_ssim(sample.clean, output, scale)
-    return metrics.psnr(sample.clean, output), metrics.ssim(sample.clean, output)
+    try:
+        if sample.setting.task == "sr":
+            scale = int(sample.setting.level)
+            return metrics.sr_psnr(sample.clean, output, scale), metrics.sr_ssim(sample.clean, output, scale)
+        return metrics.psnr(sample.clean, output), metrics.ssim(sample.clean, output)
+    except ValueError as error:  # an image too small for SSIM's window
+        raise InvalidOptionError(f"image {sample.name!r} cannot be scored: {error}") from None
 
 
 # -- methods -------------------------------------------------------------------------------

@@ -410,3 +410,13 @@ def test_json_and_markdown_cannot_both_go_to_stdout(
     message = _refused_before_any_work(monkeypatch, dataset, "--sigma", "15", "--json", "-",
                                        "--markdown", "-")
     assert "--json" in message and "--markdown" in message
+
+
+def test_an_image_too_small_to_score_is_a_one_line_error(tmp_path: Path) -> None:
+    folder = tmp_path / "small"
+    folder.mkdir()
+    Image.fromarray(np.full((6, 6), 128, np.uint8), "L").save(folder / "tiny.png")
+    result = runner.invoke(app, ["eval", str(folder), "--sigma", "25", "--model", str(_checkpoint(tmp_path / "m")),
+                                 "--baseline", "none", "--no-warmup"])
+    assert result.exit_code == 2
+    assert result.output.strip().splitlines()[-1].startswith("error: image 'tiny' cannot be scored: SSIM needs")

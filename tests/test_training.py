@@ -544,6 +544,17 @@ def test_data_and_weight_mistakes_are_one_line_errors(tmp_path, image_dir):
                             tmp_path / "other", "other")
     _one_line_error(_train(path, "--run-dir", tmp_path / "c", "--set", f'train.init_weights="{other}"'),
                     1, "its model differs from this config's model")
+    _one_line_error(_train(path, "--run-dir", tmp_path / "d", "--set", 'train.init_weights="no-such-model"'),
+                    2, "no-such-model")
+
+
+def test_init_weights_takes_a_run_folder_or_a_model_name(tmp_path, image_dir):
+    path = write_config(tmp_path, image_dir)
+    assert _train(path, "--run-dir", tmp_path / "first").exit_code == 0
+    second = _train(path, "--run-dir", tmp_path / "second", "--set", f'train.init_weights="{tmp_path / "first"}"')
+    assert second.exit_code == 0, second.output
+    bundled = _train(path, "--run-dir", tmp_path / "third", "--set", 'train.init_weights="denoise-gray"')
+    assert bundled.exit_code == 1 and "its model differs from this config's model" in bundled.output
 
 
 def test_set_paths_are_relative_to_the_current_folder(tmp_path, image_dir, monkeypatch):

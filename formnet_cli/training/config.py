@@ -104,7 +104,8 @@ class RunConfig:
     time_limit_s: float = 0.0
     """Stop (saving state and exporting the model) after this much training time (0: no limit)."""
     init_weights: str = ""
-    """Start from the weights of this checkpoint folder (a second training stage)."""
+    """Start from these weights (a second training stage): a checkpoint folder, a run folder or
+    a model name (``denoise-gray``)."""
     export_dtype: Literal["float32", "float16"] = "float16"
     """Precision of the exported model.safetensors (float16 halves the file; loads as float32)."""
 

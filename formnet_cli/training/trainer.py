@@ -31,7 +31,7 @@ from ..engine import cpu_has_fast, resolve_device
 from ..errors import FormnetError
 from ..metrics import psnr, sr_psnr
 from ..models import FormResNet, count_parameters
-from ..registry import RUN_EXPORT_FOLDER, RUN_STATE_FILE
+from ..registry import RUN_EXPORT_FOLDER, RUN_STATE_FILE, resolve_model
 from . import data as training_data
 from .config import OptimConfig, TrainConfig, dump_config
 from .discriminator import PatchDiscriminator
@@ -87,7 +87,7 @@ class Trainer:
 
         self.model = FormResNet(config.model)
         if run.init_weights:
-            initial, _ = load_checkpoint(run.init_weights)
+            initial, _ = load_checkpoint(_init_weights_folder(run.init_weights))
             _load_matching(self.model, initial.state_dict(), f"train.init_weights {run.init_weights}")
         self.model = self.model.to(self.device)
         if self.device.type == "cuda":
@@ -391,6 +391,14 @@ def _warming_ema(decay: float) -> Callable[[list[torch.Tensor], list[torch.Tenso
         torch._foreach_lerp_(averaged, current, 1 - min(decay, (1 + count) / (10 + count)))
 
     return update
+
+
+def _init_weights_folder(value: str) -> Path:
+    """The checkpoint ``train.init_weights`` names: a checkpoint folder, a run folder (its
+    exported ``model/``) or a model name such as ``denoise-gray`` (which the config resolved
+    as a path: its last part is the name)."""
+    path = Path(value)
+    return resolve_model(path if path.exists() else path.name).path
 
 
 def _load_matching(model: nn.Module, weights: dict, source: str) -> None:
