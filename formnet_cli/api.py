@@ -36,7 +36,7 @@ import numpy as np
 import torch
 
 from . import degradations, engine, estimation, registry
-from .checkpoint import CONFIG_FILE, WEIGHTS_FILE, CheckpointInfo, load_checkpoint
+from .checkpoint import CONFIG_FILE, WEIGHTS_FILE, CheckpointInfo, load_checkpoint, read_info
 from .config import LEVEL_NAMES, QUALITY_RANGE, SIGMA_MAX, SR_SCALES, TASKS, ModelConfig
 from .errors import InvalidOptionError, ModelNotFoundError
 from .models import FormResNet, condition_level
@@ -103,6 +103,15 @@ def load_model(name_or_path: str | os.PathLike[str] | None = None, *, task: str 
     if task is not None:
         _check_model_task(loaded, task)
     return loaded
+
+
+def model_task(name_or_path: str | os.PathLike[str]) -> str:
+    """The task (denoise, jpeg or sr) a model name or checkpoint folder restores, from its
+    manifest entry or ``config.json``, without loading its weights."""
+    entry = registry.load_manifest().get(os.fspath(name_or_path))
+    if entry is not None:
+        return entry.task
+    return read_info(registry.resolve_model(name_or_path).path).model.task
 
 
 def clear_model_cache() -> None:

@@ -25,8 +25,8 @@ from typer.core import TyperArgument, TyperGroup, TyperOption
 from . import __version__
 from .cli_options import (
     BatchSizeOption, DeviceOption, EnsembleOption, ModelOption, PrecisionName, PrecisionOption,
-    QualityOption, ScaleOption, SigmaOption, TaskName, TaskOption, ThreadsOption, TileOption,
-    TileOverlapOption)
+    QualityOption, ScaleOption, SigmaOption, TaskOption, ThreadsOption, TileOption,
+    TileOverlapOption, task_for)
 from .errors import FormnetError, InvalidOptionError
 
 DEBUG_VARIABLE = "FORMNET_DEBUG"
@@ -136,7 +136,7 @@ def restore(
         "--output", "-o", show_default=False, metavar="PATH",
         help="Output file (one input file) or folder (created; a trailing / says folder); - "
              "writes the image to standard output (in the input's format, or --ext).")],
-    task: TaskOption = TaskName.denoise,
+    task: TaskOption = None,
     sigma: SigmaOption = None,
     quality: QualityOption = None,
     scale: ScaleOption = None,
@@ -171,7 +171,7 @@ def restore(
     formnet restore photo.png -o photo_clean.png --sigma 25
     formnet restore scans/ -o restored/ --recursive --sigma auto
     formnet restore old.jpg -o old_fixed.png --task jpeg --quality auto
-    formnet restore small.png -o big.png --task sr --scale 4
+    formnet restore small.png -o big.png --scale 4                # --scale: super-resolution
     formnet restore scans/ -o restored/ -r --dry-run            # what would be written where
     curl -s https://example.org/noisy.jpg | formnet restore - -o - --ext png > clean.png
     """
@@ -182,7 +182,9 @@ def restore(
 
     _check_standard_streams(inputs, output, json_output=json_output, list_only=list_only)
     options = BatchOptions(
-        task=task.value, sigma=sigma, quality=quality, scale=scale, model=model, device=device,
+        task=task_for(task and task.value, [model] if model else [], scale=scale is not None,
+                      quality=quality is not None),
+        sigma=sigma, quality=quality, scale=scale, model=model, device=device,
         precision=precision.value, tile=tile, tile_overlap=tile_overlap, batch_size=batch_size,
         ensemble=ensemble, recursive=recursive, skip_existing=skip_existing, ext=ext,
         jpeg_quality=jpeg_quality)

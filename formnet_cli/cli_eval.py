@@ -118,8 +118,10 @@ LevelOption = Optional[list[str]]
 def eval_command(
     dataset: Annotated[str, typer.Argument(
         metavar="DATASET", help="Folder of clean images, or a set name under --data-root (e.g. BSD68).")],
-    task: Annotated[str, typer.Option("--task", "-t", metavar="denoise|jpeg|sr",
-                                      help="Degradation to measure.")] = "denoise",
+    task: Annotated[Optional[str], typer.Option(
+        "--task", "-t", metavar="denoise|jpeg|sr", show_default=False,
+        help="Degradation to measure (default: the --model's task; else sr with --scale, jpeg "
+             "with --quality, denoise otherwise).")] = None,
     sigma: Annotated[LevelOption, typer.Option(
         "--sigma", "-s", metavar="FLOAT...", help="Noise levels (0-255), e.g. --sigma 15 25 50 "
         "(default 15 25 50).")] = None,
@@ -175,7 +177,9 @@ def eval_command(
     from rich.console import Console
 
     from . import evaluate as ev
+    from .cli_options import task_for
     from .engine import cpu_threads
+    task = task_for(task, model or [], scale=bool(scale), quality=bool(quality))
     if task not in DEFAULT_LEVELS:
         raise InvalidOptionError(f"unknown task {task!r}; choose denoise, jpeg or sr")
     raw_levels = {"denoise": sigma, "jpeg": quality, "sr": scale}

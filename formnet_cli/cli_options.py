@@ -6,6 +6,7 @@ A module of its own, so that every command module can import it without importin
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from enum import Enum
 from typing import Annotated, Optional
 
@@ -90,8 +91,10 @@ EnsembleOption = Annotated[str, typer.Option(
     "--ensemble", metavar="auto|1|2|4|8",
     help="Average this many flipped/rotated passes (slower, slightly better); auto: the "
          "number the model card recommends.")]
-TaskOption = Annotated[TaskName, typer.Option(
-    "--task", "-t", metavar="denoise|jpeg|sr", help="What to restore: noise, JPEG artifacts or low resolution.")]
+TaskOption = Annotated[Optional[TaskName], typer.Option(
+    "--task", "-t", metavar="denoise|jpeg|sr", show_default=False,
+    help="What to restore: noise, JPEG artifacts or low resolution (default: the --model's task; "
+         "else sr with --scale, jpeg with --quality, denoise otherwise).")]
 SigmaOption = Annotated[Optional[str], typer.Option(
     "--sigma", "-s", metavar="FLOAT|auto", parser=parse_sigma,
     help="Noise level on the 0-255 scale (denoise), or auto to estimate it, per pixel where the "
@@ -102,3 +105,23 @@ QualityOption = Annotated[Optional[str], typer.Option(
          "(default: auto).")]
 ScaleOption = Annotated[Optional[int], typer.Option(
     "--scale", metavar="2|3|4", help="Upscaling factor (sr).")]
+
+
+def task_for(task: str | None, models: Sequence[str], *, scale: bool, quality: bool) -> str:
+    """The task a command runs: ``--task``; else the task of the ``--model`` given (all of them
+    the same); else the one a level option implies (``--scale``: sr, ``--quality``: jpeg); else
+    denoise."""
+    if task is not None:
+        return task
+    if models:
+        from .api import model_task
+        from .errors import InvalidOptionError
+
+        tasks = {model_task(model) for model in models}
+        if len(tasks) > 1:
+            raise InvalidOptionError(f"the models given restore different tasks ({', '.join(sorted(tasks))}); "
+                                     "give --task")
+        return tasks.pop()
+    if scale != quality:
+        return "sr" if scale else "jpeg"
+    return "denoise"

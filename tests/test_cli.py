@@ -839,3 +839,29 @@ def test_no_output_replaces_another_input(tmp_path, random_image, write_png, ord
     assert reasons == {"a.png": "the output would overwrite the input",
                        "a.jpg": f"the output would overwrite the input {png}"}
     assert png.read_bytes() == before
+
+
+def test_the_task_comes_from_the_model_or_the_level_given(tiny_models, tmp_path, gray_png):
+    result = restore(tiny_models.sr_gray, gray_png, "-o", tmp_path / "big.png", "--scale", "2")
+    assert result.exit_code == 0, result.output  # no --task: the model's (sr)
+    with Image.open(tmp_path / "big.png") as image:
+        assert image.size == (56, 40)
+
+
+@pytest.mark.parametrize("task, scale, quality, expected", [
+    ("denoise", True, False, "denoise"), (None, True, False, "sr"), (None, False, True, "jpeg"),
+    (None, False, False, "denoise"), (None, True, True, "denoise")])  # both: the check says which fails
+def test_task_for_without_a_model(task, scale, quality, expected):
+    from formnet_cli.cli_options import task_for
+
+    assert task_for(task, [], scale=scale, quality=quality) == expected
+
+
+def test_task_for_models_of_several_tasks_asks_for_one(tiny_models):
+    from formnet_cli.cli_options import task_for
+    from formnet_cli.errors import InvalidOptionError
+
+    assert task_for(None, [str(tiny_models.jpeg_gray)], scale=False, quality=False) == "jpeg"
+    assert task_for(None, ["sr-y"], scale=False, quality=False) == "sr"  # a bundled name: its manifest
+    with pytest.raises(InvalidOptionError, match=r"different tasks \(denoise, sr\); give --task"):
+        task_for(None, [str(tiny_models.sr_gray), str(tiny_models.denoise_gray)], scale=False, quality=False)
