@@ -27,6 +27,15 @@ __all__ = [
 ]
 
 
+def check_unit_range(image: np.ndarray, function: str) -> None:
+    """Raise ``TypeError`` for integer samples given to a function of images in [0, 1] (a
+    uint8 image would be read as nearly white noise-free pixels or a sigma 255 times too large)."""
+    dtype = np.asarray(image).dtype
+    if np.issubdtype(dtype, np.integer):
+        raise TypeError(f"{function} expects a float image in [0, 1], got {dtype} "
+                        f"(divide by {np.iinfo(dtype).max})")
+
+
 def add_gaussian_noise(clean: np.ndarray, sigma: float, seed: int | None = 0) -> np.ndarray:
     """Additive white Gaussian noise exactly as the benchmark protocol makes it.
 
@@ -44,6 +53,7 @@ def add_gaussian_noise(clean: np.ndarray, sigma: float, seed: int | None = 0) ->
     """
     if sigma < 0:
         raise ValueError(f"sigma must be >= 0, got {sigma}")
+    check_unit_range(clean, "add_gaussian_noise")
     x = np.asarray(clean, dtype=np.float64)
     noise = np.random.RandomState(seed).normal(0.0, sigma / 255.0, x.shape)
     return (x + noise).astype(np.float32)

@@ -15,6 +15,8 @@ import numpy as np
 from numpy.lib.stride_tricks import sliding_window_view
 from PIL import Image
 
+from .degradations import check_unit_range
+
 __all__ = [
     "NoiseLevelFunction",
     "STANDARD_LUMINANCE_TABLE",
@@ -309,7 +311,9 @@ class TooSmallToMeasure(ValueError):
 
 
 def _checked_planes(image: np.ndarray, patch_size: int) -> np.ndarray:
-    """``image`` as float64 ``H x W x C``; ``ValueError`` when too small to measure."""
+    """``image`` as float64 ``H x W x C``; ``ValueError`` when too small to measure,
+    ``TypeError`` for integer samples (the methods take images in [0, 1])."""
+    check_unit_range(image, "noise estimation")
     array = np.asarray(image, dtype=np.float64)
     if array.ndim == 2:
         array = array[..., None]

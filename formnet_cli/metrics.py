@@ -22,9 +22,15 @@ _SSIM_K1 = 0.01
 _SSIM_K2 = 0.03
 
 
-def _prepare(reference: np.ndarray, test: np.ndarray, border: int) -> tuple[np.ndarray, np.ndarray]:
-    reference = np.asarray(reference, dtype=np.float64)
-    test = np.asarray(test, dtype=np.float64)
+def _prepare(reference: np.ndarray, test: np.ndarray, border: int,
+             data_range: float) -> tuple[np.ndarray, np.ndarray]:
+    reference, test = np.asarray(reference), np.asarray(test)
+    if (data_range == 255.0 and all(np.issubdtype(a.dtype, np.floating) and a.size and a.max() <= 1.0
+                                    for a in (reference, test))):
+        raise ValueError("both images lie in [0, 1]: pass data_range=1.0 (the default, 255, is the "
+                         "uint8 scale)")
+    reference = reference.astype(np.float64)
+    test = test.astype(np.float64)
     if reference.shape != test.shape:
         raise ValueError(f"shapes differ: {reference.shape} vs {test.shape}")
     if reference.ndim not in (2, 3):
@@ -48,7 +54,7 @@ def psnr(reference: np.ndarray, test: np.ndarray, data_range: float = 255.0, bor
     >>> round(psnr(np.zeros((4, 4)), np.full((4, 4), 5.0)), 4)
     34.1514
     """
-    reference, test = _prepare(reference, test, border)
+    reference, test = _prepare(reference, test, border, data_range)
     mse = float(np.mean((reference - test) ** 2))
     if mse == 0.0:
         return math.inf
@@ -90,7 +96,7 @@ def ssim(reference: np.ndarray, test: np.ndarray, data_range: float = 255.0, bor
     sigma=1.5, use_sample_covariance=False)`` and MATLAB's ``ssim_index``. Identical images
     give 1.0. Needs at least 11 x 11 pixels after cropping ``border``.
     """
-    reference, test = _prepare(reference, test, border)
+    reference, test = _prepare(reference, test, border, data_range)
     if min(reference.shape[:2]) < _SSIM_WINDOW:
         raise ValueError(f"SSIM needs at least {_SSIM_WINDOW} x {_SSIM_WINDOW} pixels, got {reference.shape[:2]}")
     if reference.ndim == 2:

@@ -151,3 +151,13 @@ def test_camera_noise_in_srgb_is_an_8_bit_photo_with_noisier_shadows():
         add_camera_noise(clean, 0.004, 0.0, "log")
     with pytest.raises(ValueError, match="uint8"):
         add_camera_noise(clean / 255.0, 0.004, 0.0)
+
+
+def test_integer_images_are_refused_where_the_scale_is_0_to_1():
+    from formnet_cli.estimation import estimate_noise_sigma
+
+    image = np.zeros((32, 32), np.uint8)
+    with pytest.raises(TypeError, match=r"expects a float image in \[0, 1\], got uint8 \(divide by 255\)"):
+        add_gaussian_noise(image, 25)
+    with pytest.raises(TypeError, match="divide by 255"):
+        estimate_noise_sigma(image)

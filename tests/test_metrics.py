@@ -71,3 +71,11 @@ def test_y_channel_and_sr_helpers() -> None:
     assert sr_psnr(hr, sr, 4) == pytest.approx(expected, abs=1e-12)
     expected_ssim = _skimage_ssim(y_channel(hr)[2:-2, 2:-2], y_channel(sr)[2:-2, 2:-2])
     assert sr_ssim(hr, sr, 2) == pytest.approx(expected_ssim, abs=1e-6)
+
+
+def test_unit_range_images_without_their_data_range_are_refused():
+    reference = np.random.default_rng(0).random((16, 16))
+    for metric in (psnr, ssim):
+        with pytest.raises(ValueError, match="pass data_range=1.0"):
+            metric(reference, reference * 0.9)
+        assert metric(reference, reference * 0.9, data_range=1.0) > 0
