@@ -21,6 +21,11 @@ if TYPE_CHECKING:
                       restore_with_info)
 
 
+def __dir__() -> list[str]:
+    # the public names, those imported on first use included (tab completion in a notebook)
+    return sorted({*__all__, *(name for name in globals() if name.startswith("__"))})
+
+
 def __getattr__(name: str) -> Any:
     if name in __all__ and name != "__version__":
         from . import api

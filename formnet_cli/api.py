@@ -182,6 +182,8 @@ class RestoreResult:
     task: str
     model_name: str
     model_source: str
+    model_path: str = ""
+    """The checkpoint folder the model was loaded from."""
     sigma: float | None = None
     quality: int | None = None
     scale: int | None = None
@@ -304,7 +306,8 @@ def restore_with_info(image: np.ndarray, task: str = "denoise", *,
     if alpha is not None and task != "sr":
         output[:, :, -1] = image[:, :, -1]  # bit-exact, not through float
     return RestoreResult(image=output, task=task, model_name=loaded.name,
-                         model_source=loaded.source, sigma=level_sigma, quality=level_quality,
+                         model_source=loaded.source, model_path=str(loaded.path),
+                         sigma=level_sigma, quality=level_quality,
                          scale=scale if task == "sr" else None, estimated=estimated,
                          ensemble=passes, sigma_map_range=sigma_map_range)
 
@@ -585,6 +588,8 @@ def _check_scale(scale: int | None, allowed: tuple[int, ...]) -> int:
     names = ", ".join(str(s) for s in allowed)
     if scale is None:
         raise InvalidOptionError(f"super-resolution needs a scale ({names})")
+    if isinstance(scale, str) and scale.strip().isdigit():  # "2", as sigma="25" is taken
+        scale = int(scale)
     if isinstance(scale, float) and scale.is_integer():
         scale = int(scale)
     if not isinstance(scale, (int, np.integer)) or int(scale) not in allowed:

@@ -102,6 +102,8 @@ class FileResult:
     """Lowest and highest sigma of the per-pixel map used where the estimated noise varies
     with brightness (``sigma`` is then the map's mean)."""
     model: str = ""
+    model_path: str = ""
+    """The checkpoint folder ``model`` was loaded from (a trained run's, or the bundled one)."""
 
     def to_dict(self) -> dict[str, Any]:
         data = dataclasses.asdict(self)
@@ -634,7 +636,8 @@ def _run_job(job: Job, options: BatchOptions, reporter: Reporter) -> FileResult:
     return FileResult(job.input, job.output, "done", seconds=time.perf_counter() - started,
                       megapixels=sum(page.height * page.width for page in restored_pages) / 1e6,
                       sigma=first.sigma, quality=first.quality, estimated=first.estimated,
-                      sigma_map_range=first.sigma_map_range, model=first.model_name)
+                      sigma_map_range=first.sigma_map_range, model=first.model_name,
+                      model_path=first.model_path)
 
 
 def _read_input(source: Path) -> tuple[Path | bytes, list[imageio.LoadedImage]]:

@@ -413,3 +413,12 @@ def test_sigma_map_through_every_image_layout(tiny_models, layout):
     assert result.image.shape == image.shape and result.image.dtype == image.dtype
     if image.ndim == 3 and image.shape[2] in (2, 4):
         np.testing.assert_array_equal(result.image[:, :, -1], image[:, :, -1])  # alpha untouched
+
+
+def test_the_package_lists_its_api_and_takes_the_clis_spellings(tiny_models):
+    assert {"restore", "restore_with_info", "load_model"} <= set(dir(formnet_cli))
+    image = np.zeros((16, 16), np.uint8)
+    untiled = api.restore(image, sigma=10, model=tiny_models.denoise_gray, device="cpu", tile=None)
+    as_cli = api.restore(image, sigma=10, model=tiny_models.denoise_gray, device="cpu", tile="none")
+    np.testing.assert_array_equal(untiled, as_cli)
+    assert api.restore(image, "sr", scale="2", model=tiny_models.sr_gray, device="cpu").shape == (32, 32)

@@ -272,6 +272,7 @@ def test_json_summary_is_the_only_stdout(tiny_models, tmp_path, gray_png):
     assert summary["done"] == 1 and summary["failed"] == 0 and summary["exit_code"] == 0
     (entry,) = summary["files"]
     assert entry["status"] == "done" and entry["estimated"] and entry["sigma"] >= 0
+    assert Path(entry["model_path"]).resolve() == tiny_models.denoise_gray.resolve()  # which weights ran
 
 
 def test_sigma_auto_reports_noise_that_varies_with_brightness(tiny_models, tmp_path, write_png):
