@@ -679,8 +679,7 @@ def _write_output(job: Job, pages: list[imageio.LoadedImage], options: BatchOpti
         sys.stdout.buffer.flush()
     except BrokenPipeError:  # the reader went away: say so once, not again at exit
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
-        raise ImageWriteError(f"{STREAM}: standard output was closed before the image was "
-                              "written") from None
+        raise ImageWriteError("standard output was closed before the image was written") from None
     return data
 
 

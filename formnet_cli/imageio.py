@@ -1097,7 +1097,7 @@ def write_pages(path: str | os.PathLike[str], pages: list[LoadedImage], *,
 
 
 def encode_pages(pages: list[LoadedImage], format: str, *, jpeg_quality: int = 95,
-                 name: str = "-") -> bytes:
+                 name: str = "standard output") -> bytes:
     """The file :func:`write_pages` would write, as bytes in ``format`` (an extension or format
     name: ``"png"``, ``".jpg"``), for a stream such as standard output; ``name`` is used in
     error messages."""

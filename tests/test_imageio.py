@@ -745,7 +745,7 @@ def test_encoded_pages_are_the_file_write_pages_writes(tmp_path):
     assert all(np.array_equal(a.pixels, b.pixels) for a, b in zip(pages, again, strict=True))
     one = imageio.encode_pages(pages[:1], ".jpg", jpeg_quality=80)
     assert one.startswith(b"\xff\xd8") and imageio.read_image_bytes(one, "stream").dpi == (300.0, 300.0)
-    with pytest.raises(ImageWriteError, match="-: 2 pages need a TIFF output"):
+    with pytest.raises(ImageWriteError, match="standard output: 2 pages need a TIFF output"):
         imageio.encode_pages(pages, "png")
 
 
