@@ -680,6 +680,8 @@ def _write_output(job: Job, pages: list[imageio.LoadedImage], options: BatchOpti
     except BrokenPipeError:  # the reader went away: say so once, not again at exit
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         raise ImageWriteError("standard output was closed before the image was written") from None
+    except OSError as error:  # e.g. a full disk behind a redirection
+        raise ImageWriteError(f"cannot write to standard output ({error.strerror or error})") from None
     return data
 
 

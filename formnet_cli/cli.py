@@ -220,12 +220,14 @@ def _check_standard_streams(inputs: list[Path], output: str, *, json_output: boo
                                  "choose one")
     if list_only:
         return
-    if output == "-" and sys.stdout.isatty():
-        raise InvalidOptionError("-o - writes image data, and standard output is a terminal; "
-                                 "redirect it (> out.png) or pipe it to a program")
-    if Path("-") in inputs and sys.stdin.isatty():
-        raise InvalidOptionError("'-' reads an image from standard input, which is a "
-                                 "terminal; redirect a file (< in.png) or pipe one in")
+    if output == "-" and (sys.stdout is None or sys.stdout.isatty()):
+        raise InvalidOptionError("-o - writes image data, and standard output is "
+                                 f"{'closed' if sys.stdout is None else 'a terminal'}; redirect it "
+                                 "(> out.png) or pipe it to a program")
+    if Path("-") in inputs and (sys.stdin is None or sys.stdin.isatty()):
+        raise InvalidOptionError("'-' reads an image from standard input, which is "
+                                 f"{'closed' if sys.stdin is None else 'a terminal'}; redirect a "
+                                 "file (< in.png) or pipe one in")
 
 
 # -- commands from other modules: the one place that lists them ----------------------------

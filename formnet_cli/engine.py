@@ -445,8 +445,9 @@ def _restore_view(model: nn.Module, image: torch.Tensor, level: float | torch.Te
     padded_level = _prepare_level(level, height, width, geometry.size_multiple)
     whole = max(padded_image.shape[-2:])
 
-    if isinstance(tile, str) and tile.strip().lower() in ("none", "auto"):
-        tile = None if tile.strip().lower() == "none" else "auto"  # as the CLI spells them
+    if isinstance(tile, str):  # as the CLI spells them: "none", "auto", "256"
+        spelled = tile.strip().lower()
+        tile = None if spelled == "none" else int(spelled) if spelled.isdigit() else spelled
     with _network_on(model, device) as network, torch.inference_mode():
         if tile is None:
             window = geometry.window(whole)

@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import dataclasses
 import io
+import logging
 import math
 import os
 import re
@@ -606,16 +607,16 @@ def _needs_opencv(image: Image.Image, data: bytes) -> bool:
 def _tiff_layout_problem(sample_formats: tuple[int, ...], bits: tuple[int, ...], photometric: int,
                          samples_per_pixel: int) -> str | None:
     """Why formnet cannot read TIFF samples of this layout, or None if it can: floating-point
-    or over 16-bit samples, 16-bit CMYK, 16-bit grey with alpha (signed 16-bit samples are
-    read where none is negative)."""
+    or over 16-bit samples, signed samples but 16-bit grey (read where none is negative),
+    16-bit CMYK, 16-bit grey with alpha."""
     depth = max(bits)
     if 3 in sample_formats:
         return (f"{depth}-bit floating-point samples are not read (formnet reads 8- and 16-bit "
                 "unsigned integers); save the image as 16-bit integers")
-    if depth > 16:
-        kind = "signed" if 2 in sample_formats else "unsigned"
-        return (f"{kind} {depth}-bit integer samples are not read (formnet reads 8- and 16-bit "
-                "unsigned integers)")
+    signed = 2 in sample_formats
+    if depth > 16 or signed and (depth != 16 or samples_per_pixel > 1):
+        return (f"{'signed' if signed else 'unsigned'} {depth}-bit integer samples are not read "
+                "(formnet reads 8- and 16-bit unsigned integers, and signed 16-bit grey)")
     if depth == 16 and photometric == 5:  # separated: CMYK
         return "16-bit CMYK is not read (8-bit CMYK is); save the image as RGB"
     if depth == 16 and photometric in (0, 1) and samples_per_pixel == 2:
@@ -627,7 +628,7 @@ def _unreadable_tiff_layout(data: bytes) -> str | None:
     """Why Pillow could not open this TIFF, from its first page's tags read by tifffile (None
     where they look readable: the file is then truncated or corrupt)."""
     try:
-        with tifffile.TiffFile(io.BytesIO(data)) as tiff:
+        with _quiet_tifffile(), tifffile.TiffFile(io.BytesIO(data)) as tiff:
             page = tiff.pages.first
             bits = page.bitspersample
             return _tiff_layout_problem((int(page.sampleformat),), (int(bits),),
@@ -703,6 +704,17 @@ def _decode_with_opencv(data: bytes, header: Image.Image,
 
 
 @contextmanager
+def _quiet_tifffile() -> Iterator[None]:
+    """tifffile's log lines (an invalid offset in a truncated file) off; the caller reports."""
+    logger = logging.getLogger("tifffile")
+    previous, logger.disabled = logger.disabled, True
+    try:
+        yield
+    finally:
+        logger.disabled = previous
+
+
+@contextmanager
 def _quiet_opencv() -> Iterator[None]:
     """OpenCV's own log lines (libtiff errors on a truncated file) off; the caller reports."""
     previous = cv2.utils.logging.getLogLevel()
@@ -757,7 +769,7 @@ def _planar_page(data: bytes, index: int) -> np.ndarray:
     """Page ``index`` of a planar TIFF decoded by tifffile, as OpenCV would give it (H x W x C,
     BGR(A) order)."""
     try:
-        with tifffile.TiffFile(io.BytesIO(data)) as tiff:
+        with _quiet_tifffile(), tifffile.TiffFile(io.BytesIO(data)) as tiff:
             page = tiff.pages[index]
             samples = page.asarray()
     except Exception as exc:  # e.g. LZW, which tifffile decodes only with imagecodecs
@@ -1098,9 +1110,9 @@ def write_pages(path: str | os.PathLike[str], pages: list[LoadedImage], *,
 
 def encode_pages(pages: list[LoadedImage], format: str, *, jpeg_quality: int = 95,
                  name: str = "standard output") -> bytes:
-    """The file :func:`write_pages` would write, as bytes in ``format`` (an extension or format
-    name: ``"png"``, ``".jpg"``), for a stream such as standard output; ``name`` is used in
-    error messages."""
+    """The file :func:`write_pages` would write, as bytes in ``format`` (an extension, with or
+    without its dot: ``"png"``, ``".jpg"``, ``"jp2"``), for a stream such as standard output;
+    ``name`` is used in error messages."""
     fmt = output_format(name, format)
     _check_jpeg_quality(jpeg_quality)
     check_page_count(name, len(pages), format)

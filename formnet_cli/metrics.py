@@ -1,6 +1,7 @@
 """Image quality metrics of the benchmark protocol: PSNR and SSIM (Wang et al., 2004).
 
-Inputs are arrays on the uint8 scale (``data_range = 255``) of shape ``H x W`` or
+Inputs are arrays on the uint8 scale (``data_range = 255``, the default; pass 1.0 for
+images in [0, 1]) of shape ``H x W`` or
 ``H x W x C``; everything is computed in float64. For super-resolution, ``sr_psnr`` and
 ``sr_ssim`` measure the MATLAB ``rgb2ycbcr`` luma with ``scale`` border pixels cropped.
 """
@@ -23,12 +24,14 @@ _SSIM_K2 = 0.03
 
 
 def _prepare(reference: np.ndarray, test: np.ndarray, border: int,
-             data_range: float) -> tuple[np.ndarray, np.ndarray]:
+             data_range: float | None) -> tuple[np.ndarray, np.ndarray, float]:
+    """Both images as float64, ``border`` cropped, and the data range: 255 when not given,
+    unless both are floats within [0, 1] (then it must be given: 1.0, or 255 for dark images)."""
     reference, test = np.asarray(reference), np.asarray(test)
-    if (data_range == 255.0 and all(np.issubdtype(a.dtype, np.floating) and a.size and a.max() <= 1.0
-                                    for a in (reference, test))):
+    if data_range is None and all(np.issubdtype(a.dtype, np.floating) and a.size and a.max() <= 1.0
+                                  for a in (reference, test)):
         raise ValueError("both images lie in [0, 1]: pass data_range=1.0 (the default, 255, is the "
-                         "uint8 scale)")
+                         "uint8 scale; pass it for dark images on that scale)")
     reference = reference.astype(np.float64)
     test = test.astype(np.float64)
     if reference.shape != test.shape:
@@ -42,10 +45,10 @@ def _prepare(reference: np.ndarray, test: np.ndarray, border: int,
         test = test[border:-border, border:-border]
     if reference.size == 0:
         raise ValueError("nothing left to measure after cropping the border")
-    return reference, test
+    return reference, test, 255.0 if data_range is None else float(data_range)
 
 
-def psnr(reference: np.ndarray, test: np.ndarray, data_range: float = 255.0, border: int = 0) -> float:
+def psnr(reference: np.ndarray, test: np.ndarray, data_range: float | None = None, border: int = 0) -> float:
     """Peak signal-to-noise ratio in dB: ``10 log10(data_range^2 / MSE)``.
 
     The MSE is taken over all pixels and channels after cropping ``border`` pixels from each
@@ -54,7 +57,7 @@ def psnr(reference: np.ndarray, test: np.ndarray, data_range: float = 255.0, bor
     >>> round(psnr(np.zeros((4, 4)), np.full((4, 4), 5.0)), 4)
     34.1514
     """
-    reference, test = _prepare(reference, test, border, data_range)
+    reference, test, data_range = _prepare(reference, test, border, data_range)
     mse = float(np.mean((reference - test) ** 2))
     if mse == 0.0:
         return math.inf
@@ -82,7 +85,7 @@ def _ssim_channel(x: np.ndarray, y: np.ndarray, data_range: float) -> float:
     return float(ssim_map.mean())
 
 
-def ssim(reference: np.ndarray, test: np.ndarray, data_range: float = 255.0, border: int = 0) -> float:
+def ssim(reference: np.ndarray, test: np.ndarray, data_range: float | None = None, border: int = 0) -> float:
     """Structural similarity of Wang et al. (2004), averaged over channels.
 
     With Gaussian-weighted local statistics (11 x 11 window, sigma 1.5, population
@@ -96,7 +99,7 @@ def ssim(reference: np.ndarray, test: np.ndarray, data_range: float = 255.0, bor
     sigma=1.5, use_sample_covariance=False)`` and MATLAB's ``ssim_index``. Identical images
     give 1.0. Needs at least 11 x 11 pixels after cropping ``border``.
     """
-    reference, test = _prepare(reference, test, border, data_range)
+    reference, test, data_range = _prepare(reference, test, border, data_range)
     if min(reference.shape[:2]) < _SSIM_WINDOW:
         raise ValueError(f"SSIM needs at least {_SSIM_WINDOW} x {_SSIM_WINDOW} pixels, got {reference.shape[:2]}")
     if reference.ndim == 2:

@@ -421,4 +421,5 @@ def test_the_package_lists_its_api_and_takes_the_clis_spellings(tiny_models):
     untiled = api.restore(image, sigma=10, model=tiny_models.denoise_gray, device="cpu", tile=None)
     as_cli = api.restore(image, sigma=10, model=tiny_models.denoise_gray, device="cpu", tile="none")
     np.testing.assert_array_equal(untiled, as_cli)
+    assert api.restore(image, sigma=10, model=tiny_models.denoise_gray, device="cpu", tile="256").shape == (16, 16)
     assert api.restore(image, "sr", scale="2", model=tiny_models.sr_gray, device="cpu").shape == (32, 32)

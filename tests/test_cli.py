@@ -827,6 +827,22 @@ def test_image_data_is_not_written_to_or_read_from_a_terminal(monkeypatch):
     monkeypatch.setattr(sys, "stdin", Terminal())
     with pytest.raises(InvalidOptionError, match="standard input, which is a terminal"):
         _check_standard_streams([Path("-")], "out.png", json_output=False, list_only=False)
+    monkeypatch.setattr(sys, "stdout", None)  # started with >&-
+    with pytest.raises(InvalidOptionError, match="standard output is closed"):
+        _check_standard_streams([Path("a.png")], "-", json_output=False, list_only=False)
+
+
+def test_a_full_disk_behind_standard_output_fails_that_file_in_one_line(monkeypatch):
+    import errno
+    import types
+
+    def full(data: bytes) -> int:
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(sys, "stdout", types.SimpleNamespace(buffer=types.SimpleNamespace(write=full)))
+    page = imageio.LoadedImage(np.zeros((4, 4, 1), np.float32))
+    with pytest.raises(batch.ImageWriteError, match=r"cannot write to standard output \(No space left"):
+        batch._write_output(batch.Job(Path("a.png"), batch.STREAM), [page], batch.BatchOptions(), ".png")
 
 
 @pytest.mark.parametrize("order", [("a.jpg", "a.png"), ("a.png", "a.jpg")])

@@ -1014,11 +1014,21 @@ def test_sixteen_bit_grey_png_colour_key_becomes_alpha(tmp_path):
     (np.zeros((4, 5, 4), np.uint16), {"photometric": "separated"}, "16-bit CMYK is not read"),
     (np.zeros((4, 5, 2), np.uint16), {"photometric": "minisblack", "extrasamples": ["unassalpha"]},
      "16-bit grey\\+alpha TIFF is not read"),
+    (np.full((4, 5), -3, np.int8), {}, "signed 8-bit integer samples are not read"),
+    (np.full((4, 5, 3), 3, np.int16), {"photometric": "rgb"}, "signed 16-bit integer samples are not read"),
 ])
 def test_tiff_layouts_not_read_are_named_not_called_corrupt(tmp_path, samples, options, message):
     tifffile.imwrite(tmp_path / "odd.tif", samples, **options)
     with pytest.raises(ImageReadError, match=f"odd.tif: {message}"):
         imageio.read_pages(tmp_path / "odd.tif")
+
+
+def test_a_truncated_tiff_is_reported_once_without_library_log_lines(tmp_path, caplog):
+    tifffile.imwrite(tmp_path / "whole.tif", random_uint((8, 8), 16))
+    (tmp_path / "cut.tif").write_bytes((tmp_path / "whole.tif").read_bytes()[:8])
+    with pytest.raises(ImageReadError, match="cut.tif: truncated or corrupt TIFF image"):
+        imageio.read_pages(tmp_path / "cut.tif")
+    assert not [record for record in caplog.records if record.name.startswith("tifffile")]
 
 
 @pytest.mark.parametrize("bit_depth", [8, 16])

@@ -79,3 +79,4 @@ def test_unit_range_images_without_their_data_range_are_refused():
         with pytest.raises(ValueError, match="pass data_range=1.0"):
             metric(reference, reference * 0.9)
         assert metric(reference, reference * 0.9, data_range=1.0) > 0
+        assert metric(reference, reference * 0.9, data_range=255) > 0  # a dark image on the uint8 scale

@@ -155,6 +155,7 @@ def test_relative_train_dirs_resolve_against_the_config_folder(tmp_path: Path, i
     ("loss.gradient=-1", "loss.gradient"),
     ("optim.grad_clip=-1", "optim.grad_clip"),
     ("data.blind_probability=2", "data.blind_probability"),
+    ("data.blind_probability=-0.5", "data.blind_probability"),
     ("optim.min_lr=1.0", "optim.min_lr"),
     ("data.val_limit=-1", "data.val_limit"),
     ("optim.schedule=step", "optim.step_milestones"),
@@ -546,6 +547,9 @@ def test_data_and_weight_mistakes_are_one_line_errors(tmp_path, image_dir):
                     1, "its model differs from this config's model")
     _one_line_error(_train(path, "--run-dir", tmp_path / "d", "--set", 'train.init_weights="no-such-model"'),
                     2, "no-such-model")
+    # a mistyped run path ending in a model's name is not taken for that model
+    _one_line_error(_train(path, "--run-dir", tmp_path / "e", "--set", 'train.init_weights="runs/denoise-gray"'),
+                    1, "runs/denoise-gray: no such checkpoint folder")
 
 
 def test_init_weights_takes_a_run_folder_or_a_model_name(tmp_path, image_dir):
@@ -618,3 +622,9 @@ def test_bm3d_cache_in_worker_processes_matches_one_process(tmp_path):
         p.name for p in (tmp_path / "serial").iterdir())
     cached = bm3d_outputs(images, [15.0, 50.0], 7, tmp_path / "pooled", workers=2)
     np.testing.assert_array_equal(cached[0, 15.0][1], pooled[0, 15.0][1])
+
+
+def test_edge_values_inside_the_ranges_are_accepted(tmp_path: Path, image_dir: Path) -> None:
+    config = load_train_config(write_config(tmp_path, image_dir, task="jpeg"),
+                               ["data.blind_probability=1.0", "optim.ema_decay=0", "data.val_limit=0"])
+    assert config.data.blind_probability == 1.0 and config.optim.ema_decay == 0

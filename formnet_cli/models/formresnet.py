@@ -68,7 +68,7 @@ def bm3d_denoise(image: np.ndarray, sigma: float) -> np.ndarray:
         import bm3d
     except ImportError as error:  # pragma: no cover - bm3d is a dependency
         raise RuntimeError("BM3D needs the bm3d package: pip install bm3d") from error
-    sigma = max(float(sigma), 1e-3)
+    sigma = max(float(sigma), 1e-3 / 255)  # BM3D divides by it
     profile = bm3d.BM3DProfile()
     profile.num_threads = torch.get_num_threads()
     if image.shape[2] == 3:

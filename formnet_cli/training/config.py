@@ -149,11 +149,11 @@ class TrainConfig:
         for key, value in not_negative.items():
             if value < 0:
                 raise ConfigError(f"{key} must be 0 or more, got {value:g}")
-        for key, value in {"optim.ema_decay": self.optim.ema_decay,
-                           "data.blind_probability": self.data.blind_probability}.items():
-            if not 0 <= value < 1 or (key == "data.blind_probability" and value > 1):
-                raise ConfigError(f"{key} must lie within [0, 1{')' if key == 'optim.ema_decay' else ']'}, "
-                                  f"got {value:g}")
+        if not 0 <= self.optim.ema_decay < 1:
+            raise ConfigError(f"optim.ema_decay must lie within [0, 1), got {self.optim.ema_decay:g}")
+        if not 0 <= self.data.blind_probability <= 1:
+            raise ConfigError(f"data.blind_probability must lie within [0, 1], got "
+                              f"{self.data.blind_probability:g}")
         self._validate_schedule()
         if len(self.data.sigma_range) != 2 or not 0 <= self.data.sigma_range[0] <= self.data.sigma_range[1] <= 75:
             raise ConfigError(f"data.sigma_range must be [low, high] within [0, 75], got {self.data.sigma_range}")
@@ -251,7 +251,7 @@ def load_train_config(path: str | Path, overrides: Sequence[str] = ()) -> TrainC
         value = getattr(part, name)
         if isinstance(value, list):
             setattr(part, name, [str(_resolve(base, item)) for item in value])
-        elif value:
+        elif value and not (key == "train.init_weights" and _is_model_name(base, value)):
             setattr(part, name, str(_resolve(base, value)))
     config.validate()
     return config
@@ -263,6 +263,13 @@ def config_from_dict(data: dict[str, Any]) -> TrainConfig:
     config = build_dataclass(TrainConfig, data)
     config.model = model
     return config
+
+
+def _is_model_name(base: Path, value: str) -> bool:
+    """Whether ``train.init_weights`` names a model (``denoise-gray``) rather than a folder:
+    a bare name, with no folder of that name where a path would be looked for."""
+    return "/" not in value and "\\" not in value and not value.startswith((".", "~")) \
+        and not (base / value).exists()
 
 
 def _resolve(base: Path, folder: str) -> Path:

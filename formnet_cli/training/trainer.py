@@ -395,10 +395,9 @@ def _warming_ema(decay: float) -> Callable[[list[torch.Tensor], list[torch.Tenso
 
 def _init_weights_folder(value: str) -> Path:
     """The checkpoint ``train.init_weights`` names: a checkpoint folder, a run folder (its
-    exported ``model/``) or a model name such as ``denoise-gray`` (which the config resolved
-    as a path: its last part is the name)."""
-    path = Path(value)
-    return resolve_model(path if path.exists() else path.name).path
+    exported ``model/``) or a model name such as ``denoise-gray`` (left unresolved by the
+    config); a path that does not exist fails naming it."""
+    return resolve_model(Path(value) if Path(value).is_absolute() else value).path
 
 
 def _load_matching(model: nn.Module, weights: dict, source: str) -> None:
