@@ -7,7 +7,7 @@ mean estimate, mean and worst absolute error, how many images are off by more th
 it reads as noise that varies with brightness (white noise should be none: those images would
 get a sigma map), and the mean time per image.
 
-    python benchmarks/noise_estimation.py [--data /work/shared/data] [--sigmas 5 15 25 50 75]
+    python benchmarks/noise_estimation.py [--data ../shared/data] [--sigmas 5 15 25 50 75]
         [--sets BSD68 CBSD68] [--clip]
 """
 
@@ -27,7 +27,7 @@ from formnet_cli.evaluate import to_uint8
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--data", type=Path, default=Path("/work/shared/data"))
+    parser.add_argument("--data", type=Path, default=Path("../shared/data"))
     parser.add_argument("--sigmas", type=float, nargs="+", default=[5, 15, 25, 50, 75])
     parser.add_argument("--tolerance", type=float, default=2.0)
     parser.add_argument("--sets", nargs="+", default=["BSD68", "CBSD68"], choices=["BSD68", "CBSD68"])

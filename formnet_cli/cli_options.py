@@ -122,6 +122,8 @@ def task_for(task: str | None, models: Sequence[str], *, scale: bool, quality: b
             raise InvalidOptionError(f"the models given restore different tasks ({', '.join(sorted(tasks))}); "
                                      "give --task")
         return tasks.pop()
-    if scale != quality:
-        return "sr" if scale else "jpeg"
-    return "denoise"
+    if scale and quality:
+        from .errors import InvalidOptionError
+
+        raise InvalidOptionError("--scale (sr) and --quality (jpeg) are both given; give --task")
+    return "sr" if scale else "jpeg" if quality else "denoise"

@@ -867,11 +867,14 @@ def test_the_task_comes_from_the_model_or_the_level_given(tiny_models, tmp_path,
 
 @pytest.mark.parametrize("task, scale, quality, expected", [
     ("denoise", True, False, "denoise"), (None, True, False, "sr"), (None, False, True, "jpeg"),
-    (None, False, False, "denoise"), (None, True, True, "denoise")])  # both: the check says which fails
+    (None, False, False, "denoise")])
 def test_task_for_without_a_model(task, scale, quality, expected):
     from formnet_cli.cli_options import task_for
+    from formnet_cli.errors import InvalidOptionError
 
     assert task_for(task, [], scale=scale, quality=quality) == expected
+    with pytest.raises(InvalidOptionError, match="both given; give --task"):
+        task_for(None, [], scale=True, quality=True)
 
 
 def test_task_for_models_of_several_tasks_asks_for_one(tiny_models):
