@@ -28,7 +28,6 @@ is never run.
 from __future__ import annotations
 
 import os
-from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -41,7 +40,7 @@ from .config import LEVEL_NAMES, QUALITY_RANGE, SIGMA_MAX, SR_SCALES, TASKS, Mod
 from .errors import InvalidOptionError, ModelNotFoundError
 from .models import FormResNet, condition_level
 
-Progress = Callable[[int, int], None]
+Progress = engine.ProgressCallback
 """``progress(done, total)``: called as tiles (or channel passes) complete."""
 
 

@@ -66,7 +66,6 @@ class BatchOptions:
     batch_size: int = 1
     ensemble: int | str = "auto"
     """Flipped/rotated passes averaged per image; ``auto``: the model's recommendation."""
-    recursive: bool = False
     skip_existing: bool = False
     ext: str | None = None
     """Output format by extension (``png``); ``None`` keeps each input's extension."""

@@ -15,14 +15,13 @@ from typing import Any
 import torch
 from safetensors.torch import load_file, save_file
 
-from .config import ModelConfig
+from .config import CARD_FILE, CONFIG_FILE, WEIGHTS_FILE, ModelConfig
 from .engine import ENSEMBLE_SIZES
 from .errors import FormnetError
 from .models import FormResNet
 
-CONFIG_FILE = "config.json"
-WEIGHTS_FILE = "model.safetensors"
-CARD_FILE = "README.md"
+__all__ = ["CARD_FILE", "CONFIG_FILE", "WEIGHTS_FILE", "CheckpointError", "CheckpointInfo",
+           "load_checkpoint", "read_info", "save_checkpoint"]
 
 
 class CheckpointError(FormnetError):

@@ -186,7 +186,7 @@ def restore(
                       quality=quality is not None),
         sigma=sigma, quality=quality, scale=scale, model=model, device=device,
         precision=precision.value, tile=tile, tile_overlap=tile_overlap, batch_size=batch_size,
-        ensemble=ensemble, recursive=recursive, skip_existing=skip_existing, ext=ext,
+        ensemble=ensemble, skip_existing=skip_existing, ext=ext,
         jpeg_quality=jpeg_quality)
     plan = plan_batch(inputs, output, recursive=recursive, ext=ext)
     console = Console(stderr=True)

@@ -51,21 +51,16 @@ def parse_quality(value: str) -> int | str:
 
 
 def parse_tile(value: str) -> int | str | None:
-    """``auto``, ``none`` (one untiled pass) or a positive number of pixels."""
+    """``auto``, ``none`` (one untiled pass) or a positive number of pixels
+    (:func:`formnet_cli.engine.parse_tile`, without importing torch for ``--help``)."""
     if value is None or isinstance(value, int):
         return value
     text = value.strip().lower()
-    if text == "auto":
-        return "auto"
-    if text == "none":
-        return None
-    try:
-        size = int(text)
-    except ValueError:
-        size = 0
-    if size < 1:
+    if text in ("auto", "none"):
+        return None if text == "none" else "auto"
+    if not text.isdigit() or int(text) < 1:
         raise typer.BadParameter(f"{value!r} is not 'auto', 'none' or a positive integer")
-    return size
+    return int(text)
 
 
 ModelOption = Annotated[Optional[str], typer.Option(

@@ -28,6 +28,12 @@ SR_SCALES = (2, 3, 4)
 BLIND = -1.0
 """Condition value that means "level unknown" (blind JPEG restoration)."""
 
+# A checkpoint folder: what to build, the numbers, and the model card.
+CONFIG_FILE = "config.json"
+WEIGHTS_FILE = "model.safetensors"
+CARD_FILE = "README.md"
+CHECKPOINT_FILES = (CONFIG_FILE, WEIGHTS_FILE, CARD_FILE)
+
 
 class ConfigError(ValueError):
     """A configuration that cannot be built; the message says which field and why."""

@@ -426,6 +426,20 @@ def undo_dihedral(tensor: torch.Tensor, view: int) -> torch.Tensor:
     return tensor.transpose(-2, -1) if view & 4 else tensor
 
 
+def parse_tile(tile: TileSpec | str) -> int | str | None:
+    """A tile option as the engine takes it: ``None`` (untiled), ``"auto"`` or a positive number
+    of pixels, also as the command line spells them (``"none"``, ``"auto"``, ``"256"``); raises
+    :class:`InvalidOptionError` otherwise."""
+    if isinstance(tile, str):
+        spelled = tile.strip().lower()
+        if spelled in ("none", "auto"):
+            return None if spelled == "none" else "auto"
+        tile = int(spelled) if spelled.isdigit() else tile
+    if tile is None or (isinstance(tile, numbers.Integral) and not isinstance(tile, bool) and tile > 0):
+        return None if tile is None else int(tile)
+    raise InvalidOptionError(f"tile must be a positive number of pixels, 'auto' or None, got {tile!r}")
+
+
 def _restore_view(model: nn.Module, image: torch.Tensor, level: float | torch.Tensor, *,
                   tile: TileSpec, tile_overlap: int | None, device: str | torch.device,
                   precision: Precision, batch_size: int,
@@ -445,9 +459,7 @@ def _restore_view(model: nn.Module, image: torch.Tensor, level: float | torch.Te
     padded_level = _prepare_level(level, height, width, geometry.size_multiple)
     whole = max(padded_image.shape[-2:])
 
-    if isinstance(tile, str):  # as the CLI spells them: "none", "auto", "256"
-        spelled = tile.strip().lower()
-        tile = None if spelled == "none" else int(spelled) if spelled.isdigit() else spelled
+    tile = parse_tile(tile)
     with _network_on(model, device) as network, torch.inference_mode():
         if tile is None:
             window = geometry.window(whole)
@@ -455,11 +467,8 @@ def _restore_view(model: nn.Module, image: torch.Tensor, level: float | torch.Te
             side = _auto_window_side(model, network, image.shape[0], geometry, device, dtype,
                                      batch_size)
             window = geometry.window(min(side, whole))
-        elif isinstance(tile, numbers.Integral) and not isinstance(tile, bool) and tile > 0:
-            window = geometry.window(min(int(tile), whole))
         else:
-            raise InvalidOptionError(f"tile must be a positive number of pixels, 'auto' or None, "
-                                     f"got {tile!r}")
+            window = geometry.window(min(tile, whole))
         while True:
             try:
                 restored = _restore_padded(network, padded_image, padded_level, window, geometry,

@@ -36,7 +36,7 @@ import time
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import numpy as np
 import torch
@@ -67,7 +67,8 @@ __all__ = [
     "strip_width",
 ]
 
-ChannelMode = str  # "auto" (as stored), "gray" (Pillow L) or "color" (RGB)
+ChannelMode = Literal["auto", "gray", "color"]
+"""``auto`` (as stored), ``gray`` (Pillow ``L``) or ``color`` (RGB)."""
 
 
 # -- settings and samples ------------------------------------------------------------------
@@ -397,7 +398,8 @@ class DnCNNMethod(Method):
         return None
 
     def run_planes(self, image: np.ndarray, setting: Setting) -> np.ndarray:
-        """``x - net(x)`` on a float ``H x W x C`` image."""
+        """The DnCNN's restoration of a float ``H x W x C`` image (the network subtracts the
+        noise it predicts: :class:`~formnet_cli.peers.DnCNN`)."""
         network = self._network(setting)
         assert network is not None
         tensor = torch.from_numpy(np.ascontiguousarray(image.transpose(2, 0, 1), dtype=np.float32))
@@ -465,6 +467,7 @@ class MethodResult:
             "mean_psnr": _json_number(self.mean_psnr), "mean_ssim": _json_number(self.mean_ssim),
             "seconds_per_image": _json_number(self.seconds_per_image),
             "megapixels_per_second": _json_number(self.megapixels_per_second),
+            "seconds_per_megapixel": _json_number(self.seconds_per_megapixel),
             "images": [{key: _json_number(value) if isinstance(value, float) else value
                         for key, value in dataclasses.asdict(r).items()} for r in self.images],
         }
@@ -583,13 +586,14 @@ def describe_environment(env: dict[str, Any]) -> str:
 
 
 # -- the evaluation loop -------------------------------------------------------------------
-ProgressCallback = Callable[[str], None]
+StatusCallback = Callable[[str], None]
+"""Told what is being restored (``"sigma 25 img01 DnCNN-S"``) before each restoration."""
 
 
 def evaluate(images: Sequence[tuple[str, np.ndarray]], settings: Iterable[Setting],
              methods: Sequence[Method], *, dataset: str = "images", warmup: bool = True,
              save_dir: str | os.PathLike[str] | None = None,
-             notes: dict[str, str] | None = None, progress: ProgressCallback | None = None,
+             notes: dict[str, str] | None = None, progress: StatusCallback | None = None,
              env: dict[str, Any] | None = None) -> EvalReport:
     """Degrade each image under each setting, restore it with each method and score it.
 
@@ -615,7 +619,6 @@ def evaluate(images: Sequence[tuple[str, np.ndarray]], settings: Iterable[Settin
             rows[id(method)] = MethodResult(method.label(setting), setting, note=reason or "")
         for name, clean in images:
             sample = degrade(name, clean, setting)
-            outputs: dict[str, np.ndarray] = {}
             for method in methods:
                 row = rows[id(method)]
                 if method.unsupported(setting, clean.shape[2]) is not None:
@@ -631,7 +634,6 @@ def evaluate(images: Sequence[tuple[str, np.ndarray]], settings: Iterable[Settin
                 value_psnr, value_ssim = score(sample, restored)
                 row.images.append(ImageResult(name, value_psnr, value_ssim, seconds,
                                               sample.input_megapixels))
-                outputs[row.method] = restored
                 if save_dir is not None and not isinstance(method, DegradedInput):
                     _save_outputs(Path(save_dir), sample, method, row.method, restored)
             if save_dir is not None:

@@ -60,7 +60,7 @@ from huggingface_hub.utils import (
     RevisionNotFoundError,
 )
 
-from .config import TASKS
+from .config import CHECKPOINT_FILES, CONFIG_FILE, TASKS
 from .errors import DownloadError, FormnetError, InvalidOptionError, UnknownModelError
 
 MANIFEST_FILE = "manifest.json"
@@ -69,7 +69,6 @@ REPO_ENV = "FORMNET_HUB_REPO"
 REVISION_ENV = "FORMNET_HUB_REVISION"
 WEIGHTS_DIR_ENV = "FORMNET_WEIGHTS_DIR"
 """The configured weights folder: where ``download-weights`` writes and models are looked up."""
-CHECKPOINT_FILES = ("config.json", "model.safetensors", "README.md")
 
 _COMMIT = re.compile(r"[0-9a-f]{40}")
 _SHA256 = re.compile(r"[0-9a-f]{64}")
@@ -135,7 +134,7 @@ class Manifest:
 
     def bundled_folder(self, name: str) -> Path | None:
         folder = self.folder / name
-        return folder if (folder / "config.json").is_file() else None
+        return folder if (folder / CONFIG_FILE).is_file() else None
 
 
 def bundled_weights_dir() -> Path:
@@ -239,7 +238,7 @@ def _entry(item: Any, where: str, default_repo: str, default_revision: str | Non
         if not isinstance(size, int) or isinstance(size, bool) or size < 0:
             raise fail(f"{here}.size must be a byte count")
         parsed.append(ManifestFile(path=path, sha256=sha256, size=size))
-    if "config.json" not in {file.path for file in parsed}:
+    if CONFIG_FILE not in {file.path for file in parsed}:
         raise fail(f"{where}.files must include config.json")
     repo = item.get("repo", default_repo)
     if not isinstance(repo, str) or "/" not in repo:

@@ -26,6 +26,7 @@ from dataclasses import dataclass, field
 from math import prod
 from pathlib import Path
 
+from .config import CONFIG_FILE, WEIGHTS_FILE
 from .errors import (DownloadError, FormnetError, InvalidOptionError, ModelNotFoundError,
                      UnknownModelError)
 from .hub import (
@@ -46,8 +47,6 @@ __all__ = [
 
 SOURCES = ("path", "folder", "cache", "bundled")
 """Where a resolved model comes from, in resolution order."""
-CONFIG_FILE = "config.json"
-WEIGHTS_FILE = "model.safetensors"
 RUN_EXPORT_FOLDER = "model"
 """Where ``formnet train`` exports a run's checkpoint, inside the run folder."""
 RUN_STATE_FILE = "state.pt"
