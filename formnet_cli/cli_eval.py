@@ -259,9 +259,12 @@ def _device_label(device: str) -> str:
 
 
 def _precision_label(precision: str, device: str) -> str:
-    if precision != "auto":
-        return precision
-    return "fp16" if _device_label(device).startswith("cuda") else "fp32"
+    """The report's precision: ``auto`` runs fp16 on CUDA only for models that support it (not
+    the BM3D-formatted one), and the baselines always run in fp32."""
+    if precision == "auto":
+        precision = "fp16" if _device_label(device).startswith("cuda") else "fp32"
+        return precision if precision == "fp32" else "fp16 for formnet models that support it, else fp32"
+    return precision if precision == "fp32" else f"{precision} for formnet models, fp32 for the baselines"
 
 
 def _check_writable_target(path: Path) -> None:

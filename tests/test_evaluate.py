@@ -420,3 +420,10 @@ def test_an_image_too_small_to_score_is_a_one_line_error(tmp_path: Path) -> None
                                  "--baseline", "none", "--no-warmup"])
     assert result.exit_code == 2
     assert result.output.strip().splitlines()[-1].startswith("error: image 'tiny' cannot be scored: SSIM needs")
+
+
+def test_the_reported_precision_says_what_the_baselines_ran_in() -> None:
+    from formnet_cli.cli_eval import _precision_label
+
+    assert _precision_label("auto", "cpu") == "fp32"
+    assert _precision_label("bf16", "cpu") == "bf16 for formnet models, fp32 for the baselines"
