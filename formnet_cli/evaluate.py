@@ -203,14 +203,28 @@ def to_uint8(image: np.ndarray) -> np.ndarray:
     return np.rint(np.clip(np.asarray(image, dtype=np.float64), 0.0, 1.0) * 255.0).astype(np.uint8)
 
 
-def score(sample: Sample, restored: np.ndarray) -> tuple[float, float]:
-    """``(PSNR, SSIM)`` of a restored float image against the sample's clean image."""
+def psnr_of(sample: Sample, restored: np.ndarray) -> float:
+    """PSNR of a restored float image against the sample's clean image, as :func:`score`
+    gives it (the training's validation uses it)."""
+    output = _quantised(sample, restored)
+    if sample.setting.task == "sr":
+        return metrics.sr_psnr(sample.clean, output, int(sample.setting.level))
+    return metrics.psnr(sample.clean, output)
+
+
+def _quantised(sample: Sample, restored: np.ndarray) -> np.ndarray:
     output = to_uint8(restored)
     if output.ndim == 2:
         output = output[:, :, None]
     if output.shape != sample.clean.shape:
         raise ValueError(f"{sample.name}: restored shape {output.shape} differs from the clean "
                          f"image's {sample.clean.shape}")
+    return output
+
+
+def score(sample: Sample, restored: np.ndarray) -> tuple[float, float]:
+    """``(PSNR, SSIM)`` of a restored float image against the sample's clean image."""
+    output = _quantised(sample, restored)
     try:
         if sample.setting.task == "sr":
             scale = int(sample.setting.level)

@@ -628,3 +628,19 @@ def test_edge_values_inside_the_ranges_are_accepted(tmp_path: Path, image_dir: P
     config = load_train_config(write_config(tmp_path, image_dir, task="jpeg"),
                                ["data.blind_probability=1.0", "optim.ema_decay=0", "data.val_limit=0"])
     assert config.data.blind_probability == 1.0 and config.optim.ema_decay == 0
+
+
+@pytest.mark.parametrize("task, extra", [("denoise", []), ("sr", ["data.patch_size=24", "data.val_levels=[2.0]"])])
+def test_validation_psnr_is_what_formnet_eval_measures(tmp_path: Path, image_dir: Path, task: str,
+                                                       extra: list[str]) -> None:
+    from formnet_cli import api, evaluate
+
+    config = load_train_config(write_config(tmp_path, image_dir, task=task),
+                               ["train.steps=2", f'data.val_dir="{image_dir.as_posix()}"',
+                                'train.export_dtype="float32"', *extra])
+    trainer = Trainer(config, tmp_path / "run", command="test")
+    folder = trainer.fit()
+    images = evaluate.read_dataset(image_dir, channels="gray")
+    method = evaluate.FormnetMethod(api.load_model(folder, device="cpu"), device="cpu", tile=None, ensemble=1)
+    report = evaluate.evaluate(images, [evaluate.Setting(task, config.val_levels[0])], [method], warmup=False)
+    assert trainer.last_val_psnr == pytest.approx(report.results[0].mean_psnr, abs=1e-6)

@@ -205,11 +205,6 @@ def bicubic_pairs(images: list[np.ndarray], scales: list[int], cache_dir: Path) 
         return list(pool.map(one, images))
 
 
-def crop_to_multiple(images: list[np.ndarray], multiple: int) -> list[np.ndarray]:
-    return [image[: image.shape[0] // multiple * multiple, : image.shape[1] // multiple * multiple]
-            for image in images]
-
-
 def bm3d_outputs(images: list[np.ndarray], sigmas: list[float], seed: int, cache_dir: Path,
                  workers: int = 0) -> dict[tuple[int, float], tuple[np.ndarray, np.ndarray]]:
     """Noisy images and their BM3D outputs for every image and sigma, cached on disk.

@@ -25,12 +25,12 @@ from torch import nn
 from torch.optim.swa_utils import AveragedModel
 
 from ..checkpoint import load_checkpoint, save_checkpoint
-from ..config import ModelConfig
-from ..degradations import add_gaussian_noise, imresize, jpeg_compress
-from ..engine import cpu_has_fast, resolve_device
+from ..config import LEVEL_NAMES, ModelConfig
+from ..degradations import imresize, modcrop
+from ..engine import cpu_has_fast, resolve_device, restore_tensor
 from ..errors import FormnetError
-from ..metrics import psnr, sr_psnr
-from ..models import FormResNet, count_parameters
+from ..evaluate import Sample, Setting, degrade, psnr_of
+from ..models import FormResNet, condition_level, count_parameters
 from ..registry import RUN_EXPORT_FOLDER, RUN_STATE_FILE, resolve_model
 from . import data as training_data
 from .config import OptimConfig, TrainConfig, dump_config
@@ -52,11 +52,10 @@ def holds_run(folder: Path) -> bool:
 
 @dataclass
 class ValidationSet:
-    """Degraded inputs made once with the benchmark protocol, with their references."""
+    """The validation images degraded once as ``formnet eval`` degrades them
+    (:func:`~formnet_cli.evaluate.degrade`: the benchmark protocol), to be scored as it scores."""
 
-    inputs: list[tuple[np.ndarray, float, np.ndarray]] = field(default_factory=list)
-    """(degraded float32 H x W x C, normalised level, clean uint8 H x W x C)."""
-    sr_scales: list[int] = field(default_factory=list)
+    samples: list[Sample] = field(default_factory=list)
 
 
 class Trainer:
@@ -116,7 +115,7 @@ class Trainer:
         cache = Path(config.data.cache_dir) if config.data.cache_dir else self.run_dir / "cache"
         pairs = formatted = None
         if config.model.task == "sr":
-            images = training_data.crop_to_multiple(images, 12)
+            images = [modcrop(image, 12) for image in images]
             size = config.data.patch_size
             small = sum(min(image.shape[:2]) < size for image in images)
             if small:
@@ -137,22 +136,8 @@ class Trainer:
             return result
         images = training_data.load_images([config.data.val_dir], config.model.channels,
                                            limit=config.data.val_limit, luma=config.data.luma)
-        for level in config.val_levels:
-            for clean in images:
-                task = config.model.task
-                if task == "denoise":
-                    degraded = add_gaussian_noise(clean / 255.0, level, seed=0)
-                    result.inputs.append((degraded.astype(np.float32), level / 255.0, clean))
-                elif task == "jpeg":
-                    squeezed = clean[..., 0] if clean.shape[2] == 1 else clean
-                    degraded = jpeg_compress(squeezed, int(level)).reshape(clean.shape) / 255.0
-                    result.inputs.append((degraded.astype(np.float32), level / 100.0, clean))
-                else:
-                    scale = int(level)
-                    high = training_data.crop_to_multiple([clean], scale)[0]
-                    low = imresize(high / 255.0, 1.0 / scale)
-                    up = np.clip(imresize(low, float(scale)), 0, 1).reshape(high.shape).astype(np.float32)
-                    result.inputs.append((up, scale / 4.0, high))
+        result.samples = [degrade(str(index), clean, Setting(config.model.task, level))
+                          for level in config.val_levels for index, clean in enumerate(images)]
         return result
 
     # -- state --------------------------------------------------------------------------------
@@ -285,22 +270,21 @@ class Trainer:
         return {"discriminator": float(loss.detach())}
 
     # -- validation ---------------------------------------------------------------------------
-    @torch.no_grad()
     def validate(self, validation: ValidationSet) -> float | None:
-        """Mean PSNR of the EMA model over the validation set (Y channel, border crop for SR)."""
-        if not validation.inputs:
+        """Mean PSNR of the EMA model over the validation set, as ``formnet eval`` measures it
+        (one untiled pass; the bicubic upscale for SR; Y channel and border crop for SR)."""
+        if not validation.samples:
             return None
-        model = self.ema.module.eval()
         scores = []
-        for degraded, level, clean in validation.inputs:
-            tensor = torch.from_numpy(degraded).permute(2, 0, 1)[None].to(self.device)
-            restored = _run_padded(model, tensor, level)
-            output = np.round(np.clip(restored[0].permute(1, 2, 0).float().cpu().numpy(), 0, 1) * 255)
-            output = output.astype(np.uint8)
-            if self.config.model.task == "sr":
-                scores.append(sr_psnr(clean, output, scale=round(level * 4)))
-            else:
-                scores.append(psnr(clean, output))
+        for sample in validation.samples:
+            setting = sample.setting
+            degraded = sample.degraded
+            if setting.task == "sr":
+                degraded = imresize(degraded, scale=int(setting.level)).astype(np.float32)
+            level = condition_level(setting.task, **{LEVEL_NAMES[setting.task]: setting.value})
+            restored = restore_tensor(self.ema.module, torch.from_numpy(degraded.transpose(2, 0, 1).copy()),
+                                      level, tile=None, device=self.device)
+            scores.append(psnr_of(sample, restored.numpy().transpose(1, 2, 0)))
         return float(np.mean(scores))
 
     # -- the loop -----------------------------------------------------------------------------
@@ -365,16 +349,6 @@ class Trainer:
         return save_checkpoint(model, self.run_dir / MODEL_FOLDER, self.config.name, card=card,
                                description=self.config.description,
                                dtype=getattr(torch, self.config.train.export_dtype))
-
-
-@torch.no_grad()
-def _run_padded(model: FormResNet, tensor: torch.Tensor, level: float) -> torch.Tensor:
-    multiple = model.size_multiple
-    height, width = tensor.shape[-2:]
-    pad_h, pad_w = (-height) % multiple, (-width) % multiple
-    padded = torch.nn.functional.pad(tensor, (0, pad_w, 0, pad_h), mode="reflect") if pad_h or pad_w else tensor
-    levels = torch.full((1,), level, device=tensor.device)
-    return model(padded, levels)[..., :height, :width]
 
 
 def _warming_ema(decay: float) -> Callable[[list[torch.Tensor], list[torch.Tensor], torch.Tensor], None]:
