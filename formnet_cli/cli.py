@@ -177,7 +177,8 @@ def restore(
     """
     from rich.console import Console
 
-    from .batch import BatchOptions, RichReporter, dry_run, plan_batch, run_batch
+    from .batch import BatchOptions, dry_run, plan_batch, run_batch
+    from .cli_progress import RichReporter
     from .engine import cpu_threads
 
     _check_standard_streams(inputs, output, json_output=json_output, list_only=list_only)

@@ -1,0 +1,53 @@
+"""The progress bar of ``formnet restore``: a :class:`~formnet_cli.batch.Reporter` drawn by rich.
+
+Apart from :mod:`formnet_cli.batch`, which reports to any ``Reporter`` and draws nothing.
+"""
+
+from __future__ import annotations
+
+from rich.console import Console
+from rich.progress import (BarColumn, MofNCompleteColumn, Progress, TaskID, TextColumn,
+                           TimeElapsedColumn, TimeRemainingColumn)
+
+from .batch import FileResult, Job
+
+
+class RichReporter:
+    """A rich progress bar over images, and over tiles of the current image when it has many.
+
+    Draws on ``console`` (standard error in the CLI); notes print above the bar.
+    """
+
+    def __init__(self, console: Console, *, show_progress: bool | None = None) -> None:
+        self.console = console
+        enabled = console.is_terminal if show_progress is None else show_progress
+        self.progress = Progress(
+            TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
+            TimeElapsedColumn(), TimeRemainingColumn(),
+            console=console, transient=True, disable=not enabled)
+        self._images: TaskID | None = None
+        self._tiles: TaskID | None = None
+
+    def start(self, total: int) -> None:
+        self.progress.start()
+        self._images = self.progress.add_task("images", total=total)
+        self._tiles = self.progress.add_task("tiles", total=None, visible=False)
+
+    def file_started(self, job: Job) -> None:
+        if self._tiles is not None:
+            self.progress.update(self._tiles, completed=0, total=None, visible=False,
+                                 description=f"  {job.input.name}")
+
+    def tiles(self, done: int, total: int) -> None:
+        if self._tiles is not None:
+            self.progress.update(self._tiles, completed=done, total=total, visible=total > 1)
+
+    def file_finished(self, result: FileResult) -> None:
+        if self._images is not None:
+            self.progress.advance(self._images)
+
+    def note(self, message: str) -> None:
+        self.console.print(message, markup=False, highlight=False, soft_wrap=True)
+
+    def stop(self) -> None:
+        self.progress.stop()
