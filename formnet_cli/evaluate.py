@@ -43,7 +43,7 @@ import torch
 from PIL import Image, ImageDraw, ImageFont
 
 from . import degradations, metrics
-from .config import LEVEL_NAMES, TASKS
+from .config import LEVEL_NAMES, QUALITY_RANGE, SR_SCALES, TASKS
 from .errors import InvalidOptionError, ModelNotFoundError
 
 __all__ = [
@@ -67,6 +67,8 @@ __all__ = [
     "strip_width",
 ]
 
+EVAL_SIGMA_MAX = 255.0
+"""Largest sigma an evaluation degrades with: above a model's range (75), for BM3D and DnCNN."""
 ChannelMode = Literal["auto", "gray", "color"]
 """``auto`` (as stored), ``gray`` (Pillow ``L``) or ``color`` (RGB)."""
 
@@ -83,12 +85,13 @@ class Setting:
         if self.task not in TASKS:
             raise InvalidOptionError(f"unknown task {self.task!r}; choose one of {', '.join(TASKS)}")
         level = float(self.level)
-        if self.task == "denoise" and not 0 <= level <= 255:
-            raise InvalidOptionError(f"sigma must be in [0, 255], got {level:g}")
-        if self.task == "jpeg" and not (level.is_integer() and 1 <= level <= 100):
-            raise InvalidOptionError(f"JPEG quality must be an integer in 1..100, got {level:g}")
-        if self.task == "sr" and level not in (2, 3, 4):
-            raise InvalidOptionError(f"scale must be 2, 3 or 4, got {level:g}")
+        low, high = QUALITY_RANGE
+        if self.task == "denoise" and not 0 <= level <= EVAL_SIGMA_MAX:
+            raise InvalidOptionError(f"sigma must be in [0, {EVAL_SIGMA_MAX:g}], got {level:g}")
+        if self.task == "jpeg" and not (level.is_integer() and low <= level <= high):
+            raise InvalidOptionError(f"JPEG quality must be an integer in {low}..{high}, got {level:g}")
+        if self.task == "sr" and level not in SR_SCALES:
+            raise InvalidOptionError(f"scale must be one of {', '.join(map(str, SR_SCALES))}, got {level:g}")
         object.__setattr__(self, "level", level)
 
     @property
