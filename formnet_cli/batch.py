@@ -32,7 +32,7 @@ import torch
 from . import api, imageio
 from .checkpoint import CheckpointError
 from .errors import (FormnetError, ImageReadError, ImageWriteError, InvalidOptionError,
-                     ModelNotFoundError)
+                     ModelNotFoundError, OutOfSpaceError)
 
 Status = Literal["done", "skipped", "failed", "interrupted", "not_started", "planned"]
 """``interrupted``: being restored when the run was interrupted (nothing written);
@@ -121,6 +121,7 @@ class BatchPlan:
     """Resolved input -> the path it was planned as."""
     _outputs: dict[Path, Path] = field(default_factory=dict, repr=False)
     """Resolved output -> the input writing it."""
+    _skipped: set[Path] = field(default_factory=set, repr=False)
 
 
 @dataclass
@@ -134,6 +135,8 @@ class BatchSummary:
     """The signal that interrupted the run: 2 (SIGINT, Ctrl-C; exit 130) or 15 (SIGTERM; 143)."""
     dry_run: bool = False
     """Planned only (:func:`dry_run`): nothing was read or written."""
+    stopped: str = ""
+    """Why the run stopped before its last file though not interrupted (a full disk)."""
 
     def _with(self, status: Status) -> list[FileResult]:
         return [result for result in self.results if result.status == status]
@@ -179,6 +182,7 @@ class BatchSummary:
             "skipped": len(self.skipped),
             "failed": len(self.failed),
             "interrupted": self.interrupted,
+            "stopped": self.stopped or None,
             "not_started": self.not_started,
             "seconds": round(self.seconds, 3),
             "megapixels": round(self.megapixels, 4),
@@ -202,6 +206,8 @@ class BatchSummary:
                 f"({self.megapixels_per_second:.3g} MP/s)")
         if self.interrupted:
             head = f"interrupted: {head}; {self.not_started} not started"
+        elif self.stopped:
+            head = f"stopped ({self.stopped}): {head}; {self.not_started} not started"
         return [head]
 
     def failure_lines(self) -> list[str]:
@@ -253,9 +259,10 @@ def plan_batch(inputs: Sequence[str | os.PathLike[str]], output: str | os.PathLi
     if output == STREAM or STREAM in map(Path, inputs):
         return _plan_stream(plan, [Path(item) for item in inputs], output, names_file, extension)
     single = Path(inputs[0])
-    if (len(inputs) == 1 and names_file and not single.exists()
+    if (len(inputs) == 1 and names_file and not single.is_file() and not single.is_dir()
             and not glob.has_magic(os.fspath(inputs[0]))):
-        plan.settled.append(FileResult(single, None, "failed", "no such file or directory"))
+        reason = _not_a_file(single) if single.is_symlink() or single.exists() else "no such file or directory"
+        plan.settled.append(FileResult(single, None, "failed", reason))
         return plan
     if len(inputs) == 1 and single.is_file() and names_file:
         _check_output_file(output, extension)
@@ -279,8 +286,7 @@ def plan_batch(inputs: Sequence[str | os.PathLike[str]], output: str | os.PathLi
                        named=len(inputs) == 1)
         elif glob.has_magic(os.fspath(item)):
             base = _glob_base(path)
-            matches = sorted(glob.glob(os.fspath(item), recursive=recursive),
-                             key=_real_first_below(base))
+            matches = sorted(_glob_matches(path, base, recursive), key=_real_first_below(base))
             if "**" in Path(item).parts and not recursive:
                 plan.notes.append(f"{item}: ** matches one folder level without --recursive")
             if not matches:
@@ -294,8 +300,11 @@ def plan_batch(inputs: Sequence[str | os.PathLike[str]], output: str | os.PathLi
                     _plan_directory(plan, match, output / relative, recursive, extension)
                 elif match.is_file():
                     _plan_file(plan, match, output / _with_ext(relative, extension))
+                else:
+                    _skip(plan, match, _not_a_file(match))
         else:
-            plan.settled.append(FileResult(path, None, "failed", "no such file or directory"))
+            reason = _not_a_file(path) if path.is_symlink() or path.exists() else "no such file or directory"
+            plan.settled.append(FileResult(path, None, "failed", reason))
     if not plan.jobs and not plan.settled:
         raise InvalidOptionError(f"no files to restore in {', '.join(map(os.fspath, inputs))}"
                                  + "".join(f"; {note}" for note in plan.notes))
@@ -372,6 +381,18 @@ def _real_first_below(base: Path) -> Callable[[str | Path], tuple[bool, Path]]:
     return key
 
 
+def _glob_matches(pattern: Path, base: Path, recursive: bool) -> list[str]:
+    """What a glob pattern matches (hidden names only where the pattern names them). With
+    ``recursive``, ``**`` spans folders without following links to folders, as the folder walk
+    does: ``glob.glob`` follows them, and a link loop makes it run for ever."""
+    if not (recursive and "**" in pattern.parts):
+        return glob.glob(os.fspath(pattern), recursive=recursive)
+    rest = pattern.relative_to(base)
+    names_hidden = any(part.startswith(".") for part in rest.parts)
+    return [os.fspath(match) for match in base.glob(os.fspath(rest))
+            if names_hidden or not any(part.startswith(".") for part in match.relative_to(base).parts)]
+
+
 def _glob_base(pattern: Path) -> Path:
     """The folder a glob pattern starts from: its parts before the first wildcard."""
     parts = pattern.parts
@@ -387,8 +408,13 @@ def _plan_directory(plan: BatchPlan, folder: Path, output: Path, recursive: bool
                                  f"{folder / 'restored'}")
     skipped_folders = 0
     is_earlier_output = _earlier_outputs(folder, output)
-    candidates = sorted(folder.rglob("*") if recursive else folder.iterdir(),
-                        key=_real_first_below(folder))
+    try:
+        candidates = sorted(folder.rglob("*") if recursive else folder.iterdir(),
+                            key=_real_first_below(folder))
+    except OSError as error:  # e.g. a path past the system's limit deep in the tree
+        plan.settled.append(FileResult(folder, None, "failed",
+                                       f"cannot list this folder ({error.strerror or error})"))
+        return
     for path in candidates:
         relative = path.relative_to(folder)
         if any(part.startswith(".") for part in relative.parts):
@@ -402,8 +428,8 @@ def _plan_directory(plan: BatchPlan, folder: Path, output: Path, recursive: bool
             continue
         if path.is_file():
             _plan_file(plan, path, output / _with_ext(relative, extension))
-        elif path.is_symlink():
-            _skip(plan, path, "a link to nothing")
+        else:
+            _skip(plan, path, _not_a_file(path))
     if skipped_folders:
         plan.notes.append(f"{folder}: {skipped_folders} subfolder(s) not entered "
                           "(use --recursive)")
@@ -432,6 +458,7 @@ def _add_job(plan: BatchPlan, source: Path, target: Path) -> None:
         if plan._inputs[source_key] != source:
             _skip(plan, source, f"the same file as {plan._inputs[source_key]}")
         return
+    plan._inputs[source_key] = source  # met again (a folder and a glob), it is settled once
     if source_key == target_key:
         plan.settled.append(FileResult(source, target, "failed",
                                        "the output would overwrite the input"))
@@ -441,15 +468,27 @@ def _add_job(plan: BatchPlan, source: Path, target: Path) -> None:
             source, target, "failed",
             f"output clashes with the output of {plan._outputs[target_key]}"))
         return
-    plan._inputs[source_key] = source
     plan._outputs[target_key] = source
     plan.jobs.append(Job(source, target))
 
 
 def _skip(plan: BatchPlan, path: Path, reason: str) -> None:
-    """Settle ``path`` as skipped (counted, and listed by ``--json``), with a note saying why."""
+    """Settle ``path`` as skipped (counted, and listed by ``--json``), with a note saying why;
+    once, however often it is met (a folder and a glob over it)."""
+    if path in plan._skipped:
+        return
+    plan._skipped.add(path)
     plan.settled.append(FileResult(path, None, "skipped", reason))
     plan.notes.append(f"skipped {path}: {reason}")
+
+
+def _not_a_file(path: Path) -> str:
+    """Why ``path``, which is neither a regular file nor a folder, is not read."""
+    if not path.exists():
+        return "a link to nothing"
+    kind = "a FIFO" if path.is_fifo() else "a device" if path.is_block_device() or path.is_char_device() \
+        else "a socket" if path.is_socket() else "not a regular file"
+    return f"{kind}, not an image file"
 
 
 def _unsupported_type(path: Path) -> str:
@@ -530,6 +569,15 @@ def run_batch(plan: BatchPlan, options: BatchOptions,
             reporter.file_started(job)
             try:
                 result = _run_job(job, options, reporter)
+            except OutOfSpaceError as error:  # every later output would fail the same way
+                summary.stopped = "the output's disk is full"
+                summary.results.append(FileResult(job.input, job.output, "failed",
+                                                  _one_line(error, job.input)))
+                summary.results += [FileResult(left.input, left.output, "not_started")
+                                    for left in plan.jobs[index + 1:]]
+                reporter.note(f"stopped: the disk of {job.output.parent} is full; free space and "
+                              "run the same command with --skip-existing to go on")
+                break
             except KeyboardInterrupt:
                 summary.interrupted = True
                 summary.results.append(FileResult(job.input, job.output, "interrupted",
@@ -582,7 +630,7 @@ def _run_job(job: Job, options: BatchOptions, reporter: Reporter) -> FileResult:
         written = _write_output(job, restored_pages, options, stream_format)
     except BaseException as error:  # leave no empty folder behind for an image not written
         _remove_empty_folders(created)
-        if isinstance(error, _FATAL_ERRORS) or not isinstance(error, _FILE_ERRORS):
+        if isinstance(error, (*_FATAL_ERRORS, OutOfSpaceError)) or not isinstance(error, _FILE_ERRORS):
             raise
         return FileResult(job.input, job.output, "failed", _one_line(error, job.input),
                           seconds=time.perf_counter() - started)

@@ -177,7 +177,7 @@ def restore(
     """
     from rich.console import Console
 
-    from .batch import BatchOptions, dry_run, plan_batch, run_batch
+    from .batch import BatchOptions, BatchSummary, FileResult, dry_run, plan_batch, run_batch
     from .cli_progress import RichReporter
     from .engine import cpu_threads
 
@@ -189,17 +189,23 @@ def restore(
         precision=precision.value, tile=tile, tile_overlap=tile_overlap, batch_size=batch_size,
         ensemble=ensemble, skip_existing=skip_existing, ext=ext,
         jpeg_quality=jpeg_quality)
-    plan = plan_batch(inputs, output, recursive=recursive, ext=ext)
     console = Console(stderr=True)
-    for note in plan.notes:
-        console.print(note, markup=False, highlight=False, soft_wrap=True)
-    if list_only:
-        summary = dry_run(plan, options)
-    else:
-        with cpu_threads(threads):
-            summary = run_batch(plan, options, RichReporter(console))
-        if _TERMINATED:
-            summary.interrupted_by = signal.SIGTERM
+    plan = None
+    try:
+        plan = plan_batch(inputs, output, recursive=recursive, ext=ext)
+        for note in plan.notes:
+            console.print(note, markup=False, highlight=False, soft_wrap=True)
+        if list_only:
+            summary = dry_run(plan, options)
+        else:
+            with cpu_threads(threads):
+                summary = run_batch(plan, options, RichReporter(console))
+    except KeyboardInterrupt:  # while planning or loading the model: before any file
+        console.print("interrupted before the first file; nothing was written", highlight=False)
+        left = [FileResult(job.input, job.output, "not_started") for job in plan.jobs] if plan else []
+        summary = BatchSummary(results=[*(plan.settled if plan else []), *left], interrupted=True)
+    if _TERMINATED:
+        summary.interrupted_by = signal.SIGTERM
     if json_output:
         typer.echo(json.dumps(summary.to_dict(), indent=2))
     else:
@@ -263,6 +269,8 @@ _TERMINATED: list[int] = []
 
 
 def _interrupt(signum: int, frame: object) -> None:
+    if _TERMINATED:  # a second SIGTERM: the first is being handled (summary, clean-up)
+        return
     _TERMINATED.append(signum)
     raise KeyboardInterrupt
 

@@ -15,6 +15,11 @@ class ImageWriteError(FormnetError):
     """An output that cannot be written (unwritable folder, unsupported format)."""
 
 
+class OutOfSpaceError(ImageWriteError):
+    """An output that cannot be written because its disk (or the user's quota) is full: every
+    later output would fail the same way, so a batch stops."""
+
+
 class ModelNotFoundError(FormnetError):
     """No weights for the requested task or name; the message says how to get them."""
 

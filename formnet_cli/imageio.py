@@ -23,6 +23,7 @@ np.uint8(128)
 from __future__ import annotations
 
 import dataclasses
+import errno
 import io
 import logging
 import math
@@ -46,7 +47,7 @@ import pillow_heif
 import tifffile
 from PIL import Image, ImageCms, PngImagePlugin
 
-from .errors import ImageReadError, ImageWriteError, InvalidOptionError
+from .errors import ImageReadError, ImageWriteError, InvalidOptionError, OutOfSpaceError
 
 Image.init()  # Pillow's own plugins first: its AVIF reader must see AVIF files before HEIF's
 pillow_heif.register_heif_opener()  # HEIC/HEIF (phone photos) through Pillow; it applies their rotation
@@ -114,6 +115,8 @@ _JPEG_MAX_COMMENT = 65533  # one COM segment
 # Descriptions written by imaging libraries to record the file's layout (tifffile, ImageJ).
 _STRUCTURAL_DESCRIPTIONS = ('{"shape"', "ImageJ=", "<?xml")
 _PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
+_TEMPORARY_NAME_BYTES = 200
+"""Bytes of an output's name kept in its temporary file's name (``.<name>.<8 hex>.part``)."""
 
 
 @dataclass
@@ -953,7 +956,8 @@ def _write_errors(name: str | os.PathLike[str], fmt: str) -> Iterator[None]:
         yield
     except OSError as exc:
         reason = exc.strerror or _describe(exc)
-        raise ImageWriteError(f"{name}: cannot write {fmt} file ({reason})") from None
+        kind = OutOfSpaceError if exc.errno in (errno.ENOSPC, errno.EDQUOT) else ImageWriteError
+        raise kind(f"{name}: cannot write {fmt} file ({reason})") from None
     except (ValueError, OverflowError, struct.error) as exc:
         raise ImageWriteError(f"{name}: cannot encode as {fmt} ({_describe(exc)})") from None
 
@@ -1253,15 +1257,15 @@ def check_writable_folder(folder: str | os.PathLike[str]) -> None:
     Tries a real (anonymous, self-deleting) file: permission bits alone say nothing about
     read-only mounts or special file systems.
     """
-    probe = Path(folder).absolute()
-    while not probe.exists() and probe != probe.parent:
-        probe = probe.parent
-    if not probe.is_dir():
-        raise ImageWriteError(f"{folder}: cannot create it ({probe} is a file)")
     try:
+        probe = Path(folder).absolute()
+        while not probe.exists() and probe != probe.parent:
+            probe = probe.parent
+        if not probe.is_dir():
+            raise ImageWriteError(f"{folder}: cannot create it ({probe} is a file)")
         with tempfile.TemporaryFile(dir=probe):
             pass
-    except OSError as error:
+    except OSError as error:  # unwritable, or a path past the system's limit
         raise ImageWriteError(f"{folder}: cannot write there ({error.strerror or error})") from None
 
 
@@ -1271,7 +1275,9 @@ def _write_atomically(path: Path, encode: Callable[[BinaryIO], None]) -> None:
     The temporary file is created with O_EXCL and mode 0o666 (less the umask, as for any new
     file) and removed on any failure, Ctrl-C included.
     """
-    temporary = path.with_name(f".{path.name}.{secrets.token_hex(4)}.part")
+    # The name, cut to leave room for the rest in a file system's 255 bytes.
+    stem = os.fsencode(path.name)[:_TEMPORARY_NAME_BYTES].decode(errors="ignore") or "image"
+    temporary = path.with_name(f".{stem}.{secrets.token_hex(4)}.part")
     descriptor = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)
     try:
         with os.fdopen(descriptor, "wb") as handle:

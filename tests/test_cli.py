@@ -479,6 +479,22 @@ def test_json_of_an_interrupted_batch_lists_every_file(tiny_models, tmp_path, ra
         ("a.png", "done"), ("b.png", "interrupted"), ("c.png", "not_started")]
 
 
+def test_an_interruption_before_the_first_file_still_reports(tiny_models, tmp_path, random_image,
+                                                             write_png, monkeypatch):
+    for name in "ab":
+        write_png(tmp_path / "in" / f"{name}.png", random_image((8, 8), np.uint8))
+
+    def interrupted(*args, **kwargs):  # Ctrl-C while the model loads
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(batch, "_check_before_any_file", interrupted)
+    result = restore(tiny_models.denoise_gray, tmp_path / "in", "-o", tmp_path / "out", "--sigma", "5", "--json")
+    assert result.exit_code == 130
+    assert "interrupted before the first file; nothing was written" in result.stderr
+    summary = json.loads(result.stdout)
+    assert summary["interrupted"] and summary["not_started"] == 2 and summary["done"] == 0
+
+
 def test_python_m_formnet_cli_help():
     completed = subprocess.run([sys.executable, "-m", "formnet_cli", "--help"],
                                capture_output=True, text=True, timeout=60)
@@ -885,3 +901,65 @@ def test_task_for_models_of_several_tasks_asks_for_one(tiny_models):
     assert task_for(None, ["sr-y"], scale=False, quality=False) == "sr"  # a bundled name: its manifest
     with pytest.raises(InvalidOptionError, match=r"different tasks \(denoise, sr\); give --task"):
         task_for(None, [str(tiny_models.sr_gray), str(tiny_models.denoise_gray)], scale=False, quality=False)
+
+
+def test_a_full_disk_stops_the_batch_instead_of_failing_every_file(tiny_models, tmp_path, random_image,
+                                                                   write_png, monkeypatch):
+    import errno
+
+    for index in range(3):
+        write_png(tmp_path / "in" / f"{index}.png", random_image((8, 8), np.uint8, seed=index))
+    real_write = imageio._write_atomically
+    written = []
+
+    def fills_up(path, encode):
+        if written:
+            raise OSError(errno.ENOSPC, "No space left on device")
+        written.append(path)
+        real_write(path, encode)
+
+    monkeypatch.setattr(imageio, "_write_atomically", fills_up)
+    plan = batch.plan_batch([tmp_path / "in"], tmp_path / "out")
+    summary = batch.run_batch(plan, batch.BatchOptions(sigma=5, model=str(tiny_models.denoise_gray),
+                                                       device="cpu", tile=None))
+    assert [result.status for result in summary.results] == ["done", "failed", "not_started"]
+    assert summary.stopped == "the output's disk is full" and summary.exit_code == 1
+    assert summary.lines()[0].startswith("stopped (the output's disk is full): restored 1")
+    assert summary.to_dict()["not_started"] == 1
+
+
+def test_a_recursive_glob_does_not_follow_links_to_folders(tmp_path, random_image, write_png):
+    write_png(tmp_path / "g" / "a" / "x.png", random_image((8, 8), np.uint8))
+    write_png(tmp_path / "g" / "a" / "b" / "y.png", random_image((8, 8), np.uint8, seed=1))
+    (tmp_path / "g" / "a" / "b" / "up").symlink_to("..")  # loops: glob.glob would run for ever
+    (tmp_path / "g" / "a" / "up2").symlink_to("..")
+    plan = batch.plan_batch([str(tmp_path / "g" / "**" / "*.png")], tmp_path / "out", recursive=True)
+    assert sorted(job.output.relative_to(tmp_path / "out").as_posix() for job in plan.jobs) == ["a/b/y.png", "a/x.png"]
+
+
+def test_fifos_and_dangling_links_are_named_not_dropped(tmp_path, random_image, write_png):
+    folder = tmp_path / "t"
+    write_png(folder / "ok.png", random_image((8, 8), np.uint8))
+    os.mkfifo(folder / "fifo.png")
+    (folder / "broken.png").symlink_to("nowhere.png")
+    for inputs in ([folder], [str(folder / "*.png")]):
+        plan = batch.plan_batch(inputs, tmp_path / "out")
+        assert [job.input.name for job in plan.jobs] == ["ok.png"]
+        assert {result.input.name: result.reason for result in plan.settled} == {
+            "fifo.png": "a FIFO, not an image file", "broken.png": "a link to nothing"}
+    alone = batch.plan_batch([folder / "fifo.png"], tmp_path / "o.png")
+    assert [(result.status, result.reason) for result in alone.settled] == [("failed", "a FIFO, not an image file")]
+
+
+def test_a_file_met_twice_with_a_clashing_output_fails_once(tmp_path, random_image, write_png):
+    write_png(tmp_path / "dup" / "b.PNG", random_image((8, 8), np.uint8))
+    write_png(tmp_path / "dup" / "b.png", random_image((8, 8), np.uint8, seed=1))
+    plan = batch.plan_batch([tmp_path / "dup", str(tmp_path / "dup" / "*.png")], tmp_path / "out", ext="png")
+    assert [job.input.name for job in plan.jobs] == ["b.PNG"]
+    assert [(result.input.name, result.status) for result in plan.settled] == [("b.png", "failed")]
+
+
+def test_an_output_name_of_250_bytes_is_written(tmp_path):
+    long_name = tmp_path / ("L" * 246 + ".png")  # its temporary name must fit in 255 bytes too
+    imageio.write_image(long_name, imageio.LoadedImage(np.zeros((4, 4, 1), np.float32)))
+    assert long_name.is_file() and [path.name for path in tmp_path.iterdir()] == [long_name.name]
