@@ -166,18 +166,12 @@ def suite_methods(suite: Suite, channels: int, args: argparse.Namespace
                   ) -> tuple[list[ev.Method], dict[str, str]]:
     methods, notes = formnet_methods(suite.task, channels, args.model, args.device,
                                      single_pass=not args.no_single_pass)
-    methods.append(ev.DegradedInput())
-    if suite.task == "denoise" and not args.no_bm3d:
-        methods.append(ev.BM3DMethod())
-    peers_root = Path(args.peers_root)
-    peer = ev.DnCNNMethod.from_folder(peers_root, suite.task, channels, suite.levels) \
-        if peers_root.exists() else None
-    if peer is None:
-        levels = ", ".join(f"{level:g}" for level in suite.levels)
-        print(f"  no DnCNN model under {peers_root} for {suite.task} at {levels}: skipped")
-    else:
-        methods.append(peer)
-    return [Measured(m) for m in methods], notes
+    baselines, missing = ev.baseline_methods(suite.task, channels, suite.levels,
+                                             bm3d=suite.task == "denoise" and not args.no_bm3d,
+                                             dncnn=True, peers_root=args.peers_root)
+    for note in missing:
+        print(f"  {note}")
+    return [Measured(m) for m in methods + baselines], notes
 
 
 # -- report ------------------------------------------------------------------------------------

@@ -204,22 +204,18 @@ def eval_command(
                                              precision=precision.value, tile=tile, ensemble=ensemble)
     if notes:
         console.print(f"[yellow]no formnet weights for {task} yet; scoring the baselines only[/]")
-    methods.append(ev.DegradedInput())
     wanted = [b.lower() for b in (baseline or []) if b.lower() != "none"]
     unknown = sorted(set(wanted) - set(BASELINES))
     if unknown:
         raise InvalidOptionError(f"unknown baseline {unknown[0]!r}; choose bm3d, dncnn or none")
-    if "bm3d" in wanted:
-        methods.append(ev.BM3DMethod())
-    if "dncnn" in wanted:
-        from .peers import default_peers_root
+    from .peers import default_peers_root
 
-        root = peers_root or default_peers_root()
-        peer = ev.DnCNNMethod.from_folder(root, task, image_channels, [s.level for s in settings])
-        if peer is None:
-            console.print(f"[yellow]no DnCNN model for {task} in {root}; skipped[/]")
-        else:
-            methods.append(peer)
+    baselines, missing = ev.baseline_methods(
+        task, image_channels, [s.level for s in settings], bm3d="bm3d" in wanted,
+        dncnn="dncnn" in wanted, peers_root=peers_root or default_peers_root())
+    methods += baselines
+    for note in missing:
+        console.print(f"[yellow]{note}[/]")
 
     with cpu_threads(threads), console.status("evaluating") as status:
         report = ev.evaluate(

@@ -783,6 +783,26 @@ def _save_outputs(root: Path, sample: Sample, method: Method, label: str, restor
     _write_png(folder / f"{sample.name}_{slug}_strip.png", compare_strip(panels))
 
 
+def baseline_methods(task: str, channels: int, levels: Sequence[float], *, bm3d: bool, dncnn: bool,
+                     peers_root: str | os.PathLike[str]) -> tuple[list[Method], list[str]]:
+    """The methods formnet is measured against: the degraded input (always), BM3D/CBM3D and the
+    published DnCNN models from ``peers_root`` where asked; notes say what was asked but is not
+    there."""
+    methods: list[Method] = [DegradedInput()]
+    if bm3d:
+        methods.append(BM3DMethod())
+    notes = []
+    if dncnn:
+        root = Path(peers_root)
+        peer = DnCNNMethod.from_folder(root, task, channels, levels) if root.is_dir() else None
+        if peer is None:
+            shown = ", ".join(f"{level:g}" for level in levels)
+            notes.append(f"no DnCNN model for {task} at {shown} in {root}; skipped")
+        else:
+            methods.append(peer)
+    return methods, notes
+
+
 def load_default_methods(task: str, channels: int, *, models: Sequence[str] | None = None,
                          device: str = "auto", precision: str = "auto",
                          tile: int | str | None = "auto", ensemble: int | str = "auto"
