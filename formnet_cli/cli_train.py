@@ -72,7 +72,7 @@ def _plan_run(config: Path | None, resume: Path | None, run_dir: Path | None,
     anything is written."""
     from .config import ConfigError
     from .errors import InvalidOptionError
-    from .training.config import load_train_config
+    from .training.config import load_train_config, resume_train_config
     from .training.data import list_images
     from .training.trainer import STATE_FILE, TRAINING_CONFIG_FILE, holds_run
 
@@ -86,16 +86,10 @@ def _plan_run(config: Path | None, resume: Path | None, run_dir: Path | None,
         raise InvalidOptionError("give a training config (e.g. examples/configs/denoise-gray.toml), "
                                  "or --resume RUN_FOLDER")
     try:
-        saved = resume / TRAINING_CONFIG_FILE if resume is not None else None
-        if saved is None or not saved.is_file():
-            settings = load_train_config(config or resume / TRAINING_CONFIG_FILE, overrides)
-        else:  # the run's own settings, with what --set changes
-            settings = load_train_config(saved, overrides)
-            if load_train_config(saved).model != settings.model:
-                raise ConfigError(f"the model to train differs from the run's ({saved}); resume it "
-                                  "without model.* settings")
-            if config is not None:
-                _check_same_settings(load_train_config(config, overrides), settings, config)
+        if resume is None:
+            settings = load_train_config(config, overrides)
+        else:
+            settings = resume_train_config(resume / TRAINING_CONFIG_FILE, overrides, config)
     except ConfigError as error:  # a ValueError, not a FormnetError: make it a usage error
         raise InvalidOptionError(str(error)) from None
     folder = resume or run_dir or Path("runs") / settings.name
@@ -107,26 +101,6 @@ def _plan_run(config: Path | None, resume: Path | None, run_dir: Path | None,
     if settings.data.val_dir:
         list_images([settings.data.val_dir])
     return settings, folder
-
-
-def _check_same_settings(given: TrainConfig, run: TrainConfig, config: Path) -> None:
-    """Raise :class:`ConfigError` where CONFIG given with ``--resume`` (and the same ``--set``)
-    would train otherwise than the run was: the run keeps its own settings."""
-    from .config import ConfigError
-
-    def flat(value: object, prefix: str = "") -> dict[str, object]:
-        if isinstance(value, dict):
-            return {key: item for name, part in value.items()
-                    for key, item in flat(part, f"{prefix}{name}.").items()}
-        return {prefix.rstrip("."): value}
-
-    ours, theirs = flat(run.to_dict()), flat(given.to_dict())
-    differing = [key for key in ours if ours[key] != theirs.get(key)]
-    if differing:
-        shown = ", ".join(f"{key} (run: {ours[key]!r}, {config.name}: {theirs.get(key)!r})"
-                          for key in differing[:3]) + (" ..." if len(differing) > 3 else "")
-        raise ConfigError(f"{config} differs from the run's settings: {shown}; resume without "
-                          "CONFIG (the run keeps its own) and --set only what should change")
 
 
 @contextmanager

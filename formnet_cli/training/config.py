@@ -257,6 +257,40 @@ def load_train_config(path: str | Path, overrides: Sequence[str] = ()) -> TrainC
     return config
 
 
+def resume_train_config(saved: str | Path, overrides: Sequence[str] = (),
+                        config: str | Path | None = None) -> TrainConfig:
+    """The settings a resumed run goes on with: its own (``saved``, the run's ``config.json``)
+    with ``overrides``; a changed model is a :class:`ConfigError`, and so is a ``config`` given
+    too (the command that started the run, with ``--resume`` added) that does not come, with the
+    same overrides, to the same settings (the differences are named)."""
+    saved = Path(saved)
+    if not saved.is_file():  # a run from before config.json was written: its CONFIG decides
+        return load_train_config(config or saved, overrides)
+    settings = load_train_config(saved, overrides)
+    if load_train_config(saved).model != settings.model:
+        raise ConfigError(f"the model to train differs from the run's ({saved}); resume it "
+                          "without model.* settings")
+    if config is not None:
+        _check_same_settings(load_train_config(config, overrides), settings, Path(config))
+    return settings
+
+
+def _check_same_settings(given: TrainConfig, run: TrainConfig, config: Path) -> None:
+    def flat(value: object, prefix: str = "") -> dict[str, object]:
+        if isinstance(value, dict):
+            return {key: item for name, part in value.items()
+                    for key, item in flat(part, f"{prefix}{name}.").items()}
+        return {prefix.rstrip("."): value}
+
+    ours, theirs = flat(run.to_dict()), flat(given.to_dict())
+    differing = [key for key in ours if ours[key] != theirs.get(key)]
+    if differing:
+        shown = ", ".join(f"{key} (run: {ours[key]!r}, {config.name}: {theirs.get(key)!r})"
+                          for key in differing[:3]) + (" ..." if len(differing) > 3 else "")
+        raise ConfigError(f"{config} differs from the run's settings: {shown}; resume without "
+                          "CONFIG (the run keeps its own) and --set only what should change")
+
+
 def config_from_dict(data: dict[str, Any]) -> TrainConfig:
     data = dict(data)
     model = ModelConfig.from_dict(data.pop("model", {}), prefix="model.")
