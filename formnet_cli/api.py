@@ -261,43 +261,18 @@ def restore_with_info(image: np.ndarray, task: str = "denoise", *,
 
     loaded = _select_model(model, task, 3 if color else 1, device)
     passes = ensemble_passes(ensemble, loaded)
-
-    estimated = False
-    level_quality: int | None = None
-    level_sigma: float | None = None
-    sigma_map_range: tuple[float, float] | None = None
-    level: float | torch.Tensor
-    if task == "denoise":
-        noise = _noise_level(sigma, pixels, loaded.config,
-                             per_channel=loaded.channels == 1 and pixels.shape[2] == 3)
-        level_sigma, sigma_map_range, estimated = noise.sigma, noise.map_range, noise.estimated
-        level = noise.condition()
-    elif task == "jpeg":
-        level_quality, estimated = _quality_level(quality, source_path, loaded.config)
-        level = condition_level("jpeg", quality=level_quality)
-    else:
-        _check_scale(scale, loaded.config.scales)
-        level = condition_level("sr", scale=scale)
-
-    run = _Runner(loaded, device=_run_device(loaded, device), level=level, precision=precision,
-                  tile=tile, tile_overlap=tile_overlap, batch_size=batch_size, ensemble=passes,
-                  progress=progress)
+    levels = _conditioning(task, loaded, pixels, sigma=sigma, quality=quality, scale=scale,
+                           source_path=source_path)
+    run = _Runner(loaded, device=_run_device(loaded, device), level=levels.level,
+                  precision=precision, tile=tile, tile_overlap=tile_overlap,
+                  batch_size=batch_size, ensemble=passes, progress=progress)
     if task == "sr":
         assert scale is not None
         restored = _restore_sr(run, pixels, scale)
         if alpha is not None:
             alpha = degradations.imresize(alpha, scale=scale)
-    elif loaded.channels == pixels.shape[2]:
-        restored = run([pixels])[0]
-    elif loaded.channels == 1 and task == "jpeg":
-        ycbcr = degradations.rgb_to_ycbcr(pixels).astype(np.float32)
-        planes = run([ycbcr[:, :, [index]] for index in range(3)])
-        restored = degradations.ycbcr_to_rgb(np.concatenate(planes, axis=2))
-    elif loaded.channels == 1:  # each channel at its own noise level where it is mapped
-        levels = [noise.condition(index) for index in range(3)] if task == "denoise" else None
-        restored = np.concatenate(run([pixels[:, :, [index]] for index in range(3)], levels), axis=2)
-    else:  # a color model on a gray image: run it on gray RGB, keep the mean
-        restored = run([np.repeat(pixels, 3, axis=2)])[0].mean(axis=2, keepdims=True)
+    else:
+        restored = _restore_planes(run, pixels, task, levels.noise)
 
     if gray_as_rgb:
         restored = np.repeat(restored, 3, axis=2)
@@ -306,9 +281,58 @@ def restore_with_info(image: np.ndarray, task: str = "denoise", *,
         output[:, :, -1] = image[:, :, -1]  # bit-exact, not through float
     return RestoreResult(image=output, task=task, model_name=loaded.name,
                          model_source=loaded.source, model_path=str(loaded.path),
-                         sigma=level_sigma, quality=level_quality,
-                         scale=scale if task == "sr" else None, estimated=estimated,
-                         ensemble=passes, sigma_map_range=sigma_map_range)
+                         sigma=levels.noise.sigma if levels.noise else None, quality=levels.quality,
+                         scale=scale if task == "sr" else None, estimated=levels.estimated,
+                         ensemble=passes,
+                         sigma_map_range=levels.noise.map_range if levels.noise else None)
+
+
+@dataclass(frozen=True, eq=False)
+class _Conditioning:
+    """What the model is conditioned on: its ``level`` (a number or a per-pixel map), and the
+    noise level (denoise) or JPEG quality (jpeg, ``None``: blind) it stands for."""
+
+    level: float | torch.Tensor
+    estimated: bool = False
+    noise: _NoiseLevel | None = None
+    quality: int | None = None
+
+
+def _conditioning(task: str, loaded: LoadedModel, pixels: np.ndarray, *, sigma: float | str | None,
+                  quality: int | str | None, scale: int | None,
+                  source_path: str | os.PathLike[str] | bytes | None) -> _Conditioning:
+    """The level of ``task`` the model runs at: the given or estimated sigma (a map where the
+    noise varies with brightness), the given or estimated JPEG quality, or the scale."""
+    if task == "denoise":
+        assert sigma is not None
+        noise = _noise_level(sigma, pixels, loaded.config,
+                             per_channel=loaded.channels == 1 and pixels.shape[2] == 3)
+        return _Conditioning(noise.condition(), noise.estimated, noise=noise)
+    if task == "jpeg":
+        assert quality is not None
+        level_quality, estimated = _quality_level(quality, source_path, loaded.config)
+        return _Conditioning(condition_level("jpeg", quality=level_quality), estimated,
+                             quality=level_quality)
+    _check_scale(scale, loaded.config.scales)
+    return _Conditioning(condition_level("sr", scale=scale))
+
+
+def _restore_planes(run: _Runner, pixels: np.ndarray, task: str, noise: _NoiseLevel | None) -> np.ndarray:
+    """Denoise or deblock ``pixels`` with the model of ``run``, whatever its channels: as they
+    are; a gray model on each colour channel (at each channel's noise level where it is mapped;
+    on Y, Cb and Cr for JPEG, whose artefacts live there); a colour model on a gray image as
+    gray RGB, keeping the mean."""
+    channels = run.loaded.channels
+    if channels == pixels.shape[2]:
+        return run([pixels])[0]
+    if channels == 1 and task == "jpeg":
+        ycbcr = degradations.rgb_to_ycbcr(pixels).astype(np.float32)
+        planes = run([ycbcr[:, :, [index]] for index in range(3)])
+        return degradations.ycbcr_to_rgb(np.concatenate(planes, axis=2))
+    if channels == 1:
+        levels = [noise.condition(index) for index in range(3)] if noise is not None else None
+        return np.concatenate(run([pixels[:, :, [index]] for index in range(3)], levels), axis=2)
+    return run([np.repeat(pixels, 3, axis=2)])[0].mean(axis=2, keepdims=True)
 
 
 # -- internals -----------------------------------------------------------------------------
