@@ -137,6 +137,7 @@ def _load_cached(path: Path, source: str, device: torch.device) -> LoadedModel:
     if cached is not None and cached[0] == stamp:
         return cached[1]
     model, info = load_checkpoint(path, device=device)
+    engine.prepare_for_inference(model, device)  # not converted and back for every image
     loaded = LoadedModel(model=model, info=info, path=path, source=source, device=device)
     _MODEL_CACHE[key] = (stamp, loaded)
     return loaded

@@ -583,6 +583,7 @@ def _network_on(model: nn.Module, device: torch.device) -> Iterator[nn.Module]:
     on_device = first is None or (first.device.type == device.type
                                   and (first.device.index or 0) == (device.index or 0))
     network = model if on_device else copy.deepcopy(model).to(device)
+    previous_format = memory_format_of(network)
     # In place (the weights keep their values), outside any inference mode of the caller's, so
     # that the caller's model stays trainable.
     with torch.inference_mode(False):
@@ -593,8 +594,23 @@ def _network_on(model: nn.Module, device: torch.device) -> Iterator[nn.Module]:
         yield network
     finally:
         network.train(was_training)
-        with torch.inference_mode(False):
-            network.to(memory_format=torch.contiguous_format)  # as models are loaded
+        if network is model and previous_format != _memory_format(device):
+            with torch.inference_mode(False):
+                network.to(memory_format=previous_format)
+
+
+def memory_format_of(model: nn.Module) -> torch.memory_format:
+    """Channels-last if the model's convolution weights are stored so, else contiguous."""
+    for weight in model.parameters():  # the first whose layout tells (a 1 x 1 kernel's does not)
+        if weight.ndim == 4 and weight.is_contiguous() != weight.is_contiguous(memory_format=torch.channels_last):
+            return torch.contiguous_format if weight.is_contiguous() else torch.channels_last
+    return torch.contiguous_format
+
+
+def prepare_for_inference(model: nn.Module, device: torch.device) -> nn.Module:
+    """Store the model's weights in ``device``'s fastest memory format once, so that runs on it
+    need not convert them (and back) each time; their values are unchanged."""
+    return model.to(memory_format=_memory_format(device))
 
 
 def _auto_window_side(model: nn.Module, network: nn.Module, channels: int,

@@ -423,3 +423,14 @@ def test_the_package_lists_its_api_and_takes_the_clis_spellings(tiny_models):
     np.testing.assert_array_equal(untiled, as_cli)
     assert api.restore(image, sigma=10, model=tiny_models.denoise_gray, device="cpu", tile="256").shape == (16, 16)
     assert api.restore(image, "sr", scale="2", model=tiny_models.sr_gray, device="cpu").shape == (32, 32)
+
+
+def test_a_loaded_model_keeps_the_cpu_layout_between_images(tiny_models):
+    import torch
+
+    from formnet_cli import engine
+
+    loaded = api.load_model(tiny_models.denoise_gray, device="cpu")
+    assert engine.memory_format_of(loaded.model) == torch.channels_last  # converted once, at load
+    api.restore(np.zeros((16, 16), np.uint8), sigma=5, model=loaded, device="cpu")
+    assert engine.memory_format_of(loaded.model) == torch.channels_last  # not back and forth per image
