@@ -612,7 +612,7 @@ def _check_scale(scale: int | None, allowed: tuple[int, ...]) -> int:
     names = ", ".join(str(s) for s in allowed)
     if scale is None:
         raise InvalidOptionError(f"super-resolution needs a scale ({names})")
-    if isinstance(scale, str) and scale.strip().isdigit():  # "2", as sigma="25" is taken
+    if isinstance(scale, str) and scale.strip().isascii() and scale.strip().isdigit():  # "2", as sigma="25" is taken
         scale = int(scale)
     if isinstance(scale, float) and scale.is_integer():
         scale = int(scale)

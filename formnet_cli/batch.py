@@ -16,6 +16,7 @@ written is recorded as failed and the batch goes on; problems that would hit eve
 from __future__ import annotations
 
 import dataclasses
+import errno
 import functools
 import glob
 import os
@@ -286,7 +287,12 @@ def plan_batch(inputs: Sequence[str | os.PathLike[str]], output: str | os.PathLi
                        named=len(inputs) == 1)
         elif glob.has_magic(os.fspath(item)):
             base = _glob_base(path)
-            matches = sorted(_glob_matches(path, base, recursive), key=_real_first_below(base))
+            try:
+                matches = sorted(_glob_matches(path, base, recursive), key=_real_first_below(base))
+            except OSError as error:  # e.g. a path past the system's limit deep in the tree
+                plan.settled.append(FileResult(path, None, "failed",
+                                               f"cannot search ({error.strerror or error})"))
+                continue
             if "**" in Path(item).parts and not recursive:
                 plan.notes.append(f"{item}: ** matches one folder level without --recursive")
             if not matches:
@@ -382,15 +388,21 @@ def _real_first_below(base: Path) -> Callable[[str | Path], tuple[bool, Path]]:
 
 
 def _glob_matches(pattern: Path, base: Path, recursive: bool) -> list[str]:
-    """What a glob pattern matches (hidden names only where the pattern names them). With
-    ``recursive``, ``**`` spans folders without following links to folders, as the folder walk
-    does: ``glob.glob`` follows them, and a link loop makes it run for ever."""
+    """What a glob pattern matches, hidden names only where the pattern names them (a hidden
+    folder only by its own name). With ``recursive``, ``**`` spans folders without following
+    links to folders (``glob.glob`` follows them, and a link loop makes it run for ever)."""
     if not (recursive and "**" in pattern.parts):
         return glob.glob(os.fspath(pattern), recursive=recursive)
     rest = pattern.relative_to(base)
-    names_hidden = any(part.startswith(".") for part in rest.parts)
-    return [os.fspath(match) for match in base.glob(os.fspath(rest))
-            if names_hidden or not any(part.startswith(".") for part in match.relative_to(base).parts)]
+    named = {part for part in rest.parts if part.startswith(".") and not glob.has_magic(part)}
+    hidden_files_wanted = rest.parts[-1].startswith(".")
+
+    def shown(match: Path) -> bool:
+        *folders, name = match.relative_to(base).parts
+        return (all(not part.startswith(".") or part in named for part in folders)
+                and (not name.startswith(".") or hidden_files_wanted or name in named))
+
+    return [os.fspath(match) for match in base.glob(os.fspath(rest)) if shown(match)]
 
 
 def _glob_base(pattern: Path) -> Path:
@@ -563,8 +575,9 @@ def run_batch(plan: BatchPlan, options: BatchOptions,
     _check_before_any_file(plan, options)
     summary = BatchSummary(results=list(plan.settled))
     started = time.perf_counter()
-    reporter.start(len(plan.jobs))
+    settled = len(summary.results)
     try:
+        reporter.start(len(plan.jobs))
         for index, job in enumerate(plan.jobs):
             reporter.file_started(job)
             try:
@@ -579,16 +592,17 @@ def run_batch(plan: BatchPlan, options: BatchOptions,
                               "run the same command with --skip-existing to go on")
                 break
             except KeyboardInterrupt:
-                summary.interrupted = True
                 summary.results.append(FileResult(job.input, job.output, "interrupted",
                                                   "interrupted; not written"))
-                summary.results += [FileResult(left.input, left.output, "not_started")
-                                    for left in plan.jobs[index + 1:]]
                 reporter.note(f"interrupted while restoring {job.input}; "
                               f"{job.output} was not written")
-                break
+                raise
             summary.results.append(result)
             reporter.file_finished(result)
+    except KeyboardInterrupt:  # in a file, or between two: what was not reached is listed
+        summary.interrupted = True
+        summary.results += [FileResult(left.input, left.output, "not_started")
+                            for left in plan.jobs[len(summary.results) - settled:]]
     finally:
         summary.seconds = time.perf_counter() - started
         reporter.stop()
@@ -770,7 +784,8 @@ def _prepare_output_folder(output: Path) -> list[Path]:
         in_the_way = next((folder for folder in output.parents
                            if folder.exists() and not folder.is_dir()), None)
         reason = f"{in_the_way} is a file" if in_the_way is not None else error.strerror or error
-        raise ImageWriteError(f"{output}: cannot create its folder ({reason})") from None
+        kind = OutOfSpaceError if error.errno in (errno.ENOSPC, errno.EDQUOT) else ImageWriteError
+        raise kind(f"{output}: cannot create its folder ({reason})") from None
     return created
 
 

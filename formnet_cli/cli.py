@@ -177,21 +177,21 @@ def restore(
     """
     from rich.console import Console
 
-    from .batch import BatchOptions, BatchSummary, FileResult, dry_run, plan_batch, run_batch
-    from .cli_progress import RichReporter
-    from .engine import cpu_threads
-
     _check_standard_streams(inputs, output, json_output=json_output, list_only=list_only)
-    options = BatchOptions(
-        task=task_for(task and task.value, [model] if model else [], scale=scale is not None,
-                      quality=quality is not None),
-        sigma=sigma, quality=quality, scale=scale, model=model, device=device,
-        precision=precision.value, tile=tile, tile_overlap=tile_overlap, batch_size=batch_size,
-        ensemble=ensemble, skip_existing=skip_existing, ext=ext,
-        jpeg_quality=jpeg_quality)
     console = Console(stderr=True)
     plan = None
-    try:
+    try:  # from the imports on (torch loads for seconds): an interruption still reports
+        from .batch import BatchOptions, dry_run, plan_batch, run_batch
+        from .cli_progress import RichReporter
+        from .engine import cpu_threads
+
+        options = BatchOptions(
+            task=task_for(task and task.value, [model] if model else [], scale=scale is not None,
+                          quality=quality is not None),
+            sigma=sigma, quality=quality, scale=scale, model=model, device=device,
+            precision=precision.value, tile=tile, tile_overlap=tile_overlap, batch_size=batch_size,
+            ensemble=ensemble, skip_existing=skip_existing, ext=ext,
+            jpeg_quality=jpeg_quality)
         plan = plan_batch(inputs, output, recursive=recursive, ext=ext)
         for note in plan.notes:
             console.print(note, markup=False, highlight=False, soft_wrap=True)
@@ -200,7 +200,9 @@ def restore(
         else:
             with cpu_threads(threads):
                 summary = run_batch(plan, options, RichReporter(console))
-    except KeyboardInterrupt:  # while planning or loading the model: before any file
+    except KeyboardInterrupt:  # while starting, planning or loading the model: before any file
+        from .batch import BatchSummary, FileResult
+
         console.print("interrupted before the first file; nothing was written", highlight=False)
         left = [FileResult(job.input, job.output, "not_started") for job in plan.jobs] if plan else []
         summary = BatchSummary(results=[*(plan.settled if plan else []), *left], interrupted=True)

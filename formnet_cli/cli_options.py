@@ -58,7 +58,7 @@ def parse_tile(value: str) -> int | str | None:
     text = value.strip().lower()
     if text in ("auto", "none"):
         return None if text == "none" else "auto"
-    if not text.isdigit() or int(text) < 1:
+    if not (text.isascii() and text.isdigit()) or int(text) < 1:
         raise typer.BadParameter(f"{value!r} is not 'auto', 'none' or a positive integer")
     return int(text)
 

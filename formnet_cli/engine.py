@@ -434,7 +434,7 @@ def parse_tile(tile: TileSpec | str) -> int | str | None:
         spelled = tile.strip().lower()
         if spelled in ("none", "auto"):
             return None if spelled == "none" else "auto"
-        tile = int(spelled) if spelled.isdigit() else tile
+        tile = int(spelled) if spelled.isascii() and spelled.isdigit() else tile
     if tile is None or (isinstance(tile, numbers.Integral) and not isinstance(tile, bool) and tile > 0):
         return None if tile is None else int(tile)
     raise InvalidOptionError(f"tile must be a positive number of pixels, 'auto' or None, got {tile!r}")

@@ -963,3 +963,48 @@ def test_an_output_name_of_250_bytes_is_written(tmp_path):
     long_name = tmp_path / ("L" * 246 + ".png")  # its temporary name must fit in 255 bytes too
     imageio.write_image(long_name, imageio.LoadedImage(np.zeros((4, 4, 1), np.float32)))
     assert long_name.is_file() and [path.name for path in tmp_path.iterdir()] == [long_name.name]
+
+
+def test_an_interruption_between_files_keeps_what_was_done(tiny_models, tmp_path, random_image, write_png):
+    for name in "abc":
+        write_png(tmp_path / "in" / f"{name}.png", random_image((8, 8), np.uint8))
+
+    class InterruptsAtTheThird(batch.SilentReporter):
+        def file_started(self, job):
+            if job.input.name == "c.png":
+                raise KeyboardInterrupt
+
+    plan = batch.plan_batch([tmp_path / "in"], tmp_path / "out")
+    summary = batch.run_batch(plan, batch.BatchOptions(sigma=5, model=str(tiny_models.denoise_gray),
+                                                       device="cpu", tile=None), InterruptsAtTheThird())
+    assert summary.interrupted
+    assert [(r.input.name, r.status) for r in summary.results] == [
+        ("a.png", "done"), ("b.png", "done"), ("c.png", "not_started")]
+
+
+def test_a_recursive_glob_enters_hidden_folders_only_by_name(tmp_path, random_image, write_png):
+    for name in (".dot.png", "a/.q.png", ".hid/.k.png", ".git/objects/.pack.png", "a/x.png"):
+        write_png(tmp_path / "in" / name, random_image((8, 8), np.uint8))
+    hidden = batch.plan_batch([str(tmp_path / "in" / "**" / ".*.png")], tmp_path / "out", recursive=True)
+    assert sorted(job.input.relative_to(tmp_path / "in").as_posix() for job in hidden.jobs) == [".dot.png", "a/.q.png"]
+    named = batch.plan_batch([str(tmp_path / "in" / ".hid" / "**" / "*.png")], tmp_path / "out2", recursive=True)
+    assert named.jobs == [] and [r.reason for r in named.settled] == ["no files match"]  # .k.png is hidden
+
+
+def test_a_full_disk_when_making_an_output_folder_stops_the_batch_too(tmp_path, monkeypatch):
+    import errno
+
+    def full(self, *args, **kwargs):
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(Path, "mkdir", full)
+    with pytest.raises(batch.OutOfSpaceError, match="cannot create its folder"):
+        batch._prepare_output_folder(tmp_path / "new" / "out.png")
+
+
+def test_a_tile_size_in_other_digits_is_a_clear_error():
+    assert restore_tile_error("²").startswith("error: Invalid value for '--tile': '²' is not 'auto', 'none'")
+
+
+def restore_tile_error(value: str) -> str:
+    return invoke("restore", "x.png", "-o", "y.png", "--tile", value).stderr
