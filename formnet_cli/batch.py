@@ -21,6 +21,7 @@ import functools
 import glob
 import os
 import sys
+import tempfile
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -321,12 +322,12 @@ def plan_batch(inputs: Sequence[str | os.PathLike[str]], output: str | os.PathLi
 def _refuse_outputs_onto_inputs(plan: BatchPlan) -> None:
     """Settle as failed every job whose output is another input of the batch (``a.jpg a.png -o
     . --ext png``: a.jpg's result would replace a.png), restored or not."""
-    inputs = {result.input.resolve(): result.input for result in plan.settled
+    inputs = {_clash_key(result.input.resolve()): result.input for result in plan.settled
               if result.input.is_file()}
-    inputs.update(plan._inputs)
+    inputs.update((_clash_key(key), source) for key, source in plan._inputs.items())
     kept = []
     for job in plan.jobs:
-        other = inputs.get(job.output.resolve())
+        other = inputs.get(_clash_key(job.output.resolve()))
         if other is None:
             kept.append(job)
         else:
@@ -471,7 +472,8 @@ def _add_job(plan: BatchPlan, source: Path, target: Path) -> None:
             _skip(plan, source, f"the same file as {plan._inputs[source_key]}")
         return
     plan._inputs[source_key] = source  # met again (a folder and a glob), it is settled once
-    if source_key == target_key:
+    target_key = _clash_key(target_key)  # A.png and a.png are one file where case is ignored
+    if _clash_key(source_key) == target_key:
         plan.settled.append(FileResult(source, target, "failed",
                                        "the output would overwrite the input"))
         return
@@ -482,6 +484,30 @@ def _add_job(plan: BatchPlan, source: Path, target: Path) -> None:
         return
     plan._outputs[target_key] = source
     plan.jobs.append(Job(source, target))
+
+
+def _clash_key(output: Path) -> Path:
+    """``output`` (resolved) as the file system of its folder tells files apart: case folded
+    where that ignores case (exFAT, NTFS, macOS's default), so that ``A.png`` and ``a.png`` from
+    a case-sensitive source clash instead of one silently replacing the other."""
+    return Path(os.fspath(output).casefold()) if _ignores_case(output.parent) else output
+
+
+def _ignores_case(folder: Path) -> bool:
+    """Whether the file system of ``folder`` (or of its nearest existing parent) ignores case."""
+    while not folder.exists() and folder != folder.parent:
+        folder = folder.parent
+    return _folder_ignores_case(folder)
+
+
+@functools.lru_cache(maxsize=256)
+def _folder_ignores_case(folder: Path) -> bool:
+    try:
+        with tempfile.NamedTemporaryFile(prefix=".formnet-case-probe-", dir=folder) as probe:
+            name = Path(probe.name).name
+            return (folder / name.upper()).exists()
+    except OSError:  # not writable: the write would fail anyway
+        return False
 
 
 def _skip(plan: BatchPlan, path: Path, reason: str) -> None:

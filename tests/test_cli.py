@@ -1008,3 +1008,20 @@ def test_a_tile_size_in_other_digits_is_a_clear_error():
 
 def restore_tile_error(value: str) -> str:
     return invoke("restore", "x.png", "-o", "y.png", "--tile", value).stderr
+
+
+def test_outputs_differing_only_in_case_clash_where_the_output_ignores_case(tmp_path, random_image,
+                                                                           write_png, monkeypatch):
+    write_png(tmp_path / "in" / "A.png", random_image((8, 8), np.uint8))
+    write_png(tmp_path / "in" / "a.png", random_image((8, 8), np.uint8, seed=1))
+    assert len(batch.plan_batch([tmp_path / "in"], tmp_path / "out").jobs) == 2  # this file system: two files
+    monkeypatch.setattr(batch, "_ignores_case", lambda folder: True)  # an exFAT or NTFS drive
+    plan = batch.plan_batch([tmp_path / "in"], tmp_path / "out")
+    assert [job.input.name for job in plan.jobs] == ["A.png"]
+    assert [(r.input.name, r.reason) for r in plan.settled] == [
+        ("a.png", f"output clashes with the output of {tmp_path / 'in' / 'A.png'}")]
+
+
+def test_the_case_probe_leaves_nothing_behind(tmp_path):
+    assert batch._folder_ignores_case(tmp_path) is False  # this project's file systems tell case
+    assert list(tmp_path.iterdir()) == []
