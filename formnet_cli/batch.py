@@ -15,31 +15,25 @@ written is recorded as failed and the batch goes on; problems that would hit eve
 
 from __future__ import annotations
 
-import dataclasses
 import errno
 import functools
 import glob
 import os
 import sys
-import tempfile
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Literal, Protocol
+from typing import Any, Protocol
 
 import numpy as np
 import torch
 
 from . import api, imageio
+from .batch_summary import BatchSummary, FileResult
 from .checkpoint import CheckpointError
 from .errors import (FormnetError, ImageReadError, ImageWriteError, InvalidOptionError,
                      ModelNotFoundError, OutOfSpaceError)
-
-Status = Literal["done", "skipped", "failed", "interrupted", "not_started", "planned"]
-"""``interrupted``: being restored when the run was interrupted (nothing written);
-``not_started``: left after it (restore them again, e.g. with ``--skip-existing``);
-``planned``: would be restored (a dry run)."""
 
 _FATAL_ERRORS = (ModelNotFoundError, CheckpointError)
 """Errors that would repeat for every file: they end the batch with one message."""
@@ -81,38 +75,6 @@ class Job:
 
 
 @dataclass
-class FileResult:
-    """What happened to one input."""
-
-    input: Path
-    output: Path | None
-    status: Status
-    reason: str = ""
-    """Why it was skipped or failed (one line)."""
-    seconds: float = 0.0
-    megapixels: float = 0.0
-    """Size of the written image (all its pages), in millions of pixels."""
-    sigma: float | None = None
-    quality: int | None = None
-    estimated: bool = False
-    """The levels used (of the first page, for a multi-page TIFF) and whether estimated."""
-    sigma_map_range: tuple[float, float] | None = None
-    """Lowest and highest sigma of the per-pixel map used where the estimated noise varies
-    with brightness (``sigma`` is then the map's mean)."""
-    model: str = ""
-    model_path: str = ""
-    """The checkpoint folder ``model`` was loaded from (a trained run's, or the bundled one)."""
-
-    def to_dict(self) -> dict[str, Any]:
-        data = dataclasses.asdict(self)
-        data["input"] = str(self.input)
-        data["output"] = None if self.output is None else str(self.output)
-        data["seconds"] = round(self.seconds, 4)
-        data["megapixels"] = round(self.megapixels, 4)
-        return data
-
-
-@dataclass
 class BatchPlan:
     """The jobs to run, and inputs already settled (non-images, missing files, clashes)."""
 
@@ -124,97 +86,6 @@ class BatchPlan:
     _outputs: dict[Path, Path] = field(default_factory=dict, repr=False)
     """Resolved output -> the input writing it."""
     _skipped: set[Path] = field(default_factory=set, repr=False)
-
-
-@dataclass
-class BatchSummary:
-    """Every file's result, the elapsed time, and whether the run was interrupted."""
-
-    results: list[FileResult] = field(default_factory=list)
-    seconds: float = 0.0
-    interrupted: bool = False
-    interrupted_by: int = 2
-    """The signal that interrupted the run: 2 (SIGINT, Ctrl-C; exit 130) or 15 (SIGTERM; 143)."""
-    dry_run: bool = False
-    """Planned only (:func:`dry_run`): nothing was read or written."""
-    stopped: str = ""
-    """Why the run stopped before its last file though not interrupted (a full disk)."""
-
-    def _with(self, status: Status) -> list[FileResult]:
-        return [result for result in self.results if result.status == status]
-
-    @property
-    def done(self) -> list[FileResult]:
-        return self._with("done")
-
-    @property
-    def skipped(self) -> list[FileResult]:
-        return self._with("skipped")
-
-    @property
-    def failed(self) -> list[FileResult]:
-        return self._with("failed")
-
-    @property
-    def not_started(self) -> int:
-        """Jobs never started because of an interruption."""
-        return len(self._with("not_started"))
-
-    @property
-    def megapixels(self) -> float:
-        return sum(result.megapixels for result in self.done)
-
-    @property
-    def megapixels_per_second(self) -> float:
-        """Megapixels written per second of the whole run (reading and writing included)."""
-        return self.megapixels / self.seconds if self.seconds > 0 else 0.0
-
-    @property
-    def exit_code(self) -> int:
-        """0 when nothing failed, 128 + the signal after an interruption, 1 otherwise."""
-        if self.interrupted:
-            return 128 + self.interrupted_by
-        return 1 if self.failed else 0
-
-    def to_dict(self) -> dict[str, Any]:
-        return {
-            "dry_run": self.dry_run,
-            "planned": len(self._with("planned")),
-            "done": len(self.done),
-            "skipped": len(self.skipped),
-            "failed": len(self.failed),
-            "interrupted": self.interrupted,
-            "stopped": self.stopped or None,
-            "not_started": self.not_started,
-            "seconds": round(self.seconds, 3),
-            "megapixels": round(self.megapixels, 4),
-            "megapixels_per_second": round(self.megapixels_per_second, 4),
-            "exit_code": self.exit_code,
-            "files": [result.to_dict() for result in self.results],
-        }
-
-    def lines(self) -> list[str]:
-        """The human summary: one line of counts (a dry run: one line per file it would
-        restore or leave first, ``input -> output``). Failures: :meth:`failure_lines`."""
-        if self.dry_run:
-            planned = self._with("planned")
-            left = [result for result in self.skipped if result.output is not None]
-            return ([f"{result.input} -> {result.output}" for result in planned]
-                    + [f"{result.input} -> {result.output} (exists: left as it is)" for result in left]
-                    + [f"would restore {len(planned)}, skip {len(self.skipped)}; "
-                       f"failed {len(self.failed)}"])
-        head = (f"restored {len(self.done)}, skipped {len(self.skipped)}, "
-                f"failed {len(self.failed)} in {self.seconds:.1f} s "
-                f"({self.megapixels_per_second:.3g} MP/s)")
-        if self.interrupted:
-            head = f"interrupted: {head}; {self.not_started} not started"
-        elif self.stopped:
-            head = f"stopped ({self.stopped}): {head}; {self.not_started} not started"
-        return [head]
-
-    def failure_lines(self) -> list[str]:
-        """One line per failed file, ``failed: <input>: <reason>``."""
-        return [f"failed: {result.input}: {result.reason}" for result in self.failed]
 
 
 class Reporter(Protocol):
@@ -322,12 +193,15 @@ def plan_batch(inputs: Sequence[str | os.PathLike[str]], output: str | os.PathLi
 def _refuse_outputs_onto_inputs(plan: BatchPlan) -> None:
     """Settle as failed every job whose output is another input of the batch (``a.jpg a.png -o
     . --ext png``: a.jpg's result would replace a.png), restored or not."""
-    inputs = {_clash_key(result.input.resolve()): result.input for result in plan.settled
+    inputs = {result.input.resolve(): result.input for result in plan.settled
               if result.input.is_file()}
-    inputs.update((_clash_key(key), source) for key, source in plan._inputs.items())
+    inputs.update(plan._inputs)
+    folded = {_case_folded(key): source for key, source in inputs.items()}
     kept = []
     for job in plan.jobs:
-        other = inputs.get(_clash_key(job.output.resolve()))
+        output = job.output.resolve()
+        other = (folded.get(_case_folded(output)) if _ignores_case(output.parent)
+                 else inputs.get(output))
         if other is None:
             kept.append(job)
         else:
@@ -472,8 +346,9 @@ def _add_job(plan: BatchPlan, source: Path, target: Path) -> None:
             _skip(plan, source, f"the same file as {plan._inputs[source_key]}")
         return
     plan._inputs[source_key] = source  # met again (a folder and a glob), it is settled once
-    target_key = _clash_key(target_key)  # A.png and a.png are one file where case is ignored
-    if _clash_key(source_key) == target_key:
+    if _ignores_case(target_key.parent):  # A.png and a.png are one file there
+        source_key, target_key = _case_folded(source_key), _case_folded(target_key)
+    if source_key == target_key:
         plan.settled.append(FileResult(source, target, "failed",
                                        "the output would overwrite the input"))
         return
@@ -486,28 +361,40 @@ def _add_job(plan: BatchPlan, source: Path, target: Path) -> None:
     plan.jobs.append(Job(source, target))
 
 
-def _clash_key(output: Path) -> Path:
-    """``output`` (resolved) as the file system of its folder tells files apart: case folded
-    where that ignores case (exFAT, NTFS, macOS's default), so that ``A.png`` and ``a.png`` from
-    a case-sensitive source clash instead of one silently replacing the other."""
-    return Path(os.fspath(output).casefold()) if _ignores_case(output.parent) else output
+def _case_folded(path: Path) -> Path:
+    """``path`` with its name in lower case: the key under which a file system that ignores case
+    (exFAT, NTFS, macOS's default) files it, so that ``A.png`` and ``a.png`` written from a
+    case-sensitive source clash instead of one silently replacing the other."""
+    return path.with_name(path.name.lower())
 
 
 def _ignores_case(folder: Path) -> bool:
-    """Whether the file system of ``folder`` (or of its nearest existing parent) ignores case."""
-    while not folder.exists() and folder != folder.parent:
-        folder = folder.parent
+    """Whether the file system of ``folder`` (or of its nearest existing parent) ignores case;
+    False where it cannot tell (an over-long path, no name with letters to look up)."""
+    try:
+        while not folder.exists() and folder != folder.parent:
+            folder = folder.parent
+    except OSError:
+        return False
     return _folder_ignores_case(folder)
 
 
-@functools.lru_cache(maxsize=256)
+@functools.lru_cache(maxsize=4096)
 def _folder_ignores_case(folder: Path) -> bool:
+    """Looked up, not written (a dry run writes nothing): a name in ``folder`` with letters,
+    asked for in the other case, is the same file where case is ignored."""
     try:
-        with tempfile.NamedTemporaryFile(prefix=".formnet-case-probe-", dir=folder) as probe:
-            name = Path(probe.name).name
-            return (folder / name.upper()).exists()
-    except OSError:  # not writable: the write would fail anyway
-        return False
+        with os.scandir(folder) as entries:
+            for entry in entries:
+                other = entry.name.swapcase()
+                if other != entry.name:
+                    try:
+                        return os.path.samefile(entry.path, os.path.join(folder, other))
+                    except OSError:  # no such file: the case tells files apart
+                        return False
+    except OSError:
+        pass
+    return False
 
 
 def _skip(plan: BatchPlan, path: Path, reason: str) -> None:

@@ -177,6 +177,8 @@ def restore(
     """
     from rich.console import Console
 
+    from .batch_summary import BatchSummary, FileResult  # no torch: reports an early interruption
+
     _check_standard_streams(inputs, output, json_output=json_output, list_only=list_only)
     console = Console(stderr=True)
     plan = None
@@ -201,8 +203,6 @@ def restore(
             with cpu_threads(threads):
                 summary = run_batch(plan, options, RichReporter(console))
     except KeyboardInterrupt:  # while starting, planning or loading the model: before any file
-        from .batch import BatchSummary, FileResult
-
         console.print("interrupted before the first file; nothing was written", highlight=False)
         left = [FileResult(job.input, job.output, "not_started") for job in plan.jobs] if plan else []
         summary = BatchSummary(results=[*(plan.settled if plan else []), *left], interrupted=True)

@@ -1022,6 +1022,9 @@ def test_outputs_differing_only_in_case_clash_where_the_output_ignores_case(tmp_
         ("a.png", f"output clashes with the output of {tmp_path / 'in' / 'A.png'}")]
 
 
-def test_the_case_probe_leaves_nothing_behind(tmp_path):
+def test_the_case_probe_only_looks(tmp_path):
+    (tmp_path / "Scan.png").write_bytes(b"x")
+    (tmp_path / "sCAN.PNG").write_bytes(b"y")  # a different file here: the case tells them apart
     assert batch._folder_ignores_case(tmp_path) is False  # this project's file systems tell case
-    assert list(tmp_path.iterdir()) == []
+    assert sorted(path.name for path in tmp_path.iterdir()) == ["Scan.png", "sCAN.PNG"]  # nothing written
+    assert batch._ignores_case(tmp_path / ("x" * 300) / "deeper") is False  # an over-long name: no error
