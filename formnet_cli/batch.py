@@ -134,8 +134,7 @@ def plan_batch(inputs: Sequence[str | os.PathLike[str]], output: str | os.PathLi
     single = Path(inputs[0])
     if (len(inputs) == 1 and names_file and not single.is_file() and not single.is_dir()
             and not glob.has_magic(os.fspath(inputs[0]))):
-        reason = _not_a_file(single) if single.is_symlink() or single.exists() else "no such file or directory"
-        plan.settled.append(FileResult(single, None, "failed", reason))
+        plan.settled.append(FileResult(single, None, "failed", _not_a_file(single)))
         return plan
     if len(inputs) == 1 and single.is_file() and names_file:
         _check_output_file(output, extension)
@@ -181,8 +180,7 @@ def plan_batch(inputs: Sequence[str | os.PathLike[str]], output: str | os.PathLi
                 else:
                     _skip(plan, match, _not_a_file(match))
         else:
-            reason = _not_a_file(path) if path.is_symlink() or path.exists() else "no such file or directory"
-            plan.settled.append(FileResult(path, None, "failed", reason))
+            plan.settled.append(FileResult(path, None, "failed", _not_a_file(path)))
     if not plan.jobs and not plan.settled:
         raise InvalidOptionError(f"no files to restore in {', '.join(map(os.fspath, inputs))}"
                                  + "".join(f"; {note}" for note in plan.notes))
@@ -410,7 +408,7 @@ def _skip(plan: BatchPlan, path: Path, reason: str) -> None:
 def _not_a_file(path: Path) -> str:
     """Why ``path``, which is neither a regular file nor a folder, is not read."""
     if not path.exists():
-        return "a link to nothing"
+        return "a link to nothing" if path.is_symlink() else "no such file or directory"
     kind = "a FIFO" if path.is_fifo() else "a device" if path.is_block_device() or path.is_char_device() \
         else "a socket" if path.is_socket() else "not a regular file"
     return f"{kind}, not an image file"

@@ -52,15 +52,14 @@ def parse_quality(value: str) -> int | str:
 
 def parse_tile(value: str) -> int | str | None:
     """``auto``, ``none`` (one untiled pass) or a positive number of pixels
-    (:func:`formnet_cli.engine.parse_tile`, without importing torch for ``--help``)."""
-    if value is None or isinstance(value, int):
-        return value
-    text = value.strip().lower()
-    if text in ("auto", "none"):
-        return None if text == "none" else "auto"
-    if not (text.isascii() and text.isdigit()) or int(text) < 1:
-        raise typer.BadParameter(f"{value!r} is not 'auto', 'none' or a positive integer")
-    return int(text)
+    (:func:`formnet_cli.config.parse_tile`, as a usage error)."""
+    from .config import parse_tile as parse
+    from .errors import InvalidOptionError
+
+    try:
+        return parse(value)
+    except InvalidOptionError:
+        raise typer.BadParameter(f"{value!r} is not 'auto', 'none' or a positive integer") from None
 
 
 ModelOption = Annotated[Optional[str], typer.Option(

@@ -72,7 +72,6 @@ from __future__ import annotations
 
 import copy
 import math
-import numbers
 import weakref
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -85,6 +84,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from .config import parse_tile
 from .errors import FormnetError, InvalidOptionError
 
 Precision = Literal["auto", "fp32", "fp16", "bf16"]
@@ -380,6 +380,7 @@ def restore_tensor(
         raise InvalidOptionError(f"ensemble must be one of {', '.join(map(str, ENSEMBLE_SIZES))}, "
                                  f"got {ensemble!r}")
     views = ENSEMBLE_VIEWS[ensemble]
+    tile = parse_tile(tile)
     image = _check_image(image)
     _check_host_memory(image, passes=len(views))
     total: torch.Tensor | None = None
@@ -426,20 +427,6 @@ def undo_dihedral(tensor: torch.Tensor, view: int) -> torch.Tensor:
     return tensor.transpose(-2, -1) if view & 4 else tensor
 
 
-def parse_tile(tile: TileSpec | str) -> int | str | None:
-    """A tile option as the engine takes it: ``None`` (untiled), ``"auto"`` or a positive number
-    of pixels, also as the command line spells them (``"none"``, ``"auto"``, ``"256"``); raises
-    :class:`InvalidOptionError` otherwise."""
-    if isinstance(tile, str):
-        spelled = tile.strip().lower()
-        if spelled in ("none", "auto"):
-            return None if spelled == "none" else "auto"
-        tile = int(spelled) if spelled.isascii() and spelled.isdigit() else tile
-    if tile is None or (isinstance(tile, numbers.Integral) and not isinstance(tile, bool) and tile > 0):
-        return None if tile is None else int(tile)
-    raise InvalidOptionError(f"tile must be a positive number of pixels, 'auto' or None, got {tile!r}")
-
-
 def _restore_view(model: nn.Module, image: torch.Tensor, level: float | torch.Tensor, *,
                   tile: TileSpec, tile_overlap: int | None, device: str | torch.device,
                   precision: Precision, batch_size: int,
@@ -459,7 +446,6 @@ def _restore_view(model: nn.Module, image: torch.Tensor, level: float | torch.Te
     padded_level = _prepare_level(level, height, width, geometry.size_multiple)
     whole = max(padded_image.shape[-2:])
 
-    tile = parse_tile(tile)
     with _network_on(model, device) as network, torch.inference_mode():
         if tile is None:
             window = geometry.window(whole)

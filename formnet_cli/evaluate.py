@@ -209,7 +209,10 @@ def to_uint8(image: np.ndarray) -> np.ndarray:
 def psnr_of(sample: Sample, restored: np.ndarray) -> float:
     """PSNR of a restored float image against the sample's clean image, as :func:`score`
     gives it (the training's validation uses it)."""
-    output = _quantised(sample, restored)
+    return _psnr(sample, _quantised(sample, restored))
+
+
+def _psnr(sample: Sample, output: np.ndarray) -> float:
     if sample.setting.task == "sr":
         return metrics.sr_psnr(sample.clean, output, int(sample.setting.level))
     return metrics.psnr(sample.clean, output)
@@ -230,9 +233,8 @@ def score(sample: Sample, restored: np.ndarray) -> tuple[float, float]:
     output = _quantised(sample, restored)
     try:
         if sample.setting.task == "sr":
-            scale = int(sample.setting.level)
-            return metrics.sr_psnr(sample.clean, output, scale), metrics.sr_ssim(sample.clean, output, scale)
-        return metrics.psnr(sample.clean, output), metrics.ssim(sample.clean, output)
+            return _psnr(sample, output), metrics.sr_ssim(sample.clean, output, int(sample.setting.level))
+        return _psnr(sample, output), metrics.ssim(sample.clean, output)
     except ValueError as error:  # an image too small for SSIM's window
         raise InvalidOptionError(f"image {sample.name!r} cannot be scored: {error}") from None
 
