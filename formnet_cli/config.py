@@ -14,6 +14,7 @@ from .errors import InvalidOptionError
 
 Task = Literal["denoise", "jpeg", "sr"]
 FormatterKind = Literal["none", "cnn", "bm3d"]
+FormatterRole = Literal["base", "guide"]
 NetworkKind = Literal["unet", "plain"]
 
 TASKS: tuple[str, ...] = ("denoise", "jpeg", "sr")
@@ -93,13 +94,17 @@ class ModelConfig:
 
     The model restores images of ``channels`` channels (1 gray, 3 RGB) for ``task``.
     ``formatter`` pre-restores the input (``none`` gives a DiffResNet); ``residual``
-    is the network that learns what the formatted image still lacks.
+    is the network that learns what the formatted image still lacks. ``formatter_role``
+    ``base`` (the paper's form) adds the residual to the formatted image; ``guide`` adds it to
+    the degraded input and gives the formatted image to the network as an extra input, so a
+    DiffResNet's weights start it (the extra input's weights at zero) exactly where it was.
     Super-resolution models work on the bicubic-upscaled image (scale 1 inside the model).
     """
 
     task: Task = "denoise"
     channels: int = 1
     formatter: FormatterKind = "none"
+    formatter_role: FormatterRole = "base"
     residual: NetworkConfig = field(default_factory=NetworkConfig)
     formatter_network: NetworkConfig | None = None
     sigma_range: tuple[float, float] = (0.0, SIGMA_MAX)
@@ -115,6 +120,10 @@ class ModelConfig:
             raise ConfigError(f"formatter must be one of {FORMATTERS}, got {self.formatter!r}")
         if self.formatter == "bm3d" and self.task != "denoise":
             raise ConfigError("formatter 'bm3d' only applies to the denoise task")
+        if self.formatter_role not in ("base", "guide"):
+            raise ConfigError(f"formatter_role must be 'base' or 'guide', got {self.formatter_role!r}")
+        if self.formatter_role == "guide" and self.formatter == "none":
+            raise ConfigError("formatter_role 'guide' needs a formatter")
         if self.formatter == "cnn" and self.formatter_network is None:
             raise ConfigError("formatter 'cnn' needs a formatter_network")
         self.residual.validate("residual")

@@ -644,3 +644,59 @@ def test_validation_psnr_is_what_formnet_eval_measures(tmp_path: Path, image_dir
     method = evaluate.FormnetMethod(api.load_model(folder, device="cpu"), device="cpu", tile=None, ensemble=1)
     report = evaluate.evaluate(images, [evaluate.Setting(task, config.val_levels[0])], [method], warmup=False)
     assert trainer.last_val_psnr == pytest.approx(report.results[0].mean_psnr, abs=1e-6)
+
+
+def test_a_guide_model_started_from_a_diffresnet_computes_what_it_computes() -> None:
+    from formnet_cli.registry import resolve_model
+    from formnet_cli.training.trainer import _load_matching
+
+    base, _ = load_checkpoint(resolve_model("denoise-gray").path)
+    config = ModelConfig.from_dict({**base.config.to_dict(), "formatter": "bm3d", "formatter_role": "guide",
+                                    "sigma_range": [5.0, 75.0]})
+    guided = FormResNet(config)
+    _load_matching(guided, base.state_dict(), "denoise-gray")
+    noisy, bm3d_output = torch.rand(1, 1, 48, 48), torch.rand(1, 1, 48, 48)
+    level = torch.tensor([25 / 255])
+    with torch.no_grad():
+        assert torch.equal(guided.refine(noisy, bm3d_output, level), base(noisy, level))
+        guided.residual.network.head.weight[:, -4:] += 0.1  # the guide's weights do enter
+        assert not torch.equal(guided.refine(noisy, bm3d_output, level), base(noisy, level))
+
+
+def test_color_jitter_keeps_greys_and_clips_and_holdout_is_disjoint() -> None:
+    from formnet_cli.training.data import color_jitter, holdout_split
+
+    rng = np.random.default_rng(0)
+    grey = np.repeat(rng.random((16, 16, 1)), 3, axis=2)
+    np.testing.assert_allclose(color_jitter(grey, rng, [0.5, 3.0]), grey, atol=1e-5)
+    colour = rng.random((16, 16, 3))
+    jittered = color_jitter(colour, rng, [3.0, 3.0])
+    assert jittered.min() >= 0 and jittered.max() <= 1 and not np.allclose(jittered, colour)
+    paths = [Path(f"{i:03d}.png") for i in range(40)]
+    training, validation = holdout_split(paths, 5)
+    assert len(validation) == 5 and not set(training) & set(validation)
+    assert len(training) + len(validation) == 40
+
+
+def test_color_augment_and_holdout_train(tmp_path: Path, image_dir: Path) -> None:
+    config = tmp_path / "c.toml"
+    config.write_text(f"""
+[model]
+channels = 3
+[model.residual]
+widths = [8, 16]
+blocks_per_level = 1
+[data]
+train_dirs = ["{image_dir}"]
+val_holdout = 1
+patch_size = 16
+batch_size = 2
+color_augment = 1.0
+[train]
+steps = 2
+val_every = 2
+log_every = 1
+""")
+    trainer = Trainer(load_train_config(config), tmp_path / "run")
+    trainer.fit()
+    assert trainer.last_val_psnr is not None

@@ -45,18 +45,22 @@ def level_map(level: torch.Tensor | float, like: torch.Tensor) -> torch.Tensor:
 
 
 class ConditionalResidual(nn.Module):
-    """``inputs[0] + network(cat(inputs, level_map))``: the residual-learning unit.
+    """``images[0] + network(cat(images, level_map, guides))``: the residual-learning unit.
 
     With a single input this is a DiffResNet; FormResNet's second stage sees both the
-    formatted and the degraded image and adds its residual to the formatted one.
+    formatted and the degraded image and adds its residual to the formatted one (or, with
+    the formatted image as a guide, to the degraded one).
     """
 
-    def __init__(self, image_channels: int, input_images: int, config: NetworkConfig) -> None:
+    def __init__(self, image_channels: int, input_images: int, config: NetworkConfig,
+                 guide_images: int = 0) -> None:
         super().__init__()
-        self.network = build_network(image_channels * input_images + 1, image_channels, config)
+        in_channels = image_channels * (input_images + guide_images) + 1
+        self.network = build_network(in_channels, image_channels, config)
 
-    def forward(self, images: list[torch.Tensor], level: torch.Tensor | float) -> torch.Tensor:
-        stacked = torch.cat([*images, level_map(level, images[0])], dim=1)
+    def forward(self, images: list[torch.Tensor], level: torch.Tensor | float,
+                guides: tuple[torch.Tensor, ...] = ()) -> torch.Tensor:
+        stacked = torch.cat([*images, level_map(level, images[0]), *guides], dim=1)
         return images[0] + self.network(stacked)
 
 
@@ -108,8 +112,12 @@ class FormResNet(nn.Module):
             self.formatter = BM3DFormatter()
         else:
             self.formatter = None
-        input_images = 1 if self.formatter is None else 2
-        self.residual = ConditionalResidual(channels, input_images, config.residual)
+        if self.formatter is None:
+            self.residual = ConditionalResidual(channels, 1, config.residual)
+        elif config.formatter_role == "guide":
+            self.residual = ConditionalResidual(channels, 1, config.residual, guide_images=1)
+        else:
+            self.residual = ConditionalResidual(channels, 2, config.residual)
 
     # -- the descriptor the inference engine relies on ------------------------------------
     @property
@@ -140,11 +148,18 @@ class FormResNet(nn.Module):
             return self.formatter([x], level)
         return self.formatter(x, level)
 
+    def refine(self, x: torch.Tensor, formatted: torch.Tensor, level: torch.Tensor | float) -> torch.Tensor:
+        """The residual stage on the degraded image ``x`` and its formatted version."""
+        if self.formatter is None:
+            return self.residual([x], level)
+        if self.config.formatter_role == "guide":
+            return self.residual([x], level, guides=(formatted,))
+        return self.residual([formatted, x], level)
+
     def forward_with_formatted(self, x: torch.Tensor, level: torch.Tensor | float
                                ) -> tuple[torch.Tensor, torch.Tensor]:
         formatted = self.format(x, level)
-        inputs = [formatted] if self.formatter is None else [formatted, x]
-        return self.residual(inputs, level), formatted
+        return self.refine(x, formatted, level), formatted
 
     def forward(self, x: torch.Tensor, level: torch.Tensor | float) -> torch.Tensor:
         return self.forward_with_formatted(x, level)[0]

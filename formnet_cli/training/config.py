@@ -31,6 +31,9 @@ class DataConfig:
     val_dir: str = ""
     val_limit: int = 0
     """Validate on at most this many images (0: all)."""
+    train_limit: int = 0
+    """Train on at most this many images, the first in name order (0: all): a budget for
+    precomputed inputs such as BM3D outputs."""
     val_levels: list[float] = field(default_factory=list)
     """Validation sigmas (denoise), qualities (jpeg) or scales (sr); empty: the task's
     :data:`DEFAULT_VAL_LEVELS`."""
@@ -52,6 +55,15 @@ class DataConfig:
     """Where precomputed inputs (BM3D outputs, bicubic images) are kept; default: run folder."""
     bm3d_sigmas: list[float] = field(default_factory=lambda: [15.0, 25.0, 50.0])
     """bm3d formatter: the noise levels whose BM3D outputs are computed once and cached."""
+    color_augment: float = 0.0
+    """Colour models: share of patches whose colours are transformed before the noise is added
+    (channel order, saturation, a rotation of the hues about the grey axis): the noise model is
+    unchanged, the colours the model sees are not only those of the training photos."""
+    saturation_range: list[float] = field(default_factory=lambda: [0.5, 3.0])
+    """Colour augmentation: the saturation factor's range (drawn log-uniformly)."""
+    val_holdout: int = 0
+    """Without ``val_dir``: hold this many of the training images out (evenly spaced in name
+    order) and validate on them, so that checkpoints are chosen on no reported set."""
 
 
 @dataclass
@@ -140,7 +152,7 @@ class TrainConfig:
                         "train.time_limit_s": self.train.time_limit_s, "optim.min_lr": self.optim.min_lr,
                         "optim.warmup_steps": self.optim.warmup_steps, "train.seed": self.train.seed,
                         "optim.weight_decay": self.optim.weight_decay, "optim.grad_clip": self.optim.grad_clip,
-                        "data.val_limit": self.data.val_limit, "train.formatter_steps": self.train.formatter_steps,
+                        "data.val_limit": self.data.val_limit, "data.val_holdout": self.data.val_holdout, "data.train_limit": self.data.train_limit, "train.formatter_steps": self.train.formatter_steps,
                         "loss.adversarial_warmup": self.loss.adversarial_warmup,
                         **{f"loss.{term}": getattr(self.loss, term) for term in _LOSS_WEIGHTS}}
         for key, value in positive.items():
@@ -163,8 +175,15 @@ class TrainConfig:
             raise ConfigError(f"data.quality_range must be [low, high] within [1, 100], got {quality}")
         if not self.data.scales or any(scale not in SR_SCALES for scale in self.data.scales):
             raise ConfigError(f"data.scales must be among {list(SR_SCALES)}, got {self.data.scales}")
-        if self.data.val_dir:
+        if self.data.val_dir and self.data.val_holdout:
+            raise ConfigError("data.val_dir and data.val_holdout both name validation images; give one")
+        if self.data.val_dir or self.data.val_holdout:
             self._validate_val_levels()
+        if not 0 <= self.data.color_augment <= 1:
+            raise ConfigError(f"data.color_augment must lie within [0, 1], got {self.data.color_augment:g}")
+        saturation = self.data.saturation_range
+        if len(saturation) != 2 or not 0 < saturation[0] <= saturation[1]:
+            raise ConfigError(f"data.saturation_range must be [low, high] with 0 < low <= high, got {saturation}")
         if not 0 <= self.data.sigma_focus_share <= 1:
             raise ConfigError("data.sigma_focus_share must lie within [0, 1]")
         if self.data.sigma_focus_share > 0:

@@ -54,10 +54,27 @@ def list_images(folders: list[str]) -> list[Path]:
     return paths
 
 
-def load_images(folders: list[str], channels: int, limit: int = 0, luma: bool = False) -> list[np.ndarray]:
+def holdout_split(paths: list[Path], holdout: int) -> tuple[list[Path], list[Path]]:
+    """``(training, validation)``: ``holdout`` images evenly spaced in name order go to validation."""
+    if holdout <= 0:
+        return paths, []
+    if holdout >= len(paths):
+        raise FormnetError(f"data.val_holdout ({holdout}) leaves no training image of {len(paths)}")
+    step = len(paths) / holdout
+    chosen = {int(i * step + step / 2) for i in range(holdout)}
+    return ([p for i, p in enumerate(paths) if i not in chosen],
+            [p for i, p in enumerate(paths) if i in chosen])
+
+
+def load_images(folders: list[str] | list[Path], channels: int, limit: int = 0, luma: bool = False,
+                holdout: int = 0, part: str = "train") -> list[np.ndarray]:
     """Decode every image once, as uint8 ``H x W x C``: gray ``L``, ``RGB``, or with ``luma``
-    the Y channel of MATLAB's ``rgb2ycbcr`` (what super-resolution is measured on)."""
-    paths = list_images(folders)
+    the Y channel of MATLAB's ``rgb2ycbcr`` (what super-resolution is measured on).
+
+    With ``holdout``, ``part`` picks the ``"train"`` or ``"val"`` side of :func:`holdout_split`.
+    """
+    training, validation = holdout_split(list_images([str(f) for f in folders]), holdout)
+    paths = validation if part == "val" else training
     if limit:
         paths = paths[:limit]
 
@@ -77,6 +94,31 @@ def load_images(folders: list[str], channels: int, limit: int = 0, luma: bool = 
 
     with ThreadPoolExecutor(4) as pool:
         return list(pool.map(decode, paths))
+
+
+_LUMA = np.array([0.299, 0.587, 0.114], dtype=np.float32)
+
+
+def hue_rotation(angle: float) -> np.ndarray:
+    """The 3 x 3 rotation of RGB about the grey axis by ``angle`` radians (greys stay put)."""
+    axis = np.full(3, 1 / np.sqrt(3))
+    cross = np.array([[0, -axis[2], axis[1]], [axis[2], 0, -axis[0]], [-axis[1], axis[0], 0]])
+    return (np.cos(angle) * np.eye(3) + np.sin(angle) * cross
+            + (1 - np.cos(angle)) * np.outer(axis, axis)).astype(np.float32)
+
+
+def color_jitter(patch: np.ndarray, rng: np.random.Generator, saturation_range: list[float]) -> np.ndarray:
+    """A clean RGB patch in [0, 1] with new colours: channels permuted, hues rotated about the
+    grey axis, saturation scaled (log-uniform in ``saturation_range``), clipped to [0, 1].
+
+    Applied before the noise, so the noise stays the protocol's white Gaussian noise.
+    """
+    patch = patch[..., rng.permutation(3)]
+    patch = patch @ hue_rotation(float(rng.uniform(0, 2 * np.pi))).T
+    grey = (patch @ _LUMA)[..., None]
+    low, high = np.log(saturation_range[0]), np.log(saturation_range[1])
+    patch = grey + float(np.exp(rng.uniform(low, high))) * (patch - grey)
+    return np.clip(patch, 0.0, 1.0).astype(np.float32)
 
 
 def augment(patch: np.ndarray, mode: int) -> np.ndarray:
@@ -128,13 +170,17 @@ class PatchBatches(torch.utils.data.Dataset):
                 levels.append(sigma / 255.0)
                 continue
             patch = augment(_crop(rng, self.images[index], size), mode)
-            clean.append(patch / 255.0)
             if task == "denoise":
+                pixels = patch / 255.0
+                if patch.shape[2] == 3 and self.data.color_augment > 0 and rng.random() < self.data.color_augment:
+                    pixels = color_jitter(pixels, rng, self.data.saturation_range)
+                clean.append(pixels)
                 sigma = self._draw_sigma(rng)
                 noise = rng.standard_normal(patch.shape, dtype=np.float32) * (sigma / 255.0)
-                degraded.append(patch / 255.0 + noise)
+                degraded.append(pixels + noise)
                 levels.append(sigma / 255.0)
             else:  # jpeg
+                clean.append(patch / 255.0)
                 quality = int(rng.integers(self.data.quality_range[0], self.data.quality_range[1] + 1))
                 pixels = patch[..., 0] if patch.shape[2] == 1 else patch
                 compressed = jpeg_compress(np.ascontiguousarray(pixels), quality)

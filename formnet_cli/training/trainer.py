@@ -111,7 +111,8 @@ class Trainer:
     def _dataset(self) -> training_data.PatchBatches:
         config = self.config
         images = training_data.load_images(config.data.train_dirs, config.model.channels,
-                                           luma=config.data.luma)
+                                           luma=config.data.luma, holdout=config.data.val_holdout,
+                                           limit=config.data.train_limit)
         cache = Path(config.data.cache_dir) if config.data.cache_dir else self.run_dir / "cache"
         pairs = formatted = None
         if config.model.task == "sr":
@@ -132,10 +133,15 @@ class Trainer:
     def _validation_set(self) -> ValidationSet:
         config = self.config
         result = ValidationSet()
-        if not config.data.val_dir:
+        if config.data.val_holdout:
+            images = training_data.load_images(config.data.train_dirs, config.model.channels,
+                                               limit=config.data.val_limit, luma=config.data.luma,
+                                               holdout=config.data.val_holdout, part="val")
+        elif config.data.val_dir:
+            images = training_data.load_images([config.data.val_dir], config.model.channels,
+                                               limit=config.data.val_limit, luma=config.data.luma)
+        else:
             return result
-        images = training_data.load_images([config.data.val_dir], config.model.channels,
-                                           limit=config.data.val_limit, luma=config.data.luma)
         result.samples = [degrade(str(index), clean, Setting(config.model.task, level))
                           for level in config.val_levels for index, clean in enumerate(images)]
         return result
@@ -206,13 +212,11 @@ class Trainer:
             formatted = model.format(batch.degraded, batch.level)
             return formatted, formatted
         if batch.formatted is not None:  # precomputed BM3D
-            restored = model.residual([batch.formatted, batch.degraded], batch.level)
-            return restored, batch.formatted
+            return model.refine(batch.degraded, batch.formatted, batch.level), batch.formatted
         if model.config.formatter == "cnn" and run.formatter_training == "staged":
             with torch.no_grad():
                 formatted = model.format(batch.degraded, batch.level)
-            inputs = [formatted, batch.degraded]
-            return model.residual(inputs, batch.level), formatted
+            return model.refine(batch.degraded, formatted, batch.level), formatted
         if self.forward is not model and model.config.formatter == "none":
             return self.forward(batch.degraded, batch.level), batch.degraded
         return model.forward_with_formatted(batch.degraded, batch.level)
@@ -367,6 +371,13 @@ def _warming_ema(decay: float) -> Callable[[list[torch.Tensor], list[torch.Tenso
     return update
 
 
+def _validation_name(config: TrainConfig) -> str:
+    """What the run validates on, for the model card."""
+    if config.data.val_holdout:
+        return f"{config.data.val_holdout} images held out of the training folders"
+    return Path(config.data.val_dir).name
+
+
 def _init_weights_folder(value: str) -> Path:
     """The checkpoint ``train.init_weights`` names: a checkpoint folder, a run folder (its
     exported ``model/``) or a model name such as ``denoise-gray`` (left unresolved by the
@@ -375,12 +386,33 @@ def _init_weights_folder(value: str) -> Path:
 
 
 def _load_matching(model: nn.Module, weights: dict, source: str) -> None:
-    """Load ``weights`` into ``model``; a different architecture is a one-line error."""
+    """Load ``weights`` into ``model``; a different architecture is a one-line error.
+
+    A model whose formatter is a guide starts from a DiffResNet of the same network: the
+    guide's input weights of the first convolution start at zero (:func:`widen_first_layer`).
+    """
+    if isinstance(model, FormResNet) and model.config.formatter_role == "guide":
+        weights = widen_first_layer(weights, model.state_dict())
     try:
         model.load_state_dict(weights)
     except RuntimeError:
         raise FormnetError(f"{source}: its model differs from this config's model "
                            "(model.* settings: widths, blocks, channels, formatter)") from None
+
+
+def widen_first_layer(weights: dict, target: dict) -> dict:
+    """``weights`` with each convolution that takes fewer input channels than ``target``'s
+    padded with zero weights for the extra (trailing) inputs: the model computes what it did."""
+    widened = dict(weights)
+    for key, value in weights.items():
+        wanted = target.get(key)
+        if (wanted is not None and value.dim() == 4 and wanted.dim() == 4
+                and value.shape[0] == wanted.shape[0] and value.shape[2:] == wanted.shape[2:]
+                and value.shape[1] < wanted.shape[1]):
+            padded = torch.zeros(wanted.shape, dtype=value.dtype)
+            padded[:, :value.shape[1]] = value
+            widened[key] = padded
+    return widened
 
 
 def _make_optimizer(config: TrainConfig, parameters, lr: float) -> torch.optim.Optimizer:
@@ -434,7 +466,7 @@ def model_card(config: TrainConfig, commands: list[str], steps: int, elapsed: fl
         f"- loss: {config.loss.pixel} x{config.loss.pixel_weight}, gradient x{config.loss.gradient}, "
         f"perceptual x{config.loss.perceptual}, adversarial x{config.loss.adversarial}",
         f"- steps: {steps}, training time: {elapsed / 60:.1f} min on {device} ({device_name})",
-        f"- validation PSNR ({Path(config.data.val_dir).name}, levels {config.val_levels}): "
+        f"- validation PSNR ({_validation_name(config)}, levels {config.val_levels}): "
         + (f"{val_psnr:.2f} dB" if val_psnr is not None else "n/a"),
         "",
     ]
