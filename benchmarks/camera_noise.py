@@ -12,7 +12,7 @@ Two kinds of image, each at the ``(a, b)`` pairs of ``--levels`` (``b`` on the 0
   sRGB, clipped to [0, 1] and rounded to 8 bits, as a camera writes a photo (noisier shadows).
 
 ``n`` is ``numpy.random.RandomState(0).normal(size=shape)``, fresh per image (the protocol's
-seeding), by :func:`formnet_cli.degradations.add_camera_noise`. Methods, all the default
+seeding), by :func:`formnet_cli.imaging.degradations.add_camera_noise`. Methods, all the default
 denoiser with its card's ensemble: one sigma from the white-noise estimator (what
 ``--sigma auto`` did before it measured the noise level function), ``--sigma auto`` (a sigma
 map where the noise varies with brightness), and the true per-pixel sigma (the best a sigma
@@ -30,11 +30,13 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from formnet_cli import api, engine, estimation
-from formnet_cli.degradations import add_camera_noise
-from formnet_cli.evaluate import read_dataset, to_uint8
-from formnet_cli.metrics import psnr
-from formnet_cli.peers import default_peers_root, dncnn_path, load_dncnn
+from formnet_cli import api
+from formnet_cli.inference import engine as engine
+from formnet_cli.imaging import estimation as estimation
+from formnet_cli.imaging.degradations import add_camera_noise
+from formnet_cli.evaluation.evaluate import read_dataset, to_uint8
+from formnet_cli.imaging.metrics import psnr
+from formnet_cli.evaluation.peers import default_peers_root, dncnn_path, load_dncnn
 
 
 def main() -> None:

@@ -17,9 +17,9 @@ import numpy as np
 from PIL import Image
 
 from formnet_cli import api
-from formnet_cli.degradations import jpeg_compress
-from formnet_cli.imageio import is_image_path
-from formnet_cli.metrics import psnr
+from formnet_cli.imaging.degradations import jpeg_compress
+from formnet_cli.io.images import is_image_path
+from formnet_cli.imaging.metrics import psnr
 
 
 def main() -> None:

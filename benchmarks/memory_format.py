@@ -25,8 +25,8 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from formnet_cli import api, engine  # noqa: E402
-from formnet_cli import evaluate as ev  # noqa: E402
-from formnet_cli.peers import default_peers_root  # noqa: E402
+from formnet_cli.evaluation import evaluate as ev  # noqa: E402
+from formnet_cli.evaluation.peers import default_peers_root  # noqa: E402
 
 DOC = ROOT / "docs" / "benchmarks.md"
 BLOCK = "memory-format"

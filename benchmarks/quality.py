@@ -4,7 +4,7 @@
     python benchmarks/quality.py --limit 3 --tasks denoise --sets Set12
     python benchmarks/quality.py --sigmas 25 --sets BSD68 --no-bm3d
 
-Follows ``BENCHMARK.md`` through :mod:`formnet_cli.evaluate`; writes the tables into the
+Follows ``BENCHMARK.md`` through :mod:`formnet_cli.evaluation.evaluate`; writes the tables into the
 ``<!-- quality:start -->`` ... ``<!-- quality:end -->`` block of ``docs/benchmarks.md`` (the
 speed block, written by ``benchmarks/speed.py``, is left alone). Suites:
 
@@ -37,9 +37,9 @@ import torch
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from formnet_cli import evaluate as ev  # noqa: E402
+from formnet_cli.evaluation import evaluate as ev  # noqa: E402
 from formnet_cli.errors import FormnetError  # noqa: E402
-from formnet_cli.peers import default_peers_root  # noqa: E402
+from formnet_cli.evaluation.peers import default_peers_root  # noqa: E402
 
 DOC = ROOT / "docs" / "benchmarks.md"
 START, END = "<!-- quality:start -->", "<!-- quality:end -->"
@@ -143,8 +143,8 @@ def formnet_methods(task: str, channels: int, extra_models: list[str], device: s
     wanted = list(extra_models)
     if task == "denoise":
         try:
-            from formnet_cli.checkpoint import read_info
-            from formnet_cli.registry import list_models
+            from formnet_cli.hub.checkpoint import read_info
+            from formnet_cli.hub.registry import list_models
 
             for listing in list_models():
                 if (listing.task == task and listing.channels == channels and listing.path is not None

@@ -64,7 +64,7 @@ def _load_formnet(model: str | None, device: str):
 
     import torch
 
-    from formnet_cli.checkpoint import save_checkpoint
+    from formnet_cli.hub.checkpoint import save_checkpoint
     from formnet_cli.config import ModelConfig
     from formnet_cli.models import FormResNet
 
@@ -87,7 +87,7 @@ def worker(args: argparse.Namespace) -> dict:
     image = _image(args.megapixels)
     warm = _image(WARMUP_SIDE**2 / 1e6)
     if args.method == "dncnn":
-        from formnet_cli.peers import dncnn_path, load_dncnn
+        from formnet_cli.evaluation.peers import dncnn_path, load_dncnn
 
         path = dncnn_path(args.peers_root, "denoise", 1, 25)
         if path is None:
@@ -211,7 +211,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     if args.peers_root is None:
-        from formnet_cli.peers import default_peers_root
+        from formnet_cli.evaluation.peers import default_peers_root
 
         args.peers_root = str(default_peers_root() / "dncnn")
     if args.worker:

@@ -11,7 +11,7 @@ import numpy as np
 from PIL import Image
 from skimage import data
 
-from formnet_cli.degradations import add_camera_noise, add_gaussian_noise
+from formnet_cli.imaging.degradations import add_camera_noise, add_gaussian_noise
 
 HERE = Path(__file__).resolve().parent
 

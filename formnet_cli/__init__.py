@@ -17,7 +17,7 @@ __all__ = ["LoadedModel", "RestoreResult", "__version__", "clear_model_cache", "
            "restore", "restore_with_info"]
 
 if TYPE_CHECKING:
-    from .api import (LoadedModel, RestoreResult, clear_model_cache, load_model, restore,
+    from formnet_cli.api import (LoadedModel, RestoreResult, clear_model_cache, load_model, restore,
                       restore_with_info)
 
 
@@ -28,7 +28,7 @@ def __dir__() -> list[str]:
 
 def __getattr__(name: str) -> Any:
     if name in __all__ and name != "__version__":
-        from . import api
+        from formnet_cli import api
 
         return getattr(api, name)
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -19,9 +19,9 @@ Inside, the work is done on float32 in [0, 1]:
 * alpha passes through unchanged (bicubic-resized for super-resolution).
 
 Super-resolution models work at scale 1 on the MATLAB-bicubic-upscaled image
-(:func:`formnet_cli.degradations.imresize`), conditioned on ``scale / 4``.
+(:func:`formnet_cli.imaging.degradations.imresize`), conditioned on ``scale / 4``.
 
-Models come only from checkpoints through :mod:`formnet_cli.registry`: an untrained network
+Models come only from checkpoints through :mod:`formnet_cli.hub.registry`: an untrained network
 is never run.
 """
 
@@ -34,11 +34,14 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from . import degradations, engine, estimation, registry
-from .checkpoint import CONFIG_FILE, WEIGHTS_FILE, CheckpointInfo, load_checkpoint, read_info
-from .config import LEVEL_NAMES, QUALITY_RANGE, SIGMA_MAX, SR_SCALES, TASKS, ModelConfig
-from .errors import InvalidOptionError, ModelNotFoundError
-from .models import FormResNet, condition_level
+from formnet_cli.imaging import degradations
+from formnet_cli.inference import engine
+from formnet_cli.imaging import estimation
+from formnet_cli.hub import registry
+from formnet_cli.hub.checkpoint import CONFIG_FILE, WEIGHTS_FILE, CheckpointInfo, load_checkpoint, read_info
+from formnet_cli.config import LEVEL_NAMES, QUALITY_RANGE, SIGMA_MAX, SR_SCALES, TASKS, ModelConfig
+from formnet_cli.errors import InvalidOptionError, ModelNotFoundError
+from formnet_cli.models import FormResNet, condition_level
 
 Progress = engine.ProgressCallback
 """``progress(done, total)``: called as tiles (or channel passes) complete."""
@@ -216,7 +219,7 @@ def restore(image: np.ndarray, task: str = "denoise", *, sigma: float | str | No
 
     ``sigma``: noise level on the 0-255 scale, or ``'auto'`` (also the default) to estimate it:
     one sigma for white noise, a per-pixel sigma where the measured noise varies with
-    brightness, as camera noise does (:func:`~formnet_cli.estimation.estimate_noise_level_function`).
+    brightness, as camera noise does (:func:`~formnet_cli.imaging.estimation.estimate_noise_level_function`).
     ``quality``: JPEG quality 1-100, ``'blind'``, or ``'auto'`` (the default; without the
     source file this is blind). ``scale``: 2, 3 or 4 for ``sr``. ``ensemble``: 1, 2, 4 or 8
     flipped/rotated passes averaged (that many times the time), or ``'auto'`` for the number

@@ -10,7 +10,7 @@ import typing
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
-from .errors import InvalidOptionError
+from formnet_cli.errors import InvalidOptionError
 
 Task = Literal["denoise", "jpeg", "sr"]
 FormatterKind = Literal["none", "cnn", "bm3d"]

@@ -1,7 +1,7 @@
 """Shared fixtures: tiny checkpoint folders and small image files.
 
 The tiny models are randomly initialised FormResNets saved with
-:func:`formnet_cli.checkpoint.save_checkpoint`: real checkpoints in the trained format, good
+:func:`formnet_cli.hub.checkpoint.save_checkpoint`: real checkpoints in the trained format, good
 for testing loading, routing, tiling and file handling (not restoration quality). They live
 in temporary folders and are never shipped.
 """
@@ -28,7 +28,7 @@ class TinyModels:
 def _save_tiny(folder: Path, task: str, channels: int, kind: str, seed: int) -> Path:
     import torch
 
-    from formnet_cli.checkpoint import save_checkpoint
+    from formnet_cli.hub.checkpoint import save_checkpoint
     from formnet_cli.config import ModelConfig, NetworkConfig
     from formnet_cli.models import FormResNet
 

@@ -152,7 +152,7 @@ def test_invalid_ensemble_in_config_json_is_a_checkpoint_error(tiny_models, tmp_
     import json
     import shutil
 
-    from formnet_cli.checkpoint import CheckpointError, read_info
+    from formnet_cli.hub.checkpoint import CheckpointError, read_info
 
     folder = tmp_path / "bad"
     shutil.copytree(tiny_models.denoise_gray, folder)
@@ -181,7 +181,7 @@ def _bundle_only(tmp_path, monkeypatch, *checkpoints) -> None:
     import json
     import shutil
 
-    from formnet_cli.hub import manifest_entry_for
+    from formnet_cli.hub.download import manifest_entry_for
 
     bundled = tmp_path / "weights"
     bundled.mkdir()
@@ -190,7 +190,7 @@ def _bundle_only(tmp_path, monkeypatch, *checkpoints) -> None:
     (bundled / "manifest.json").write_text(json.dumps({
         "schema_version": 1, "hub": {"repo": "formnet/formnet-weights", "revision": None},
         "models": entries}))
-    monkeypatch.setattr("formnet_cli.hub.bundled_weights_dir", lambda: bundled)
+    monkeypatch.setattr("formnet_cli.hub.download.bundled_weights_dir", lambda: bundled)
     monkeypatch.setenv("FORMNET_WEIGHTS_DIR", str(tmp_path))
 
 
@@ -233,7 +233,7 @@ def test_load_model_reloads_a_checkpoint_rewritten_in_place(tiny_models, tmp_pat
 
     import torch
 
-    from formnet_cli.checkpoint import save_checkpoint
+    from formnet_cli.hub.checkpoint import save_checkpoint
     from formnet_cli.models import FormResNet
 
     folder = shutil.copytree(tiny_models.denoise_gray, tmp_path / "run" / "model")
@@ -428,7 +428,7 @@ def test_the_package_lists_its_api_and_takes_the_clis_spellings(tiny_models):
 def test_a_loaded_model_keeps_the_cpu_layout_between_images(tiny_models):
     import torch
 
-    from formnet_cli import engine
+    from formnet_cli.inference import engine as engine
 
     loaded = api.load_model(tiny_models.denoise_gray, device="cpu")
     assert engine.memory_format_of(loaded.model) == torch.channels_last  # converted once, at load

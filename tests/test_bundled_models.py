@@ -11,8 +11,8 @@ import pytest
 from PIL import Image
 
 from formnet_cli import restore
-from formnet_cli.degradations import add_gaussian_noise, imresize, jpeg_compress
-from formnet_cli.metrics import psnr
+from formnet_cli.imaging.degradations import add_gaussian_noise, imresize, jpeg_compress
+from formnet_cli.imaging.metrics import psnr
 
 DATA = Path(__file__).resolve().parent / "data"
 _spec = importlib.util.spec_from_file_location("make_reference_outputs", DATA / "make_reference_outputs.py")
@@ -87,7 +87,7 @@ def test_bm3d_formatted_model_improves_on_bm3d_alone():
 
 
 def test_sigma_auto_restores_brightness_dependent_noise_better_than_one_sigma():
-    from formnet_cli.estimation import estimate_noise_sigma
+    from formnet_cli.imaging.estimation import estimate_noise_sigma
 
     photo = np.asarray(Image.open(DATA.parents[1] / "examples" / "astronaut.png").convert("L"))
     clean = photo[:192, 160:352].astype(np.float64) / 255  # dark suit, bright face and wall

@@ -16,8 +16,10 @@ import torch
 from PIL import Image
 from typer.testing import CliRunner
 
-from formnet_cli import batch, engine, imageio
-from formnet_cli.cli import app
+from formnet_cli.batch import run as batch
+from formnet_cli.inference import engine as engine
+from formnet_cli.io import images as imageio
+from formnet_cli.cli.app import app
 
 runner = CliRunner()
 
@@ -394,7 +396,7 @@ def test_missing_weights_is_one_line_error(tmp_path, gray_png):
 
 
 def test_threads_apply_to_the_batch_and_are_restored(tiny_models, tmp_path, gray_png, monkeypatch):
-    from formnet_cli import batch
+    from formnet_cli.batch import run as batch
 
     seen = []
     run_batch = batch.run_batch
@@ -630,7 +632,7 @@ def test_unwritable_output_folder_fails_before_the_model_runs(tiny_models, tmp_p
             raise PermissionError(13, "Permission denied")
         return real(*args, dir=dir, **kwargs)
 
-    monkeypatch.setattr("formnet_cli.imageio.tempfile.TemporaryFile", refuse_in_output)
+    monkeypatch.setattr("formnet_cli.io.images.tempfile.TemporaryFile", refuse_in_output)
     calls = []
     monkeypatch.setattr("formnet_cli.api.restore_with_info", lambda *a, **k: calls.append(a))
     result = restore(tiny_models.denoise_gray, gray_png, gray_png.parent, "-o", output / "sub",
@@ -659,7 +661,7 @@ def test_skip_existing_needs_no_writable_folder(tiny_models, tmp_path, gray_png,
     def refuse(*args, **kwargs):  # every folder read-only (chmod means nothing to root)
         raise PermissionError(13, "Permission denied")
 
-    monkeypatch.setattr("formnet_cli.imageio.tempfile.TemporaryFile", refuse)
+    monkeypatch.setattr("formnet_cli.io.images.tempfile.TemporaryFile", refuse)
     result = restore(tiny_models.denoise_gray, gray_png, "-o", f"{output}/", "--sigma", "5",
                      "--skip-existing")
     assert result.exit_code == 0, result.output
@@ -683,7 +685,7 @@ def test_dropping_transparency_is_reported(tiny_models, tmp_path, random_image, 
 @pytest.mark.parametrize("primaries", [12, 1])  # Display P3, sRGB's BT.709
 def test_a_heic_colour_description_is_kept_or_its_loss_reported(tiny_models, tmp_path, random_image,
                                                                 primaries):
-    import formnet_cli.imageio  # noqa: F401  (registers the HEIF plugin with Pillow)
+    import formnet_cli.io.images  # noqa: F401  (registers the HEIF plugin with Pillow)
 
     source = tmp_path / "phone.heic"
     Image.fromarray(random_image((16, 16, 3), np.uint8)).save(
@@ -699,7 +701,8 @@ def test_a_heic_colour_description_is_kept_or_its_loss_reported(tiny_models, tmp
 
 
 def test_every_page_of_a_multi_page_tiff_is_restored(tiny_models, tmp_path, random_image):
-    from formnet_cli import api, imageio
+    from formnet_cli import api
+    from formnet_cli.io import images as imageio
 
     pages = [random_image((16, 12), np.uint8, seed=1), random_image((10, 14), np.uint8, seed=2)]
     source = tmp_path / "in" / "scan.tif"
@@ -755,7 +758,8 @@ def test_sigterm_mid_batch_exits_143_and_reports_like_ctrl_c(tmp_path, gray_png)
     # A real SIGTERM through the real entry point (signal handler, batch, typer, exit code).
     script = f"""
 import os, signal, sys, time
-from formnet_cli import batch, cli
+from formnet_cli.batch import run as batch
+from formnet_cli.cli import app as cli
 
 def terminated_while_restoring(*args, **kwargs):
     os.kill(os.getpid(), signal.SIGTERM)
@@ -829,7 +833,7 @@ def test_empty_standard_input_fails_that_file(tiny_models):
 
 
 def test_image_data_is_not_written_to_or_read_from_a_terminal(monkeypatch):
-    from formnet_cli.cli import _check_standard_streams
+    from formnet_cli.cli.app import _check_standard_streams
     from formnet_cli.errors import InvalidOptionError
 
     class Terminal(io.BytesIO):
@@ -885,7 +889,7 @@ def test_the_task_comes_from_the_model_or_the_level_given(tiny_models, tmp_path,
     ("denoise", True, False, "denoise"), (None, True, False, "sr"), (None, False, True, "jpeg"),
     (None, False, False, "denoise")])
 def test_task_for_without_a_model(task, scale, quality, expected):
-    from formnet_cli.cli_options import task_for
+    from formnet_cli.cli.options import task_for
     from formnet_cli.errors import InvalidOptionError
 
     assert task_for(task, [], scale=scale, quality=quality) == expected
@@ -894,7 +898,7 @@ def test_task_for_without_a_model(task, scale, quality, expected):
 
 
 def test_task_for_models_of_several_tasks_asks_for_one(tiny_models):
-    from formnet_cli.cli_options import task_for
+    from formnet_cli.cli.options import task_for
     from formnet_cli.errors import InvalidOptionError
 
     assert task_for(None, [str(tiny_models.jpeg_gray)], scale=False, quality=False) == "jpeg"

@@ -7,7 +7,7 @@ import math
 import numpy as np
 import pytest
 
-from formnet_cli.degradations import (
+from formnet_cli.imaging.degradations import (
     add_camera_noise,
     add_gaussian_noise,
     imresize,
@@ -17,7 +17,7 @@ from formnet_cli.degradations import (
     rgb_to_ycbcr,
     ycbcr_to_rgb,
 )
-from formnet_cli.metrics import psnr
+from formnet_cli.imaging.metrics import psnr
 
 
 def _smooth_image(height: int = 48, width: int = 40, channels: int | None = None) -> np.ndarray:
@@ -154,7 +154,7 @@ def test_camera_noise_in_srgb_is_an_8_bit_photo_with_noisier_shadows():
 
 
 def test_integer_images_are_refused_where_the_scale_is_0_to_1():
-    from formnet_cli.estimation import estimate_noise_sigma
+    from formnet_cli.imaging.estimation import estimate_noise_sigma
 
     image = np.zeros((32, 32), np.uint8)
     with pytest.raises(TypeError, match=r"expects a float image in \[0, 1\], got uint8 \(divide by 255\)"):

@@ -5,9 +5,9 @@ from __future__ import annotations
 import pytest
 import torch
 
-from formnet_cli import engine
+from formnet_cli.inference import engine as engine
 from formnet_cli.config import ModelConfig, NetworkConfig
-from formnet_cli.engine import (
+from formnet_cli.inference.engine import (
     ENSEMBLE_VIEWS,
     TileGeometry,
     dihedral,

@@ -10,8 +10,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from formnet_cli.degradations import add_gaussian_noise
-from formnet_cli.estimation import (
+from formnet_cli.imaging.degradations import add_gaussian_noise
+from formnet_cli.imaging.estimation import (
     NoiseLevelFunction,
     estimate_jpeg_quality,
     estimate_noise_level_function,

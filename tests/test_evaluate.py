@@ -12,11 +12,11 @@ import torch
 from PIL import Image
 from typer.testing import CliRunner
 
-from formnet_cli import engine
-from formnet_cli import evaluate as ev
-from formnet_cli.checkpoint import save_checkpoint
-from formnet_cli.cli import app
-from formnet_cli.cli_eval import expand_multi_values
+from formnet_cli.inference import engine as engine
+from formnet_cli.evaluation import evaluate as ev
+from formnet_cli.hub.checkpoint import save_checkpoint
+from formnet_cli.cli.app import app
+from formnet_cli.cli.eval import expand_multi_values
 from formnet_cli.config import ModelConfig, NetworkConfig
 from formnet_cli.models import FormResNet
 
@@ -106,7 +106,7 @@ def test_level_spellings_are_equivalent() -> None:
     spaced = expand_multi_values(["BSD68", "--sigma", "15", "25", "50", "--baseline", "bm3d", "dncnn"])
     assert spaced == ["BSD68", "--sigma", "15", "--sigma", "25", "--sigma", "50",
                       "--baseline", "bm3d", "--baseline", "dncnn"]
-    from formnet_cli.cli_eval import parse_levels
+    from formnet_cli.cli.eval import parse_levels
 
     assert parse_levels(["15,25", "50"], "denoise") == [15.0, 25.0, 50.0]
     assert parse_levels(None, "jpeg") == [10.0, 20.0, 30.0, 40.0]
@@ -152,7 +152,8 @@ def test_sr_uses_y_channel_and_bicubic(color_dataset: Path, tmp_path: Path) -> N
     assert [r["method"] for r in report["results"]] == ["formnet tiny-sr", "bicubic"]
     bicubic = report["results"][1]
     # The same figure by hand: modcrop, MATLAB bicubic down and up, Y of the 8-bit images.
-    from formnet_cli import degradations, metrics
+    from formnet_cli.imaging import degradations as degradations
+    from formnet_cli.imaging import metrics as metrics
 
     clean = degradations.modcrop(_image(0, (36, 42), color=True), 2)
     low = degradations.imresize(clean / 255.0, scale=0.5)
@@ -233,7 +234,7 @@ def _write_matconvnet(path: Path, layers: list) -> None:
 
 
 def test_dncnn_reader_single_conv_matches_hand_computation(tmp_path: Path) -> None:
-    from formnet_cli.peers import load_dncnn
+    from formnet_cli.evaluation.peers import load_dncnn
 
     kernel = np.arange(1, 10, dtype=np.float32).reshape(3, 3)  # rows: 1 2 3 / 4 5 6 / 7 8 9
     path = tmp_path / "one.mat"
@@ -253,7 +254,7 @@ def test_dncnn_reader_single_conv_matches_hand_computation(tmp_path: Path) -> No
 
 
 def test_dncnn_reader_relu_stack_and_dropped_singleton(tmp_path: Path) -> None:
-    from formnet_cli.peers import load_dncnn
+    from formnet_cli.evaluation.peers import load_dncnn
 
     rng = np.random.default_rng(0)
     kernel = rng.normal(size=(3, 3)).astype(np.float32)
@@ -270,7 +271,7 @@ def test_dncnn_reader_relu_stack_and_dropped_singleton(tmp_path: Path) -> None:
 
 
 def test_dncnn_method_on_sr_uses_luma(tmp_path: Path) -> None:
-    from formnet_cli.peers import load_dncnn
+    from formnet_cli.evaluation.peers import load_dncnn
 
     path = tmp_path / "zero.mat"
     _write_matconvnet(path, [("conv", np.zeros((3, 3, 1, 1), np.float32), [0.0])])
@@ -423,7 +424,7 @@ def test_an_image_too_small_to_score_is_a_one_line_error(tmp_path: Path) -> None
 
 
 def test_the_reported_precision_says_what_the_baselines_ran_in() -> None:
-    from formnet_cli.cli_eval import _precision_label
+    from formnet_cli.cli.eval import _precision_label
 
     assert _precision_label("auto", "cpu") == "fp32"
     assert _precision_label("bf16", "cpu") == "bf16 for formnet models, fp32 for the baselines"

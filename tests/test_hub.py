@@ -21,9 +21,9 @@ import pytest
 from huggingface_hub import constants, try_to_load_from_cache
 from typer.testing import CliRunner
 
-import formnet_cli.hub as hub
-from formnet_cli import registry
-from formnet_cli.checkpoint import load_checkpoint, save_checkpoint
+import formnet_cli.hub.download as hub
+from formnet_cli.hub import registry as registry
+from formnet_cli.hub.checkpoint import load_checkpoint, save_checkpoint
 from formnet_cli.config import ModelConfig, NetworkConfig
 from formnet_cli.errors import DownloadError, InvalidOptionError
 from formnet_cli.models import FormResNet
@@ -368,13 +368,13 @@ def cli(published, tmp_path, monkeypatch):
     """A Typer app with the two commands, reading a temporary manifest."""
     import typer
 
-    from formnet_cli import cli_hub
+    from formnet_cli.cli import hub as cli_hub
 
     manifest = manifest_for(published, tmp_path / "weights")
     monkeypatch.setattr(hub, "load_manifest", lambda path=None: manifest)
     monkeypatch.setattr(registry, "load_manifest", lambda path=None: manifest)
     monkeypatch.setenv("COLUMNS", "200")
-    from formnet_cli.cli import FormnetGroup
+    from formnet_cli.cli.app import FormnetGroup
 
     app = typer.Typer(cls=FormnetGroup)  # the main app's one-line error handling
     cli_hub.register(app)
@@ -397,7 +397,7 @@ def test_cli_download_then_models_table(cli, fake_hub, monkeypatch):
 
 
 def test_card_scores_are_grouped_one_line_per_set():
-    from formnet_cli.cli_hub import score_lines
+    from formnet_cli.cli.hub import score_lines
 
     assert score_lines({"BSD68 sigma 15": 31.72, "BSD68 sigma 25": 29.291, "Set5 x2": 37.57,
                         "Set5 x3": 33.8, "PSNR": 30.0}) == [

@@ -14,9 +14,9 @@ import pytest
 import tifffile
 from PIL import Image, ImageCms, ImageFile, ImageOps
 
-from formnet_cli import imageio
+from formnet_cli.io import images as imageio
 from formnet_cli.errors import ImageReadError, ImageWriteError, InvalidOptionError
-from formnet_cli.imageio import (
+from formnet_cli.io.images import (
     IMAGE_EXTENSIONS,
     LoadedImage,
     is_image_path,

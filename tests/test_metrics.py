@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 from skimage.metrics import structural_similarity
 
-from formnet_cli.metrics import psnr, sr_psnr, sr_ssim, ssim, y_channel
+from formnet_cli.imaging.metrics import psnr, sr_psnr, sr_ssim, ssim, y_channel
 
 
 def _pair(shape: tuple[int, ...], structured: bool) -> tuple[np.ndarray, np.ndarray]:

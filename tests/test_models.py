@@ -10,7 +10,7 @@ import pytest
 import torch
 from safetensors.torch import save_file
 
-from formnet_cli.checkpoint import CheckpointError, load_checkpoint, read_info, save_checkpoint
+from formnet_cli.hub.checkpoint import CheckpointError, load_checkpoint, read_info, save_checkpoint
 from formnet_cli.config import BLIND, ConfigError, ModelConfig, NetworkConfig
 from formnet_cli.models import FormResNet, condition_level, level_map
 
@@ -56,7 +56,7 @@ def test_bm3d_formatter_runs_on_a_tiny_image():
 def test_bm3d_runs_on_the_threads_torch_is_given(monkeypatch, channels, function):
     import bm3d
 
-    from formnet_cli.engine import cpu_threads
+    from formnet_cli.inference.engine import cpu_threads
     from formnet_cli.models.formresnet import bm3d_denoise
 
     seen = []

@@ -7,11 +7,11 @@ from pathlib import Path
 
 import pytest
 
-from formnet_cli import registry
-from formnet_cli.checkpoint import load_checkpoint, save_checkpoint
+from formnet_cli.hub import registry as registry
+from formnet_cli.hub.checkpoint import load_checkpoint, save_checkpoint
 from formnet_cli.config import ModelConfig, NetworkConfig
 from formnet_cli.errors import DownloadError, InvalidOptionError, ModelNotFoundError
-from formnet_cli.hub import ManifestError, folder_matches, manifest_entry_for, parse_manifest
+from formnet_cli.hub.download import ManifestError, folder_matches, manifest_entry_for, parse_manifest
 from formnet_cli.models import FormResNet, count_parameters
 
 COMMIT = "0123456789abcdef0123456789abcdef01234567"

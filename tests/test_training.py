@@ -15,7 +15,7 @@ import numpy as np
 import pytest
 import torch
 
-from formnet_cli.checkpoint import load_checkpoint, save_checkpoint
+from formnet_cli.hub.checkpoint import load_checkpoint, save_checkpoint
 from formnet_cli.config import ConfigError, ModelConfig, NetworkConfig
 from formnet_cli.models import FormResNet
 from formnet_cli.training.config import load_train_config
@@ -382,7 +382,7 @@ def test_resume_without_state_is_a_clear_error(tmp_path: Path, image_dir: Path) 
 def test_cli_train_runs_and_writes_the_model(tmp_path: Path, image_dir: Path) -> None:
     from typer.testing import CliRunner
 
-    from formnet_cli.cli import app
+    from formnet_cli.cli.app import app
 
     path = write_config(tmp_path, image_dir)
     path.write_text(path.read_text().replace("steps = 2", "steps = 50"))
@@ -404,7 +404,7 @@ def test_cli_train_runs_and_writes_the_model(tmp_path: Path, image_dir: Path) ->
 def test_cli_train_config_error_is_one_line(tmp_path: Path, image_dir: Path, monkeypatch) -> None:
     from typer.testing import CliRunner
 
-    from formnet_cli.cli import app
+    from formnet_cli.cli.app import app
 
     monkeypatch.delenv("FORMNET_DEBUG", raising=False)
     path = write_config(tmp_path, image_dir)
@@ -419,7 +419,7 @@ def test_cli_train_config_error_is_one_line(tmp_path: Path, image_dir: Path, mon
 def _train(*args: object):
     from typer.testing import CliRunner
 
-    from formnet_cli.cli import app
+    from formnet_cli.cli.app import app
 
     return CliRunner().invoke(app, ["train", *map(str, args)])
 
@@ -633,7 +633,8 @@ def test_edge_values_inside_the_ranges_are_accepted(tmp_path: Path, image_dir: P
 @pytest.mark.parametrize("task, extra", [("denoise", []), ("sr", ["data.patch_size=24", "data.val_levels=[2.0]"])])
 def test_validation_psnr_is_what_formnet_eval_measures(tmp_path: Path, image_dir: Path, task: str,
                                                        extra: list[str]) -> None:
-    from formnet_cli import api, evaluate
+    from formnet_cli import api
+    from formnet_cli.evaluation import evaluate as evaluate
 
     config = load_train_config(write_config(tmp_path, image_dir, task=task),
                                ["train.steps=2", f'data.val_dir="{image_dir.as_posix()}"',
@@ -647,7 +648,7 @@ def test_validation_psnr_is_what_formnet_eval_measures(tmp_path: Path, image_dir
 
 
 def test_a_guide_model_started_from_a_diffresnet_computes_what_it_computes() -> None:
-    from formnet_cli.registry import resolve_model
+    from formnet_cli.hub.registry import resolve_model
     from formnet_cli.training.trainer import _load_matching
 
     base, _ = load_checkpoint(resolve_model("denoise-gray").path)

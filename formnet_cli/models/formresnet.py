@@ -15,8 +15,8 @@ import numpy as np
 import torch
 from torch import nn
 
-from ..config import BLIND, ModelConfig, NetworkConfig
-from .networks import build_network
+from formnet_cli.config import BLIND, ModelConfig, NetworkConfig
+from formnet_cli.models.networks import build_network
 
 
 def condition_level(task: str, *, sigma: float | None = None, quality: float | None = None,

@@ -2,7 +2,7 @@
 
 import sys
 
-from ..cli import app
+from formnet_cli.cli.app import app
 
 if __name__ == "__main__":
     app(args=["train", *sys.argv[1:]], prog_name="formnet")

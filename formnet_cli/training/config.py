@@ -13,7 +13,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, Literal
 
-from ..config import QUALITY_RANGE, SR_SCALES, ConfigError, ModelConfig, build_dataclass
+from formnet_cli.config import QUALITY_RANGE, SR_SCALES, ConfigError, ModelConfig, build_dataclass
 
 
 DEFAULT_VAL_LEVELS: dict[str, list[float]] = {"denoise": [25.0], "jpeg": [20.0], "sr": [4.0]}
@@ -106,7 +106,7 @@ class RunConfig:
     seed: int = 0
     device: str = "auto"
     amp: bool = True
-    """bf16 autocast on CUDA, and on a CPU that computes in bf16 (:func:`~formnet_cli.engine.cpu_has_fast`)."""
+    """bf16 autocast on CUDA, and on a CPU that computes in bf16 (:func:`~formnet_cli.inference.engine.cpu_has_fast`)."""
     compile: bool = False
     formatter_training: Literal["joint", "staged"] = "joint"
     formatter_steps: int = 0
@@ -230,7 +230,7 @@ class TrainConfig:
 
 
 def self_size_multiple(config: TrainConfig) -> int:
-    from ..models import FormResNet
+    from formnet_cli.models import FormResNet
 
     return FormResNet(config.model).size_multiple
 

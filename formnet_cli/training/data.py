@@ -17,12 +17,12 @@ import numpy as np
 import torch
 from PIL import Image
 
-from ..config import BLIND, ModelConfig
-from ..degradations import add_gaussian_noise, imresize, jpeg_compress, rgb_to_y
-from ..errors import FormnetError
-from ..imageio import is_image_path
-from ..models.formresnet import bm3d_denoise
-from .config import DataConfig
+from formnet_cli.config import BLIND, ModelConfig
+from formnet_cli.imaging.degradations import add_gaussian_noise, imresize, jpeg_compress, rgb_to_y
+from formnet_cli.errors import FormnetError
+from formnet_cli.io.images import is_image_path
+from formnet_cli.models.formresnet import bm3d_denoise
+from formnet_cli.training.config import DataConfig
 
 
 @dataclass

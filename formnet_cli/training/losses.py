@@ -18,8 +18,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .discriminator import AdversarialLoss
-from .vgg import freeze, load_vgg16_relu2_2
+from formnet_cli.training.discriminator import AdversarialLoss
+from formnet_cli.training.vgg import freeze, load_vgg16_relu2_2
 
 __all__ = [
     "AdversarialLoss",  # defined with the discriminator; re-exported so every loss is importable from here

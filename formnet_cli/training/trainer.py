@@ -24,18 +24,18 @@ import torch
 from torch import nn
 from torch.optim.swa_utils import AveragedModel
 
-from ..checkpoint import load_checkpoint, save_checkpoint
-from ..config import LEVEL_NAMES, ModelConfig
-from ..degradations import imresize, modcrop
-from ..engine import cpu_has_fast, resolve_device, restore_tensor
-from ..errors import FormnetError
-from ..evaluate import Sample, Setting, degrade, psnr_of
-from ..models import FormResNet, condition_level, count_parameters
-from ..registry import RUN_EXPORT_FOLDER, RUN_STATE_FILE, resolve_model
-from . import data as training_data
-from .config import OptimConfig, TrainConfig, dump_config
-from .discriminator import PatchDiscriminator
-from .losses import AdversarialLoss, CrossLevelLoss, PerceptualLoss, PixelLoss, SobelGradientLoss
+from formnet_cli.hub.checkpoint import load_checkpoint, save_checkpoint
+from formnet_cli.config import LEVEL_NAMES, ModelConfig
+from formnet_cli.imaging.degradations import imresize, modcrop
+from formnet_cli.inference.engine import cpu_has_fast, resolve_device, restore_tensor
+from formnet_cli.errors import FormnetError
+from formnet_cli.evaluation.evaluate import Sample, Setting, degrade, psnr_of
+from formnet_cli.models import FormResNet, condition_level, count_parameters
+from formnet_cli.hub.registry import RUN_EXPORT_FOLDER, RUN_STATE_FILE, resolve_model
+from formnet_cli.training import data as training_data
+from formnet_cli.training.config import OptimConfig, TrainConfig, dump_config
+from formnet_cli.training.discriminator import PatchDiscriminator
+from formnet_cli.training.losses import AdversarialLoss, CrossLevelLoss, PerceptualLoss, PixelLoss, SobelGradientLoss
 
 STATE_FILE = RUN_STATE_FILE
 LOG_FILE = "log.jsonl"
@@ -53,7 +53,7 @@ def holds_run(folder: Path) -> bool:
 @dataclass
 class ValidationSet:
     """The validation images degraded once as ``formnet eval`` degrades them
-    (:func:`~formnet_cli.evaluate.degrade`: the benchmark protocol), to be scored as it scores."""
+    (:func:`~formnet_cli.evaluation.evaluate.degrade`: the benchmark protocol), to be scored as it scores."""
 
     samples: list[Sample] = field(default_factory=list)
 

@@ -12,7 +12,7 @@ import numpy as np
 from PIL import Image
 
 from formnet_cli import restore
-from formnet_cli.degradations import add_gaussian_noise, imresize, jpeg_compress
+from formnet_cli.imaging.degradations import add_gaussian_noise, imresize, jpeg_compress
 
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parents[1]

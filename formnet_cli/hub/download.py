@@ -60,8 +60,8 @@ from huggingface_hub.utils import (
     RevisionNotFoundError,
 )
 
-from .config import CHECKPOINT_FILES, CONFIG_FILE, TASKS
-from .errors import DownloadError, FormnetError, InvalidOptionError, UnknownModelError
+from formnet_cli.config import CHECKPOINT_FILES, CONFIG_FILE, TASKS
+from formnet_cli.errors import DownloadError, FormnetError, InvalidOptionError, UnknownModelError
 
 MANIFEST_FILE = "manifest.json"
 SCHEMA_VERSION = 1
@@ -139,7 +139,7 @@ class Manifest:
 
 def bundled_weights_dir() -> Path:
     """The bundled ``weights/`` folder: package ``formnet_cli.weights``, else the checkout's."""
-    here = Path(__file__).resolve().parent
+    package = Path(__file__).resolve().parents[1]  # formnet_cli/
     candidates = []
     try:
         root = importlib.resources.files("formnet_cli.weights")
@@ -148,9 +148,9 @@ def bundled_weights_dir() -> Path:
     except (ImportError, OSError, TypeError, ValueError):
         # Not importable (a checkout), or a namespace package importlib.resources cannot read.
         pass
-    candidates += [here / "weights", here.parent / "weights"]  # installed wheel, checkout
+    candidates += [package / "weights", package.parent / "weights"]  # installed wheel, checkout
     return next((folder for folder in candidates if (folder / MANIFEST_FILE).is_file()),
-                here.parent / "weights")
+                package.parent / "weights")
 
 
 def load_manifest(path: str | os.PathLike[str] | None = None) -> Manifest:
@@ -647,7 +647,7 @@ def manifest_entry_for(folder: str | os.PathLike[str], *, name: str | None = Non
 
     ``revision`` is the commit ``upload_folder`` returned (``None``: not published yet).
     """
-    from .checkpoint import read_info  # imports torch; only maintainers call this
+    from formnet_cli.hub.checkpoint import read_info  # imports torch; only maintainers call this
 
     folder = Path(folder)
     info = read_info(folder)
@@ -671,7 +671,7 @@ def refresh_bundled_manifest(path: str | os.PathLike[str] | None = None) -> Path
     """Recompute sha256 and size of every bundled model in the manifest after its files changed
     (a new card, retrained weights), keeping each entry's name, default, licence and revision.
 
-        python -c "from formnet_cli.hub import refresh_bundled_manifest; refresh_bundled_manifest()"
+        python -c "from formnet_cli.hub.download import refresh_bundled_manifest; refresh_bundled_manifest()"
     """
     path = Path(path) if path is not None else bundled_weights_dir() / MANIFEST_FILE
     data = json.loads(path.read_text(encoding="utf-8"))

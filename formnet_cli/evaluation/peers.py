@@ -30,7 +30,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from .errors import FormnetError
+from formnet_cli.errors import FormnetError
 
 __all__ = [
     "DNCNN_DENOISE_SIGMAS",

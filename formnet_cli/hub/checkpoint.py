@@ -15,10 +15,10 @@ from typing import Any
 import torch
 from safetensors.torch import load_file, save_file
 
-from .config import CARD_FILE, CONFIG_FILE, WEIGHTS_FILE, ModelConfig
-from .engine import ENSEMBLE_SIZES
-from .errors import FormnetError
-from .models import FormResNet
+from formnet_cli.config import CARD_FILE, CONFIG_FILE, WEIGHTS_FILE, ModelConfig
+from formnet_cli.inference.engine import ENSEMBLE_SIZES
+from formnet_cli.errors import FormnetError
+from formnet_cli.models import FormResNet
 
 __all__ = ["CARD_FILE", "CONFIG_FILE", "WEIGHTS_FILE", "CheckpointError", "CheckpointInfo",
            "load_checkpoint", "read_info", "save_checkpoint"]
@@ -37,7 +37,7 @@ class CheckpointInfo:
     scores: dict[str, float] = field(default_factory=dict)
     description: str = ""
     ensemble: int = 1
-    """The self-ensemble size ``ensemble="auto"`` runs (see :func:`formnet_cli.engine.restore_tensor`)."""
+    """The self-ensemble size ``ensemble="auto"`` runs (see :func:`formnet_cli.inference.engine.restore_tensor`)."""
 
     def to_dict(self) -> dict[str, Any]:
         return {"name": self.name, "description": self.description,

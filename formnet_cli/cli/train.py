@@ -12,7 +12,7 @@ import typer
 if TYPE_CHECKING:  # imported when used: `formnet --help` loads neither rich's console nor torch
     from rich.console import Console
 
-    from .training.config import TrainConfig
+    from formnet_cli.training.config import TrainConfig
 
 
 def register(app: typer.Typer) -> None:
@@ -41,7 +41,7 @@ def train(
     """
     from rich.console import Console
 
-    from .training.trainer import Trainer
+    from formnet_cli.training.trainer import Trainer
 
     settings, folder = _plan_run(config, resume, run_dir, overrides or [])
     console = Console(stderr=True)
@@ -50,7 +50,7 @@ def train(
         trainer.load_state()
         nothing_to_do = trainer.work_left()
         if nothing_to_do:
-            from .errors import InvalidOptionError
+            from formnet_cli.errors import InvalidOptionError
 
             raise InvalidOptionError(f"--resume {folder}: {nothing_to_do}")
         console.print(f"resuming {folder} at step {trainer.step}")
@@ -70,11 +70,11 @@ def _plan_run(config: Path | None, resume: Path | None, run_dir: Path | None,
               overrides: list[str]) -> tuple[TrainConfig, Path]:
     """The validated training config and the run folder, or a one-line usage error before
     anything is written."""
-    from .config import ConfigError
-    from .errors import InvalidOptionError
-    from .training.config import load_train_config, resume_train_config
-    from .training.data import list_images
-    from .training.trainer import STATE_FILE, TRAINING_CONFIG_FILE, holds_run
+    from formnet_cli.config import ConfigError
+    from formnet_cli.errors import InvalidOptionError
+    from formnet_cli.training.config import load_train_config, resume_train_config
+    from formnet_cli.training.data import list_images
+    from formnet_cli.training.trainer import STATE_FILE, TRAINING_CONFIG_FILE, holds_run
 
     if resume is not None:
         if run_dir is not None and run_dir.resolve() != resume.resolve():

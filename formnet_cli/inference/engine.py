@@ -84,8 +84,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .config import parse_tile
-from .errors import FormnetError, InvalidOptionError
+from formnet_cli.config import parse_tile
+from formnet_cli.errors import FormnetError, InvalidOptionError
 
 Precision = Literal["auto", "fp32", "fp16", "bf16"]
 TileSpec = int | None | Literal["auto"]

@@ -11,7 +11,7 @@
 3. Each :class:`Method` restores the input; its output is clipped and rounded to 8 bits and
    scored against the clean 8-bit image: PSNR and SSIM over all pixels and channels for
    denoising and JPEG, on the MATLAB ``rgb2ycbcr`` luma with ``scale`` border pixels cropped
-   for super-resolution (:mod:`formnet_cli.metrics`). The figure of a set is the mean of the
+   for super-resolution (:mod:`formnet_cli.imaging.metrics`). The figure of a set is the mean of the
    per-image figures.
 4. Time is wall time of the restore call alone (no file I/O), after one warm-up image per
    method; throughput is megapixels of *input* per second.
@@ -19,7 +19,7 @@
 Methods: :class:`FormnetMethod` (any checkpoint, through :func:`formnet_cli.api.restore`, so
 it measures exactly what users get), :class:`DegradedInput` (the input itself, or bicubic
 for SR), :class:`BM3DMethod` (BM3D / CBM3D, ``bm3d`` package) and :class:`DnCNNMethod` (the
-published DnCNN models read by :mod:`formnet_cli.peers`).
+published DnCNN models read by :mod:`formnet_cli.evaluation.peers`).
 
 >>> setting = Setting("denoise", 25)
 >>> setting.label, setting.slug
@@ -42,9 +42,10 @@ import numpy as np
 import torch
 from PIL import Image, ImageDraw, ImageFont
 
-from . import degradations, metrics
-from .config import LEVEL_NAMES, QUALITY_RANGE, SR_SCALES, TASKS
-from .errors import InvalidOptionError, ModelNotFoundError
+from formnet_cli.imaging import degradations
+from formnet_cli.imaging import metrics
+from formnet_cli.config import LEVEL_NAMES, QUALITY_RANGE, SR_SCALES, TASKS
+from formnet_cli.errors import InvalidOptionError, ModelNotFoundError
 
 __all__ = [
     "BM3DMethod",
@@ -156,7 +157,7 @@ def read_dataset(folder: str | os.PathLike[str], *, channels: ChannelMode = "aut
     ``channels``: ``auto`` keeps each file's own gray or color, ``gray`` converts color with
     Pillow's ``L`` (the protocol's gray version), ``color`` repeats gray into RGB.
     """
-    from .imageio import is_image_path, read_image, to_uint
+    from formnet_cli.io.images import is_image_path, read_image, to_uint
 
     if channels not in ("auto", "gray", "color"):
         raise InvalidOptionError(f"channels must be auto, gray or color, got {channels!r}")
@@ -286,7 +287,7 @@ class BM3DMethod(Method):
         return None if setting.task == "denoise" else "BM3D is a denoiser"
 
     def restore(self, sample: Sample) -> np.ndarray:
-        from .models.formresnet import bm3d_denoise
+        from formnet_cli.models.formresnet import bm3d_denoise
 
         noisy = sample.degraded.astype(np.float64)
         return bm3d_denoise(noisy, sample.setting.level / 255.0).astype(np.float32)
@@ -302,7 +303,7 @@ class FormnetMethod(Method):
     def __init__(self, loaded: Any, *, device: str = "auto", precision: str = "auto",
                  tile: int | str | None = "auto", ensemble: int | str = "auto",
                  name: str | None = None, model_label: str | None = None) -> None:
-        from .api import check_model_options, ensemble_passes
+        from formnet_cli.api import check_model_options, ensemble_passes
 
         check_model_options(loaded, precision=precision, device=device)  # now, not per image
         self.loaded = loaded
@@ -327,7 +328,7 @@ class FormnetMethod(Method):
         return {name: setting.value if setting.task != "denoise" else float(setting.level)}
 
     def _run(self, loaded: Any, sample: Sample) -> np.ndarray:
-        from . import api
+        from formnet_cli import api
 
         image = api.restore(sample.degraded, sample.setting.task, model=loaded,
                             **self._levels(sample.setting), **self.options)
@@ -386,7 +387,7 @@ class DnCNNMethod(Method):
     def from_folder(cls, root: str | os.PathLike[str], task: str, channels: int,
                     levels: Iterable[float], device: str | torch.device = "cpu") -> DnCNNMethod | None:
         """The DnCNN models in ``root`` for ``task``; ``None`` when there are none."""
-        from .peers import dncnn_path, load_dncnn
+        from formnet_cli.evaluation.peers import dncnn_path, load_dncnn
 
         networks: dict[float | None, torch.nn.Module] = {}
         if task == "denoise":
@@ -418,7 +419,7 @@ class DnCNNMethod(Method):
 
     def run_planes(self, image: np.ndarray, setting: Setting) -> np.ndarray:
         """The DnCNN's restoration of a float ``H x W x C`` image (the network subtracts the
-        noise it predicts: :class:`~formnet_cli.peers.DnCNN`)."""
+        noise it predicts: :class:`~formnet_cli.evaluation.peers.DnCNN`)."""
         network = self._network(setting)
         assert network is not None
         tensor = torch.from_numpy(np.ascontiguousarray(image.transpose(2, 0, 1), dtype=np.float32))
@@ -752,7 +753,7 @@ def compare_strip(panels: Sequence[tuple[str, np.ndarray]], *, detail_from: np.n
 
 
 def _write_png(path: Path, image: np.ndarray) -> None:
-    from .imageio import LoadedImage, write_image
+    from formnet_cli.io.images import LoadedImage, write_image
 
     path.parent.mkdir(parents=True, exist_ok=True)
     pixels = np.asarray(image)
@@ -816,7 +817,7 @@ def load_default_methods(task: str, channels: int, *, models: Sequence[str] | No
     run once; checkpoints sharing a name (a fine-tuned copy of a bundled model) are labelled
     by the name or path they were given as, so that each has its own row and saved images.
     """
-    from . import api
+    from formnet_cli import api
 
     if models:
         given: dict[Path, tuple[str, Any]] = {}  # checkpoint folder -> (as given, loaded)

@@ -26,10 +26,10 @@ from dataclasses import dataclass, field
 from math import prod
 from pathlib import Path
 
-from .config import CONFIG_FILE, WEIGHTS_FILE
-from .errors import (DownloadError, FormnetError, InvalidOptionError, ModelNotFoundError,
+from formnet_cli.config import CONFIG_FILE, WEIGHTS_FILE
+from formnet_cli.errors import (DownloadError, FormnetError, InvalidOptionError, ModelNotFoundError,
                      UnknownModelError)
-from .hub import (
+from formnet_cli.hub.download import (
     Manifest,
     ManifestError,
     ManifestFile,
@@ -237,7 +237,7 @@ def _not_found_message(name: str, entry: ModelEntry | None, manifest: Manifest,
 
 
 def _listing(name: str, path: Path, source: str, entry: ModelEntry | None) -> ModelListing:
-    from .checkpoint import read_info  # imports torch; only when a checkpoint is read
+    from formnet_cli.hub.checkpoint import read_info  # imports torch; only when a checkpoint is read
 
     info = read_info(path)
     weights = path / WEIGHTS_FILE

@@ -6,7 +6,7 @@ Commands other than ``restore`` live in ``cli_*.py`` modules, each with ``regist
 error and exit with 1, whichever command raised them; usage errors (an unknown flag, a bad
 value) print one line too, naming the command's help, and exit with 2. Set
 ``FORMNET_DEBUG=1`` to see the traceback instead. Option types shared by several commands are
-in :mod:`formnet_cli.cli_options`.
+in :mod:`formnet_cli.cli.options`.
 
 Heavy imports (torch) happen inside the commands, so ``formnet --help`` stays fast.
 """
@@ -22,12 +22,12 @@ from typing import Annotated, Any, NoReturn, Optional
 import typer
 from typer.core import TyperArgument, TyperGroup, TyperOption
 
-from . import __version__
-from .cli_options import (
+from formnet_cli import __version__
+from formnet_cli.cli.options import (
     BatchSizeOption, DeviceOption, EnsembleOption, ModelOption, PrecisionName, PrecisionOption,
     QualityOption, ScaleOption, SigmaOption, TaskOption, ThreadsOption, TileOption,
     TileOverlapOption, task_for)
-from .errors import FormnetError, InvalidOptionError
+from formnet_cli.errors import FormnetError, InvalidOptionError
 
 DEBUG_VARIABLE = "FORMNET_DEBUG"
 
@@ -177,15 +177,15 @@ def restore(
     """
     from rich.console import Console
 
-    from .batch_summary import BatchSummary, FileResult  # no torch: reports an early interruption
+    from formnet_cli.batch.summary import BatchSummary, FileResult  # no torch: reports an early interruption
 
     _check_standard_streams(inputs, output, json_output=json_output, list_only=list_only)
     console = Console(stderr=True)
     plan = None
     try:  # from the imports on (torch loads for seconds): an interruption still reports
-        from .batch import BatchOptions, dry_run, plan_batch, run_batch
-        from .cli_progress import RichReporter
-        from .engine import cpu_threads
+        from formnet_cli.batch.run import BatchOptions, dry_run, plan_batch, run_batch
+        from formnet_cli.cli.progress import RichReporter
+        from formnet_cli.inference.engine import cpu_threads
 
         options = BatchOptions(
             task=task_for(task and task.value, [model] if model else [], scale=scale is not None,
@@ -242,7 +242,9 @@ def _check_standard_streams(inputs: list[Path], output: str, *, json_output: boo
 # -- commands from other modules: the one place that lists them ----------------------------
 def register_commands(target: typer.Typer) -> None:
     """Add the commands of the ``cli_*`` modules (each has ``register(app)``), in help order."""
-    from . import cli_eval, cli_hub, cli_train
+    from formnet_cli.cli import eval as cli_eval
+    from formnet_cli.cli import hub as cli_hub
+    from formnet_cli.cli import train as cli_train
 
     for module in (cli_hub, cli_eval, cli_train):
         module.register(target)

@@ -1,6 +1,6 @@
-"""The progress bar of ``formnet restore``: a :class:`~formnet_cli.batch.Reporter` drawn by rich.
+"""The progress bar of ``formnet restore``: a :class:`~formnet_cli.batch.run.Reporter` drawn by rich.
 
-Apart from :mod:`formnet_cli.batch`, which reports to any ``Reporter`` and draws nothing.
+Apart from :mod:`formnet_cli.batch.run`, which reports to any ``Reporter`` and draws nothing.
 """
 
 from __future__ import annotations
@@ -9,7 +9,7 @@ from rich.console import Console
 from rich.progress import (BarColumn, MofNCompleteColumn, Progress, TaskID, TextColumn,
                            TimeElapsedColumn, TimeRemainingColumn)
 
-from .batch import FileResult, Job
+from formnet_cli.batch.run import FileResult, Job
 
 
 class RichReporter:

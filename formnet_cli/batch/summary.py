@@ -1,5 +1,5 @@
 """What a batch did: each file's :class:`FileResult` and the :class:`BatchSummary` (its lines
-and JSON). Apart from :mod:`formnet_cli.batch`, so that the command line can report an
+and JSON). Apart from :mod:`formnet_cli.batch.run`, so that the command line can report an
 interruption that came before torch (which the batch needs) was even loaded.
 """
 

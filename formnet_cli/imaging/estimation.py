@@ -15,7 +15,7 @@ import numpy as np
 from numpy.lib.stride_tricks import sliding_window_view
 from PIL import Image
 
-from .degradations import check_unit_range
+from formnet_cli.imaging.degradations import check_unit_range
 
 __all__ = [
     "NoiseLevelFunction",

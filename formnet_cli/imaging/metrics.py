@@ -13,7 +13,7 @@ import math
 import cv2
 import numpy as np
 
-from formnet_cli.degradations import rgb_to_y
+from formnet_cli.imaging.degradations import rgb_to_y
 
 __all__ = ["psnr", "ssim", "y_channel", "sr_psnr", "sr_ssim"]
 

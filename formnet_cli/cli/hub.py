@@ -42,7 +42,7 @@ def download_weights(
     from rich.progress import (BarColumn, DownloadColumn, Progress, TextColumn,
                                TransferSpeedColumn)
 
-    from .hub import download_models, load_manifest
+    from formnet_cli.hub.download import download_models, load_manifest
 
     console = Console(stderr=True)
     manifest = load_manifest()
@@ -80,7 +80,7 @@ def models(dest: DestOption = None) -> None:
     from rich.console import Console
     from rich.table import Table
 
-    from .registry import channels_label, list_models
+    from formnet_cli.hub.registry import channels_label, list_models
 
     console = Console()
     listings = list_models(weights_dir=dest)

@@ -1,4 +1,4 @@
-"""``formnet eval`` and ``formnet compare``: thin commands over :mod:`formnet_cli.evaluate`.
+"""``formnet eval`` and ``formnet compare``: thin commands over :mod:`formnet_cli.evaluation.evaluate`.
 
 Several levels go to one option in any of three spellings, all equivalent::
 
@@ -24,9 +24,9 @@ from typing import Annotated, Any, Optional
 import typer
 from typer.core import TyperCommand
 
-from .cli_options import DeviceOption, PrecisionName, PrecisionOption, ThreadsOption, TileOption
-from .config import LEVEL_NAMES
-from .errors import FormnetError, InvalidOptionError
+from formnet_cli.cli.options import DeviceOption, PrecisionName, PrecisionOption, ThreadsOption, TileOption
+from formnet_cli.config import LEVEL_NAMES
+from formnet_cli.errors import FormnetError, InvalidOptionError
 
 BASELINES = ("bm3d", "dncnn", "none")
 DEFAULT_LEVELS = {"denoise": (15, 25, 50), "jpeg": (10, 20, 30, 40), "sr": (2, 3, 4)}
@@ -176,9 +176,9 @@ def eval_command(
     """
     from rich.console import Console
 
-    from . import evaluate as ev
-    from .cli_options import task_for
-    from .engine import cpu_threads
+    from formnet_cli.evaluation import evaluate as ev
+    from formnet_cli.cli.options import task_for
+    from formnet_cli.inference.engine import cpu_threads
     task = task_for(task, model or [], scale=bool(scale), quality=bool(quality))
     if task not in DEFAULT_LEVELS:
         raise InvalidOptionError(f"unknown task {task!r}; choose denoise, jpeg or sr")
@@ -208,7 +208,7 @@ def eval_command(
     unknown = sorted(set(wanted) - set(BASELINES))
     if unknown:
         raise InvalidOptionError(f"unknown baseline {unknown[0]!r}; choose bm3d, dncnn or none")
-    from .peers import default_peers_root
+    from formnet_cli.evaluation.peers import default_peers_root
 
     baselines, missing = ev.baseline_methods(
         task, image_channels, [s.level for s in settings], bm3d="bm3d" in wanted,
@@ -249,7 +249,7 @@ def _model_channels(images: list[tuple[str, Any]], task: str, folder: Path) -> i
 
 
 def _device_label(device: str) -> str:
-    from .engine import resolve_device
+    from formnet_cli.inference.engine import resolve_device
 
     return str(resolve_device(device))
 
@@ -264,7 +264,7 @@ def _precision_label(precision: str, device: str) -> str:
 
 
 def _check_writable_target(path: Path) -> None:
-    from .imageio import check_writable_folder
+    from formnet_cli.io.images import check_writable_folder
 
     if path.is_dir():
         raise InvalidOptionError(f"{path}: is a folder; give a file name")
@@ -291,7 +291,7 @@ def render_table(report: Any, *, per_image: bool = False) -> Any:
     """A rich table: one row per setting and method (mean PSNR, SSIM, time, throughput)."""
     from rich.table import Table
 
-    from .evaluate import describe_environment, format_number, format_psnr, format_ssim
+    from formnet_cli.evaluation.evaluate import describe_environment, format_number, format_psnr, format_ssim
 
     table = Table(title=f"{report.dataset} - {report.task} ({len(_images(report))} images)",
                   caption=describe_environment(report.environment))
@@ -336,9 +336,9 @@ def compare_command(
     \b
     formnet compare noisy.png restored.png --reference clean.png -o side_by_side.png
     """
-    from . import evaluate as ev
-    from .imageio import read_image, to_uint
-    from .metrics import psnr, ssim
+    from formnet_cli.evaluation import evaluate as ev
+    from formnet_cli.io.images import read_image, to_uint
+    from formnet_cli.imaging.metrics import psnr, ssim
 
     labels = list(label or [])
     paths = list(images) + ([reference] if reference is not None else [])

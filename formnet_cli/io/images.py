@@ -47,7 +47,7 @@ import pillow_heif
 import tifffile
 from PIL import Image, ImageCms, PngImagePlugin
 
-from .errors import ImageReadError, ImageWriteError, InvalidOptionError, OutOfSpaceError
+from formnet_cli.errors import ImageReadError, ImageWriteError, InvalidOptionError, OutOfSpaceError
 
 Image.init()  # Pillow's own plugins first: its AVIF reader must see AVIF files before HEIF's
 pillow_heif.register_heif_opener()  # HEIC/HEIF (phone photos) through Pillow; it applies their rotation

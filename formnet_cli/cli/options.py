@@ -53,8 +53,8 @@ def parse_quality(value: str) -> int | str:
 def parse_tile(value: str) -> int | str | None:
     """``auto``, ``none`` (one untiled pass) or a positive number of pixels
     (:func:`formnet_cli.config.parse_tile`, as a usage error)."""
-    from .config import parse_tile as parse
-    from .errors import InvalidOptionError
+    from formnet_cli.config import parse_tile as parse
+    from formnet_cli.errors import InvalidOptionError
 
     try:
         return parse(value)
@@ -108,8 +108,8 @@ def task_for(task: str | None, models: Sequence[str], *, scale: bool, quality: b
     if task is not None:
         return task
     if models:
-        from .api import model_task
-        from .errors import InvalidOptionError
+        from formnet_cli.api import model_task
+        from formnet_cli.errors import InvalidOptionError
 
         tasks = {model_task(model) for model in models}
         if len(tasks) > 1:
@@ -117,7 +117,7 @@ def task_for(task: str | None, models: Sequence[str], *, scale: bool, quality: b
                                      "give --task")
         return tasks.pop()
     if scale and quality:
-        from .errors import InvalidOptionError
+        from formnet_cli.errors import InvalidOptionError
 
         raise InvalidOptionError("--scale (sr) and --quality (jpeg) are both given; give --task")
     return "sr" if scale else "jpeg" if quality else "denoise"

@@ -1,0 +1,1 @@
+"""``formnet eval`` and ``formnet compare``: the benchmark protocol, baselines and reports."""

@@ -1,0 +1,1 @@
+"""Images on disk: reading and writing every supported format with its metadata, atomically."""
