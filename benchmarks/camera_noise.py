@@ -34,7 +34,8 @@ from formnet_cli import api
 from formnet_cli.inference import engine as engine
 from formnet_cli.imaging import estimation as estimation
 from formnet_cli.imaging.degradations import add_camera_noise
-from formnet_cli.evaluation.evaluate import read_dataset, to_uint8
+from formnet_cli.evaluation.datasets import read_dataset
+from formnet_cli.evaluation.protocol import to_uint8
 from formnet_cli.imaging.metrics import psnr
 from formnet_cli.evaluation.peers import default_peers_root, dncnn_path, load_dncnn
 

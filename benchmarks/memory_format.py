@@ -24,9 +24,12 @@ import torch
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from formnet_cli import api, engine  # noqa: E402
-from formnet_cli.evaluation import evaluate as ev  # noqa: E402
+from formnet_cli import api  # noqa: E402
+from formnet_cli.evaluation.baselines import DnCNNMethod  # noqa: E402
+from formnet_cli.evaluation.datasets import read_dataset, resolve_dataset  # noqa: E402
+from formnet_cli.evaluation.protocol import Setting, degrade, score  # noqa: E402
 from formnet_cli.evaluation.peers import default_peers_root  # noqa: E402
+from formnet_cli.inference import device as inference_device  # noqa: E402
 
 DOC = ROOT / "docs" / "benchmarks.md"
 BLOCK = "memory-format"
@@ -36,11 +39,11 @@ SIGMA = 25.0
 
 def measure(model: str, dataset: str, channels: str, limit: int, rounds: int) -> dict[str, float]:
     """Seconds per megapixel of each layout and of DnCNN, output difference and PSNRs."""
-    images = ev.read_dataset(ev.resolve_dataset(dataset), channels=channels, limit=limit)
-    samples = [ev.degrade(name, clean, ev.Setting("denoise", SIGMA)) for name, clean in images]
+    images = read_dataset(resolve_dataset(dataset), channels=channels, limit=limit)
+    samples = [degrade(name, clean, Setting("denoise", SIGMA)) for name, clean in images]
     loaded = api.load_model(model)
-    peer = ev.DnCNNMethod.from_folder(default_peers_root(), "denoise", loaded.channels, [SIGMA])
-    engine_format = engine._memory_format
+    peer = DnCNNMethod.from_folder(default_peers_root(), "denoise", loaded.channels, [SIGMA])
+    engine_format = inference_device.fast_memory_format
     layouts = {"channels-last": engine_format, "contiguous": lambda device: torch.contiguous_format}
     seconds = dict.fromkeys([*layouts, "dncnn"], 0.0)
     outputs: dict[str, list[np.ndarray]] = {}
@@ -49,7 +52,7 @@ def measure(model: str, dataset: str, channels: str, limit: int, rounds: int) ->
     try:
         for _ in range(rounds):
             for name, layout in layouts.items():
-                engine._memory_format = layout
+                inference_device.fast_memory_format = layout
                 start = time.perf_counter()
                 outputs[name] = [api.restore(s.degraded, sigma=SIGMA, model=loaded) for s in samples]
                 seconds[name] += time.perf_counter() - start
@@ -58,13 +61,13 @@ def measure(model: str, dataset: str, channels: str, limit: int, rounds: int) ->
                 peer.restore(sample)
             seconds["dncnn"] += time.perf_counter() - start
     finally:
-        engine._memory_format = engine_format
+        inference_device.fast_memory_format = engine_format
     megapixels = rounds * sum(sample.input_megapixels for sample in samples)
     result = {f"{name} s/MP": value / megapixels for name, value in seconds.items()}
     result["max difference"] = max(float(np.abs(a - b).max())
                                    for a, b in zip(outputs["channels-last"], outputs["contiguous"]))
     for name in layouts:
-        result[f"{name} PSNR"] = float(np.mean([ev.score(s, o)[0] for s, o in zip(samples, outputs[name])]))
+        result[f"{name} PSNR"] = float(np.mean([score(s, o)[0] for s, o in zip(samples, outputs[name])]))
     return result
 
 

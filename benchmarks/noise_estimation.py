@@ -22,7 +22,7 @@ from PIL import Image
 
 from formnet_cli.imaging.degradations import add_gaussian_noise
 from formnet_cli.imaging.estimation import estimate_noise_level_function
-from formnet_cli.evaluation.evaluate import to_uint8
+from formnet_cli.evaluation.protocol import to_uint8
 
 
 def main() -> None:

@@ -5,7 +5,7 @@
 
 For each bundled model, a test image (Set12/Set5 images tiled to the size asked) is degraded
 with the benchmark protocol and restored through the engine at each precision the device runs
-(:func:`formnet_cli.inference.engine.resolve_precision` refuses a half precision a CPU would only
+(:func:`formnet_cli.inference.device.resolve_precision` refuses a half precision a CPU would only
 emulate). Printed: PSNR against the clean image, the largest difference from the fp32 output
 (in grey levels), and megapixels per second (median of the timed runs after a warm-up, device
 synchronised). DnCNN-S (sigma 25, gray) is timed at the same precisions in the same run, so
@@ -31,9 +31,10 @@ sys.path.insert(0, str(ROOT))
 
 from formnet_cli.hub.checkpoint import load_checkpoint  # noqa: E402
 from formnet_cli.imaging.degradations import add_gaussian_noise, imresize, jpeg_compress  # noqa: E402
-from formnet_cli.inference.engine import PRECISIONS, check_precision, resolve_precision, restore_tensor  # noqa: E402
+from formnet_cli.inference.device import PRECISIONS, check_precision, resolve_precision  # noqa: E402
+from formnet_cli.inference.engine import restore_tensor  # noqa: E402
 from formnet_cli.errors import InvalidOptionError  # noqa: E402
-from formnet_cli.evaluation.evaluate import to_uint8  # noqa: E402
+from formnet_cli.evaluation.protocol import to_uint8  # noqa: E402
 from formnet_cli.imaging.metrics import psnr  # noqa: E402
 from formnet_cli.evaluation.peers import default_peers_root, dncnn_path, load_dncnn  # noqa: E402
 from formnet_cli.hub.registry import list_models  # noqa: E402
@@ -90,7 +91,7 @@ def runnable(precision: str, device: torch.device, model: torch.nn.Module | None
         if model is None:
             check_precision(precision, device)
         else:
-            resolve_precision(precision, device, model)
+            resolve_precision(precision, device, model.descriptor.supports_half)
     except InvalidOptionError:
         return False
     return True

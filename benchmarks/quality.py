@@ -4,7 +4,7 @@
     python benchmarks/quality.py --limit 3 --tasks denoise --sets Set12
     python benchmarks/quality.py --sigmas 25 --sets BSD68 --no-bm3d
 
-Follows ``BENCHMARK.md`` through :mod:`formnet_cli.evaluation.evaluate`; writes the tables into the
+Follows ``BENCHMARK.md`` through :mod:`formnet_cli.evaluation`; writes the tables into the
 ``<!-- quality:start -->`` ... ``<!-- quality:end -->`` block of ``docs/benchmarks.md`` (the
 speed block, written by ``benchmarks/speed.py``, is left alone). Suites:
 
@@ -37,7 +37,12 @@ import torch
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from formnet_cli.evaluation import evaluate as ev  # noqa: E402
+from formnet_cli.evaluation.baselines import baseline_methods  # noqa: E402
+from formnet_cli.evaluation.datasets import default_data_root, read_dataset  # noqa: E402
+from formnet_cli.evaluation.evaluate import evaluate  # noqa: E402
+from formnet_cli.evaluation.methods import FormnetMethod, Method, load_default_methods  # noqa: E402
+from formnet_cli.evaluation.protocol import Sample, Setting  # noqa: E402
+from formnet_cli.evaluation.report import EvalReport, describe_environment, environment, format_number  # noqa: E402
 from formnet_cli.errors import FormnetError  # noqa: E402
 from formnet_cli.evaluation.peers import default_peers_root  # noqa: E402
 
@@ -103,24 +108,24 @@ def _reset_peak() -> bool:
         return False
 
 
-class Measured(ev.Method):
+class Measured(Method):
     """Delegates to a method and records the largest RSS rise during one restore call."""
 
-    def __init__(self, inner: ev.Method) -> None:
+    def __init__(self, inner: Method) -> None:
         self.inner = inner
         self.name = inner.name
         self.peak_rise_mib: dict[str, float] = {}  # by row label
 
-    def label(self, setting: ev.Setting) -> str:
+    def label(self, setting: Setting) -> str:
         return self.inner.label(setting)
 
-    def unsupported(self, setting: ev.Setting, channels: int) -> str | None:
+    def unsupported(self, setting: Setting, channels: int) -> str | None:
         return self.inner.unsupported(setting, channels)
 
-    def formatted(self, sample: ev.Sample) -> np.ndarray | None:
+    def formatted(self, sample: Sample) -> np.ndarray | None:
         return self.inner.formatted(sample)
 
-    def restore(self, sample: ev.Sample) -> np.ndarray:
+    def restore(self, sample: Sample) -> np.ndarray:
         before = _status_kib("VmRSS")
         exact = _reset_peak()
         result = self.inner.restore(sample)
@@ -134,12 +139,12 @@ class Measured(ev.Method):
 
 # -- methods per suite -------------------------------------------------------------------------
 def formnet_methods(task: str, channels: int, extra_models: list[str], device: str,
-                    single_pass: bool = True) -> tuple[list[ev.Method], dict[str, str]]:
+                    single_pass: bool = True) -> tuple[list[Method], dict[str, str]]:
     """The default model (or a "no weights yet" note), every available bm3d-formatted model of
     the task and channels, and any ``--model`` given; with ``single_pass``, also each model
     whose card recommends a self-ensemble as one plain pass."""
-    methods, notes = ev.load_default_methods(task, channels, device=device)
-    names = {m.loaded.name for m in methods if isinstance(m, ev.FormnetMethod)}
+    methods, notes = load_default_methods(task, channels, device=device)
+    names = {m.loaded.name for m in methods if isinstance(m, FormnetMethod)}
     wanted = list(extra_models)
     if task == "denoise":
         try:
@@ -154,19 +159,19 @@ def formnet_methods(task: str, channels: int, extra_models: list[str], device: s
         except FormnetError as error:
             print(f"  (could not list models: {error})")
     if wanted:
-        extra, _ = ev.load_default_methods(task, channels, models=wanted, device=device)
+        extra, _ = load_default_methods(task, channels, models=wanted, device=device)
         methods += [m for m in extra if m.loaded.name not in names]
-    single = [ev.FormnetMethod(m.loaded, device=device, ensemble=1,
-                               name=f"formnet {m.loaded.name} (1 pass)")
-              for m in methods if single_pass and isinstance(m, ev.FormnetMethod) and m.passes > 1]
+    single = [FormnetMethod(m.loaded, device=device, ensemble=1,
+                            name=f"formnet {m.loaded.name} (1 pass)")
+              for m in methods if single_pass and isinstance(m, FormnetMethod) and m.passes > 1]
     return methods + single, notes
 
 
 def suite_methods(suite: Suite, channels: int, args: argparse.Namespace
-                  ) -> tuple[list[ev.Method], dict[str, str]]:
+                  ) -> tuple[list[Method], dict[str, str]]:
     methods, notes = formnet_methods(suite.task, channels, args.model, args.device,
                                      single_pass=not args.no_single_pass)
-    baselines, missing = ev.baseline_methods(suite.task, channels, suite.levels,
+    baselines, missing = baseline_methods(suite.task, channels, suite.levels,
                                              bm3d=suite.task == "denoise" and not args.no_bm3d,
                                              dncnn=True, peers_root=args.peers_root)
     for note in missing:
@@ -175,7 +180,7 @@ def suite_methods(suite: Suite, channels: int, args: argparse.Namespace
 
 
 # -- report ------------------------------------------------------------------------------------
-def suite_markdown(suite: Suite, report: ev.EvalReport, methods: list[Measured], images: int,
+def suite_markdown(suite: Suite, report: EvalReport, methods: list[Measured], images: int,
                    seconds: float) -> str:
     lines = [f"### {suite.title}", "",
              f"{images} images; mean PSNR (dB) / SSIM per image, then averaged. Run took "
@@ -192,7 +197,7 @@ def suite_markdown(suite: Suite, report: ev.EvalReport, methods: list[Measured],
     return "\n".join(lines) + "\n"
 
 
-def speed_markdown(report: ev.EvalReport, methods: list[Measured]) -> list[str]:
+def speed_markdown(report: EvalReport, methods: list[Measured]) -> list[str]:
     """Seconds per input megapixel over the suite, ratio to DnCNN, peak RSS rise."""
     totals: dict[str, list[float]] = {}
     for result in report.results:
@@ -204,7 +209,7 @@ def speed_markdown(report: ev.EvalReport, methods: list[Measured]) -> list[str]:
     reference = per_mp.get(reference_name) if reference_name else None
     peaks = {label: rise for m in methods for label, rise in m.peak_rise_mib.items()}
     lines = ["Speed (wall-clock time per megapixel of input on the CPU, whole suite; "
-             f"{ev.describe_environment(report.environment)}):", "",
+             f"{describe_environment(report.environment)}):", "",
              f"| method | s / MP | time / {reference_name or 'DnCNN'} | peak RSS rise (MiB) |",
              "|---|---:|---:|---:|"]
     for name, value in per_mp.items():
@@ -212,7 +217,7 @@ def speed_markdown(report: ev.EvalReport, methods: list[Measured]) -> list[str]:
             continue
         ratio = f"{value / reference:.2f}" if reference else "-"
         peak = peaks.get(name, math.nan)
-        lines.append(f"| {name} | {value:.3g} | {ratio} | {ev.format_number(peak, 4)} |")
+        lines.append(f"| {name} | {value:.3g} | {ratio} | {format_number(peak, 4)} |")
     return lines + [""]
 
 
@@ -243,7 +248,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--no-bm3d", action="store_true", help="skip BM3D (slow: seconds per image)")
     parser.add_argument("--no-single-pass", action="store_true",
                         help="skip the one-pass row of models whose card recommends a self-ensemble")
-    parser.add_argument("--data-root", default=str(ev.default_data_root()))
+    parser.add_argument("--data-root", default=str(default_data_root()))
     parser.add_argument("--peers-root", default=str(default_peers_root() / "dncnn"))
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--threads", type=int, default=None, help="torch CPU threads")
@@ -277,15 +282,15 @@ def main(argv: list[str] | None = None) -> int:
         if not folder.is_dir():
             print(f"{suite.dataset}: not found under {args.data_root}; skipped")
             continue
-        images = ev.read_dataset(folder, channels=suite.channels, limit=args.limit)
+        images = read_dataset(folder, channels=suite.channels, limit=args.limit)
         channels = 3 if suite.channels == "color" else 1
         print(f"{suite.title}: {len(images)} images, levels {', '.join(f'{v:g}' for v in suite.levels)}")
         methods, notes = suite_methods(suite, channels, args)
         begin = time.perf_counter()
-        report = ev.evaluate(images, [ev.Setting(suite.task, v) for v in suite.levels], methods,
-                             dataset=suite.dataset, notes=notes,
-                             progress=lambda text: print(f"  {text}", flush=True),
-                             env=ev.environment(device=args.device, precision="fp32"))
+        report = evaluate(images, [Setting(suite.task, v) for v in suite.levels], methods,
+                          dataset=suite.dataset, notes=notes,
+                          progress=lambda text: print(f"  {text}", flush=True),
+                          env=environment(device=args.device, precision="fp32"))
         seconds = time.perf_counter() - begin
         print(report.wide_markdown())
         sections.append(suite_markdown(suite, report, methods, len(images), seconds))

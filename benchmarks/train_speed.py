@@ -5,7 +5,7 @@
 Each architecture of ``examples/configs`` (denoise-gray, denoise-color) runs ``--steps`` timed
 optimiser steps (forward, L1 loss, backward, Adam) on random patches after two warm-up steps,
 once in fp32 and once under bf16 autocast, on the same device in the same run: the ratio is
-what ``train.amp`` buys (on the CPU only where :func:`formnet_cli.inference.engine.cpu_has_fast` says the
+what ``train.amp`` buys (on the CPU only where :func:`formnet_cli.inference.device.cpu_has_fast` says the
 CPU computes in bf16). Random weights: speed does not depend on their values.
 """
 
@@ -24,7 +24,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from formnet_cli.config import ModelConfig  # noqa: E402
-from formnet_cli.inference.engine import cpu_has_fast, resolve_device  # noqa: E402
+from formnet_cli.inference.device import cpu_has_fast, resolve_device  # noqa: E402
 from formnet_cli.models import FormResNet  # noqa: E402
 
 

@@ -36,6 +36,7 @@ import torch
 
 from formnet_cli.imaging import degradations
 from formnet_cli.inference import engine
+from formnet_cli.inference.device import check_precision, prepare_for_inference, resolve_device, resolve_precision
 from formnet_cli.imaging import estimation
 from formnet_cli.hub import registry
 from formnet_cli.hub.checkpoint import CONFIG_FILE, WEIGHTS_FILE, CheckpointInfo, load_checkpoint, read_info
@@ -96,7 +97,7 @@ def load_model(name_or_path: str | os.PathLike[str] | None = None, *, task: str 
     """
     if task is not None:
         _check_task(task)
-    resolved_device = engine.resolve_device(device)
+    resolved_device = resolve_device(device)
     if name_or_path is None:
         resolved = _resolve_default(task or "denoise", channels)
     else:
@@ -140,7 +141,7 @@ def _load_cached(path: Path, source: str, device: torch.device) -> LoadedModel:
     if cached is not None and cached[0] == stamp:
         return cached[1]
     model, info = load_checkpoint(path, device=device)
-    engine.prepare_for_inference(model, device)  # not converted and back for every image
+    prepare_for_inference(model, device)  # not converted and back for every image
     loaded = LoadedModel(model=model, info=info, path=path, source=source, device=device)
     _MODEL_CACHE[key] = (stamp, loaded)
     return loaded
@@ -401,7 +402,7 @@ def _run_device(loaded: LoadedModel, device: str | torch.device) -> torch.device
     """Where to run ``loaded``: ``device`` (validated), or where the model is for ``'auto'``."""
     if str(device).strip().lower() == "auto":
         return loaded.device
-    return engine.resolve_device(device)
+    return resolve_device(device)
 
 
 def check_options(task: str, *, sigma: float | str | None = None,
@@ -422,7 +423,7 @@ def check_options(task: str, *, sigma: float | str | None = None,
     else:
         _check_scale(scale, SR_SCALES)
     _check_ensemble_option(ensemble)
-    engine.check_precision(precision, engine.resolve_device(device))
+    check_precision(precision, resolve_device(device))
 
 
 def _check_task(task: str) -> None:
@@ -444,7 +445,7 @@ def check_model_options(loaded: LoadedModel, *, sigma: float | str | None = None
     """Raise :class:`InvalidOptionError` when a given sigma or scale is outside ``loaded``'s
     range, or it cannot run in ``precision`` on ``device`` (what :func:`restore_with_info`
     would raise for every image)."""
-    engine.resolve_precision(precision, _run_device(loaded, device), loaded.model)
+    resolve_precision(precision, _run_device(loaded, device), loaded.model.descriptor.supports_half)
     option = _check_sigma_option(sigma)
     if loaded.task == "denoise" and isinstance(option, float):
         _check_sigma_in_range(option, loaded.config)

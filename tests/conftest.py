@@ -82,3 +82,27 @@ def _write_png(path: Path, pixels: np.ndarray) -> Path:
     path.parent.mkdir(parents=True, exist_ok=True)
     Image.fromarray(pixels).save(path)
     return path
+
+
+@pytest.fixture
+def textured_image():
+    """``textured_image(seed, size=(40, 48), color=False)``: a uint8 ramp with a noisy square at
+    rows 8-24, columns 20-36 (a clear region of detail), ``H x W x C``."""
+    return _textured_image
+
+
+def _textured_image(seed: int, size: tuple[int, int] = (40, 48), color: bool = False) -> np.ndarray:
+    height, width = size
+    rng = np.random.default_rng(seed)
+    ramp = np.linspace(40, 200, width)[None, :] + np.linspace(0, 30, height)[:, None]
+    image = np.repeat(ramp[:, :, None], 3 if color else 1, axis=2)
+    image[8:24, 20:36] += rng.normal(0, 40, (16, 16, image.shape[2]))
+    return np.clip(image, 0, 255).astype(np.uint8)
+
+
+@pytest.fixture
+def cpu_bf16(monkeypatch: pytest.MonkeyPatch) -> None:
+    """bf16 on the CPU whatever this machine has: for tests of logic, not speed."""
+    from formnet_cli.inference import device
+
+    monkeypatch.setattr(device, "cpu_has_fast", lambda dtype: True)

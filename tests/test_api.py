@@ -428,9 +428,9 @@ def test_the_package_lists_its_api_and_takes_the_clis_spellings(tiny_models):
 def test_a_loaded_model_keeps_the_cpu_layout_between_images(tiny_models):
     import torch
 
-    from formnet_cli.inference import engine as engine
+    from formnet_cli.inference import device as device_module
 
     loaded = api.load_model(tiny_models.denoise_gray, device="cpu")
-    assert engine.memory_format_of(loaded.model) == torch.channels_last  # converted once, at load
+    assert device_module.memory_format_of(loaded.model) == torch.channels_last  # converted once, at load
     api.restore(np.zeros((16, 16), np.uint8), sigma=5, model=loaded, device="cpu")
-    assert engine.memory_format_of(loaded.model) == torch.channels_last  # not back and forth per image
+    assert device_module.memory_format_of(loaded.model) == torch.channels_last  # not back and forth per image

@@ -17,7 +17,7 @@ from PIL import Image
 from typer.testing import CliRunner
 
 from formnet_cli.batch import run as batch
-from formnet_cli.inference import engine as engine
+from formnet_cli.inference import device as device_module
 from formnet_cli.io import images as imageio
 from formnet_cli.cli.app import app
 
@@ -367,7 +367,7 @@ def test_unsupported_ensemble_is_one_line_error(tiny_models, tmp_path, gray_png)
 
 def test_precision_the_model_cannot_run_is_one_error_for_a_batch(tmp_path, gray_png, monkeypatch):
     # The BM3D-formatted model runs in fp32 only: refused before any file, not once per file.
-    monkeypatch.setattr(engine, "cpu_has_fast", lambda dtype: True)
+    monkeypatch.setattr(device_module, "cpu_has_fast", lambda dtype: True)
     result = invoke("restore", gray_png, gray_png, "-o", tmp_path / "out", "--model",
                     "denoise-gray-bm3d", "--sigma", "25", "--device", "cpu", "--precision", "bf16")
     assert result.exit_code == 2
@@ -378,7 +378,7 @@ def test_precision_the_model_cannot_run_is_one_error_for_a_batch(tmp_path, gray_
 
 def test_half_precision_the_cpu_would_emulate_is_one_error_for_a_batch(tiny_models, tmp_path,
                                                                          gray_png, monkeypatch):
-    monkeypatch.setattr(engine, "cpu_has_fast", lambda dtype: dtype == torch.bfloat16)
+    monkeypatch.setattr(device_module, "cpu_has_fast", lambda dtype: dtype == torch.bfloat16)
     result = restore(tiny_models.denoise_gray, gray_png, gray_png, "-o", tmp_path / "out",
                      "--device", "cpu", "--precision", "fp16")
     assert result.exit_code == 2

@@ -2,22 +2,23 @@
 
 from __future__ import annotations
 
+import dataclasses
+
 import pytest
 import torch
 
-from formnet_cli.inference import engine as engine
 from formnet_cli.config import ModelConfig, NetworkConfig
+from formnet_cli.errors import FormnetError, InvalidOptionError
+from formnet_cli.inference import device as device_module
+from formnet_cli.inference import engine as engine
 from formnet_cli.inference.engine import (
     ENSEMBLE_VIEWS,
     TileGeometry,
     dihedral,
     plan_axis,
-    resolve_device,
-    resolve_precision,
     restore_tensor,
     undo_dihedral,
 )
-from formnet_cli.errors import FormnetError, InvalidOptionError
 from formnet_cli.models import FormResNet
 
 TINY_UNET = NetworkConfig(widths=(8, 16), blocks_per_level=1)
@@ -84,7 +85,7 @@ def test_too_small_context_is_detected(unet: FormResNet, monkeypatch: pytest.Mon
     """The exactness test has teeth: tiles without their context margin show seams."""
     image = random_image(1, 77, 131)
     untiled = restore_tensor(unet, image, LEVEL, tile=None)
-    monkeypatch.setattr(FormResNet, "receptive_radius", property(lambda self: 0))
+    monkeypatch.setattr(unet, "descriptor", dataclasses.replace(unet.descriptor, receptive_radius=0))
     tiled = restore_tensor(unet, image, LEVEL, tile=48, tile_overlap=0)
     assert (tiled - untiled).abs().max() > 1e-3
 
@@ -200,13 +201,7 @@ def test_plan_covers_the_axis_on_the_grid(length: int, window: int) -> None:
     assert (covered > 0).all()
 
 
-# -- options and the caller's model ----------------------------------------------------------
-@pytest.fixture
-def cpu_bf16(monkeypatch: pytest.MonkeyPatch) -> None:
-    """bf16 on the CPU whatever this machine has: these tests are about logic, not speed."""
-    monkeypatch.setattr(engine, "cpu_has_fast", lambda dtype: True)
-
-
+# -- options, the caller's model and its descriptor -----------------------------------------
 def test_caller_model_is_left_as_it_was(unet: FormResNet, cpu_bf16: None) -> None:
     unet.train()
     try:
@@ -232,7 +227,7 @@ def test_channels_last_runs_give_the_contiguous_result(unet: FormResNet,
                                                        monkeypatch: pytest.MonkeyPatch) -> None:
     image = random_image(1, 24, 40)
     fast = restore_tensor(unet, image, LEVEL, tile=None)
-    monkeypatch.setattr(engine, "_memory_format", lambda device: torch.contiguous_format)
+    monkeypatch.setattr(device_module, "fast_memory_format", lambda device: torch.contiguous_format)
     plain = restore_tensor(unet, image, LEVEL, tile=None)
     assert torch.allclose(fast, plain, atol=1e-5)
 
@@ -250,53 +245,53 @@ def test_bad_level_map_shape(unet: FormResNet) -> None:
         restore_tensor(unet, random_image(1, 8, 8), torch.zeros(1, 8, 9))
 
 
-@pytest.mark.parametrize("spec", ["cuda:99", "tpu", "gpu0", ""])
-def test_resolve_device_rejects_unknown_and_unavailable(spec: str) -> None:
-    with pytest.raises(InvalidOptionError):
-        resolve_device(spec)
+class Undescribed(torch.nn.Module):
+    """A restorer that does not say how far its context reaches."""
+
+    def __init__(self, descriptor: object = None) -> None:
+        super().__init__()
+        self.conv = torch.nn.Conv2d(2, 1, 3, padding=1)
+        if descriptor is not None:
+            self.descriptor = descriptor
+
+    def forward(self, x: torch.Tensor, level: torch.Tensor) -> torch.Tensor:
+        return x + self.conv(torch.cat([x, level.reshape(-1, 1, 1, 1).expand_as(x)], dim=1))
 
 
-@pytest.mark.skipif(torch.cuda.device_count() > 7, reason="this machine has a cuda:7")
-def test_resolve_device_rejects_missing_gpu() -> None:
-    with pytest.raises(InvalidOptionError, match="not available"):
-        resolve_device("cuda:7")
-    if not torch.cuda.is_available():
-        with pytest.raises(InvalidOptionError, match="not available"):
-            resolve_device("cuda")
+@pytest.mark.parametrize(("descriptor", "message"), [
+    (None, "Undescribed has no model descriptor: .* formnet_cli.models.ModelDescriptor"),
+    ({"receptive_radius": 1}, "Undescribed.descriptor must be a ModelDescriptor, got dict")])
+def test_a_model_without_a_descriptor_is_refused_before_any_tile(descriptor: object,
+                                                                 message: str) -> None:
+    model = Undescribed(descriptor)
+    calls: list[torch.Tensor] = []
+    model.register_forward_hook(lambda module, inputs, output: calls.append(output))
+    with pytest.raises(TypeError, match=message):
+        restore_tensor(model, random_image(1, 40, 40), LEVEL, tile=16)
+    assert calls == []  # refused, not tiled with a guessed context
 
 
-def test_resolve_device_cpu_and_auto() -> None:
-    assert resolve_device("cpu") == torch.device("cpu")
-    assert resolve_device(torch.device("cpu")) == torch.device("cpu")
-    if not torch.cuda.is_available() and not torch.backends.mps.is_available():
-        assert resolve_device("auto") == torch.device("cpu")
+def test_a_described_model_of_any_class_runs_exactly(unet: FormResNet) -> None:
+    """The descriptor is all the engine needs: a wrapper that declares FormResNet's own tiles
+    exactly like FormResNet."""
+    class Wrapper(torch.nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.inner = unet
+            self.descriptor = unet.descriptor
+
+        def forward(self, x: torch.Tensor, level: torch.Tensor) -> torch.Tensor:
+            return self.inner(x, level)
+
+    image = random_image(1, 77, 131)
+    untiled = restore_tensor(unet, image, LEVEL, tile=None)
+    tiled, tiles = restore_counting(Wrapper(), image, LEVEL, tile=72, tile_overlap=8)
+    assert tiles > 1 and (tiled - untiled).abs().max() < 1e-4
 
 
-def test_resolve_precision(unet: FormResNet, cpu_bf16: None) -> None:
-    cpu = torch.device("cpu")
-    assert resolve_precision("auto", cpu, unet) == torch.float32
-    assert resolve_precision("bf16", cpu, unet) == torch.bfloat16
-    bm3d_model = FormResNet(ModelConfig(formatter="bm3d", residual=TINY_UNET))
-    assert resolve_precision("auto", cpu, bm3d_model) == torch.float32
-    with pytest.raises(InvalidOptionError, match="does not support"):
-        resolve_precision("fp16", cpu, bm3d_model)
-
-
-@pytest.mark.parametrize(("fast", "advice"), [({torch.bfloat16}, "use --precision bf16 or fp32"),
-                                              (set(), "use --precision fp32$")])
-def test_half_precision_the_cpu_would_emulate_is_refused(
-        unet: FormResNet, monkeypatch: pytest.MonkeyPatch, fast: set[torch.dtype], advice: str) -> None:
-    monkeypatch.setattr(engine, "cpu_has_fast", lambda dtype: dtype in fast)
-    cpu = torch.device("cpu")
-    with pytest.raises(InvalidOptionError, match=f"this CPU has no fp16 arithmetic.*{advice}"):
-        resolve_precision("fp16", cpu, unet)
-    assert resolve_precision("fp32", cpu, unet) == torch.float32
-    if fast:
-        assert resolve_precision("bf16", cpu, unet) == torch.bfloat16
-    else:
-        with pytest.raises(InvalidOptionError, match="no bf16 arithmetic"):
-            resolve_precision("bf16", cpu, unet)
-
+def test_an_image_with_other_channels_than_the_model_is_refused(unet: FormResNet) -> None:
+    with pytest.raises(ValueError, match="a 1-channel model cannot restore a 3-channel image"):
+        restore_tensor(unet, random_image(3, 16, 16), LEVEL)
 
 
 # -- fallbacks -------------------------------------------------------------------------------
@@ -338,7 +333,7 @@ def test_out_of_memory_then_fewer_tiles_at_once_then_tighter_windows(
 
     monkeypatch.setattr(model, "forward", forward_with_little_memory)
     restored = restore_tensor(model, image, LEVEL, tile=400, tile_overlap=4, batch_size=4)
-    geometry = engine.TileGeometry.for_model(model, 4)
+    geometry = TileGeometry.for_descriptor(model.descriptor, 4)
     assert geometry.min_window > 80 >= geometry.tightest_window
     assert (1, geometry.min_window) in shapes and shapes[-1][0] == 1 and shapes[-1][1] <= 80
     assert (restored - expected).abs().max() < 1e-4
@@ -417,7 +412,7 @@ def test_cuda_half_precision_matches_cpu() -> None:
 def test_a_tiny_tile_computes_no_pixel_more_than_about_twice(unet: FormResNet, length: int) -> None:
     # A window barely wider than its discarded context margins would advance by a few pixels
     # and run the model 30-60x over (--tile 128 with a 136 px context did).
-    geometry = TileGeometry.for_model(unet, overlap=8)
+    geometry = TileGeometry.for_descriptor(unet.descriptor, overlap=8)
     padded = -(-length // geometry.size_multiple) * geometry.size_multiple
     spans = plan_axis(padded, geometry.window(8), geometry)
     assert len(spans) > 1
@@ -427,7 +422,7 @@ def test_a_tiny_tile_computes_no_pixel_more_than_about_twice(unet: FormResNet, l
 def test_an_image_too_large_for_the_free_memory_is_refused_in_one_line(
         unet: FormResNet, monkeypatch: pytest.MonkeyPatch) -> None:
     image = random_image(1, 100, 60)  # 24,000 bytes per whole-image buffer
-    monkeypatch.setattr(engine, "_free_memory_bytes", lambda device: 100_000)
+    monkeypatch.setattr(engine, "free_memory_bytes", lambda device: 100_000)
     assert restore_tensor(unet, image, LEVEL, tile=None).shape == image.shape  # 4 x 24 kB fit
     with pytest.raises(FormnetError, match=r"a 60 x 100 image needs about .* GiB of memory to "
                                            r"restore \(2 passes\).*--ensemble 1") as raised:

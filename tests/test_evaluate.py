@@ -1,9 +1,8 @@
-"""formnet eval / compare and the DnCNN MatConvNet reader, on tiny generated data."""
+"""``formnet eval`` end to end and formnet checkpoints as methods, on tiny generated data."""
 
 from __future__ import annotations
 
 import json
-import math
 from pathlib import Path
 
 import numpy as np
@@ -12,8 +11,12 @@ import torch
 from PIL import Image
 from typer.testing import CliRunner
 
-from formnet_cli.inference import engine as engine
-from formnet_cli.evaluation import evaluate as ev
+from formnet_cli.evaluation import evaluate as evaluate_module
+from formnet_cli.evaluation import methods as methods_module
+from formnet_cli.evaluation.methods import FormnetMethod
+from formnet_cli.evaluation.protocol import to_uint8
+from formnet_cli.evaluation.strips import strip_width
+from formnet_cli.inference import device as device_module
 from formnet_cli.hub.checkpoint import save_checkpoint
 from formnet_cli.cli.app import app
 from formnet_cli.cli.eval import expand_multi_values
@@ -23,31 +26,21 @@ from formnet_cli.models import FormResNet
 runner = CliRunner()
 
 
-def _image(seed: int, size: tuple[int, int] = (40, 48), color: bool = False) -> np.ndarray:
-    """A smooth ramp with a textured square (so it has a clear region of detail)."""
-    height, width = size
-    rng = np.random.default_rng(seed)
-    ramp = np.linspace(40, 200, width)[None, :] + np.linspace(0, 30, height)[:, None]
-    image = np.repeat(ramp[:, :, None], 3 if color else 1, axis=2)
-    image[8:24, 20:36] += rng.normal(0, 40, (16, 16, image.shape[2]))
-    return np.clip(image, 0, 255).astype(np.uint8)
-
-
 @pytest.fixture()
-def dataset(tmp_path: Path) -> Path:
+def dataset(tmp_path: Path, textured_image) -> Path:
     folder = tmp_path / "tiny"
     folder.mkdir()
     for index in range(3):
-        Image.fromarray(_image(index)[:, :, 0], "L").save(folder / f"img{index}.png")
+        Image.fromarray(textured_image(index)[:, :, 0], "L").save(folder / f"img{index}.png")
     return folder
 
 
 @pytest.fixture()
-def color_dataset(tmp_path: Path) -> Path:
+def color_dataset(tmp_path: Path, textured_image) -> Path:
     folder = tmp_path / "tinyrgb"
     folder.mkdir()
     for index in range(2):
-        Image.fromarray(_image(index, (36, 42), color=True), "RGB").save(folder / f"rgb{index}.png")
+        Image.fromarray(textured_image(index, (36, 42), color=True), "RGB").save(folder / f"rgb{index}.png")
     return folder
 
 
@@ -143,7 +136,7 @@ def test_no_weights_row_and_bm3d(dataset: Path, monkeypatch: pytest.MonkeyPatch,
     assert rows["BM3D"]["mean_psnr"] > rows["input"]["mean_psnr"] + 3
 
 
-def test_sr_uses_y_channel_and_bicubic(color_dataset: Path, tmp_path: Path) -> None:
+def test_sr_uses_y_channel_and_bicubic(color_dataset: Path, tmp_path: Path, textured_image) -> None:
     model = _checkpoint(tmp_path / "sr", task="sr")
     out_json = tmp_path / "r.json"
     _invoke("eval", color_dataset, "--task", "sr", "--scale", "2", "--model", model,
@@ -155,9 +148,9 @@ def test_sr_uses_y_channel_and_bicubic(color_dataset: Path, tmp_path: Path) -> N
     from formnet_cli.imaging import degradations as degradations
     from formnet_cli.imaging import metrics as metrics
 
-    clean = degradations.modcrop(_image(0, (36, 42), color=True), 2)
+    clean = degradations.modcrop(textured_image(0, (36, 42), color=True), 2)
     low = degradations.imresize(clean / 255.0, scale=0.5)
-    up = ev.to_uint8(degradations.imresize(low, scale=2))
+    up = to_uint8(degradations.imresize(low, scale=2))
     assert bicubic["images"][0]["psnr"] == pytest.approx(metrics.sr_psnr(clean, up, 2), abs=1e-6)
 
 
@@ -171,116 +164,7 @@ def test_save_images_writes_strips(dataset: Path, tmp_path: Path) -> None:
     assert names == ["img0_degraded.png", "img0_formnet-tiny-denoise.png",
                      "img0_formnet-tiny-denoise_strip.png"]
     strip = Image.open(folder / "img0_formnet-tiny-denoise_strip.png")
-    assert strip.width == ev.strip_width(48, 4)  # degraded | formatted | restored | clean
-
-
-def test_compare_strip_width(tmp_path: Path) -> None:
-    clean = _image(1)
-    noisy = np.clip(clean + np.random.default_rng(0).normal(0, 20, clean.shape), 0, 255).astype(np.uint8)
-    paths = []
-    for name, image in (("noisy", noisy), ("restored", clean), ("clean", clean)):
-        Image.fromarray(image[:, :, 0], "L").save(tmp_path / f"{name}.png")
-        paths.append(tmp_path / f"{name}.png")
-    target = tmp_path / "side.png"
-    output = _invoke("compare", paths[0], paths[1], "--reference", paths[2], "-o", target)
-    assert "wrote" in output
-    strip = Image.open(target)
-    assert strip.width == ev.strip_width(48, 3) and strip.mode == "RGB"
-
-
-def test_compare_strip_shows_every_panel_at_the_largest_size() -> None:
-    small, large = np.zeros((16, 20), np.uint8), np.full((32, 40), 255, np.uint8)
-    strip = ev.compare_strip([("x2 output", large), ("input", small)])  # the small one last
-    assert strip.shape[1] == ev.strip_width(40, 2)
-
-
-def test_detail_window_finds_texture() -> None:
-    image = _image(0, (64, 64))
-    top, left = ev.detail_window(image, 16)
-    assert 4 <= top <= 12 and 16 <= left <= 24  # the textured square at rows 8-24, cols 20-36
-
-
-# -- DnCNN MatConvNet reader ---------------------------------------------------------------
-def _write_matconvnet(path: Path, layers: list) -> None:
-    """A MATLAB v7.3-like file: net/layers (N x 1 object refs) -> struct groups.
-
-    Each conv layer is ``("conv", W, b)`` with ``W`` in MATLAB's ``(kh, kw, in, out)``;
-    it is stored as MATLAB does: trailing singleton axes dropped, axes reversed by HDF5.
-    """
-    h5py = pytest.importorskip("h5py")
-    with h5py.File(path, "w") as handle:
-        refs = handle.create_group("#refs#")
-        layer_refs = []
-        for index, layer in enumerate(layers):
-            group = refs.create_group(f"layer{index}")
-            kind = layer[0]
-            group["type"] = np.array([[ord(c)] for c in kind], dtype=np.uint16)
-            if kind == "conv":
-                weight, bias = layer[1], layer[2]
-                shape = list(weight.shape)
-                while len(shape) > 2 and shape[-1] == 1:
-                    shape.pop()
-                stored_w = refs.create_dataset(f"w{index}", data=np.transpose(weight.reshape(shape)))
-                stored_b = refs.create_dataset(f"b{index}", data=np.asarray(bias, np.float32).reshape(1, -1))
-                group.create_dataset("weights", data=np.array([[stored_w.ref], [stored_b.ref]],
-                                                              dtype=h5py.ref_dtype))
-                group["pad"] = np.array([[1.0]])
-                group["stride"] = np.array([[1.0]])
-            else:
-                group["leak"] = np.array([[0.0]])
-            layer_refs.append(group.ref)
-        net = handle.create_group("net")
-        net.create_dataset("layers", data=np.array([[r] for r in layer_refs], dtype=h5py.ref_dtype))
-
-
-def test_dncnn_reader_single_conv_matches_hand_computation(tmp_path: Path) -> None:
-    from formnet_cli.evaluation.peers import load_dncnn
-
-    kernel = np.arange(1, 10, dtype=np.float32).reshape(3, 3)  # rows: 1 2 3 / 4 5 6 / 7 8 9
-    path = tmp_path / "one.mat"
-    _write_matconvnet(path, [("conv", kernel.reshape(3, 3, 1, 1), [0.5])])
-    net = load_dncnn(path)
-    impulse = torch.zeros(1, 1, 5, 5)
-    impulse[0, 0, 2, 2] = 1.0
-    restored = net(impulse)[0, 0]
-    # Cross-correlation with zero padding: y[i, j] = sum K[a, b] x[i + a - 1, j + b - 1] + b,
-    # so an impulse at (2, 2) shows the kernel flipped: y[1, 1] = K[2, 2] = 9, y[1, 3] = K[2, 0] = 7.
-    assert restored[2, 2].item() == pytest.approx(1 - (5 + 0.5))
-    assert restored[1, 1].item() == pytest.approx(-(9 + 0.5))
-    assert restored[1, 3].item() == pytest.approx(-(7 + 0.5))
-    assert restored[3, 1].item() == pytest.approx(-(3 + 0.5))
-    assert restored[2, 1].item() == pytest.approx(-(6 + 0.5))  # K[1, 2]
-    assert restored[0, 0].item() == pytest.approx(-0.5)
-
-
-def test_dncnn_reader_relu_stack_and_dropped_singleton(tmp_path: Path) -> None:
-    from formnet_cli.evaluation.peers import load_dncnn
-
-    rng = np.random.default_rng(0)
-    kernel = rng.normal(size=(3, 3)).astype(np.float32)
-    first = np.stack([kernel, -kernel], axis=-1)[:, :, None, :]  # (3, 3, in 1, out 2)
-    last = np.zeros((3, 3, 2, 1), np.float32)  # MATLAB stores it as (3, 3, 2)
-    last[1, 1, 0, 0], last[1, 1, 1, 0] = 1.0, -1.0  # relu(Kx) - relu(-Kx) = Kx
-    path = tmp_path / "stack.mat"
-    _write_matconvnet(path, [("conv", first, [0.0, 0.0]), ("relu",), ("conv", last, [0.0])])
-    net = load_dncnn(path)
-    assert net.depth == 2 and net.channels == 1
-    x = torch.from_numpy(rng.random((1, 1, 6, 7)).astype(np.float32))
-    expected = x - torch.nn.functional.conv2d(x, torch.from_numpy(kernel)[None, None], padding=1)
-    assert torch.allclose(net(x), expected, atol=1e-5)
-
-
-def test_dncnn_method_on_sr_uses_luma(tmp_path: Path) -> None:
-    from formnet_cli.evaluation.peers import load_dncnn
-
-    path = tmp_path / "zero.mat"
-    _write_matconvnet(path, [("conv", np.zeros((3, 3, 1, 1), np.float32), [0.0])])
-    method = ev.DnCNNMethod({None: load_dncnn(path)}, name="DnCNN-3")
-    sample = ev.degrade("x", _image(2, (36, 42), color=True), ev.Setting("sr", 3))
-    restored = method.restore(sample)  # a zero residual: exactly bicubic
-    bicubic = ev.DegradedInput().restore(sample)
-    assert np.allclose(restored, bicubic, atol=1e-5)
-    assert math.isclose(ev.score(sample, restored)[0], ev.score(sample, bicubic)[0], abs_tol=0.05)
+    assert strip.width == strip_width(48, 4)  # degraded | formatted | restored | clean
 
 
 def test_unwritable_report_path_is_one_line_error_before_any_work(
@@ -289,7 +173,7 @@ def test_unwritable_report_path_is_one_line_error_before_any_work(
     blocker = tmp_path / "blocker"
     blocker.write_text("a file, so no folder can be made under it")
     calls = []
-    monkeypatch.setattr(ev, "evaluate", lambda *a, **k: calls.append(a))
+    monkeypatch.setattr(evaluate_module, "evaluate", lambda *a, **k: calls.append(a))
     for option in ("--json", "--markdown"):
         result = runner.invoke(app, ["eval", str(dataset), "--sigma", "15", "--model", str(model),
                                      "--no-warmup", option, str(blocker / "r.json")])
@@ -298,33 +182,21 @@ def test_unwritable_report_path_is_one_line_error_before_any_work(
     assert calls == []  # failed before evaluating, not after
 
 
-def test_compare_refuses_to_overwrite_an_input(tmp_path: Path) -> None:
-    path = tmp_path / "photo.png"
-    Image.fromarray(_image(1)[:, :, 0], "L").save(path)
-    before = path.read_bytes()
-    link = tmp_path / "link.png"
-    link.symlink_to(path)
-    for target in (path, link):  # the same file under another name, too
-        result = runner.invoke(app, ["compare", str(path), "-o", str(target)])
-        assert result.exit_code == 2 and "would overwrite an input" in result.stderr
-    assert path.read_bytes() == before
-
-
 def test_formnet_method_names_its_passes_and_rejects_unsupported_ensembles(tiny_models):
     from formnet_cli import api
     from formnet_cli.errors import InvalidOptionError
 
     loaded = api.load_model(tiny_models.denoise_gray, task="denoise", device="cpu")
-    assert ev.FormnetMethod(loaded).name == f"formnet {loaded.name}"  # its card says 1 pass
-    assert ev.FormnetMethod(loaded, ensemble="4").name == f"formnet {loaded.name} (4 passes)"
+    assert FormnetMethod(loaded).name == f"formnet {loaded.name}"  # its card says 1 pass
+    assert FormnetMethod(loaded, ensemble="4").name == f"formnet {loaded.name} (4 passes)"
     with pytest.raises(InvalidOptionError, match="ensemble"):
-        ev.FormnetMethod(loaded, ensemble="x")
+        FormnetMethod(loaded, ensemble="x")
 
 
 def test_precision_the_model_cannot_run_is_refused_before_evaluation(
         dataset: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(engine, "cpu_has_fast", lambda dtype: True)
-    monkeypatch.setattr(ev, "evaluate", lambda *a, **k: pytest.fail("evaluation started"))
+    monkeypatch.setattr(device_module, "cpu_has_fast", lambda dtype: True)
+    monkeypatch.setattr(evaluate_module, "evaluate", lambda *a, **k: pytest.fail("evaluation started"))
     result = runner.invoke(app, ["eval", str(dataset), "--sigma", "25", "--model", "denoise-gray-bm3d",
                                  "--precision", "bf16", "--device", "cpu", "--baseline", "none"])
     assert result.exit_code == 2, result.output
@@ -336,8 +208,8 @@ def _refused_before_any_work(monkeypatch: pytest.MonkeyPatch, *args: str) -> str
     def started(*args, **kwargs):
         raise AssertionError("models loaded or evaluation started before the refusal")
 
-    monkeypatch.setattr(ev, "load_default_methods", started)
-    monkeypatch.setattr(ev, "evaluate", started)
+    monkeypatch.setattr(methods_module, "load_default_methods", started)
+    monkeypatch.setattr(evaluate_module, "evaluate", started)
     result = runner.invoke(app, ["eval", *map(str, args), "--no-warmup"])
     assert result.exit_code == 2, result.output + repr(result.exception)
     assert result.stderr.startswith("error: ") and result.stderr.count("\n") == 1
@@ -345,12 +217,12 @@ def _refused_before_any_work(monkeypatch: pytest.MonkeyPatch, *args: str) -> str
 
 
 @pytest.fixture()
-def mixed_dataset(tmp_path: Path) -> Path:
+def mixed_dataset(tmp_path: Path, textured_image) -> Path:
     """A colour image that sorts first and a gray one."""
     folder = tmp_path / "mixed"
     folder.mkdir()
-    Image.fromarray(_image(0, color=True), "RGB").save(folder / "a_colour.png")
-    Image.fromarray(_image(1)[:, :, 0], "L").save(folder / "b_gray.png")
+    Image.fromarray(textured_image(0, color=True), "RGB").save(folder / "a_colour.png")
+    Image.fromarray(textured_image(1)[:, :, 0], "L").save(folder / "b_gray.png")
     return folder
 
 

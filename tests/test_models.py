@@ -12,7 +12,7 @@ from safetensors.torch import save_file
 
 from formnet_cli.hub.checkpoint import CheckpointError, load_checkpoint, read_info, save_checkpoint
 from formnet_cli.config import BLIND, ConfigError, ModelConfig, NetworkConfig
-from formnet_cli.models import FormResNet, condition_level, level_map
+from formnet_cli.models import FormResNet, ModelDescriptor, condition_level, describe, level_map
 
 TINY = NetworkConfig(widths=(8, 16), blocks_per_level=1)
 
@@ -49,14 +49,14 @@ def test_bm3d_formatter_runs_on_a_tiny_image():
     assert restored.shape == noisy.shape
     # BM3D removes most of the noise of a flat image
     assert (formatted - clean).abs().mean() < 0.5 * (noisy - clean).abs().mean()
-    assert not model.supports_half
+    assert not model.descriptor.supports_half
 
 
 @pytest.mark.parametrize("channels, function", [(1, "bm3d"), (3, "bm3d_rgb")])
 def test_bm3d_runs_on_the_threads_torch_is_given(monkeypatch, channels, function):
     import bm3d
 
-    from formnet_cli.inference.engine import cpu_threads
+    from formnet_cli.inference.device import cpu_threads
     from formnet_cli.models.formresnet import bm3d_denoise
 
     seen = []
@@ -70,12 +70,14 @@ def test_plain_network_is_dncnn_shaped():
     config = tiny_config(residual=NetworkConfig(kind="plain", widths=(8,), depth=5, unshuffle=1))
     model = FormResNet(config)
     convolutions = [m for m in model.modules() if isinstance(m, torch.nn.Conv2d)]
-    assert len(convolutions) == 5 and model.size_multiple == 1 and model.receptive_radius == 5
+    assert len(convolutions) == 5
+    assert model.descriptor == ModelDescriptor(task="denoise", channels=1, size_multiple=1,
+                                               receptive_radius=5, supports_half=True)
 
 
 def test_size_multiple_and_receptive_radius_of_the_unet():
     model = FormResNet(tiny_config())
-    assert model.size_multiple == 4  # unshuffle 2, one 2x2 downsampling
+    assert model.descriptor.size_multiple == 4  # unshuffle 2, one 2x2 downsampling
     x = torch.zeros(1, 1, 64, 64)
     x[..., 32, 32] = 1.0
     with torch.no_grad():
@@ -83,7 +85,7 @@ def test_size_multiple_and_receptive_radius_of_the_unet():
         response = (model(x, 0.1) - base).abs()[0, 0]
     rows, cols = torch.nonzero(response > 0, as_tuple=True)
     reach = max((rows - 32).abs().max().item(), (cols - 32).abs().max().item())
-    assert reach <= model.receptive_radius
+    assert reach <= model.descriptor.receptive_radius
 
 
 def test_level_map_broadcasts_scalars_vectors_and_maps():
@@ -196,3 +198,36 @@ def test_non_numeric_score_is_a_checkpoint_error(tmp_path):
     (folder / "config.json").write_text(json.dumps(data))
     with pytest.raises(CheckpointError, match="invalid checkpoint config"):
         read_info(folder)
+
+
+# -- the model descriptor ---------------------------------------------------------------------
+def test_descriptor_says_what_the_engine_needs_of_each_model_kind():
+    color_sr = FormResNet(tiny_config(task="sr", channels=3))
+    # 3 x 3 head and tail at 1/2 resolution (2 + 2), two blocks' 3 x 3 convolutions at 1/2 (4 x 2),
+    # the 2 x 2 down and up convolutions (2 + 2), one block at 1/4 (2 x 4): 24 pixels.
+    assert describe(color_sr) == ModelDescriptor(task="sr", channels=3, size_multiple=4,
+                                                 receptive_radius=24, supports_half=True)
+    plain = NetworkConfig(kind="plain", widths=(8,), depth=5, unshuffle=1)
+    two_stages = FormResNet(tiny_config(residual=plain, formatter="cnn", formatter_network=plain))
+    assert two_stages.descriptor.receptive_radius == 5 + 5  # the stages' reaches add up
+    assert not FormResNet(tiny_config(formatter="bm3d")).descriptor.supports_half
+
+
+@pytest.mark.parametrize(("change", "message"), [
+    ({"task": "inpaint"}, "task must be one of denoise, jpeg, sr"),
+    ({"channels": 2}, "channels must be 1 or 3"),
+    ({"size_multiple": 0}, "size_multiple must be an integer >= 1"),
+    ({"size_multiple": 2.5}, "size_multiple must be an integer >= 1"),
+    ({"receptive_radius": -1}, "receptive_radius must be an integer >= 0"),
+    ({"receptive_radius": None}, "receptive_radius must be an integer >= 0"),
+    ({"supports_half": "yes"}, "supports_half must be True or False")])
+def test_an_invalid_descriptor_cannot_be_made(change, message):
+    values = {"task": "denoise", "channels": 1, "size_multiple": 4, "receptive_radius": 52,
+              "supports_half": True, **change}
+    with pytest.raises(ValueError, match=f"invalid model descriptor: {message}"):
+        ModelDescriptor(**values)
+
+
+def test_describe_refuses_a_model_without_a_descriptor():
+    with pytest.raises(TypeError, match="Conv2d has no model descriptor"):
+        describe(torch.nn.Conv2d(1, 1, 3))

@@ -634,16 +634,19 @@ def test_edge_values_inside_the_ranges_are_accepted(tmp_path: Path, image_dir: P
 def test_validation_psnr_is_what_formnet_eval_measures(tmp_path: Path, image_dir: Path, task: str,
                                                        extra: list[str]) -> None:
     from formnet_cli import api
-    from formnet_cli.evaluation import evaluate as evaluate
+    from formnet_cli.evaluation.datasets import read_dataset
+    from formnet_cli.evaluation.evaluate import evaluate
+    from formnet_cli.evaluation.methods import FormnetMethod
+    from formnet_cli.evaluation.protocol import Setting
 
     config = load_train_config(write_config(tmp_path, image_dir, task=task),
                                ["train.steps=2", f'data.val_dir="{image_dir.as_posix()}"',
                                 'train.export_dtype="float32"', *extra])
     trainer = Trainer(config, tmp_path / "run", command="test")
     folder = trainer.fit()
-    images = evaluate.read_dataset(image_dir, channels="gray")
-    method = evaluate.FormnetMethod(api.load_model(folder, device="cpu"), device="cpu", tile=None, ensemble=1)
-    report = evaluate.evaluate(images, [evaluate.Setting(task, config.val_levels[0])], [method], warmup=False)
+    images = read_dataset(image_dir, channels="gray")
+    method = FormnetMethod(api.load_model(folder, device="cpu"), device="cpu", tile=None, ensemble=1)
+    report = evaluate(images, [Setting(task, config.val_levels[0])], [method], warmup=False)
     assert trainer.last_val_psnr == pytest.approx(report.results[0].mean_psnr, abs=1e-6)
 
 

@@ -185,7 +185,7 @@ def restore(
     try:  # from the imports on (torch loads for seconds): an interruption still reports
         from formnet_cli.batch.run import BatchOptions, dry_run, plan_batch, run_batch
         from formnet_cli.cli.progress import RichReporter
-        from formnet_cli.inference.engine import cpu_threads
+        from formnet_cli.inference.device import cpu_threads
 
         options = BatchOptions(
             task=task_for(task and task.value, [model] if model else [], scale=scale is not None,

@@ -1,4 +1,4 @@
-"""``formnet eval`` and ``formnet compare``: thin commands over :mod:`formnet_cli.evaluation.evaluate`.
+"""``formnet eval`` and ``formnet compare``: thin commands over :mod:`formnet_cli.evaluation`.
 
 Several levels go to one option in any of three spellings, all equivalent::
 
@@ -176,9 +176,14 @@ def eval_command(
     """
     from rich.console import Console
 
-    from formnet_cli.evaluation import evaluate as ev
     from formnet_cli.cli.options import task_for
-    from formnet_cli.inference.engine import cpu_threads
+    from formnet_cli.evaluation.baselines import baseline_methods
+    from formnet_cli.evaluation.datasets import read_dataset, resolve_dataset
+    from formnet_cli.evaluation.evaluate import evaluate
+    from formnet_cli.evaluation.methods import load_default_methods
+    from formnet_cli.evaluation.protocol import Setting
+    from formnet_cli.evaluation.report import environment
+    from formnet_cli.inference.device import cpu_threads
     task = task_for(task, model or [], scale=bool(scale), quality=bool(quality))
     if task not in DEFAULT_LEVELS:
         raise InvalidOptionError(f"unknown task {task!r}; choose denoise, jpeg or sr")
@@ -186,7 +191,7 @@ def eval_command(
     for other, values in raw_levels.items():
         if other != task and values:
             raise InvalidOptionError(f"--{LEVEL_NAMES[other]} does not apply to --task {task}")
-    settings = [ev.Setting(task, level) for level in parse_levels(raw_levels[task], task)]
+    settings = [Setting(task, level) for level in parse_levels(raw_levels[task], task)]
     if json_path == "-" and markdown_path == "-":
         raise InvalidOptionError("--json - and --markdown - would both print to standard output; "
                                  "write one of them to a file")
@@ -194,14 +199,14 @@ def eval_command(
         if target and target != "-":  # fail now, not after the whole evaluation
             _check_writable_target(Path(target))
     mode = channels or ("gray" if task == "jpeg" else "auto")
-    folder = ev.resolve_dataset(dataset, data_root)
-    images = ev.read_dataset(folder, channels=mode, limit=limit)
+    folder = resolve_dataset(dataset, data_root)
+    images = read_dataset(folder, channels=mode, limit=limit)
     image_channels = _model_channels(images, task, folder)
 
     to_stdout = json_path == "-" or markdown_path == "-"
     console = Console(stderr=to_stdout)
-    methods, notes = ev.load_default_methods(task, image_channels, models=model, device=device,
-                                             precision=precision.value, tile=tile, ensemble=ensemble)
+    methods, notes = load_default_methods(task, image_channels, models=model, device=device,
+                                          precision=precision.value, tile=tile, ensemble=ensemble)
     if notes:
         console.print(f"[yellow]no formnet weights for {task} yet; scoring the baselines only[/]")
     wanted = [b.lower() for b in (baseline or []) if b.lower() != "none"]
@@ -210,7 +215,7 @@ def eval_command(
         raise InvalidOptionError(f"unknown baseline {unknown[0]!r}; choose bm3d, dncnn or none")
     from formnet_cli.evaluation.peers import default_peers_root
 
-    baselines, missing = ev.baseline_methods(
+    baselines, missing = baseline_methods(
         task, image_channels, [s.level for s in settings], bm3d="bm3d" in wanted,
         dncnn="dncnn" in wanted, peers_root=peers_root or default_peers_root())
     methods += baselines
@@ -218,10 +223,10 @@ def eval_command(
         console.print(f"[yellow]{note}[/]")
 
     with cpu_threads(threads), console.status("evaluating") as status:
-        report = ev.evaluate(
+        report = evaluate(
             images, settings, methods, dataset=folder.name, warmup=warmup, save_dir=save_images,
             notes=notes, progress=lambda text: status.update(f"evaluating {text}"),
-            env=ev.environment(device=_device_label(device), precision=_precision_label(precision.value, device)))
+            env=environment(device=_device_label(device), precision=_precision_label(precision.value, device)))
 
     console.print(render_table(report, per_image=per_image))
     if json_path:
@@ -249,7 +254,7 @@ def _model_channels(images: list[tuple[str, Any]], task: str, folder: Path) -> i
 
 
 def _device_label(device: str) -> str:
-    from formnet_cli.inference.engine import resolve_device
+    from formnet_cli.inference.device import resolve_device
 
     return str(resolve_device(device))
 
@@ -291,7 +296,7 @@ def render_table(report: Any, *, per_image: bool = False) -> Any:
     """A rich table: one row per setting and method (mean PSNR, SSIM, time, throughput)."""
     from rich.table import Table
 
-    from formnet_cli.evaluation.evaluate import describe_environment, format_number, format_psnr, format_ssim
+    from formnet_cli.evaluation.report import describe_environment, format_number, format_psnr, format_ssim
 
     table = Table(title=f"{report.dataset} - {report.task} ({len(_images(report))} images)",
                   caption=describe_environment(report.environment))
@@ -336,7 +341,7 @@ def compare_command(
     \b
     formnet compare noisy.png restored.png --reference clean.png -o side_by_side.png
     """
-    from formnet_cli.evaluation import evaluate as ev
+    from formnet_cli.evaluation.strips import compare_strip, write_png
     from formnet_cli.io.images import read_image, to_uint
     from formnet_cli.imaging.metrics import psnr, ssim
 
@@ -365,6 +370,6 @@ def compare_command(
                            f"{image.shape[2]}, the reference {clean.shape[1]} x {clean.shape[0]} "
                            f"x {clean.shape[2]}: no PSNR/SSIM for it", err=True)
         panels.append((text, image))
-    strip = ev.compare_strip(panels, crop=crop)
-    ev._write_png(output, strip)
+    strip = compare_strip(panels, crop=crop)
+    write_png(output, strip)
     typer.echo(f"wrote {output} ({strip.shape[1]} x {strip.shape[0]})")

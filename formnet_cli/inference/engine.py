@@ -6,9 +6,10 @@ device at a time, and the result is accumulated on the host in float32.
 
 How the tiles are made exact
 ----------------------------
-A model advertises ``size_multiple`` (its pixel-unshuffle and stride-2 convolutions need
-sizes that are multiples of it) and ``receptive_radius`` (how far, in pixels, an input pixel
-can influence an output pixel). The engine
+A model's descriptor (:class:`~formnet_cli.models.ModelDescriptor`, checked when the model
+enters :func:`restore_tensor`) gives ``size_multiple`` (its pixel-unshuffle and stride-2
+convolutions need sizes that are multiples of it) and ``receptive_radius`` (how far, in pixels,
+an input pixel can influence an output pixel). The engine
 
 1. pads the whole image once, at the bottom and right, to a multiple of ``size_multiple``
    (reflect; replicate where the image is too small to reflect) - the padding an untiled run
@@ -40,7 +41,8 @@ Precision
 Reduced precision runs under :func:`torch.autocast`: the caller's model keeps its float32
 weights (it is never converted or copied for precision), convolutions run in half precision and
 the residual sums in float32. A tile whose output contains NaN or infinity is run again in
-float32. ``auto`` picks float16 on CUDA for models with ``supports_half``: its 10-bit mantissa
+float32. ``auto`` picks float16 on CUDA for models whose descriptor ``supports_half``
+(:func:`~formnet_cli.inference.device.resolve_precision`): its 10-bit mantissa
 keeps errors well below one 8-bit grey level, where bfloat16's 7 bits do not; float16's only
 weakness, overflow, is exactly what the float32 retry catches (measured on an H100 with the
 default model: fp16 differs from fp32 by at most 7.7e-4, bf16 by 6.4e-3). CPU and MPS use
@@ -70,35 +72,35 @@ The output is not clamped to [0, 1]: the caller quantises (and clamps) when it c
 
 from __future__ import annotations
 
-import copy
 import math
 import weakref
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
 from dataclasses import dataclass
-from itertools import chain
 from typing import Literal
 
-import psutil
 import torch
 import torch.nn.functional as F
 from torch import nn
 
 from formnet_cli.config import parse_tile
 from formnet_cli.errors import FormnetError, InvalidOptionError
+from formnet_cli.inference.device import (
+    Precision,
+    free_memory_bytes,
+    is_out_of_memory,
+    network_on,
+    release_cached_memory,
+    resolve_device,
+    resolve_precision,
+    to_device,
+)
+from formnet_cli.models.descriptor import ModelDescriptor, describe
 
-Precision = Literal["auto", "fp32", "fp16", "bf16"]
 TileSpec = int | None | Literal["auto"]
 ProgressCallback = Callable[[int, int], None]
 
 DEFAULT_TILE_OVERLAP = 16
 """Pixels over which neighbouring tiles are blended when ``tile_overlap`` is not given."""
-
-PRECISIONS: dict[str, torch.dtype] = {
-    "fp32": torch.float32,
-    "fp16": torch.float16,
-    "bf16": torch.bfloat16,
-}
 
 ENSEMBLE_VIEWS: dict[int, tuple[int, ...]] = {
     1: (0,),
@@ -114,95 +116,6 @@ _MEMORY_FRACTION = 0.5
 _MAX_AUTO_WINDOW = 2048
 """Largest window ``tile="auto"`` picks: bounds the probe's extrapolation, keeps progress live."""
 _PROBE_SIDE = 64
-_OUT_OF_MEMORY_MARKERS = ("out of memory", "can't allocate memory")
-
-
-# -- options ---------------------------------------------------------------------------------
-def resolve_device(spec: str | torch.device, cpu_hint: str = "--device cpu") -> torch.device:
-    """The torch device for ``auto``, ``cpu``, ``cuda``, ``cuda:N`` or ``mps``.
-
-    ``auto`` is CUDA if available, else MPS if available, else the CPU. An unknown or
-    unavailable device raises :class:`InvalidOptionError`, whose message suggests ``cpu_hint``.
-    """
-    text = str(spec).strip().lower()
-    if text == "auto":
-        if torch.cuda.is_available():
-            return resolve_device("cuda")
-        return torch.device("mps" if _mps_available() else "cpu")
-    try:
-        device = torch.device(text)
-    except (RuntimeError, ValueError):
-        raise InvalidOptionError(
-            f"unknown device {spec!r}: use auto, cpu, cuda, cuda:N or mps") from None
-    if device.type == "cpu":
-        return torch.device("cpu")
-    if device.type == "cuda":
-        if not torch.cuda.is_available():
-            raise InvalidOptionError(f"device {spec!r} is not available: this machine has no "
-                                     f"usable CUDA GPU (use {cpu_hint})")
-        index = torch.cuda.current_device() if device.index is None else device.index
-        count = torch.cuda.device_count()
-        if index >= count:
-            raise InvalidOptionError(f"device {spec!r} is not available: this machine has "
-                                     f"{count} CUDA GPU(s), cuda:0 to cuda:{count - 1}")
-        return torch.device("cuda", index)
-    if device.type == "mps":
-        if not _mps_available():
-            raise InvalidOptionError(f"device {spec!r} is not available on this machine "
-                                     f"(use {cpu_hint})")
-        return torch.device("mps")
-    raise InvalidOptionError(f"unsupported device {spec!r}: use auto, cpu, cuda, cuda:N or mps")
-
-
-def resolve_precision(spec: str, device: torch.device, model: nn.Module) -> torch.dtype:
-    """The compute dtype for ``auto``, ``fp32``, ``fp16`` or ``bf16`` on ``device``.
-
-    ``auto`` is float16 on CUDA when the model ``supports_half``, float32 otherwise.
-    Asking for half precision on a model that does not support it is an error, and so is one
-    the device does not compute in (:func:`check_precision`).
-    """
-    dtype = check_precision(spec, device)
-    text = str(spec).strip().lower()
-    supports_half = bool(getattr(model, "supports_half", False))
-    if dtype is None:
-        return torch.float16 if device.type == "cuda" and supports_half else torch.float32
-    if dtype != torch.float32 and not supports_half:
-        raise InvalidOptionError(f"this model does not support {text}; use --precision fp32")
-    return dtype
-
-
-def check_precision(spec: str, device: torch.device) -> torch.dtype | None:
-    """The dtype ``spec`` names (``None`` for ``auto``); :class:`InvalidOptionError` for an
-    unknown name, bf16 on a GPU without it, or a half precision the CPU would only emulate."""
-    text = str(spec).strip().lower()
-    if text == "auto":
-        return None
-    if text not in PRECISIONS:
-        raise InvalidOptionError(
-            f"unknown precision {spec!r}: use auto, {', '.join(PRECISIONS)}")
-    dtype = PRECISIONS[text]
-    if dtype == torch.bfloat16 and device.type == "cuda" and not torch.cuda.is_bf16_supported():
-        raise InvalidOptionError("this GPU does not support bf16; use --precision fp16")
-    if device.type == "cpu" and dtype != torch.float32 and not cpu_has_fast(dtype):
-        other = "bf16 or fp32" if dtype == torch.float16 and cpu_has_fast(torch.bfloat16) else "fp32"
-        raise InvalidOptionError(f"this CPU has no {text} arithmetic (emulated, it would be far "
-                                 f"slower than fp32); use --precision {other}")
-    return dtype
-
-
-def cpu_has_fast(dtype: torch.dtype) -> bool:
-    """Whether oneDNN computes in ``dtype`` on this CPU (bf16: AVX-512 or AMX; fp16: AVX512-FP16
-    or AMX-FP16); elsewhere PyTorch emulates it, measured 13x slower than fp32 for fp16."""
-    checks = {torch.bfloat16: "_is_mkldnn_bf16_supported", torch.float16: "_is_mkldnn_fp16_supported"}
-    try:
-        return bool(getattr(torch.ops.mkldnn, checks[dtype])())
-    except (AttributeError, RuntimeError):  # a build without oneDNN: cannot tell, let it run
-        return True
-
-
-def _mps_available() -> bool:
-    backend = getattr(torch.backends, "mps", None)
-    return bool(backend is not None and backend.is_available())
 
 
 # -- geometry --------------------------------------------------------------------------------
@@ -223,10 +136,9 @@ class TileGeometry:
     overlap: int
 
     @classmethod
-    def for_model(cls, model: nn.Module, overlap: int) -> TileGeometry:
-        multiple = max(1, int(getattr(model, "size_multiple", 1)))
-        radius = max(0, int(getattr(model, "receptive_radius", 0)))
-        return cls(multiple, _round_up(radius, multiple), overlap)
+    def for_descriptor(cls, descriptor: ModelDescriptor, overlap: int) -> TileGeometry:
+        multiple = descriptor.size_multiple
+        return cls(multiple, _round_up(descriptor.receptive_radius, multiple), overlap)
 
     @property
     def tightest_window(self) -> int:
@@ -351,11 +263,13 @@ def restore_tensor(
     """Restore ``image`` with ``model(x, level)``, tile by tile; see the module docstring.
 
     Args:
-        model: a restorer ``model(x, level)`` with ``size_multiple``, ``receptive_radius`` and
-            ``supports_half`` (a :class:`~formnet_cli.models.FormResNet`). A model that is not
-            already on ``device`` is copied there for this call; the caller's model is left as
-            it was (dtype, device and train/eval mode).
-        image: ``(C, H, W)`` float32 in [0, 1], on the CPU; any size, including 1 x 1.
+        model: a restorer ``model(x, level)`` with a ``descriptor``
+            (:class:`~formnet_cli.models.ModelDescriptor`; a
+            :class:`~formnet_cli.models.FormResNet` has one); a model without one is refused
+            (``TypeError``). A model that is not already on ``device`` is copied there for this
+            call; the caller's model is left as it was (dtype, device and train/eval mode).
+        image: ``(C, H, W)`` float32 in [0, 1], on the CPU, with the model's channels; any
+            size, including 1 x 1.
         level: the normalised level, a number or a scalar tensor, or a per-pixel ``(1, H, W)``
             map, which is padded and tiled exactly like the image.
         tile: window side in pixels as seen by the model (context margin included), rounded
@@ -363,8 +277,10 @@ def restore_tensor(
             ``None`` for one untiled pass; ``"auto"`` to size it from free memory.
         tile_overlap: pixels over which neighbouring tiles are blended
             (default :data:`DEFAULT_TILE_OVERLAP`).
-        device: ``auto``, ``cpu``, ``cuda``, ``cuda:N`` or ``mps`` (see :func:`resolve_device`).
-        precision: ``auto``, ``fp32``, ``fp16`` or ``bf16`` (see :func:`resolve_precision`).
+        device: ``auto``, ``cpu``, ``cuda``, ``cuda:N`` or ``mps``
+            (see :func:`~formnet_cli.inference.device.resolve_device`).
+        precision: ``auto``, ``fp32``, ``fp16`` or ``bf16``
+            (see :func:`~formnet_cli.inference.device.resolve_precision`).
         batch_size: tiles per forward pass.
         progress: called as ``progress(done_tiles, total_tiles)`` after each batch; after an
             out-of-memory retry the count starts again with the new total.
@@ -380,13 +296,17 @@ def restore_tensor(
         raise InvalidOptionError(f"ensemble must be one of {', '.join(map(str, ENSEMBLE_SIZES))}, "
                                  f"got {ensemble!r}")
     views = ENSEMBLE_VIEWS[ensemble]
+    descriptor = describe(model)
     tile = parse_tile(tile)
     image = _check_image(image)
+    if image.shape[0] != descriptor.channels:
+        raise ValueError(f"a {descriptor.channels}-channel model cannot restore a "
+                         f"{image.shape[0]}-channel image")
     _check_host_memory(image, passes=len(views))
     total: torch.Tensor | None = None
     for index, view in enumerate(views):
         view_level = dihedral(level, view) if isinstance(level, torch.Tensor) and level.ndim == 3 else level
-        restored = _restore_view(model, dihedral(image, view), view_level, tile=tile,
+        restored = _restore_view(model, descriptor, dihedral(image, view), view_level, tile=tile,
                                  tile_overlap=tile_overlap, device=device, precision=precision,
                                  batch_size=batch_size,
                                  progress=pass_progress(progress, index, len(views)))
@@ -427,13 +347,13 @@ def undo_dihedral(tensor: torch.Tensor, view: int) -> torch.Tensor:
     return tensor.transpose(-2, -1) if view & 4 else tensor
 
 
-def _restore_view(model: nn.Module, image: torch.Tensor, level: float | torch.Tensor, *,
-                  tile: TileSpec, tile_overlap: int | None, device: str | torch.device,
+def _restore_view(model: nn.Module, descriptor: ModelDescriptor, image: torch.Tensor,
+                  level: float | torch.Tensor, *, tile: TileSpec, tile_overlap: int | None, device: str | torch.device,
                   precision: Precision, batch_size: int,
                   progress: ProgressCallback | None) -> torch.Tensor:
     """One tiled pass of :func:`restore_tensor` (no ensemble)."""
     device = resolve_device(device)
-    dtype = resolve_precision(precision, device, model)
+    dtype = resolve_precision(precision, device, descriptor.supports_half)
     overlap = DEFAULT_TILE_OVERLAP if tile_overlap is None else int(tile_overlap)
     if overlap < 0:
         raise InvalidOptionError(f"tile overlap must be >= 0, got {tile_overlap}")
@@ -441,12 +361,12 @@ def _restore_view(model: nn.Module, image: torch.Tensor, level: float | torch.Te
         raise InvalidOptionError(f"batch size must be >= 1, got {batch_size}")
     image = _check_image(image)
     height, width = image.shape[-2:]
-    geometry = TileGeometry.for_model(model, overlap)
+    geometry = TileGeometry.for_descriptor(descriptor, overlap)
     padded_image = pad_to_multiple(image, geometry.size_multiple)
     padded_level = _prepare_level(level, height, width, geometry.size_multiple)
     whole = max(padded_image.shape[-2:])
 
-    with _network_on(model, device) as network, torch.inference_mode():
+    with network_on(model, device) as network, torch.inference_mode():
         if tile is None:
             window = geometry.window(whole)
         elif tile == "auto":
@@ -461,11 +381,11 @@ def _restore_view(model: nn.Module, image: torch.Tensor, level: float | torch.Te
                                            device, dtype, batch_size, progress)
                 break
             except RuntimeError as error:
-                if not _is_out_of_memory(error):
+                if not is_out_of_memory(error):
                     raise
                 if window <= geometry.tightest_window and batch_size == 1:
                     raise FormnetError(_out_of_memory_message(device, window, batch_size)) from None
-            _release_cached_memory(device)
+            release_cached_memory(device)
             # Smaller windows down to the efficient floor, then fewer tiles at once, then
             # (slow, but better than failing) windows below that floor.
             if window > geometry.min_window:
@@ -510,7 +430,7 @@ def _restore_padded(network: nn.Module, image: torch.Tensor, level: float | torc
 def _forward(network: nn.Module, inputs: torch.Tensor, levels: torch.Tensor,
              device: torch.device, dtype: torch.dtype) -> torch.Tensor:
     """One batch through the network at ``dtype``; non-finite tiles again in float32."""
-    inputs = inputs.to(device).contiguous(memory_format=_memory_format(device))
+    inputs = to_device(inputs, device)
     levels = levels.to(device)
     with torch.autocast(device.type, dtype=dtype, enabled=dtype != torch.float32):
         outputs = network(inputs, levels).float()
@@ -541,70 +461,12 @@ def _prepare_level(level: float | torch.Tensor, height: int, width: int,
     return pad_to_multiple(level.to(device="cpu", dtype=torch.float32), multiple)
 
 
-@contextmanager
-def cpu_threads(count: int | None) -> Iterator[None]:
-    """Run the block with ``count`` torch CPU threads (``None``: torch's own), then restore them."""
-    if count is not None and count < 1:
-        raise InvalidOptionError(f"threads must be >= 1, got {count}")
-    previous = torch.get_num_threads()
-    if count is not None:
-        torch.set_num_threads(count)
-    try:
-        yield
-    finally:
-        torch.set_num_threads(previous)
-
-
-def _memory_format(device: torch.device) -> torch.memory_format:
-    """Channels-last (NHWC) where convolutions run faster in it: on the CPU (oneDNN; block
-    ``memory-format`` of docs/benchmarks.md, ``benchmarks/memory_format.py``) and on CUDA."""
-    return torch.channels_last if device.type in ("cpu", "cuda") else torch.contiguous_format
-
-
-@contextmanager
-def _network_on(model: nn.Module, device: torch.device) -> Iterator[nn.Module]:
-    """The model on ``device`` in eval mode and in the device's fastest memory format (a copy
-    if it lives elsewhere), then as it was."""
-    first = next(chain(model.parameters(), model.buffers()), None)
-    on_device = first is None or (first.device.type == device.type
-                                  and (first.device.index or 0) == (device.index or 0))
-    network = model if on_device else copy.deepcopy(model).to(device)
-    previous_format = memory_format_of(network)
-    # In place (the weights keep their values), outside any inference mode of the caller's, so
-    # that the caller's model stays trainable.
-    with torch.inference_mode(False):
-        network.to(memory_format=_memory_format(device))
-    was_training = network.training
-    network.eval()
-    try:
-        yield network
-    finally:
-        network.train(was_training)
-        if network is model and previous_format != _memory_format(device):
-            with torch.inference_mode(False):
-                network.to(memory_format=previous_format)
-
-
-def memory_format_of(model: nn.Module) -> torch.memory_format:
-    """Channels-last if the model's convolution weights are stored so, else contiguous."""
-    for weight in model.parameters():  # the first whose layout tells (a 1 x 1 kernel's does not)
-        if weight.ndim == 4 and weight.is_contiguous() != weight.is_contiguous(memory_format=torch.channels_last):
-            return torch.contiguous_format if weight.is_contiguous() else torch.channels_last
-    return torch.contiguous_format
-
-
-def prepare_for_inference(model: nn.Module, device: torch.device) -> nn.Module:
-    """Store the model's weights in ``device``'s fastest memory format once, so that runs on it
-    need not convert them (and back) each time; their values are unchanged."""
-    return model.to(memory_format=_memory_format(device))
-
-
 def _auto_window_side(model: nn.Module, network: nn.Module, channels: int,
                       geometry: TileGeometry, device: torch.device, dtype: torch.dtype,
                       batch_size: int) -> int:
     """Window side that fits a batch in about half the free memory."""
     bytes_per_pixel = _activation_bytes_per_pixel(model, network, channels, geometry, device, dtype)
-    budget = _free_memory_bytes(device) * _MEMORY_FRACTION / batch_size
+    budget = free_memory_bytes(device) * _MEMORY_FRACTION / batch_size
     return min(_MAX_AUTO_WINDOW, int(math.sqrt(budget / bytes_per_pixel)))
 
 
@@ -653,7 +515,7 @@ def _check_host_memory(image: torch.Tensor, passes: int) -> None:
     the running total; with the caller's own copies (the API's float32 image and its result),
     4 or 5 times the image (measured 4.4 through the CLI on a 25 MP colour image)."""
     needed = image.numel() * image.element_size() * (4 if passes == 1 else 5)
-    free = _free_memory_bytes(torch.device("cpu"))
+    free = free_memory_bytes(torch.device("cpu"))
     if needed > free:
         height, width = image.shape[-2:]
         fewer = ", use --ensemble 1" if passes > 1 else ""
@@ -663,31 +525,9 @@ def _check_host_memory(image: torch.Tensor, passes: int) -> None:
                            "restore it on a machine with more memory")
 
 
-def _free_memory_bytes(device: torch.device) -> int:
-    if device.type == "cuda":
-        free, _total = torch.cuda.mem_get_info(device)
-        cached = torch.cuda.memory_reserved(device) - torch.cuda.memory_allocated(device)
-        return int(free + cached)
-    return int(psutil.virtual_memory().available)
-
-
-def _is_out_of_memory(error: RuntimeError) -> bool:
-    if isinstance(error, torch.cuda.OutOfMemoryError):
-        return True
-    message = str(error).lower()
-    return any(marker in message for marker in _OUT_OF_MEMORY_MARKERS)
-
-
 def _out_of_memory_message(device: torch.device, window: int, batch_size: int) -> str:
     hints = ["a smaller --batch-size"] if batch_size > 1 else []
     if device.type != "cpu":
         hints.append("--device cpu")
     advice = f"; try {' or '.join(hints)}" if hints else "; free some memory and try again"
     return f"out of memory on {device} even with {window}-pixel tiles{advice}"
-
-
-def _release_cached_memory(device: torch.device) -> None:
-    if device.type == "cuda":
-        torch.cuda.empty_cache()
-    elif device.type == "mps" and hasattr(torch, "mps"):
-        torch.mps.empty_cache()

@@ -16,6 +16,7 @@ import torch
 from torch import nn
 
 from formnet_cli.config import BLIND, ModelConfig, NetworkConfig
+from formnet_cli.models.descriptor import ModelDescriptor
 from formnet_cli.models.networks import build_network
 
 
@@ -118,26 +119,16 @@ class FormResNet(nn.Module):
             self.residual = ConditionalResidual(channels, 1, config.residual, guide_images=1)
         else:
             self.residual = ConditionalResidual(channels, 2, config.residual)
-
-    # -- the descriptor the inference engine relies on ------------------------------------
-    @property
-    def size_multiple(self) -> int:
-        multiples = [m.network.size_multiple for m in self._networks()]
-        return int(np.lcm.reduce(multiples))
-
-    @property
-    def receptive_radius(self) -> int:
-        return sum(m.network.receptive_radius for m in self._networks())
-
-    @property
-    def supports_half(self) -> bool:
-        return self.config.formatter != "bm3d"
-
-    def _networks(self) -> list[ConditionalResidual]:
-        stages = [self.residual]
-        if isinstance(self.formatter, ConditionalResidual):
-            stages.insert(0, self.formatter)
-        return stages
+        networks = [stage.network for stage in (self.formatter, self.residual)
+                    if isinstance(stage, ConditionalResidual)]
+        self.descriptor = ModelDescriptor(
+            task=config.task, channels=channels,
+            size_multiple=int(np.lcm.reduce([network.size_multiple for network in networks])),
+            # The stages run one after the other: their reaches add up. (BM3D's is not bounded,
+            # which only the blend between tiles hides; see the engine.)
+            receptive_radius=sum(network.receptive_radius for network in networks),
+            supports_half=config.formatter != "bm3d")
+        """What the inference engine needs to know of this model."""
 
     # -- forward -----------------------------------------------------------------------------
     def format(self, x: torch.Tensor, level: torch.Tensor | float) -> torch.Tensor:

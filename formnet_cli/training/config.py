@@ -106,7 +106,7 @@ class RunConfig:
     seed: int = 0
     device: str = "auto"
     amp: bool = True
-    """bf16 autocast on CUDA, and on a CPU that computes in bf16 (:func:`~formnet_cli.inference.engine.cpu_has_fast`)."""
+    """bf16 autocast on CUDA, and on a CPU that computes in bf16 (:func:`~formnet_cli.inference.device.cpu_has_fast`)."""
     compile: bool = False
     formatter_training: Literal["joint", "staged"] = "joint"
     formatter_steps: int = 0
@@ -232,7 +232,7 @@ class TrainConfig:
 def self_size_multiple(config: TrainConfig) -> int:
     from formnet_cli.models import FormResNet
 
-    return FormResNet(config.model).size_multiple
+    return FormResNet(config.model).descriptor.size_multiple
 
 
 PATH_KEYS = ("data.train_dirs", "data.val_dir", "data.cache_dir", "loss.vgg_weights", "train.init_weights")

@@ -27,9 +27,10 @@ from torch.optim.swa_utils import AveragedModel
 from formnet_cli.hub.checkpoint import load_checkpoint, save_checkpoint
 from formnet_cli.config import LEVEL_NAMES, ModelConfig
 from formnet_cli.imaging.degradations import imresize, modcrop
-from formnet_cli.inference.engine import cpu_has_fast, resolve_device, restore_tensor
+from formnet_cli.inference.device import cpu_has_fast, resolve_device
+from formnet_cli.inference.engine import restore_tensor
 from formnet_cli.errors import FormnetError
-from formnet_cli.evaluation.evaluate import Sample, Setting, degrade, psnr_of
+from formnet_cli.evaluation.protocol import Sample, Setting, degrade, psnr_of
 from formnet_cli.models import FormResNet, condition_level, count_parameters
 from formnet_cli.hub.registry import RUN_EXPORT_FOLDER, RUN_STATE_FILE, resolve_model
 from formnet_cli.training import data as training_data
@@ -53,7 +54,7 @@ def holds_run(folder: Path) -> bool:
 @dataclass
 class ValidationSet:
     """The validation images degraded once as ``formnet eval`` degrades them
-    (:func:`~formnet_cli.evaluation.evaluate.degrade`: the benchmark protocol), to be scored as it scores."""
+    (:func:`~formnet_cli.evaluation.protocol.degrade`: the benchmark protocol), to be scored as it scores."""
 
     samples: list[Sample] = field(default_factory=list)
 
