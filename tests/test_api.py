@@ -181,7 +181,7 @@ def _bundle_only(tmp_path, monkeypatch, *checkpoints) -> None:
     import json
     import shutil
 
-    from formnet_cli.hub.download import manifest_entry_for
+    from formnet_cli.hub.manifest import manifest_entry_for
 
     bundled = tmp_path / "weights"
     bundled.mkdir()
@@ -190,7 +190,7 @@ def _bundle_only(tmp_path, monkeypatch, *checkpoints) -> None:
     (bundled / "manifest.json").write_text(json.dumps({
         "schema_version": 1, "hub": {"repo": "formnet/formnet-weights", "revision": None},
         "models": entries}))
-    monkeypatch.setattr("formnet_cli.hub.download.bundled_weights_dir", lambda: bundled)
+    monkeypatch.setattr("formnet_cli.hub.manifest.bundled_weights_dir", lambda: bundled)
     monkeypatch.setenv("FORMNET_WEIGHTS_DIR", str(tmp_path))
 
 

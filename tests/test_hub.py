@@ -22,6 +22,7 @@ from huggingface_hub import constants, try_to_load_from_cache
 from typer.testing import CliRunner
 
 import formnet_cli.hub.download as hub
+from formnet_cli.hub import manifest as manifest_module
 from formnet_cli.hub import registry as registry
 from formnet_cli.hub.checkpoint import load_checkpoint, save_checkpoint
 from formnet_cli.config import ModelConfig, NetworkConfig
@@ -175,9 +176,9 @@ def test_a_repository_without_a_revision_is_refused(published, tmp_path):
 
 
 def manifest_for(published: Path, folder: Path, *, revision: str | None = COMMIT,
-                 tamper: str | None = None) -> hub.Manifest:
+                 tamper: str | None = None) -> manifest_module.Manifest:
     """A manifest listing the published model; ``tamper`` gives one file a wrong sha256."""
-    entry = hub.manifest_entry_for(published / NAME, default=True, revision=revision)
+    entry = manifest_module.manifest_entry_for(published / NAME, default=True, revision=revision)
     for file in entry["files"]:
         if file["path"] == tamper:
             file["sha256"] = "0" * 64
@@ -185,7 +186,7 @@ def manifest_for(published: Path, folder: Path, *, revision: str | None = COMMIT
     path = folder / "manifest.json"
     path.write_text(json.dumps({"schema_version": 1, "hub": {"repo": REPO, "revision": None},
                                 "models": [entry]}))
-    return hub.load_manifest(path)
+    return manifest_module.load_manifest(path)
 
 
 def one_line(error: BaseException) -> str:
@@ -275,7 +276,7 @@ def test_missing_repository_or_revision_is_a_one_line_error(published, fake_hub,
 def test_missing_file_is_a_one_line_error(published, fake_hub, tmp_path):
     manifest = manifest_for(published, tmp_path / "weights")
     entry = manifest.require(NAME)
-    renamed = hub.ModelEntry(**{**entry.__dict__, "subfolder": "gone"})
+    renamed = manifest_module.ModelEntry(**{**entry.__dict__, "subfolder": "gone"})
     with pytest.raises(DownloadError) as caught:
         hub.download_model(renamed, manifest=manifest, endpoint=fake_hub.url)
     assert one_line(caught.value).startswith("file gone/config.json not found in "
@@ -371,7 +372,7 @@ def cli(published, tmp_path, monkeypatch):
     from formnet_cli.cli import hub as cli_hub
 
     manifest = manifest_for(published, tmp_path / "weights")
-    monkeypatch.setattr(hub, "load_manifest", lambda path=None: manifest)
+    monkeypatch.setattr(manifest_module, "load_manifest", lambda path=None: manifest)
     monkeypatch.setattr(registry, "load_manifest", lambda path=None: manifest)
     monkeypatch.setenv("COLUMNS", "200")
     from formnet_cli.cli.app import FormnetGroup

@@ -1,4 +1,4 @@
-"""Registry: manifest schema, resolution order, defaults, listings and their one-line errors."""
+"""Registry: resolution order, defaults, listings and their one-line errors."""
 
 from __future__ import annotations
 
@@ -11,7 +11,7 @@ from formnet_cli.hub import registry as registry
 from formnet_cli.hub.checkpoint import load_checkpoint, save_checkpoint
 from formnet_cli.config import ModelConfig, NetworkConfig
 from formnet_cli.errors import DownloadError, InvalidOptionError, ModelNotFoundError
-from formnet_cli.hub.download import ManifestError, folder_matches, manifest_entry_for, parse_manifest
+from formnet_cli.hub.manifest import manifest_entry_for
 from formnet_cli.models import FormResNet, count_parameters
 
 COMMIT = "0123456789abcdef0123456789abcdef01234567"
@@ -68,62 +68,6 @@ def setup(tmp_path, trained):
     color = manifest_entry_for(color_folder, default=True)
     manifest = registry.load_manifest(write_manifest(bundled, [gray, color]))
     return manifest, bundled
-
-
-def test_bundled_manifest_matches_the_bundled_files():
-    manifest = registry.load_manifest()
-    assert (manifest.folder / "manifest.json").is_file()
-    assert manifest.repo == REPO
-    assert all(entry.revision is None or len(entry.revision) == 40 for entry in manifest.models)
-    defaults = {(entry.task, entry.channels) for entry in manifest.models if entry.default}
-    assert {("denoise", 1), ("denoise", 3), ("jpeg", 1), ("sr", 1)} <= defaults
-    for entry in manifest.models:  # a stale sha256 or size would make downloads fail verification
-        assert folder_matches(manifest.folder / entry.name, entry), entry.name
-
-
-def test_manifest_entry_for_describes_the_folder(trained):
-    entry = manifest_entry_for(trained, revision=COMMIT)
-    assert (entry["task"], entry["channels"], entry["revision"]) == ("denoise", 1, COMMIT)
-    assert [file["path"] for file in entry["files"]] == ["config.json", "model.safetensors",
-                                                         "README.md"]
-    weights = next(file for file in entry["files"] if file["path"] == "model.safetensors")
-    assert weights["size"] == (trained / "model.safetensors").stat().st_size
-    parsed = parse_manifest({"hub": {"repo": REPO}, "models": [entry]}, folder=trained.parent)
-    assert parsed.models[0].subfolder == "denoise-gray"
-    assert parsed.models[0].repo_path(parsed.models[0].files[0]) == "denoise-gray/config.json"
-
-
-def test_entry_revision_inherits_hub_revision_and_null_means_unpublished(trained):
-    entry = manifest_entry_for(trained)
-    del entry["revision"]
-    unpublished = dict(entry, name="other", revision=None)
-    manifest = parse_manifest({"hub": {"repo": REPO, "revision": COMMIT},
-                               "models": [entry, unpublished]}, folder=trained.parent)
-    assert manifest.require("denoise-gray").revision == COMMIT
-    assert manifest.require("other").published is False
-
-
-@pytest.mark.parametrize("change, message", [
-    (lambda e: e.update(revision="main"), "full 40-digit commit"),
-    (lambda e: e.update(task="deblur"), "task must be one of"),
-    (lambda e: e.update(channels=2), "channels must be 1 or 3"),
-    (lambda e: e["files"][0].update(sha256="abc"), "sha256 must be 64"),
-    (lambda e: e["files"][0].update(path="../config.json"), "plain file name"),
-    (lambda e: e.pop("task"), "lacks 'task'"),
-])
-def test_invalid_manifest_entries_are_one_line_errors(trained, change, message):
-    entry = manifest_entry_for(trained)
-    change(entry)
-    with pytest.raises(ManifestError, match=message) as caught:
-        parse_manifest({"hub": {"repo": REPO}, "models": [entry]}, folder=trained.parent)
-    assert "\n" not in str(caught.value)
-
-
-def test_two_defaults_for_the_same_task_and_channels_are_rejected(trained):
-    entry = manifest_entry_for(trained, default=True)
-    with pytest.raises(ManifestError, match="two defaults"):
-        parse_manifest({"hub": {"repo": REPO}, "models": [entry, dict(entry, name="copy")]},
-                       folder=trained.parent)
 
 
 def test_default_model_is_an_exact_task_and_channels_match(setup):

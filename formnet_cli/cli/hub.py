@@ -42,7 +42,8 @@ def download_weights(
     from rich.progress import (BarColumn, DownloadColumn, Progress, TextColumn,
                                TransferSpeedColumn)
 
-    from formnet_cli.hub.download import download_models, load_manifest
+    from formnet_cli.hub.download import download_models
+    from formnet_cli.hub.manifest import load_manifest
 
     console = Console(stderr=True)
     manifest = load_manifest()

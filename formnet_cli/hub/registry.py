@@ -29,15 +29,8 @@ from pathlib import Path
 from formnet_cli.config import CONFIG_FILE, WEIGHTS_FILE
 from formnet_cli.errors import (DownloadError, FormnetError, InvalidOptionError, ModelNotFoundError,
                      UnknownModelError)
-from formnet_cli.hub.download import (
-    Manifest,
-    ManifestError,
-    ManifestFile,
-    ModelEntry,
-    cached_model_folder,
-    configured_weights_dir,
-    load_manifest,
-)
+from formnet_cli.hub.download import cached_model_folder, configured_weights_dir
+from formnet_cli.hub.manifest import Manifest, ManifestError, ManifestFile, ModelEntry, load_manifest
 
 __all__ = [
     "Manifest", "ManifestError", "ManifestFile", "ModelEntry", "ModelListing", "ResolvedModel",
