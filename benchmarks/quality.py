@@ -42,7 +42,13 @@ from formnet_cli.evaluation.datasets import default_data_root, read_dataset  # n
 from formnet_cli.evaluation.evaluate import evaluate  # noqa: E402
 from formnet_cli.evaluation.methods import FormnetMethod, Method, load_default_methods  # noqa: E402
 from formnet_cli.evaluation.protocol import Sample, Setting  # noqa: E402
-from formnet_cli.evaluation.report import EvalReport, describe_environment, environment, format_number  # noqa: E402
+from formnet_cli.evaluation.report import (  # noqa: E402
+    EvalReport,
+    MeasuredCheckpoint,
+    describe_environment,
+    environment,
+    format_number,
+)
 from formnet_cli.errors import FormnetError  # noqa: E402
 from formnet_cli.evaluation.peers import default_peers_root  # noqa: E402
 
@@ -124,6 +130,9 @@ class Measured(Method):
 
     def formatted(self, sample: Sample) -> np.ndarray | None:
         return self.inner.formatted(sample)
+
+    def checkpoint(self) -> MeasuredCheckpoint | None:
+        return self.inner.checkpoint()
 
     def restore(self, sample: Sample) -> np.ndarray:
         before = _status_kib("VmRSS")

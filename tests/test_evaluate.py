@@ -300,3 +300,35 @@ def test_the_reported_precision_says_what_the_baselines_ran_in() -> None:
 
     assert _precision_label("auto", "cpu") == "fp32"
     assert _precision_label("bf16", "cpu") == "bf16 for formnet models, fp32 for the baselines"
+
+
+# -- --record-scores ---------------------------------------------------------------------------
+def test_record_scores_writes_what_the_json_says_into_the_card(dataset: Path, tmp_path: Path) -> None:
+    from formnet_cli.hub.checkpoint import read_info
+
+    model = _checkpoint(tmp_path / "model")
+    weights = (model / "model.safetensors").read_bytes()
+    out_json = tmp_path / "r.json"
+    output = _invoke("eval", dataset, "--sigma", "15", "25", "--record-scores", model,
+                     "--json", out_json, "--no-warmup")
+    rows = [row for row in json.loads(out_json.read_text())["results"] if row["checkpoint"]]
+    assert [row["method"] for row in rows] == ["formnet tiny-denoise"] * 2  # evaluated once
+    assert rows[0]["checkpoint"] == {"path": str(model.resolve()), "name": "tiny-denoise", "ensemble": 1}
+    expected = {f"tiny {row['label']}": round(row["mean_psnr"], 2) for row in rows}
+    assert read_info(model).scores == expected and set(expected) == {"tiny sigma 15", "tiny sigma 25"}
+    assert f"recorded in {model / 'config.json'}: tiny sigma 15" in " ".join(output.split())
+    assert (model / "model.safetensors").read_bytes() == weights
+    _invoke("eval", dataset, "--sigma", "25", "--record-scores", model, "--limit", "2", "--no-warmup")
+    assert set(read_info(model).scores) == {"tiny sigma 15", "tiny sigma 25", "tiny[:2] sigma 25"}
+
+
+def test_record_scores_is_refused_before_any_work(dataset: Path, tmp_path: Path,
+                                                  monkeypatch: pytest.MonkeyPatch) -> None:
+    model = _checkpoint(tmp_path / "model")  # its card runs 1 pass
+    message = _refused_before_any_work(monkeypatch, dataset, "--sigma", "25", "--record-scores",
+                                       model, "--ensemble", "4")
+    assert "leave --ensemble auto" in message
+    result = runner.invoke(app, ["eval", str(dataset), "--sigma", "25", "--record-scores",
+                                 str(tmp_path), "--no-warmup"])
+    assert result.exit_code == 1 and "not a formnet checkpoint" in result.stderr
+    assert result.stderr.count("\n") == 1

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 
@@ -10,7 +11,7 @@ import pytest
 import torch
 from safetensors.torch import save_file
 
-from formnet_cli.hub.checkpoint import CheckpointError, load_checkpoint, read_info, save_checkpoint
+from formnet_cli.hub.checkpoint import CheckpointError, load_checkpoint, read_info, save_checkpoint, write_info
 from formnet_cli.config import BLIND, ConfigError, ModelConfig, NetworkConfig
 from formnet_cli.models import FormResNet, ModelDescriptor, condition_level, describe, level_map
 
@@ -198,6 +199,41 @@ def test_non_numeric_score_is_a_checkpoint_error(tmp_path):
     (folder / "config.json").write_text(json.dumps(data))
     with pytest.raises(CheckpointError, match="invalid checkpoint config"):
         read_info(folder)
+
+
+def test_save_checkpoint_writes_every_card_field(tmp_path):
+    folder = save_checkpoint(FormResNet(tiny_config()), tmp_path / "m", "denoise-mine",
+                             description="a gray denoiser", ensemble=2,
+                             scores={"BSD68 sigma 25": 29.29, "Set12 sigma 25": 30.52})
+    data = json.loads((folder / "config.json").read_text())
+    assert {key: data[key] for key in ("name", "description", "scores", "ensemble")} == {
+        "name": "denoise-mine", "description": "a gray denoiser", "ensemble": 2,
+        "scores": {"BSD68 sigma 25": 29.29, "Set12 sigma 25": 30.52}}
+    info = read_info(folder)
+    assert (info.ensemble, info.scores["Set12 sigma 25"]) == (2, 30.52)
+
+
+@pytest.mark.parametrize(("options", "message"), [
+    ({"ensemble": 3}, "ensemble must be one of 1, 2, 4, 8"),
+    ({"ensemble": True}, "ensemble must be one of"),
+    ({"scores": {"BSD68 sigma 25": float("nan")}}, "score 'BSD68 sigma 25' must be a finite number"),
+    ({"scores": {"BSD68 sigma 0": float("inf")}}, "must be a finite number")])
+def test_save_checkpoint_refuses_bad_card_fields_before_writing(tmp_path, options, message):
+    with pytest.raises(ValueError, match=message):
+        save_checkpoint(FormResNet(tiny_config()), tmp_path / "m", "m", **options)
+    assert not (tmp_path / "m").exists()
+
+
+def test_write_info_rewrites_the_config_and_not_the_weights(tmp_path):
+    folder = save_checkpoint(FormResNet(tiny_config()), tmp_path / "m", "m",
+                             scores={"BSD68 sigma 25": 20.0})
+    weights = (folder / "model.safetensors").read_bytes()
+    info = read_info(folder)
+    write_info(folder, dataclasses.replace(info, ensemble=4, scores={"BSD68 sigma 25": 29.3}))
+    assert (read_info(folder).ensemble, read_info(folder).scores) == (4, {"BSD68 sigma 25": 29.3})
+    assert read_info(folder).model == info.model
+    assert (folder / "model.safetensors").read_bytes() == weights
+    assert not list(tmp_path.rglob("*.tmp"))
 
 
 # -- the model descriptor ---------------------------------------------------------------------

@@ -25,7 +25,7 @@ import typer
 from typer.core import TyperCommand
 
 from formnet_cli.cli.options import DeviceOption, PrecisionName, PrecisionOption, ThreadsOption, TileOption
-from formnet_cli.config import LEVEL_NAMES
+from formnet_cli.config import CONFIG_FILE, LEVEL_NAMES
 from formnet_cli.errors import FormnetError, InvalidOptionError
 
 BASELINES = ("bm3d", "dncnn", "none")
@@ -157,6 +157,10 @@ def eval_command(
         "--markdown", metavar="PATH|-", help="Write the results as a Markdown table; - for stdout.")] = None,
     per_image: Annotated[bool, typer.Option(
         "--per-image", metavar="", help="Also show every image's figures.")] = False,
+    record_folder: Annotated[Optional[Path], typer.Option(
+        "--record-scores", metavar="MODEL_FOLDER",
+        help="Evaluate this checkpoint folder too and write its mean PSNRs into its config.json "
+             "(the scores 'formnet models' shows).")] = None,
     device: DeviceOption = "auto",
     precision: PrecisionOption = PrecisionName.auto,
     tile: TileOption = "auto",
@@ -173,6 +177,7 @@ def eval_command(
     formnet eval BSD68 --task denoise --sigma 15 25 50 --baseline bm3d
     formnet eval Classic5 --task jpeg --quality 10 20 30 40
     formnet eval Set5 --task sr --scale 2 3 4 --save-images out/
+    formnet eval BSD68 --sigma 15 25 50 --record-scores runs/mine/model
     """
     from rich.console import Console
 
@@ -183,8 +188,10 @@ def eval_command(
     from formnet_cli.evaluation.methods import load_default_methods
     from formnet_cli.evaluation.protocol import Setting
     from formnet_cli.evaluation.report import environment
+    from formnet_cli.evaluation.scores import record_scores
     from formnet_cli.inference.device import cpu_threads
-    task = task_for(task, model or [], scale=bool(scale), quality=bool(quality))
+    models = [*(model or []), *([str(record_folder)] if record_folder is not None else [])]
+    task = task_for(task, models, scale=bool(scale), quality=bool(quality))
     if task not in DEFAULT_LEVELS:
         raise InvalidOptionError(f"unknown task {task!r}; choose denoise, jpeg or sr")
     raw_levels = {"denoise": sigma, "jpeg": quality, "sr": scale}
@@ -198,6 +205,8 @@ def eval_command(
     for target in (json_path, markdown_path):
         if target and target != "-":  # fail now, not after the whole evaluation
             _check_writable_target(Path(target))
+    if record_folder is not None:
+        _check_recordable(record_folder, ensemble)
     mode = channels or ("gray" if task == "jpeg" else "auto")
     folder = resolve_dataset(dataset, data_root)
     images = read_dataset(folder, channels=mode, limit=limit)
@@ -205,7 +214,7 @@ def eval_command(
 
     to_stdout = json_path == "-" or markdown_path == "-"
     console = Console(stderr=to_stdout)
-    methods, notes = load_default_methods(task, image_channels, models=model, device=device,
+    methods, notes = load_default_methods(task, image_channels, models=models, device=device,
                                           precision=precision.value, tile=tile, ensemble=ensemble)
     if notes:
         console.print(f"[yellow]no formnet weights for {task} yet; scoring the baselines only[/]")
@@ -235,6 +244,13 @@ def eval_command(
         _write_text(markdown_path, report.to_markdown(per_image=per_image))
     if save_images:
         console.print(f"images and comparison strips in {save_images}")
+    if record_folder is not None:
+        # A subset is named as one (BSD68[:12]): its mean is not the whole set's.
+        subset = f"{folder.name}[:{limit}]" if limit is not None and len(images) == limit else None
+        recorded = record_scores(record_folder, report.to_dict(), dataset=subset)
+        console.print(f"recorded in {record_folder / CONFIG_FILE}: "
+                      + ", ".join(f"{key} {value:.2f}" for key, value in recorded.items()),
+                      markup=False, highlight=False, soft_wrap=True)
 
 
 def _model_channels(images: list[tuple[str, Any]], task: str, folder: Path) -> int:
@@ -266,6 +282,18 @@ def _precision_label(precision: str, device: str) -> str:
         precision = "fp16" if _device_label(device).startswith("cuda") else "fp32"
         return precision if precision == "fp32" else "fp16 for formnet models that support it, else fp32"
     return precision if precision == "fp32" else f"{precision} for formnet models, fp32 for the baselines"
+
+
+def _check_recordable(folder: Path, ensemble: str) -> None:
+    """Refuse, before any work, ``--record-scores`` into what is no writable checkpoint folder,
+    or with another self-ensemble than the card's (its scores describe ``--ensemble auto``)."""
+    from formnet_cli.hub.checkpoint import read_info
+
+    info = read_info(folder)
+    if ensemble.strip().lower() != "auto" and ensemble.strip() != str(info.ensemble):
+        raise InvalidOptionError(f"--record-scores records what {folder}'s card runs, "
+                                 f"{info.ensemble} self-ensemble pass(es): leave --ensemble auto")
+    _check_writable_target(folder / CONFIG_FILE)
 
 
 def _check_writable_target(path: Path) -> None:

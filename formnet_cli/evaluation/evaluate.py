@@ -67,7 +67,8 @@ def evaluate(images: Sequence[tuple[str, np.ndarray]], settings: Iterable[Settin
             name: MethodResult(name, setting, note=note) for name, note in (notes or {}).items()}
         for method in methods:
             reason = method.unsupported(setting, images[0][1].shape[2])
-            rows[id(method)] = MethodResult(method.label(setting), setting, note=reason or "")
+            rows[id(method)] = MethodResult(method.label(setting), setting, note=reason or "",
+                                            checkpoint=method.checkpoint())
         for name, clean in images:
             sample = degrade(name, clean, setting)
             for method in methods:

@@ -18,6 +18,7 @@ import torch
 from formnet_cli.config import LEVEL_NAMES
 from formnet_cli.errors import ModelNotFoundError
 from formnet_cli.evaluation.protocol import Sample, Setting
+from formnet_cli.evaluation.report import MeasuredCheckpoint
 
 __all__ = ["FormnetMethod", "Method", "load_default_methods"]
 
@@ -39,6 +40,10 @@ class Method:
 
     def formatted(self, sample: Sample) -> np.ndarray | None:
         """The formatting stage's output (FormResNet), for the comparison strips."""
+        return None
+
+    def checkpoint(self) -> MeasuredCheckpoint | None:
+        """The formnet checkpoint this method runs, for the report; ``None`` for others."""
         return None
 
 
@@ -86,6 +91,10 @@ class FormnetMethod(Method):
 
     def restore(self, sample: Sample) -> np.ndarray:
         return self._run(self.loaded, sample)
+
+    def checkpoint(self) -> MeasuredCheckpoint:
+        return MeasuredCheckpoint(path=str(self.loaded.path), name=self.loaded.name,
+                                  ensemble=self.passes)
 
     def formatted(self, sample: Sample) -> np.ndarray | None:
         if self.loaded.config.formatter == "none":

@@ -19,8 +19,19 @@ import torch
 
 from formnet_cli.evaluation.protocol import Setting
 
-__all__ = ["EvalReport", "ImageResult", "MethodResult", "describe_environment", "environment",
-           "format_number", "format_psnr", "format_ssim"]
+__all__ = ["EvalReport", "ImageResult", "MeasuredCheckpoint", "MethodResult", "describe_environment",
+           "environment", "format_number", "format_psnr", "format_ssim"]
+
+
+@dataclass(frozen=True)
+class MeasuredCheckpoint:
+    """The formnet checkpoint a method ran, as the report records it: its folder, its name and
+    the self-ensemble passes measured (what :func:`~formnet_cli.evaluation.scores.record_scores`
+    matches a row to a checkpoint by)."""
+
+    path: str
+    name: str
+    ensemble: int
 
 
 @dataclass
@@ -40,6 +51,8 @@ class MethodResult:
     setting: Setting
     images: list[ImageResult] = field(default_factory=list)
     note: str = ""
+    checkpoint: MeasuredCheckpoint | None = None
+    """The checkpoint measured (formnet methods); ``None`` for the baselines."""
 
     @property
     def mean_psnr(self) -> float:
@@ -73,6 +86,7 @@ class MethodResult:
             "seconds_per_megapixel": _json_number(self.seconds_per_megapixel),
             "images": [{key: _json_number(value) if isinstance(value, float) else value
                         for key, value in dataclasses.asdict(r).items()} for r in self.images],
+            "checkpoint": dataclasses.asdict(self.checkpoint) if self.checkpoint else None,
         }
 
 

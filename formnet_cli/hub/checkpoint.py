@@ -1,11 +1,16 @@
 """Checkpoint folders: ``config.json`` (what to build) + ``model.safetensors`` + ``README.md``.
 
+``config.json`` holds the model's configuration and everything its card says besides: name,
+description, scores (mean PSNR per data set and level) and the recommended self-ensemble;
+:func:`save_checkpoint` writes them all, and :func:`write_info` rewrites them alone (scores
+measured by ``formnet eval``: :func:`formnet_cli.evaluation.scores.record_scores`).
 Loading is strict (a missing or unexpected tensor is an error) and never unpickles.
 """
 
 from __future__ import annotations
 
 import json
+import math
 import os
 import secrets
 from dataclasses import dataclass, field
@@ -21,7 +26,7 @@ from formnet_cli.errors import FormnetError
 from formnet_cli.models import FormResNet
 
 __all__ = ["CARD_FILE", "CONFIG_FILE", "WEIGHTS_FILE", "CheckpointError", "CheckpointInfo",
-           "load_checkpoint", "read_info", "save_checkpoint"]
+           "load_checkpoint", "read_info", "save_checkpoint", "write_info"]
 
 
 class CheckpointError(FormnetError):
@@ -39,6 +44,14 @@ class CheckpointInfo:
     ensemble: int = 1
     """The self-ensemble size ``ensemble="auto"`` runs (see :func:`formnet_cli.inference.engine.restore_tensor`)."""
 
+    def __post_init__(self) -> None:
+        if isinstance(self.ensemble, bool) or self.ensemble not in ENSEMBLE_SIZES:
+            raise ValueError(f"ensemble must be one of {', '.join(map(str, ENSEMBLE_SIZES))}")
+        self.ensemble = int(self.ensemble)  # 2, also when JSON said 2.0
+        for key, value in self.scores.items():
+            if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
+                raise ValueError(f"score {key!r} must be a finite number, got {value!r}")
+
     def to_dict(self) -> dict[str, Any]:
         return {"name": self.name, "description": self.description,
                 "model": self.model.to_dict(), "scores": self.scores, "ensemble": self.ensemble}
@@ -51,12 +64,10 @@ def read_info(folder: str | os.PathLike[str]) -> CheckpointInfo:
         raise CheckpointError(f"{folder}: not a formnet checkpoint (no {CONFIG_FILE})")
     try:
         data = json.loads(path.read_text(encoding="utf-8"))
-        ensemble = data.get("ensemble", 1)
-        if isinstance(ensemble, bool) or ensemble not in ENSEMBLE_SIZES:
-            raise ValueError(f"ensemble must be one of {', '.join(map(str, ENSEMBLE_SIZES))}")
         return CheckpointInfo(name=str(data["name"]), model=ModelConfig.from_dict(data["model"]),
                               scores={str(k): float(v) for k, v in data.get("scores", {}).items()},
-                              description=str(data.get("description", "")), ensemble=int(ensemble))
+                              description=str(data.get("description", "")),
+                              ensemble=data.get("ensemble", 1))
     # ValueError covers JSONDecodeError, ConfigError and non-numeric scores.
     except (OSError, ValueError, KeyError, TypeError, AttributeError) as error:
         raise CheckpointError(f"{path}: invalid checkpoint config ({error})") from error
@@ -90,23 +101,37 @@ def load_checkpoint(folder: str | os.PathLike[str], device: str | torch.device =
 
 def save_checkpoint(model: FormResNet, folder: str | os.PathLike[str], name: str, *,
                     card: str = "", scores: dict[str, float] | None = None,
-                    description: str = "", dtype: torch.dtype = torch.float32) -> Path:
+                    description: str = "", ensemble: int = 1,
+                    dtype: torch.dtype = torch.float32) -> Path:
     """Write a checkpoint folder atomically per file; returns the folder.
 
+    ``config.json`` gets the model's configuration, ``name``, ``description``, ``scores``
+    (``{"BSD68 sigma 25": 29.29, ...}``: what ``formnet models`` shows) and ``ensemble``, the
+    self-ensemble ``ensemble="auto"`` runs (1, 2, 4 or 8); ``card`` is the README.
     ``dtype=torch.float16`` stores floating-point tensors at half size; they load as float32.
+    A non-finite score or an unknown ensemble size raises ``ValueError`` before anything is written.
     """
     folder = Path(folder)
-    folder.mkdir(parents=True, exist_ok=True)
     info = CheckpointInfo(name=name, model=model.config, scores=dict(scores or {}),
-                          description=description)
+                          description=description, ensemble=ensemble)
+    folder.mkdir(parents=True, exist_ok=True)
     state = {key: (value.to(dtype) if value.is_floating_point() else value).detach().cpu().contiguous()
              for key, value in model.state_dict().items()}
     _atomic_write(folder / WEIGHTS_FILE, lambda path: save_file(state, path))
-    _atomic_write(folder / CONFIG_FILE,
-                  lambda path: Path(path).write_text(json.dumps(info.to_dict(), indent=2) + "\n"))
+    write_info(folder, info)
     if card:
         _atomic_write(folder / CARD_FILE, lambda path: Path(path).write_text(card))
     return folder
+
+
+def write_info(folder: str | os.PathLike[str], info: CheckpointInfo) -> Path:
+    """Write ``info`` as the folder's ``config.json`` (atomically; the weights are not touched);
+    returns its path. With :func:`read_info`, a checkpoint's card data changes without a hand
+    edit: ``write_info(folder, dataclasses.replace(read_info(folder), ensemble=2))``."""
+    path = Path(folder) / CONFIG_FILE
+    text = json.dumps(info.to_dict(), indent=2, allow_nan=False) + "\n"
+    _atomic_write(path, lambda temporary: Path(temporary).write_text(text))
+    return path
 
 
 def _atomic_write(target: Path, write) -> None:
