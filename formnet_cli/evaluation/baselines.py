@@ -51,7 +51,6 @@ class BM3DMethod(Method):
         return bm3d_denoise(noisy, sample.setting.level / 255.0).astype(np.float32)
 
 
-
 class DnCNNMethod(Method):
     """The published DnCNN models: DnCNN-S per sigma (gray or color), or the blind gray DnCNN-3.
 
@@ -138,4 +137,3 @@ def baseline_methods(task: str, channels: int, levels: Sequence[float], *, bm3d:
         else:
             methods.append(peer)
     return methods, notes
-

@@ -71,4 +71,3 @@ def convert_channels(image: np.ndarray, channels: ChannelMode) -> np.ndarray:
     if channels == "color" and image.shape[2] == 1:
         return np.repeat(image, 3, axis=2)
     return image
-

@@ -92,4 +92,3 @@ def evaluate(images: Sequence[tuple[str, np.ndarray]], settings: Iterable[Settin
                 save_degraded(Path(save_dir), sample)
         results.extend(rows.values())
     return EvalReport(dataset=dataset, task=task, results=results, environment=env or environment())
-

@@ -47,7 +47,6 @@ class Method:
         return None
 
 
-
 class FormnetMethod(Method):
     """A formnet checkpoint, run through :func:`formnet_cli.api.restore` (tiling included).
 
@@ -116,7 +115,6 @@ class _FormattingStage(torch.nn.Module):
 
     def forward(self, x: torch.Tensor, level: torch.Tensor | float) -> torch.Tensor:
         return self.model.format(x, level)
-
 
 
 def load_default_methods(task: str, channels: int, *, models: Sequence[str] | None = None,

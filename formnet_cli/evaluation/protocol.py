@@ -148,4 +148,3 @@ def score(sample: Sample, restored: np.ndarray) -> tuple[float, float]:
         return _psnr(sample, output), metrics.ssim(sample.clean, output)
     except ValueError as error:  # an image too small for SSIM's window
         raise InvalidOptionError(f"image {sample.name!r} cannot be scored: {error}") from None
-

@@ -200,4 +200,3 @@ def describe_environment(env: dict[str, Any]) -> str:
     threads = env.get("threads", "?")
     return (f"Times: {env.get('device', 'cpu')}, {env.get('precision', 'fp32')}, "
             f"{threads} thread{'' if threads == 1 else 's'}, torch {env.get('torch', '?')}.")
-

@@ -142,4 +142,3 @@ def save_outputs(root: Path, sample: Sample, method: Method, label: str, restore
     panels.append((f"{label} {format_psnr(value_psnr)} dB", restored8))
     panels.append(("clean", sample.clean))
     write_png(folder / f"{sample.name}_{slug}_strip.png", compare_strip(panels))
-

@@ -1,1 +1,1 @@
-"""Weights: checkpoint folders, which model a task uses, and downloads from the model hub."""
+"""Weights: checkpoint folders, the manifest, which model a task uses, and downloads from the model hub."""

@@ -348,8 +348,8 @@ def undo_dihedral(tensor: torch.Tensor, view: int) -> torch.Tensor:
 
 
 def _restore_view(model: nn.Module, descriptor: ModelDescriptor, image: torch.Tensor,
-                  level: float | torch.Tensor, *, tile: TileSpec, tile_overlap: int | None, device: str | torch.device,
-                  precision: Precision, batch_size: int,
+                  level: float | torch.Tensor, *, tile: TileSpec, tile_overlap: int | None,
+                  device: str | torch.device, precision: Precision, batch_size: int,
                   progress: ProgressCallback | None) -> torch.Tensor:
     """One tiled pass of :func:`restore_tensor` (no ensemble)."""
     device = resolve_device(device)
