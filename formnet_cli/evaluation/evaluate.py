@@ -157,7 +157,7 @@ def read_dataset(folder: str | os.PathLike[str], *, channels: ChannelMode = "aut
     ``channels``: ``auto`` keeps each file's own gray or color, ``gray`` converts color with
     Pillow's ``L`` (the protocol's gray version), ``color`` repeats gray into RGB.
     """
-    from formnet_cli.io.images import is_image_path, read_image, to_uint
+    from formnet_cli.io import is_image_path, read_image, to_uint
 
     if channels not in ("auto", "gray", "color"):
         raise InvalidOptionError(f"channels must be auto, gray or color, got {channels!r}")
@@ -753,7 +753,7 @@ def compare_strip(panels: Sequence[tuple[str, np.ndarray]], *, detail_from: np.n
 
 
 def _write_png(path: Path, image: np.ndarray) -> None:
-    from formnet_cli.io.images import LoadedImage, write_image
+    from formnet_cli.io import LoadedImage, write_image
 
     path.parent.mkdir(parents=True, exist_ok=True)
     pixels = np.asarray(image)

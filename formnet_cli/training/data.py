@@ -20,7 +20,7 @@ from PIL import Image
 from formnet_cli.config import BLIND, ModelConfig
 from formnet_cli.imaging.degradations import add_gaussian_noise, imresize, jpeg_compress, rgb_to_y
 from formnet_cli.errors import FormnetError
-from formnet_cli.io.images import is_image_path
+from formnet_cli.io import is_image_path
 from formnet_cli.models.formresnet import bm3d_denoise
 from formnet_cli.training.config import DataConfig
 
