@@ -685,7 +685,7 @@ def test_dropping_transparency_is_reported(tiny_models, tmp_path, random_image, 
 @pytest.mark.parametrize("primaries", [12, 1])  # Display P3, sRGB's BT.709
 def test_a_heic_colour_description_is_kept_or_its_loss_reported(tiny_models, tmp_path, random_image,
                                                                 primaries):
-    import formnet_cli.io  # noqa: F401  (registers the HEIF plugin with Pillow)
+    import formnet_cli.io.formats  # noqa: F401  (registers the HEIF plugin with Pillow)
 
     source = tmp_path / "phone.heic"
     Image.fromarray(random_image((16, 16, 3), np.uint8)).save(

@@ -39,6 +39,7 @@ def encode_png(samples: np.ndarray, colour_type: int) -> bytes:
         + chunk(b"IEND", b"")
     )
 
+
 def test_16bit_grey_alpha_png_is_read_as_grey(tmp_path):
     grey_alpha = random_uint((3, 4, 2), 16)
     source = tmp_path / "la16.png"
@@ -49,6 +50,7 @@ def test_16bit_grey_alpha_png_is_read_as_grey(tmp_path):
     assert np.array_equal(to_uint(image.pixels, 16)[:, :, 0], grey_alpha[:, :, 0])
     assert np.array_equal(to_uint(image.alpha, 16), grey_alpha[:, :, 1])
 
+
 @pytest.mark.parametrize(("mode", "key"), [("L", 7), ("RGB", (7, 8, 9))])
 def test_png_colour_key_transparency_becomes_alpha(tmp_path, mode, key):
     pixels = np.full((3, 4) if mode == "L" else (3, 4, 3), 200, np.uint8)
@@ -58,6 +60,7 @@ def test_png_colour_key_transparency_becomes_alpha(tmp_path, mode, key):
     expected = np.ones((3, 4), np.float32)
     expected[1, 2] = 0
     assert image.channels == (1 if mode == "L" else 3) and np.array_equal(image.alpha, expected)
+
 
 def test_palette_image_becomes_rgb_or_rgba(tmp_path):
     palette_image = Image.fromarray(random_uint((5, 5, 3), 8)).quantize(colors=8)
@@ -75,6 +78,7 @@ def test_palette_image_becomes_rgb_or_rgba(tmp_path):
     assert image.alpha is not None
     assert np.array_equal(image.alpha == 0, index == 0)
 
+
 def test_one_bit_and_cmyk_images_are_converted(tmp_path):
     bits = Image.fromarray(np.eye(6, dtype=bool))
     bits.save(tmp_path / "bits.png")
@@ -87,6 +91,7 @@ def test_one_bit_and_cmyk_images_are_converted(tmp_path):
     assert image.pixels.shape == (3, 4, 3)
     assert np.allclose(image.pixels[0, 0], [1.0, 0.0, 0.0])  # pure red
 
+
 @pytest.mark.parametrize("orientation", range(1, 9))
 def test_orientation_matches_pillow_exif_transpose(tmp_path, orientation):
     values = random_uint((3, 5, 3), 8)
@@ -95,6 +100,7 @@ def test_orientation_matches_pillow_exif_transpose(tmp_path, orientation):
     with Image.open(source) as opened:
         expected = np.asarray(ImageOps.exif_transpose(opened))
     assert np.array_equal(to_uint(read_image(source).pixels, 8), expected)
+
 
 def test_orientation_is_applied_to_16bit_colour(tmp_path):
     rgb = random_uint((3, 5, 3), 16)
@@ -109,6 +115,7 @@ def test_orientation_is_applied_to_16bit_colour(tmp_path):
     image = read_image(source)
     assert np.array_equal(to_uint(image.pixels, 16), np.rot90(rgb, k=-1))
 
+
 @pytest.mark.parametrize("bit_depth", [8, 16])
 def test_tiff_orientation_is_applied_once_at_any_depth(tmp_path, bit_depth):
     rgb = np.zeros((4, 8, 3), np.uint8 if bit_depth == 8 else np.uint16)
@@ -122,6 +129,7 @@ def test_tiff_orientation_is_applied_once_at_any_depth(tmp_path, bit_depth):
             assert image.pixels.shape[:2] == (8, 4) and image.dpi == (150.0, 300.0)
             assert np.unravel_index(np.argmax(image.pixels[:, :, 0]), (8, 4)) == (0, 3)
 
+
 def test_heic_rotation_is_applied_once(tmp_path):
     pixels = np.zeros((4, 8, 3), np.uint8)
     pixels[0, 0] = 255  # top left, before turning by EXIF orientation 6 (90 degrees clockwise)
@@ -129,6 +137,7 @@ def test_heic_rotation_is_applied_once(tmp_path):
     image = read_image(tmp_path / "phone.heic")
     assert image.pixels.shape[:2] == (8, 4)
     assert np.unravel_index(np.argmax(image.pixels[:, :, 0]), (8, 4)) == (0, 3)  # now top right
+
 
 def test_planar_16bit_rgb_tiff_is_decoded_exactly(tmp_path):
     rgb = random_uint((6, 5, 3), 16)
@@ -141,6 +150,7 @@ def test_planar_16bit_rgb_tiff_is_decoded_exactly(tmp_path):
     assert all(np.array_equal(to_uint(page.pixels, 16), rgb)
                for page in imageio.read_pages(tmp_path / "pages.tif"))
 
+
 def test_16bit_colour_page_after_a_thumbnail_is_the_right_page(tmp_path):
     rgb = random_uint((6, 5, 3), 16)
     with tifffile.TiffWriter(tmp_path / "pages.tif") as writer:
@@ -150,10 +160,12 @@ def test_16bit_colour_page_after_a_thumbnail_is_the_right_page(tmp_path):
     pages = imageio.read_pages(tmp_path / "pages.tif")
     assert len(pages) == 2 and np.array_equal(to_uint(pages[1].pixels, 16), rgb)
 
+
 def test_signed_16bit_tiff_is_still_read(tmp_path):
     tifffile.imwrite(tmp_path / "s.tif", np.arange(16, dtype=np.int16).reshape(4, 4) * 1000)
     image = read_image(tmp_path / "s.tif")
     assert image.bit_depth == 16 and image.pixels.shape == (4, 4, 1)
+
 
 def test_avif_of_any_brand_is_read_by_pillows_avif_plugin():
     buffer = io.BytesIO()
@@ -163,11 +175,13 @@ def test_avif_of_any_brand_is_read_by_pillows_avif_plugin():
     image = read_image_bytes(data[:8] + b"mif1" + data[12:], "x.avif")  # the HEIF plugin claims mif1
     assert image.source_format == "AVIF" and abs(image.pixels[0, 0, 0] - 200 / 255) < 0.02
 
+
 def test_heic_with_several_images_reads_the_primary_one(tmp_path):
     first, second = Image.new("RGB", (8, 6), (250, 0, 0)), Image.new("RGB", (4, 4), (0, 0, 250))
     first.save(tmp_path / "burst.heic", save_all=True, append_images=[second], quality=-1)
     image = read_image(tmp_path / "burst.heic")
     assert image.pixels.shape == (6, 8, 3) and image.pixels[0, 0, 0] > 0.9
+
 
 def test_10_bit_heic_is_read_at_16_bits(tmp_path):
     import pillow_heif
@@ -184,6 +198,7 @@ def test_10_bit_heic_is_read_at_16_bits(tmp_path):
     assert again.bit_depth == 16 and len(np.unique(to_uint(again.pixels, 16))) > 256
     assert again.icc_profile == SRGB_ICC and again.xmp == XMP
 
+
 def test_a_12bit_colour_jpeg2000_is_scaled_to_16_bits():
     # tests/data/rgb12bit.jp2: imagecodecs.jpeg2k_encode(c, codecformat="jp2", bitspersample=12,
     # reversible=True) of c = default_rng(0).integers(0, 4096, (12, 16, 3), dtype=np.uint16).
@@ -192,11 +207,13 @@ def test_a_12bit_colour_jpeg2000_is_scaled_to_16_bits():
     assert image.bit_depth == 16 and image.pixels.shape == (12, 16, 3)
     assert np.array_equal(np.round(image.pixels * 4095).astype(np.uint16), expected)
 
+
 def test_sixteen_bit_min_is_white_tiff_is_not_read_as_a_negative(tmp_path):
     samples = random_uint((6, 7), 16)
     tifffile.imwrite(tmp_path / "mw.tif", samples, photometric="miniswhite")  # 0 is white
     image = imageio.read_image(tmp_path / "mw.tif")
     np.testing.assert_array_equal(imageio.to_uint(image.pixels, 16)[:, :, 0], 65535 - samples)
+
 
 def test_sixteen_bit_grey_png_colour_key_becomes_alpha(tmp_path):
     samples = random_uint((5, 6), 16)
@@ -211,11 +228,13 @@ def test_sixteen_bit_grey_png_colour_key_becomes_alpha(tmp_path):
     assert image.bit_depth == 16 and image.alpha is not None
     np.testing.assert_array_equal(image.alpha, (samples != key).astype(np.float32))
 
+
 def test_read_image_bytes_matches_file(tmp_path):
     buffer = io.BytesIO()
     Image.new("RGB", (3, 2), (1, 2, 3)).save(buffer, format="PNG")
     image = read_image_bytes(buffer.getvalue(), "memory.png")
     assert image.source_format == "PNG" and to_uint(image.pixels[0, 0], 8).tolist() == [1, 2, 3]
+
 
 def test_multi_page_tiff_reads_and_writes_every_page(tmp_path):
     grey = random_uint((16, 20), 8)
@@ -243,6 +262,7 @@ def test_multi_page_tiff_reads_and_writes_every_page(tmp_path):
     with pytest.raises(ImageWriteError, match="4 pages need a TIFF output"):
         imageio.write_pages(tmp_path / "copy.png", pages)
 
+
 def _tiff_with_pages(path: Path, pages: list[tuple[Image.Image, dict]]) -> Path:
     """A TIFF whose pages are saved with their own options (Pillow's save_all shares them)."""
     from PIL import TiffImagePlugin
@@ -252,6 +272,7 @@ def _tiff_with_pages(path: Path, pages: list[tuple[Image.Image, dict]]) -> Path:
             image.save(writer, format="TIFF", **options)
             writer.newFrame()
     return path
+
 
 def test_tiff_pages_keep_their_own_profiles_and_skip_thumbnails(tmp_path):
     srgb = ImageCms.ImageCmsProfile(ImageCms.createProfile("sRGB")).tobytes()
@@ -273,6 +294,7 @@ def test_tiff_pages_keep_their_own_profiles_and_skip_thumbnails(tmp_path):
     assert read_image(single).pixels.shape == (16, 16, 3)
     assert len(imageio.read_pages(single)) == 1
 
+
 @pytest.mark.filterwarnings("ignore:Corrupt EXIF data")  # Pillow, on the broken chain
 def test_tiff_with_a_broken_page_chain_still_reads_its_first_page(tmp_path):
     path = tmp_path / "broken.tif"
@@ -288,11 +310,13 @@ def test_tiff_with_a_broken_page_chain_still_reads_its_first_page(tmp_path):
     assert read_image(path).pixels.shape == (12, 12, 1)
     assert len(imageio.read_pages(path)) == 1
 
+
 def test_single_page_files_read_as_one_page(tmp_path):
     path = tmp_path / "one.png"
     Image.fromarray(random_uint((9, 7, 3), 8)).save(path)
     [page] = imageio.read_pages(path)
     np.testing.assert_array_equal(page.pixels, read_image(path).pixels)
+
 
 def test_animations_are_refused_not_cut_to_their_first_frame(tmp_path):
     frames = [Image.fromarray(random_uint((16, 16, 3), 8)) for _ in range(3)]
@@ -301,10 +325,12 @@ def test_animations_are_refused_not_cut_to_their_first_frame(tmp_path):
     with pytest.raises(ImageReadError, match="holds 3 frames; formnet restores still images"):
         imageio.read_pages(path)
 
+
 def png_bytes() -> bytes:
     buffer = io.BytesIO()
     Image.fromarray(random_uint((64, 64, 3), 8)).save(buffer, format="PNG")
     return buffer.getvalue()
+
 
 def corrupt_png_bytes() -> bytes:
     """A complete PNG whose compressed pixel data starts with a broken zlib header."""
@@ -313,10 +339,12 @@ def corrupt_png_bytes() -> bytes:
     data[41:43] = b"\xff\xff"
     return bytes(data)
 
+
 def jpeg_bytes() -> bytes:
     buffer = io.BytesIO()
     Image.fromarray(random_uint((64, 64, 3), 8)).save(buffer, format="JPEG")
     return buffer.getvalue()
+
 
 @pytest.mark.parametrize(
     ("name", "content", "reason"),
@@ -339,6 +367,7 @@ def test_bad_input_raises_one_line_read_error(tmp_path, name, content, reason):
     assert message.startswith(f"{path}: ") and reason in message and "\n" not in message
     assert ImageFile.LOAD_TRUNCATED_IMAGES is False
 
+
 @pytest.mark.parametrize("extension", [".png", ".tif"])
 def test_truncated_16bit_colour_raises_and_prints_nothing(tmp_path, capfd, extension):
     # Decoded by OpenCV: neither libpng's nor libtiff's own complaints reach standard error.
@@ -351,11 +380,13 @@ def test_truncated_16bit_colour_raises_and_prints_nothing(tmp_path, capfd, exten
         read_image(cut)
     assert capfd.readouterr().err == ""
 
+
 def test_missing_file_and_folder_raise_read_error(tmp_path):
     with pytest.raises(ImageReadError, match="file not found"):
         read_image(tmp_path / "missing.png")
     with pytest.raises(ImageReadError, match="is a folder"):
         read_image(tmp_path)
+
 
 @pytest.mark.parametrize("dtype, reason", [(np.int32, "signed 32-bit integer samples are not read"),
                                            (np.float32, "32-bit floating-point samples are not read")])
@@ -364,6 +395,7 @@ def test_32_bit_tiff_is_refused_not_clipped(tmp_path, dtype, reason):
     Image.fromarray((np.arange(64).reshape(8, 8) * 100_000).astype(dtype)).save(path)
     with pytest.raises(ImageReadError, match=reason):
         read_image(path)
+
 
 @pytest.mark.parametrize("samples, options, message", [
     (np.zeros((4, 5, 3), np.float32), {"photometric": "rgb"}, "32-bit floating-point samples are not read"),
@@ -379,6 +411,7 @@ def test_tiff_layouts_not_read_are_named_not_called_corrupt(tmp_path, samples, o
     tifffile.imwrite(tmp_path / "odd.tif", samples, **options)
     with pytest.raises(ImageReadError, match=f"odd.tif: {message}"):
         imageio.read_pages(tmp_path / "odd.tif")
+
 
 def test_a_truncated_tiff_is_reported_once_without_library_log_lines(tmp_path, caplog):
     tifffile.imwrite(tmp_path / "whole.tif", random_uint((8, 8), 16))

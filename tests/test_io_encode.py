@@ -21,6 +21,7 @@ def save_16bit_colour(path: Path, rgb: np.ndarray) -> None:
     bgr = rgb[:, :, [2, 1, 0, *range(3, rgb.shape[2])]]
     assert cv2.imwrite(str(path), np.ascontiguousarray(bgr))
 
+
 @pytest.mark.parametrize("channels", [1, 3])
 @pytest.mark.parametrize("extension", [".png", ".tif", ".bmp", ".webp"])
 def test_lossless_8bit_round_trip_is_exact(tmp_path, channels, extension):
@@ -38,6 +39,7 @@ def test_lossless_8bit_round_trip_is_exact(tmp_path, channels, extension):
     write_image(target, image)
     again = read_image(target)
     assert np.array_equal(again.pixels, image.pixels)
+
 
 @pytest.mark.parametrize("extension", [".png", ".tiff"])
 def test_16bit_grey_round_trip_keeps_values_above_255(tmp_path, extension):
@@ -57,6 +59,7 @@ def test_16bit_grey_round_trip_keeps_values_above_255(tmp_path, extension):
         assert written.mode.startswith("I;16")
         assert np.array_equal(np.asarray(written), values)
 
+
 @pytest.mark.parametrize("extension", [".png", ".tiff"])
 def test_16bit_rgb_round_trip_is_exact(tmp_path, extension):
     rgb = random_uint((7, 5, 3), 16)
@@ -74,6 +77,7 @@ def test_16bit_rgb_round_trip_is_exact(tmp_path, extension):
     assert decoded.dtype == np.uint16
     assert np.array_equal(decoded[:, :, ::-1], rgb)
 
+
 def test_16bit_rgba_png_keeps_alpha_at_16_bits(tmp_path):
     rgba = random_uint((4, 6, 4), 16)
     source = tmp_path / "rgba16.png"
@@ -86,6 +90,7 @@ def test_16bit_rgba_png_keeps_alpha_at_16_bits(tmp_path):
     target = tmp_path / "out.png"
     write_image(target, image)
     assert np.array_equal(read_image(target).alpha, image.alpha)
+
 
 @pytest.mark.parametrize("mode", ["LA", "RGBA"])
 def test_alpha_is_returned_separately_and_written_back(tmp_path, mode):
@@ -104,6 +109,7 @@ def test_alpha_is_returned_separately_and_written_back(tmp_path, mode):
         assert written.mode == mode
         assert np.array_equal(np.asarray(written), values)
 
+
 def test_alpha_is_dropped_for_jpeg(tmp_path):
     image = LoadedImage(np.full((8, 8, 3), 0.5, np.float32), alpha=np.zeros((8, 8), np.float32))
     target = tmp_path / "out.jpg"
@@ -115,6 +121,7 @@ def test_alpha_is_dropped_for_jpeg(tmp_path):
     with Image.open(target) as written:
         assert written.mode == "L"
 
+
 def test_jpeg_quality_is_honoured(tmp_path):
     noise = LoadedImage(RNG.random((64, 64, 3), dtype=np.float32))
     write_image(tmp_path / "high.jpg", noise)
@@ -123,10 +130,12 @@ def test_jpeg_quality_is_honoured(tmp_path):
     with pytest.raises(InvalidOptionError):
         write_image(tmp_path / "bad.jpg", noise, jpeg_quality=0)
 
+
 def test_16bit_image_is_written_as_8bit_jpeg(tmp_path):
     image = LoadedImage(np.full((8, 8, 3), 0.5, np.float32), bit_depth=16)
     write_image(tmp_path / "out.jpg", image)
     assert read_image(tmp_path / "out.jpg").bit_depth == 8
+
 
 @pytest.mark.parametrize("extension", [".avif", ".heic"])
 @pytest.mark.parametrize("channels", [1, 3])
@@ -147,6 +156,7 @@ def test_avif_and_heic_round_trip_keep_alpha_exif_xmp_and_the_quality(tmp_path, 
     write_image(tmp_path / f"low{extension}", image, jpeg_quality=10)
     assert (tmp_path / f"low{extension}").stat().st_size < (tmp_path / f"out{extension}").stat().st_size
 
+
 def test_multi_page_tiff_pages_keep_their_depth_and_metadata(tmp_path):
     rgb16 = random_uint((6, 5, 4), 16).astype(np.float32) / 65535
     pages = [LoadedImage(rgb16[:, :, :3], rgb16[:, :, 3], bit_depth=16, icc_profile=SRGB_ICC,
@@ -164,6 +174,7 @@ def test_multi_page_tiff_pages_keep_their_depth_and_metadata(tmp_path):
         assert (after.icc_profile, after.text, after.xmp) == (before.icc_profile, before.text, before.xmp)
         assert after.dpi == (None if before.dpi is None else pytest.approx(before.dpi))
 
+
 def test_encoded_pages_are_the_file_write_pages_writes(tmp_path):
     pages = [LoadedImage(random_uint((4, 6, 1), 8).astype(np.float32) / 255, dpi=(300.0, 300.0)),
              LoadedImage(random_uint((3, 5, 3), 16).astype(np.float32) / 65535, bit_depth=16)]
@@ -175,6 +186,7 @@ def test_encoded_pages_are_the_file_write_pages_writes(tmp_path):
     assert one.startswith(b"\xff\xd8") and imageio.read_image_bytes(one, "stream").dpi == (300.0, 300.0)
     with pytest.raises(ImageWriteError, match="standard output: 2 pages need a TIFF output"):
         imageio.encode_pages(pages, "png")
+
 
 @pytest.mark.parametrize(("channels", "bit_depth", "with_alpha"), [
     (1, 8, False), (3, 8, True), (1, 16, False), (3, 16, False), (3, 16, True)])
@@ -190,11 +202,13 @@ def test_jpeg2000_round_trip_is_lossless_at_its_depth(tmp_path, channels, bit_de
     assert np.array_equal(again.pixels, pixels)
     assert (again.alpha is None) if alpha is None else np.array_equal(again.alpha, alpha)
 
+
 def test_a_16bit_colour_jpeg2000_too_small_for_opencv_is_one_line(tmp_path):
     image = LoadedImage(random_uint((20, 30, 3), 16).astype(np.float32) / 65535, bit_depth=16)
     with pytest.raises(ImageWriteError, match="needs 32 px a side.*write .tif or .png"):
         write_image(tmp_path / "tiny.jp2", image)
     assert list(tmp_path.iterdir()) == []
+
 
 def test_unwritable_destinations_raise_write_error(tmp_path):
     image = LoadedImage(np.zeros((2, 2, 1), np.float32))

@@ -19,10 +19,12 @@ def test_is_image_path_and_extensions():
     assert IMAGE_EXTENSIONS == {".png", ".jpg", ".jpeg", ".tif", ".tiff", ".bmp", ".webp", ".avif",
                                 ".heic", ".heif", ".jp2"}
 
+
 def test_output_format_names():
     assert imageio.output_format("x.JPG") == "JPEG"
     assert imageio.output_format("x.png", ".tif") == "TIFF"
     assert imageio.output_format("x", "WebP") == "WEBP"
+
 
 def test_explicit_format_overrides_the_extension(tmp_path):
     target = tmp_path / "no_extension"
@@ -31,10 +33,12 @@ def test_explicit_format_overrides_the_extension(tmp_path):
         assert written.format == "JPEG"
     assert read_image(target).source_format == "JPEG"
 
+
 def test_a_format_this_installation_cannot_write_is_refused_before_any_work(monkeypatch):
     monkeypatch.delitem(Image.SAVE, "AVIF")
     with pytest.raises(ImageWriteError, match="cannot write AVIF files"):
         imageio.output_format("out.avif")
+
 
 @pytest.mark.parametrize("source_format, extension", [
     ("JPEG", ".jpg"), ("MPO", ".jpg"), ("TIFF", ".tif"), ("HEIF", ".heic"), ("JPEG2000", ".jp2"),

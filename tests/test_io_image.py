@@ -18,12 +18,14 @@ def test_to_uint_rounds_and_clips():
     assert to_uint(np.float32([0.5]), 16).tolist() == [32768]  # 32767.5 rounds half to even
     assert to_uint(np.float32([257 / 65535]), 16).dtype == np.uint16
 
+
 def test_loaded_image_validates_shapes():
     assert LoadedImage(np.zeros((2, 3))).pixels.shape == (2, 3, 1)
     with pytest.raises(ValueError):
         LoadedImage(np.zeros((2, 3, 2)))
     with pytest.raises(ValueError):
         LoadedImage(np.zeros((2, 3, 3)), alpha=np.zeros((3, 2)))
+
 
 def test_resizing_scales_the_resolution_in_the_file_and_in_the_exif(tmp_path):
     exif = exif_with_orientation(1)
@@ -42,6 +44,7 @@ def test_resizing_scales_the_resolution_in_the_file_and_in_the_exif(tmp_path):
     again = Image.Exif()
     again.load(imageio.resized(image, np.zeros((4, 4, 1), np.float32), None).exif)
     assert (again[282], again[283]) == (1.0, 2.0) and image.dpi is None
+
 
 def test_exif_pixel_dimensions_follow_the_rotation_and_the_resize(tmp_path):
     exif = exif_with_orientation(6)

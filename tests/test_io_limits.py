@@ -23,6 +23,7 @@ def test_decompression_bomb_raises_read_error(tmp_path, monkeypatch, pixels_over
     monkeypatch.setenv("FORMNET_MAX_MEGAPIXELS", "0.01")
     assert read_image(path).pixels.shape == (100, 100, 1)
 
+
 def test_the_default_limit_reads_large_camera_frames(monkeypatch):
     monkeypatch.delenv("FORMNET_MAX_MEGAPIXELS", raising=False)
     assert imageio.max_pixels() >= 400e6  # a 400 MP pixel-shift frame; Pillow's own is 89.5 MP
@@ -30,6 +31,7 @@ def test_the_default_limit_reads_large_camera_frames(monkeypatch):
         monkeypatch.setenv("FORMNET_MAX_MEGAPIXELS", bad)
         with pytest.raises(InvalidOptionError, match="FORMNET_MAX_MEGAPIXELS must be a positive"):
             imageio.max_pixels()
+
 
 def test_threads_reading_at_once_leave_pillow_as_it_was(tmp_path):
     from concurrent.futures import ThreadPoolExecutor
