@@ -42,3 +42,13 @@ def test_jpeg_quality_every_level_and_from_path(tmp_path: Path) -> None:
     assert estimate_jpeg_quality(png) is None
     assert estimate_jpeg_quality(Image.new("L", (8, 8))) is None
     assert estimate_jpeg_quality(path.read_bytes()) == 35  # the file's bytes (standard input)
+
+
+@pytest.mark.filterwarnings("error")  # not even Pillow's decompression-bomb warning
+def test_the_quality_of_a_photo_beyond_pillows_own_limit_is_read(tmp_path, monkeypatch):
+    path = tmp_path / "large.jpg"
+    _jpeg(60, "RGB").save(path, quality=60)
+    monkeypatch.setattr(Image, "MAX_IMAGE_PIXELS", 100)  # 64 x 64 is then a "bomb" to Pillow,
+    assert estimate_jpeg_quality(path) == 60  # as a 200 MP photo is to its default limit
+    assert estimate_jpeg_quality(path.read_bytes()) == 60
+    assert Image.MAX_IMAGE_PIXELS == 100

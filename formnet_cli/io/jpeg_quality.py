@@ -1,12 +1,14 @@
-"""A JPEG's quality, estimated from its quantisation tables (read from the file's header)."""
+"""A JPEG's quality, estimated from its quantisation tables (read from the file's header,
+whatever the image's size)."""
 
 from __future__ import annotations
 
-import io
 import os
 
 import numpy as np
 from PIL import Image
+
+from formnet_cli.io.limits import open_header
 
 __all__ = ["STANDARD_LUMINANCE_TABLE", "estimate_jpeg_quality"]
 
@@ -47,8 +49,7 @@ def estimate_jpeg_quality(path_or_image: str | os.PathLike[str] | bytes | Image.
     """
     if isinstance(path_or_image, Image.Image):
         return _quality_from_pil(path_or_image)
-    source = io.BytesIO(path_or_image) if isinstance(path_or_image, bytes) else path_or_image
-    with Image.open(source) as image:
+    with open_header(path_or_image) as image:  # a 200 MP photo too: only its tables are read
         return _quality_from_pil(image)
 
 

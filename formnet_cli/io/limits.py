@@ -1,7 +1,9 @@
-"""The pixel limit: the largest image read, and decoding under it (a decompression-bomb guard)."""
+"""The pixel limit: the largest image read, decoding under it (a decompression-bomb guard), and
+opening a file for its header only, whatever its size."""
 
 from __future__ import annotations
 
+import io
 import math
 import os
 import threading
@@ -32,7 +34,7 @@ def max_pixels() -> int:
     return int(megapixels * 1e6)
 
 
-DECODING = threading.RLock()
+_DECODING = threading.RLock()
 """Held while decoding under :func:`pixel_limit`: Pillow's limit and the warning filters are
 process-wide, so threads decode one at a time and each finds Pillow's own state restored."""
 
@@ -42,7 +44,7 @@ def pixel_limit() -> Iterator[None]:
     """Decode under :func:`max_pixels`: Pillow's decompression-bomb check (its warning zone
     included) refuses anything larger. Pillow's own limit is restored afterwards."""
     limit = max_pixels()
-    with DECODING:
+    with _DECODING:
         previous, Image.MAX_IMAGE_PIXELS = Image.MAX_IMAGE_PIXELS, limit
         try:
             with warnings.catch_warnings():
@@ -58,3 +60,15 @@ def too_large_reason(exc: BaseException) -> str:
     """The one-line reason for an image over the limit."""
     return (f"image too large, refused as a possible decompression bomb ({exc}); set "
             f"{MAX_MEGAPIXELS_VARIABLE} (now {max_pixels() / 1e6:g}) to read larger images")
+
+
+def open_header(source: str | os.PathLike[str] | bytes) -> Image.Image:
+    """Open an image file (a path, or its bytes) for its header only (format, size, profile,
+    EXIF, JPEG tables), whatever the image's size: Pillow's own limit, which refuses large
+    images on opening, is lifted while it opens; nothing is decoded."""
+    with _DECODING:
+        previous, Image.MAX_IMAGE_PIXELS = Image.MAX_IMAGE_PIXELS, None
+        try:
+            return Image.open(io.BytesIO(source) if isinstance(source, bytes) else source)
+        finally:
+            Image.MAX_IMAGE_PIXELS = previous

@@ -8,7 +8,6 @@ text chunks), and compared with a written file's header (:func:`metadata_not_kep
 
 from __future__ import annotations
 
-import io
 import os
 import re
 import struct
@@ -17,7 +16,7 @@ from typing import TYPE_CHECKING, Any
 from PIL import Image
 
 from formnet_cli.io.formats import SIXTEEN_BIT_FORMATS
-from formnet_cli.io.limits import DECODING
+from formnet_cli.io.limits import open_header
 
 if TYPE_CHECKING:
     from formnet_cli.io.image import LoadedImage
@@ -71,13 +70,7 @@ def metadata_not_kept(image: LoadedImage, written: str | os.PathLike[str] | byte
     there: EXIF in a TIFF), read back from that file's header: e.g. ``["EXIF", "text
     (Author)"]``; ``[]`` when the header cannot be read."""
     try:
-        with DECODING:  # the header only, whatever the image's size
-            previous, Image.MAX_IMAGE_PIXELS = Image.MAX_IMAGE_PIXELS, None
-            try:
-                header = Image.open(io.BytesIO(written) if isinstance(written, bytes) else written)
-            finally:
-                Image.MAX_IMAGE_PIXELS = previous
-        with header:
+        with open_header(written) as header:
             if header.format == "TIFF":
                 profile = header.tag_v2.get(34675)
                 has_exif = False  # formnet writes no EXIF IFD into a TIFF
