@@ -17,6 +17,7 @@ def test_to_uint_rounds_and_clips():
     assert to_uint(pixels, 8).tolist() == [0, 0, 0, 1, 255, 255, 0]
     assert to_uint(np.float32([0.5]), 16).tolist() == [32768]  # 32767.5 rounds half to even
     assert to_uint(np.float32([257 / 65535]), 16).dtype == np.uint16
+    assert to_uint(np.array([np.inf, -np.inf, np.nan]), 16).tolist() == [65535, 0, 0]  # float64 too
 
 
 def test_loaded_image_validates_shapes():

@@ -39,7 +39,8 @@ def ordinary_images(tmp_path_factory):
     grey = colour[:, :, 1]
     Image.fromarray(grey).save(folder / "grey.png")
     Image.fromarray(colour).save(folder / "colour.png")
-    Image.fromarray(np.dstack([colour, rng.integers(0, 256, grey.shape, np.uint8)])).save(folder / "alpha.png")
+    alpha = rng.integers(0, 256, grey.shape, np.uint8)
+    Image.fromarray(np.dstack([colour, alpha])).save(folder / "alpha.png")
     Image.fromarray(colour).quantize(colors=16).save(folder / "palette.png", transparency=0)
     Image.fromarray(grey).save(folder / "grey.jpg", quality=85)
     Image.fromarray(colour).save(folder / "colour.jpg", quality=85)

@@ -45,8 +45,8 @@ __all__ = sorted(_MODULE_OF)
 if TYPE_CHECKING:
     from formnet_cli.io.atomic import check_writable_folder, write_atomically
     from formnet_cli.io.decode import read_image, read_image_bytes, read_pages, read_pages_bytes
-    from formnet_cli.io.encode import (check_page_count, check_writable_as, encode_pages, write_image,
-                                       write_pages)
+    from formnet_cli.io.encode import (check_page_count, check_writable_as, encode_pages,
+                                       write_image, write_pages)
     from formnet_cli.io.formats import (IMAGE_EXTENSIONS, extension_of, is_image_path, keeps_alpha,
                                         keeps_colour_description, output_format)
     from formnet_cli.io.image import LoadedImage, from_uint, resized, to_uint

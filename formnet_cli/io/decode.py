@@ -27,8 +27,8 @@ from formnet_cli.errors import ImageReadError
 from formnet_cli.io.formats import PNG_SIGNATURE, format_by_signature
 from formnet_cli.io.image import LoadedImage, from_uint
 from formnet_cli.io.limits import pixel_limit, too_large_reason
-from formnet_cli.io.metadata import (descriptive_metadata, exif_orientation, nclx_colour_description,
-                                     png_gamma, upright_exif)
+from formnet_cli.io.metadata import (descriptive_metadata, exif_orientation,
+                                     nclx_colour_description, png_gamma, upright_exif)
 
 # Pillow modes that hold 16-bit grey samples (mode "I" is 32-bit, clipped to 16 bits).
 _SIXTEEN_BIT_GREY_MODES = frozenset({"I;16", "I;16L", "I;16B", "I;16N", "I"})

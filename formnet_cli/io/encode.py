@@ -30,7 +30,8 @@ from formnet_cli.io.decode import describe_error, quiet_opencv
 from formnet_cli.io.formats import (ALPHA_FORMATS, DPI_FORMATS, EXIF_FORMATS, ICC_FORMATS,
                                     LOSSY_FORMATS, SIXTEEN_BIT_FORMATS, output_format)
 from formnet_cli.io.image import LoadedImage, to_uint
-from formnet_cli.io.metadata import XMP_TAG, icc_fits, png_gamma_body, png_text, tiff_tags, upright_exif
+from formnet_cli.io.metadata import (XMP_TAG, icc_fits, png_gamma_body, png_text, tiff_tags,
+                                     upright_exif)
 
 _JPEG_MAX_DENSITY = 65535  # JFIF stores the resolution in 16 bits
 _JPEG_MAX_XMP = 65504  # one APP1 segment, less its header

@@ -92,7 +92,7 @@ def to_uint(pixels: np.ndarray, bit_depth: int = 8) -> np.ndarray:
     if bit_depth not in (8, 16):
         raise ValueError(f"bit_depth must be 8 or 16, got {bit_depth}")
     peak = 255 if bit_depth == 8 else 65535
-    clipped = np.clip(np.nan_to_num(pixels, nan=0.0), 0.0, 1.0)
+    clipped = np.fmin(np.fmax(pixels, 0.0), 1.0)  # fmax takes the 0 over a NaN: NaN becomes 0
     return np.rint(clipped * peak).astype(np.uint8 if bit_depth == 8 else np.uint16)
 
 
