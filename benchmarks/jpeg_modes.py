@@ -18,7 +18,7 @@ from PIL import Image
 
 from formnet_cli import api
 from formnet_cli.imaging.degradations import jpeg_compress
-from formnet_cli.io.images import is_image_path
+from formnet_cli.io import is_image_path
 from formnet_cli.imaging.metrics import psnr
 
 

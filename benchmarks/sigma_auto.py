@@ -20,7 +20,7 @@ from PIL import Image
 from formnet_cli import api
 from formnet_cli.imaging.degradations import add_gaussian_noise
 from formnet_cli.evaluation.protocol import to_uint8
-from formnet_cli.io.images import is_image_path
+from formnet_cli.io import is_image_path
 from formnet_cli.imaging.metrics import psnr
 
 

@@ -38,6 +38,7 @@ from formnet_cli.imaging import degradations
 from formnet_cli.inference import engine
 from formnet_cli.inference.device import check_precision, prepare_for_inference, resolve_device, resolve_precision
 from formnet_cli.imaging import estimation
+from formnet_cli.io import estimate_jpeg_quality
 from formnet_cli.hub import registry
 from formnet_cli.hub.checkpoint import CONFIG_FILE, WEIGHTS_FILE, CheckpointInfo, load_checkpoint, read_info
 from formnet_cli.config import LEVEL_NAMES, QUALITY_RANGE, SIGMA_MAX, SR_SCALES, TASKS, ModelConfig
@@ -604,7 +605,7 @@ def _quality_level(quality: int | str, source_path: str | os.PathLike[str] | byt
     if quality == "auto":
         if source_path is None:
             return None, False
-        estimate = estimation.estimate_jpeg_quality(source_path)
+        estimate = estimate_jpeg_quality(source_path)
         if estimate is None:
             return None, False
         return int(min(max(estimate, low), high)), True

@@ -18,7 +18,7 @@ from typer.testing import CliRunner
 
 from formnet_cli.batch import run as batch
 from formnet_cli.inference import device as device_module
-from formnet_cli.io import images as imageio
+from formnet_cli import io as imageio
 from formnet_cli.cli.app import app
 
 runner = CliRunner()
@@ -632,7 +632,7 @@ def test_unwritable_output_folder_fails_before_the_model_runs(tiny_models, tmp_p
             raise PermissionError(13, "Permission denied")
         return real(*args, dir=dir, **kwargs)
 
-    monkeypatch.setattr("formnet_cli.io.images.tempfile.TemporaryFile", refuse_in_output)
+    monkeypatch.setattr("formnet_cli.io.atomic.tempfile.TemporaryFile", refuse_in_output)
     calls = []
     monkeypatch.setattr("formnet_cli.api.restore_with_info", lambda *a, **k: calls.append(a))
     result = restore(tiny_models.denoise_gray, gray_png, gray_png.parent, "-o", output / "sub",
@@ -661,7 +661,7 @@ def test_skip_existing_needs_no_writable_folder(tiny_models, tmp_path, gray_png,
     def refuse(*args, **kwargs):  # every folder read-only (chmod means nothing to root)
         raise PermissionError(13, "Permission denied")
 
-    monkeypatch.setattr("formnet_cli.io.images.tempfile.TemporaryFile", refuse)
+    monkeypatch.setattr("formnet_cli.io.atomic.tempfile.TemporaryFile", refuse)
     result = restore(tiny_models.denoise_gray, gray_png, "-o", f"{output}/", "--sigma", "5",
                      "--skip-existing")
     assert result.exit_code == 0, result.output
@@ -685,7 +685,7 @@ def test_dropping_transparency_is_reported(tiny_models, tmp_path, random_image, 
 @pytest.mark.parametrize("primaries", [12, 1])  # Display P3, sRGB's BT.709
 def test_a_heic_colour_description_is_kept_or_its_loss_reported(tiny_models, tmp_path, random_image,
                                                                 primaries):
-    import formnet_cli.io.images  # noqa: F401  (registers the HEIF plugin with Pillow)
+    import formnet_cli.io.formats  # noqa: F401  (registers the HEIF plugin with Pillow)
 
     source = tmp_path / "phone.heic"
     Image.fromarray(random_image((16, 16, 3), np.uint8)).save(
@@ -702,7 +702,7 @@ def test_a_heic_colour_description_is_kept_or_its_loss_reported(tiny_models, tmp
 
 def test_every_page_of_a_multi_page_tiff_is_restored(tiny_models, tmp_path, random_image):
     from formnet_cli import api
-    from formnet_cli.io import images as imageio
+    from formnet_cli import io as imageio
 
     pages = [random_image((16, 12), np.uint8, seed=1), random_image((10, 14), np.uint8, seed=2)]
     source = tmp_path / "in" / "scan.tif"
@@ -913,7 +913,7 @@ def test_a_full_disk_stops_the_batch_instead_of_failing_every_file(tiny_models, 
 
     for index in range(3):
         write_png(tmp_path / "in" / f"{index}.png", random_image((8, 8), np.uint8, seed=index))
-    real_write = imageio._write_atomically
+    real_write = imageio.write_atomically
     written = []
 
     def fills_up(path, encode):
@@ -922,7 +922,7 @@ def test_a_full_disk_stops_the_batch_instead_of_failing_every_file(tiny_models, 
         written.append(path)
         real_write(path, encode)
 
-    monkeypatch.setattr(imageio, "_write_atomically", fills_up)
+    monkeypatch.setattr("formnet_cli.io.encode.write_atomically", fills_up)
     plan = batch.plan_batch([tmp_path / "in"], tmp_path / "out")
     summary = batch.run_batch(plan, batch.BatchOptions(sigma=5, model=str(tiny_models.denoise_gray),
                                                        device="cpu", tile=None))

@@ -1,8 +1,7 @@
-"""Blind level estimation: noise sigma (weak-texture PCA) and JPEG quality from tables."""
+"""Blind level estimation: noise sigma (weak-texture PCA)."""
 
 from __future__ import annotations
 
-import io
 import warnings
 from pathlib import Path
 
@@ -13,7 +12,6 @@ from PIL import Image
 from formnet_cli.imaging.degradations import add_gaussian_noise
 from formnet_cli.imaging.estimation import (
     NoiseLevelFunction,
-    estimate_jpeg_quality,
     estimate_noise_level_function,
     estimate_noise_sigma,
 )
@@ -54,31 +52,6 @@ def test_noise_sigma_on_clean_and_clipped_uint8_images() -> None:
     assert estimate_noise_sigma(as_uint8) == pytest.approx(20.0, abs=1.5)
     with pytest.raises(ValueError):
         estimate_noise_sigma(np.zeros((5, 5)))
-
-
-def _jpeg(quality: int, mode: str) -> Image.Image:
-    array = np.round(_textured_image(64, 64, None if mode == "L" else 3) * 255).astype(np.uint8)
-    buffer = io.BytesIO()
-    Image.fromarray(array).save(buffer, format="JPEG", quality=quality)
-    buffer.seek(0)
-    return Image.open(buffer)
-
-
-@pytest.mark.parametrize("quality", [10, 20, 30, 40, 75, 95])
-@pytest.mark.parametrize("mode", ["L", "RGB"])
-def test_jpeg_quality_is_exact_for_pillow_files(quality: int, mode: str) -> None:
-    assert estimate_jpeg_quality(_jpeg(quality, mode)) == quality
-
-
-def test_jpeg_quality_every_level_and_from_path(tmp_path: Path) -> None:
-    assert [estimate_jpeg_quality(_jpeg(q, "L")) for q in range(1, 101)] == list(range(1, 101))
-    path = tmp_path / "image.jpg"
-    _jpeg(35, "RGB").save(path, quality=35)
-    assert estimate_jpeg_quality(path) == 35
-    png = tmp_path / "image.png"
-    Image.fromarray(np.zeros((8, 8), np.uint8)).save(png)
-    assert estimate_jpeg_quality(png) is None
-    assert estimate_jpeg_quality(Image.new("L", (8, 8))) is None
 
 
 @pytest.mark.parametrize("layout", ["gray as RGB", "luminance noise"])

@@ -7,7 +7,7 @@ it, and glob matches mirror the folders below the pattern's first wildcard
 ``-`` (:data:`STREAM`) as the one input reads the image from standard input, as the output
 writes it to standard output (in the input's format, or ``ext``).
 Every page of a multi-page TIFF is restored, into a multi-page TIFF.
-Every output is written atomically by :func:`formnet_cli.io.images.write_image`, so an
+Every output is written atomically by :func:`formnet_cli.io.write_image`, so an
 interrupted run never leaves a partial image. A file that cannot be read, restored or
 written is recorded as failed and the batch goes on; problems that would hit every file
 (no weights, an option out of range) stop it before the first file.
@@ -30,7 +30,7 @@ import numpy as np
 import torch
 
 from formnet_cli import api
-from formnet_cli.io import images as imageio
+from formnet_cli import io as imageio
 from formnet_cli.batch.summary import BatchSummary, FileResult
 from formnet_cli.hub.checkpoint import CheckpointError
 from formnet_cli.errors import (FormnetError, ImageReadError, ImageWriteError, InvalidOptionError,

@@ -297,7 +297,7 @@ def _check_recordable(folder: Path, ensemble: str) -> None:
 
 
 def _check_writable_target(path: Path) -> None:
-    from formnet_cli.io.images import check_writable_folder
+    from formnet_cli.io import check_writable_folder
 
     if path.is_dir():
         raise InvalidOptionError(f"{path}: is a folder; give a file name")
@@ -370,7 +370,7 @@ def compare_command(
     formnet compare noisy.png restored.png --reference clean.png -o side_by_side.png
     """
     from formnet_cli.evaluation.strips import compare_strip, write_png
-    from formnet_cli.io.images import read_image, to_uint
+    from formnet_cli.io import read_image, to_uint
     from formnet_cli.imaging.metrics import psnr, ssim
 
     labels = list(label or [])

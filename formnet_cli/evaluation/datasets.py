@@ -45,7 +45,7 @@ def read_dataset(folder: str | os.PathLike[str], *, channels: ChannelMode = "aut
     ``channels``: ``auto`` keeps each file's own gray or color, ``gray`` converts color with
     Pillow's ``L`` (the protocol's gray version), ``color`` repeats gray into RGB.
     """
-    from formnet_cli.io.images import is_image_path, read_image, to_uint
+    from formnet_cli.io import is_image_path, read_image, to_uint
 
     if channels not in ("auto", "gray", "color"):
         raise InvalidOptionError(f"channels must be auto, gray or color, got {channels!r}")

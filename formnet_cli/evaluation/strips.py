@@ -108,7 +108,7 @@ def compare_strip(panels: Sequence[tuple[str, np.ndarray]], *, detail_from: np.n
 
 def write_png(path: Path, image: np.ndarray) -> None:
     """A float [0, 1] or uint8 image as a PNG (atomically), its folder made if needed."""
-    from formnet_cli.io.images import LoadedImage, write_image
+    from formnet_cli.io import LoadedImage, write_image
 
     path.parent.mkdir(parents=True, exist_ok=True)
     pixels = np.asarray(image)

@@ -12,17 +12,17 @@ from __future__ import annotations
 import json
 import math
 import os
-import secrets
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import torch
-from safetensors.torch import load_file, save_file
+from safetensors.torch import load_file, save
 
 from formnet_cli.config import CARD_FILE, CONFIG_FILE, WEIGHTS_FILE, ModelConfig
 from formnet_cli.inference.engine import ENSEMBLE_SIZES
 from formnet_cli.errors import FormnetError
+from formnet_cli.io.atomic import write_atomically
 from formnet_cli.models import FormResNet
 
 __all__ = ["CARD_FILE", "CONFIG_FILE", "WEIGHTS_FILE", "CheckpointError", "CheckpointInfo",
@@ -103,7 +103,8 @@ def save_checkpoint(model: FormResNet, folder: str | os.PathLike[str], name: str
                     card: str = "", scores: dict[str, float] | None = None,
                     description: str = "", ensemble: int = 1,
                     dtype: torch.dtype = torch.float32) -> Path:
-    """Write a checkpoint folder atomically per file; returns the folder.
+    """Write a checkpoint folder atomically per file (:func:`~formnet_cli.io.atomic.write_atomically`);
+    returns the folder.
 
     ``config.json`` gets the model's configuration, ``name``, ``description``, ``scores``
     (``{"BSD68 sigma 25": 29.29, ...}``: what ``formnet models`` shows) and ``ensemble``, the
@@ -117,10 +118,10 @@ def save_checkpoint(model: FormResNet, folder: str | os.PathLike[str], name: str
     folder.mkdir(parents=True, exist_ok=True)
     state = {key: (value.to(dtype) if value.is_floating_point() else value).detach().cpu().contiguous()
              for key, value in model.state_dict().items()}
-    _atomic_write(folder / WEIGHTS_FILE, lambda path: save_file(state, path))
+    write_atomically(folder / WEIGHTS_FILE, lambda handle: handle.write(save(state)))
     write_info(folder, info)
     if card:
-        _atomic_write(folder / CARD_FILE, lambda path: Path(path).write_text(card))
+        write_atomically(folder / CARD_FILE, lambda handle: handle.write(card.encode("utf-8")))
     return folder
 
 
@@ -130,21 +131,5 @@ def write_info(folder: str | os.PathLike[str], info: CheckpointInfo) -> Path:
     edit: ``write_info(folder, dataclasses.replace(read_info(folder), ensemble=2))``."""
     path = Path(folder) / CONFIG_FILE
     text = json.dumps(info.to_dict(), indent=2, allow_nan=False) + "\n"
-    _atomic_write(path, lambda temporary: Path(temporary).write_text(text))
+    write_atomically(path, lambda handle: handle.write(text.encode("utf-8")))
     return path
-
-
-def _atomic_write(target: Path, write) -> None:
-    # The file gets 0o666 less the umask, as any new file does, so a checkpoint can be shared
-    # or published: not mkstemp's 0o600, which safetensors' own writer also uses.
-    temporary = target.with_name(f".{target.name}.{secrets.token_hex(4)}.tmp")
-    descriptor = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)
-    mode = os.fstat(descriptor).st_mode & 0o777
-    os.close(descriptor)
-    try:
-        write(temporary)
-        os.chmod(temporary, mode)
-        os.replace(temporary, target)
-    except BaseException:
-        Path(temporary).unlink(missing_ok=True)
-        raise

@@ -7,7 +7,6 @@ an uninterrupted one would, whichever worker makes them.
 from __future__ import annotations
 
 import hashlib
-import io
 import multiprocessing
 from concurrent.futures import ProcessPoolExecutor, ThreadPoolExecutor
 from dataclasses import dataclass
@@ -19,8 +18,9 @@ from PIL import Image
 
 from formnet_cli.config import BLIND, ModelConfig
 from formnet_cli.imaging.degradations import add_gaussian_noise, imresize, jpeg_compress, rgb_to_y
-from formnet_cli.errors import FormnetError
-from formnet_cli.io.images import is_image_path
+from formnet_cli.errors import FormnetError, ImageReadError
+from formnet_cli.io import is_image_path, read_image, to_uint
+from formnet_cli.io.atomic import write_atomically
 from formnet_cli.models.formresnet import bm3d_denoise
 from formnet_cli.training.config import DataConfig
 
@@ -68,8 +68,13 @@ def holdout_split(paths: list[Path], holdout: int) -> tuple[list[Path], list[Pat
 
 def load_images(folders: list[str] | list[Path], channels: int, limit: int = 0, luma: bool = False,
                 holdout: int = 0, part: str = "train") -> list[np.ndarray]:
-    """Decode every image once, as uint8 ``H x W x C``: gray ``L``, ``RGB``, or with ``luma``
-    the Y channel of MATLAB's ``rgb2ycbcr`` (what super-resolution is measured on).
+    """Decode every image once, as uint8 ``H x W x C``: gray (Pillow's ``L`` of colour), ``RGB``
+    (gray repeated), or with ``luma`` the Y channel of MATLAB's ``rgb2ycbcr`` of colour (what
+    super-resolution is measured on).
+
+    Images are read as restore reads them (:func:`formnet_cli.io.read_image`): turned upright by
+    their EXIF orientation, 16-bit samples rounded to 8 bits, refused over the pixel limit. An
+    unreadable image is a one-line :class:`FormnetError` naming it.
 
     With ``holdout``, ``part`` picks the ``"train"`` or ``"val"`` side of :func:`holdout_split`.
     """
@@ -80,17 +85,18 @@ def load_images(folders: list[str] | list[Path], channels: int, limit: int = 0, 
 
     def decode(path: Path) -> np.ndarray:
         try:
-            with Image.open(path) as image:
-                if channels == 3:
-                    array = np.asarray(image.convert("RGB"))
-                elif luma and image.mode not in ("L", "I;16", "I"):
-                    array = np.round(rgb_to_y(np.asarray(image.convert("RGB")) / 255.0) * 255).astype(np.uint8)
-                else:
-                    array = np.asarray(image.convert("L"))
-        except (OSError, ValueError) as error:
-            raise FormnetError(f"{path}: cannot read this training image ({error}); "
+            pixels = to_uint(read_image(path).pixels, 8)
+        except ImageReadError as error:
+            reason = str(error).removeprefix(f"{path}: ")
+            raise FormnetError(f"{path}: cannot read this training image ({reason}); "
                                "move it out of the data folder") from None
-        return array[..., None] if array.ndim == 2 else array
+        if channels == 3:
+            return pixels if pixels.shape[2] == 3 else np.repeat(pixels, 3, axis=2)
+        if pixels.shape[2] == 1:
+            return pixels
+        if luma:
+            return np.round(rgb_to_y(pixels / 255.0) * 255).astype(np.uint8)[..., None]
+        return np.asarray(Image.fromarray(pixels, "RGB").convert("L"))[..., None]
 
     with ThreadPoolExecutor(4) as pool:
         return list(pool.map(decode, paths))
@@ -243,7 +249,7 @@ def bicubic_pairs(images: list[np.ndarray], scales: list[int], cache_dir: Path) 
             low = imresize(high, 1.0 / scale)
             up = np.clip(imresize(low, float(scale)), 0, 1).astype(np.float32)
             up = up.reshape(high.shape)
-            np.save(path, up)
+            write_atomically(path, lambda handle: np.save(handle, up))
             result[scale] = up
         return result
 
@@ -287,9 +293,5 @@ def _bm3d_to_file(task: tuple[tuple[int, float], np.ndarray, Path]) -> np.ndarra
     """BM3D of one noisy image, written atomically to its cache file."""
     (_, sigma), noisy, path = task
     output = bm3d_denoise(noisy.astype(np.float64), sigma / 255.0).astype(np.float32)
-    buffer = io.BytesIO()
-    np.savez(buffer, formatted=output)
-    temporary = path.with_name(path.name + ".part")
-    temporary.write_bytes(buffer.getvalue())
-    temporary.replace(path)
+    write_atomically(path, lambda handle: np.savez(handle, formatted=output))
     return output

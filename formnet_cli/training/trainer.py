@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import json
 import math
-import os
 import platform
 import shlex
 import sys
@@ -30,6 +29,7 @@ from formnet_cli.imaging.degradations import imresize, modcrop
 from formnet_cli.inference.device import cpu_has_fast, resolve_device
 from formnet_cli.inference.engine import restore_tensor
 from formnet_cli.errors import FormnetError
+from formnet_cli.io.atomic import write_atomically
 from formnet_cli.evaluation.protocol import Sample, Setting, degrade, psnr_of
 from formnet_cli.models import FormResNet, condition_level, count_parameters
 from formnet_cli.hub.registry import RUN_EXPORT_FOLDER, RUN_STATE_FILE, resolve_model
@@ -167,9 +167,10 @@ class Trainer:
         return state
 
     def save_state(self) -> None:
-        temporary = self.run_dir / f".{STATE_FILE}.tmp"
-        torch.save(self.state_dict(), temporary)
-        os.replace(temporary, self.run_dir / STATE_FILE)
+        """Write the resumable state atomically: an interruption or a full disk while saving
+        leaves the previous state to resume from."""
+        state = self.state_dict()
+        write_atomically(self.run_dir / STATE_FILE, lambda handle: torch.save(state, handle))
 
     def load_state(self) -> None:
         path = self.run_dir / STATE_FILE

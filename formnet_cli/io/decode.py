@@ -1,0 +1,460 @@
+"""Decoding image files into :class:`~formnet_cli.io.image.LoadedImage`.
+
+Pillow decodes everything except 16-bit colour (and 16-bit grey with alpha), which Pillow
+would silently reduce to 8 bits: OpenCV decodes those (tifffile where a TIFF stores its
+channels apart), pillow-heif's own reader deep HEIF. EXIF orientation is applied, so the pixels
+are upright. A multi-page TIFF is read page by page by :func:`read_pages`; :func:`read_image`
+refuses it rather than return its first page. Every failure is one :class:`ImageReadError` line.
+"""
+
+from __future__ import annotations
+
+import io
+import logging
+import os
+import struct
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pillow_heif
+import tifffile
+from PIL import Image, ImageCms
+
+from formnet_cli.errors import ImageReadError
+from formnet_cli.io.formats import PNG_SIGNATURE, format_by_signature
+from formnet_cli.io.image import LoadedImage, from_uint
+from formnet_cli.io.limits import pixel_limit, too_large_reason
+from formnet_cli.io.metadata import (descriptive_metadata, exif_orientation,
+                                     nclx_colour_description, png_gamma, upright_exif)
+
+# Pillow modes that hold 16-bit grey samples (mode "I" is 32-bit, clipped to 16 bits).
+_SIXTEEN_BIT_GREY_MODES = frozenset({"I;16", "I;16L", "I;16B", "I;16N", "I"})
+# What each 8-bit Pillow mode becomes; "P" and "CMYK" are handled on their own.
+_TARGET_MODE = {
+    "1": "L",
+    "L": "L",
+    "LA": "LA",
+    "La": "LA",
+    "PA": "RGBA",
+    "RGB": "RGB",
+    "RGBA": "RGBA",
+    "RGBa": "RGBA",
+    "RGBX": "RGB",
+    "YCbCr": "RGB",
+}
+
+
+def read_image(path: str | os.PathLike[str]) -> LoadedImage:
+    """Decode an image file; raise ImageReadError with a one-line reason on any failure."""
+    try:
+        data = Path(path).read_bytes()
+    except FileNotFoundError:
+        raise ImageReadError(f"{path}: file not found") from None
+    except IsADirectoryError:
+        raise ImageReadError(f"{path}: is a folder, not an image") from None
+    except OSError as exc:
+        raise ImageReadError(f"{path}: cannot read file ({exc.strerror or exc})") from None
+    return read_image_bytes(data, str(path))
+
+
+def read_pages(path: str | os.PathLike[str]) -> list[LoadedImage]:
+    """Every page of a multi-page TIFF (one :class:`LoadedImage` each); for any other file,
+    the one image :func:`read_image` reads. Raises ImageReadError as :func:`read_image` does.
+
+    Pages of any depth, 16-bit colour included (decoded by OpenCV), keep their own profile,
+    resolution, text and XMP. Animations (WebP, PNG) are refused with a one-line reason.
+    """
+    try:
+        data = Path(path).read_bytes()
+    except OSError:
+        return [read_image(path)]  # says why in one line
+    return read_pages_bytes(data, str(path))
+
+
+def read_pages_bytes(data: bytes, name: str) -> list[LoadedImage]:
+    """:func:`read_pages` for an encoded file held in memory (standard input); ``name`` is
+    used in error messages."""
+    try:
+        with pixel_limit(), Image.open(io.BytesIO(data)) as probe:
+            pages = _tiff_pages(probe) if probe.format == "TIFF" else [0]
+    except Exception:  # the reading below says why in one line
+        pages = [0]
+    if pages == [0]:
+        return [read_image_bytes(data, name)]
+    return _read_tiff_pages(data, name, pages)
+
+
+def _tiff_pages(image: Image.Image) -> list[int]:
+    """Indices of a TIFF's full-resolution pages: reduced-resolution IFDs (thumbnails,
+    pyramid levels: NewSubfileType bit 0) are left out; an unreadable IFD chain counts as
+    one page, as any reader that only decodes the first would see it."""
+    info = dict(image.info)
+    try:
+        count = image.n_frames
+        pages = []
+        for index in range(count):
+            image.seek(index)
+            if not int(image.tag_v2.get(254, 0)) & 1:
+                pages.append(index)
+        image.seek(0)
+    except Exception:
+        return [0]
+    finally:
+        image.info = info  # seeking leaves the other pages' entries (e.g. a profile) behind
+    return pages or [0]
+
+
+def _frame_count(image: Image.Image) -> int:
+    """Pages (TIFF, full resolution only) or animation frames of an opened image."""
+    if image.format == "TIFF":
+        return len(_tiff_pages(image))
+    if image.format in ("MPO", "HEIF"):  # a photo with its previews or bursts: the primary is read
+        return 1
+    try:
+        return int(getattr(image, "n_frames", 1))
+    except Exception:
+        return 1
+
+
+def _read_tiff_pages(data: bytes, name: str, indices: list[int]) -> list[LoadedImage]:
+    pages = []
+    with pixel_limit(), Image.open(io.BytesIO(data)) as image:
+        for number, index in enumerate(indices, start=1):
+            try:
+                image.seek(index)
+                stated = exif_orientation(image)  # before decoding, which may apply it
+                # Pillow keeps the previous page's profile in info when a page has none.
+                image.info.pop("icc_profile", None)
+                profile = image.tag_v2.get(34675)
+                if isinstance(profile, bytes) and profile:
+                    image.info["icc_profile"] = profile
+                pixels, alpha, bit_depth, icc_profile = _decode(image, data, index)
+            except ImageReadError as exc:
+                raise ImageReadError(f"{name}: page {number}: {exc}") from None
+            except (Image.DecompressionBombError, Image.DecompressionBombWarning) as exc:
+                raise ImageReadError(f"{name}: page {number}: {too_large_reason(exc)}") from None
+            except Exception as exc:
+                reason = f"page {number}: truncated or corrupt ({describe_error(exc)})"
+                raise ImageReadError(f"{name}: {reason}") from None
+            pages.append(LoadedImage(pixels, alpha, bit_depth, icc_profile, None, "TIFF",
+                                     *descriptive_metadata(image, stated),
+                                     bilevel=image.mode == "1"))
+    return pages
+
+
+def read_image_bytes(data: bytes, name: str) -> LoadedImage:
+    """Decode an encoded image held in memory; ``name`` is used in error messages."""
+    if not data:
+        raise ImageReadError(f"{name}: empty file (0 bytes)")
+    with pixel_limit():
+        try:
+            image = Image.open(io.BytesIO(data))
+        except (Image.DecompressionBombError, Image.DecompressionBombWarning) as exc:
+            raise ImageReadError(f"{name}: {too_large_reason(exc)}") from None
+        except Image.UnidentifiedImageError:
+            kind = format_by_signature(data)
+            reason = (kind == "TIFF" and _unreadable_tiff_layout(data)
+                      or f"truncated or corrupt {kind} image (its header cannot be read)" if kind
+                      else "not a supported image (PNG, JPEG, TIFF, BMP, WebP, AVIF, HEIC or JPEG 2000)")
+            raise ImageReadError(f"{name}: {reason}") from None
+        except Exception as exc:  # decoders raise many types on malformed headers
+            raise ImageReadError(f"{name}: truncated or corrupt image ({describe_error(exc)})") from None
+        with image:
+            frames = _frame_count(image)
+            if frames > 1:
+                what = ("pages (read them with read_pages)" if image.format == "TIFF"
+                        else "frames; formnet restores still images, not animations")
+                raise ImageReadError(f"{name}: holds {frames} {what}")
+            # Before decoding, which may apply it (TIFF); pillow-heif applies it on opening.
+            stated = int(image.info.get("original_orientation") or exif_orientation(image))
+            try:
+                pixels, alpha, bit_depth, icc_profile = _decode(image, data)
+            except ImageReadError as exc:
+                raise ImageReadError(f"{name}: {exc}") from None
+            except Exception as exc:  # truncated data surfaces only when decoding
+                reason = f"truncated or corrupt image ({describe_error(exc)})"
+                raise ImageReadError(f"{name}: {reason}") from None
+            exif = upright_exif(image.info.get("exif"), swap=stated in (5, 6, 7, 8))
+            source_format, mode = image.format, image.mode
+            dpi, xmp, text = descriptive_metadata(image, stated)
+            colour = None if icc_profile else nclx_colour_description(image)
+            gamma = png_gamma(image)
+    return LoadedImage(pixels, alpha, bit_depth, icc_profile, exif, source_format, dpi, xmp, text,
+                       colour, bilevel=mode == "1", gamma=gamma)
+
+
+def describe_error(exc: BaseException) -> str:
+    return str(exc).strip() or type(exc).__name__
+
+
+def _needs_opencv(image: Image.Image, data: bytes) -> bool:
+    """True for 16-bit colour or 16-bit grey+alpha, which Pillow reduces to 8 bits."""
+    if image.format == "PNG" and data[:8] == PNG_SIGNATURE and data[12:16] == b"IHDR":
+        bit_depth, colour_type = data[24], data[25]
+        return bit_depth == 16 and colour_type != 0  # type 0 (grey) opens as I;16
+    if image.format == "TIFF" and image.mode not in _SIXTEEN_BIT_GREY_MODES:
+        bits = image.tag_v2.get(258, 8)
+        return max(bits if isinstance(bits, tuple) else (bits,)) > 8
+    if image.format == "JPEG2000" and image.mode not in (*_SIXTEEN_BIT_GREY_MODES, "LA"):
+        return _jpeg2000_bits(data) > 8  # (OpenCV reads no grey+alpha JPEG 2000: Pillow's 8 bits)
+    return False
+
+
+def _tiff_layout_problem(sample_formats: tuple[int, ...], bits: tuple[int, ...], photometric: int,
+                         samples_per_pixel: int) -> str | None:
+    """Why formnet cannot read TIFF samples of this layout, or None if it can: floating-point
+    or over 16-bit samples, signed samples but 16-bit grey (read where none is negative),
+    16-bit CMYK, 16-bit grey with alpha."""
+    depth = max(bits)
+    if 3 in sample_formats:
+        return (f"{depth}-bit floating-point samples are not read (formnet reads 8- and 16-bit "
+                "unsigned integers); save the image as 16-bit integers")
+    signed = 2 in sample_formats
+    if depth > 16 or signed and (depth != 16 or samples_per_pixel > 1):
+        return (f"{'signed' if signed else 'unsigned'} {depth}-bit integer samples are not read "
+                "(formnet reads 8- and 16-bit unsigned integers, and signed 16-bit grey)")
+    if depth == 16 and photometric == 5:  # separated: CMYK
+        return "16-bit CMYK is not read (8-bit CMYK is); save the image as RGB"
+    if depth == 16 and photometric in (0, 1) and samples_per_pixel == 2:
+        return "16-bit grey+alpha TIFF is not read; save it as 16-bit RGBA (TIFF or PNG)"
+    return None
+
+
+def _unreadable_tiff_layout(data: bytes) -> str | None:
+    """Why Pillow could not open this TIFF, from its first page's tags read by tifffile (None
+    where they look readable: the file is then truncated or corrupt)."""
+    try:
+        with _quiet_tifffile(), tifffile.TiffFile(io.BytesIO(data)) as tiff:
+            page = tiff.pages.first
+            bits = page.bitspersample
+            return _tiff_layout_problem((int(page.sampleformat),), (int(bits),),
+                                        int(page.photometric), int(page.samplesperpixel))
+    except Exception:
+        return None
+
+
+def _pillow_tiff_layout_problem(image: Image.Image) -> str | None:
+    """:func:`_tiff_layout_problem` for a TIFF (page) Pillow opened."""
+    def numbers(tag: int, default: int) -> tuple[int, ...]:
+        value = image.tag_v2.get(tag, default)
+        return tuple(value) if isinstance(value, tuple) else (value,)
+
+    return _tiff_layout_problem(numbers(339, 1), numbers(258, 8), int(image.tag_v2.get(262, 1)),
+                                int(image.tag_v2.get(277, 1)))
+
+
+def _jpeg2000_bits(data: bytes) -> int:
+    """Bits per sample of a JPEG 2000 codestream's first component (its SIZ marker segment:
+    SOC, SIZ, Lsiz, Rsiz, 8 sizes of 4 bytes, Csiz, then Ssiz = bits - 1); 8 if not found."""
+    start = data.find(b"\xff\x4f\xff\x51")
+    ssiz = start + 4 + 2 + 2 + 32 + 2
+    return (data[ssiz] & 0x7F) + 1 if start >= 0 and ssiz < len(data) else 8
+
+
+def _decode(image: Image.Image, data: bytes, page: int | None = None) -> tuple[
+        np.ndarray, np.ndarray | None, int, bytes | None]:
+    """Upright pixels, alpha, bit depth and ICC profile of an opened image (``page``: the TIFF
+    page ``image`` was sought to), by whichever decoder keeps its depth: Pillow, or OpenCV for
+    16-bit colour (tifffile where the channels are stored apart), pillow-heif's own for deep
+    HEIF. The EXIF or TIFF orientation is applied here unless the decoder did."""
+    icc_profile = image.info.get("icc_profile") or None
+    turned_by_decoder = False
+    problem = _pillow_tiff_layout_problem(image) if image.format == "TIFF" else None
+    if problem:
+        raise ImageReadError(problem)
+    deep_colour = _needs_opencv(image, data)
+    if deep_colour and image.format == "TIFF" and image.tag_v2.get(284, 1) == 2:
+        pixels, alpha, bit_depth = _opencv_arrays(_planar_page(data, page or 0), image, data)
+    elif deep_colour:
+        pixels, alpha, bit_depth = _decode_with_opencv(data, image, page)
+        turned_by_decoder = image.format == "TIFF"  # OpenCV applies a TIFF's Orientation tag
+    elif image.format == "HEIF" and int(image.info.get("bit_depth", 8)) > 8:
+        pixels, alpha, bit_depth = _decode_deep_heif(data)  # libheif turns it (EXIF then says 1)
+    else:
+        image.load()  # decode now: a truncated file fails here, not later
+        pixels, alpha, bit_depth, icc_profile = _pillow_to_arrays(image)
+    orientation = 1 if turned_by_decoder else exif_orientation(image)  # after Pillow's decoding,
+    pixels = _apply_orientation(pixels, orientation)  # which may have turned a TIFF itself
+    if alpha is not None:
+        alpha = _apply_orientation(alpha[:, :, None], orientation)[:, :, 0]
+    return pixels, alpha, bit_depth, icc_profile
+
+
+def _decode_with_opencv(data: bytes, header: Image.Image,
+                        page: int | None = None) -> tuple[np.ndarray, np.ndarray | None, int]:
+    """Decode 16-bit colour (or grey+alpha) with OpenCV, the image or only TIFF page ``page``
+    (OpenCV's range of IFDs); BGR(A) becomes RGB plus alpha."""
+    buffer = np.frombuffer(data, np.uint8)
+    if header.format == "PNG" and not _png_is_complete(data):  # (libpng would print to stderr)
+        raise ImageReadError("truncated PNG image (its data ends before the IEND chunk)")
+    if page is None:
+        with quiet_opencv():
+            decoded = cv2.imdecode(buffer, cv2.IMREAD_UNCHANGED)
+    else:
+        with quiet_opencv():
+            ok, pages = cv2.imdecodemulti(buffer, cv2.IMREAD_UNCHANGED, None, (page, page + 1))
+        decoded = pages[0] if ok and len(pages) == 1 else None
+    if decoded is None:
+        raise ImageReadError("truncated or corrupt image (OpenCV could not decode it)")
+    return _opencv_arrays(decoded, header, data)
+
+
+@contextmanager
+def _quiet_tifffile() -> Iterator[None]:
+    """tifffile's log lines (an invalid offset in a truncated file) off; the caller reports."""
+    logger = logging.getLogger("tifffile")
+    previous, logger.disabled = logger.disabled, True
+    try:
+        yield
+    finally:
+        logger.disabled = previous
+
+
+@contextmanager
+def quiet_opencv() -> Iterator[None]:
+    """OpenCV's own log lines (libtiff errors on a truncated file) off; the caller reports."""
+    previous = cv2.utils.logging.getLogLevel()
+    cv2.utils.logging.setLogLevel(cv2.utils.logging.LOG_LEVEL_SILENT)
+    try:
+        yield
+    finally:
+        cv2.utils.logging.setLogLevel(previous)
+
+
+def _png_is_complete(data: bytes) -> bool:
+    """Whether a PNG's chunks all lie within ``data``, up to its IEND chunk."""
+    offset = 8  # the signature
+    while offset + 8 <= len(data):
+        length, kind = struct.unpack(">I4s", data[offset:offset + 8])
+        offset += 12 + length  # length, type, data, CRC
+        if kind == b"IEND":
+            return offset <= len(data)
+    return False
+
+
+def _decode_deep_heif(data: bytes) -> tuple[np.ndarray, np.ndarray | None, int]:
+    """The primary image of a 10- or 12-bit HEIF at 16 bits (Pillow's view is cut to 8 bits);
+    libheif applies the file's rotation, as for 8-bit files."""
+    heif = pillow_heif.open_heif(io.BytesIO(data), convert_hdr_to_8bit=False)
+    samples = np.asarray(heif[heif.primary_index])  # uint16, scaled to the full 16-bit range
+    if samples.ndim == 2:
+        samples = samples[:, :, None]
+    has_alpha = samples.shape[2] in (2, 4)
+    colour = samples[:, :, :-1] if has_alpha else samples
+    alpha = from_uint(samples[:, :, -1], 16) if has_alpha else None
+    return from_uint(colour, 16), alpha, 16
+
+
+def _planar_page(data: bytes, index: int) -> np.ndarray:
+    """Page ``index`` of a planar TIFF decoded by tifffile, as OpenCV would give it (H x W x C,
+    BGR(A) order)."""
+    try:
+        with _quiet_tifffile(), tifffile.TiffFile(io.BytesIO(data)) as tiff:
+            page = tiff.pages[index]
+            samples = page.asarray()
+    except Exception as exc:  # e.g. LZW, which tifffile decodes only with imagecodecs
+        raise ImageReadError(f"cannot decode this planar (channel by channel) 16-bit TIFF "
+                             f"({describe_error(exc)}); save it interleaved") from None
+    if samples.ndim == 3 and samples.shape[0] == page.samplesperpixel and samples.shape[0] <= 4:
+        samples = np.moveaxis(samples, 0, -1)
+    if samples.ndim == 3 and samples.shape[2] >= 3:
+        samples = samples[:, :, [2, 1, 0, *range(3, samples.shape[2])]]
+    return samples
+
+
+def _opencv_arrays(decoded: np.ndarray, header: Image.Image,
+                   data: bytes) -> tuple[np.ndarray, np.ndarray | None, int]:
+    """Pixels, alpha and bit depth of an image OpenCV decoded (``header``: Pillow's view of it)."""
+    if decoded.dtype == np.uint8:
+        bit_depth = 8
+    elif decoded.dtype == np.uint16:
+        bit_depth = 16
+    else:
+        raise ImageReadError(f"unsupported sample type {decoded.dtype} (need 8 or 16 bits)")
+    if decoded.ndim == 2:
+        decoded = decoded[:, :, None]
+    bits = _jpeg2000_bits(data) if header.format == "JPEG2000" else bit_depth
+    if bit_depth == 16 and 8 < bits < 16:  # e.g. 12-bit samples, which OpenCV leaves at 0-4095
+        decoded = np.round(decoded * (65535 / (2**bits - 1))).astype(np.uint16)
+    alpha = decoded[:, :, 3] if decoded.shape[2] == 4 else None
+    if _is_grey_source(header, data):
+        colour = decoded[:, :, :1]  # OpenCV expands grey to BGR; all three are equal
+    else:
+        colour = decoded[:, :, 2::-1] if decoded.shape[2] >= 3 else decoded[:, :, :1]
+    pixels = from_uint(colour, bit_depth)
+    return pixels, (None if alpha is None else from_uint(alpha, bit_depth)), bit_depth
+
+
+def _is_grey_source(image: Image.Image, data: bytes) -> bool:
+    if image.format == "PNG":
+        return data[25] in (0, 4)
+    if image.format == "TIFF":
+        return image.tag_v2.get(262, 2) in (0, 1)  # photometric: white/black is zero
+    if image.format == "JPEG2000":
+        return image.mode in ("L", "LA")
+    return False
+
+
+def _pillow_to_arrays(
+    image: Image.Image,
+) -> tuple[np.ndarray, np.ndarray | None, int, bytes | None]:
+    """Pixels, alpha, bit depth and ICC profile (sRGB after CMYK conversion) of a loaded image."""
+    icc_profile = image.info.get("icc_profile") or None
+    mode = image.mode
+    if mode in _SIXTEEN_BIT_GREY_MODES:  # (TIFFs over 16 bits or signed: refused by _decode)
+        values = np.asarray(image)
+        if mode == "I" and values.size and values.min() < 0:  # signed 16-bit samples
+            raise ImageReadError("signed 16-bit samples with negative values are not read "
+                                 "(formnet reads 8- and 16-bit unsigned integers)")
+        if mode == "I":
+            values = np.clip(values, 0, 65535)
+        if image.format == "TIFF" and image.tag_v2.get(262) == 0:  # min-is-white: 0 is white
+            values = 65535 - values
+        key = image.info.get("transparency")  # a PNG tRNS colour key
+        alpha = (values != key).astype(np.float32) if isinstance(key, int) else None
+        return from_uint(values[:, :, None], 16), alpha, 16, icc_profile
+    if mode == "P":
+        image = image.convert("RGBA" if image.has_transparency_data else "RGB")
+    elif mode in ("L", "RGB") and image.has_transparency_data:  # a PNG tRNS colour key
+        image = image.convert("LA" if mode == "L" else "RGBA")
+    elif mode == "CMYK":
+        image, icc_profile = _cmyk_to_rgb(image, icc_profile)
+    elif mode in _TARGET_MODE:
+        image = image.convert(_TARGET_MODE[mode])
+    else:
+        raise ImageReadError(f"unsupported pixel mode {mode}")
+    values = np.asarray(image)
+    if values.ndim == 2:
+        values = values[:, :, None]
+    has_alpha = image.mode in ("LA", "RGBA")
+    colour = values[:, :, :-1] if has_alpha else values
+    alpha = from_uint(values[:, :, -1], 8) if has_alpha else None
+    return from_uint(colour, 8), alpha, 8, icc_profile
+
+
+def _cmyk_to_rgb(
+    image: Image.Image, icc_profile: bytes | None
+) -> tuple[Image.Image, bytes | None]:
+    """CMYK to sRGB through its ICC profile when it has one, else Pillow's naive formula."""
+    if icc_profile:
+        srgb = ImageCms.ImageCmsProfile(ImageCms.createProfile("sRGB"))
+        try:
+            source = ImageCms.ImageCmsProfile(io.BytesIO(icc_profile))
+            converted = ImageCms.profileToProfile(image, source, srgb, outputMode="RGB")
+            return converted, srgb.tobytes()
+        except (ImageCms.PyCMSError, OSError, ValueError):
+            pass
+    return image.convert("RGB"), None
+
+
+def _apply_orientation(array: np.ndarray, orientation: int) -> np.ndarray:
+    """Make an H x W x C array upright for an EXIF orientation (as ImageOps.exif_transpose)."""
+    if orientation in (5, 6, 7, 8):  # these swap width and height
+        array = array.transpose(1, 0, 2)
+    flips = {2: (1,), 3: (0, 1), 4: (0,), 5: (), 6: (1,), 7: (0, 1), 8: (0,)}.get(orientation, ())
+    for axis in flips:
+        array = np.flip(array, axis)
+    return np.ascontiguousarray(array)
