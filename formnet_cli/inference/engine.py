@@ -84,7 +84,6 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from formnet_cli.config import parse_tile
 from formnet_cli.errors import FormnetError, InvalidOptionError
 
 Precision = Literal["auto", "fp32", "fp16", "bf16"]
@@ -379,8 +378,11 @@ def restore_tensor(
     if ensemble not in ENSEMBLE_VIEWS:
         raise InvalidOptionError(f"ensemble must be one of {', '.join(map(str, ENSEMBLE_SIZES))}, "
                                  f"got {ensemble!r}")
+    if not (tile is None or tile == "auto"
+            or (isinstance(tile, int) and not isinstance(tile, bool) and tile > 0)):
+        raise InvalidOptionError(f"tile must be a positive number of pixels, 'auto' or None, "
+                                 f"got {tile!r}")  # a spelling ("256") is read by formnet_cli.options
     views = ENSEMBLE_VIEWS[ensemble]
-    tile = parse_tile(tile)
     image = _check_image(image)
     _check_host_memory(image, passes=len(views))
     total: torch.Tensor | None = None
