@@ -8,13 +8,15 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import torch
 from PIL import Image
 
 from cli_helpers import restore
+from formnet_cli import api
 from formnet_cli.batch import plan as batch_plan
 from formnet_cli.batch import run as batch_run
 from formnet_cli.batch.plan import BatchOptions
-from formnet_cli.errors import OutOfSpaceError
+from formnet_cli.errors import ImageReadError, OutOfSpaceError
 from formnet_cli.io import images as imageio
 from formnet_cli.options import RestoreOptions
 
@@ -325,3 +327,77 @@ def test_a_full_disk_when_making_an_output_folder_stops_the_batch_too(tmp_path, 
     monkeypatch.setattr(Path, "mkdir", full)
     with pytest.raises(OutOfSpaceError, match="cannot create its folder"):
         batch_run._prepare_output_folder(tmp_path / "new" / "out.png")
+
+
+def _bug_in(name: str, error: Exception, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Make restoring the file ``name`` raise ``error``, as a bug in formnet would."""
+    real = api.restore_with_options
+
+    def restore_with_options(image, options, **kwargs):
+        if Path(kwargs["source_path"]).name == name:
+            raise error
+        return real(image, options, **kwargs)
+
+    monkeypatch.setattr(api, "restore_with_options", restore_with_options)
+
+
+def test_an_unexpected_exception_stops_the_batch_with_one_line_naming_the_file(
+        tiny_models, tmp_path, random_image, write_png, monkeypatch):
+    for name in "abc":
+        write_png(tmp_path / "in" / f"{name}.png", random_image((8, 8), np.uint8))
+    _bug_in("b.png", ValueError("boom"), monkeypatch)  # a ValueError is no longer one file's failure
+    result = restore(tiny_models.denoise_gray, tmp_path / "in", "-o", tmp_path / "out", "--sigma", "5")
+    assert result.exit_code == 1
+    assert result.stderr == (f"failed: {tmp_path / 'in' / 'b.png'}: ValueError: boom (a bug in formnet: "
+                             "please report it; FORMNET_DEBUG=1 shows its traceback)\n")
+    assert result.stdout.startswith("stopped (a bug in formnet): restored 1, skipped 0, failed 1")
+    assert result.stdout.rstrip().endswith("; 1 not started")
+    assert sorted(path.name for path in (tmp_path / "out").iterdir()) == ["a.png"]
+    as_json = restore(tiny_models.denoise_gray, tmp_path / "in", "-o", tmp_path / "again", "--sigma", "5",
+                      "--json")
+    assert as_json.exit_code == 1 and as_json.stderr == ""
+    summary = json.loads(as_json.stdout)
+    assert summary["stopped"] == "a bug in formnet" and summary["exit_code"] == 1
+    assert [(Path(f["input"]).name, f["status"]) for f in summary["files"]] == [
+        ("a.png", "done"), ("b.png", "failed"), ("c.png", "not_started")]
+
+
+def test_with_formnet_debug_a_bug_shows_its_traceback_and_exits_the_same(
+        tiny_models, tmp_path, random_image, write_png, monkeypatch):
+    for name in "ab":
+        write_png(tmp_path / "in" / f"{name}.png", random_image((8, 8), np.uint8))
+    _bug_in("a.png", KeyError("lost"), monkeypatch)
+    monkeypatch.setenv("FORMNET_DEBUG", "1")
+    result = restore(tiny_models.denoise_gray, tmp_path / "in", "-o", tmp_path / "out", "--sigma", "5")
+    assert result.exit_code == 1
+    assert "Traceback (most recent call last)" in result.stderr and "KeyError: 'lost'" in result.stderr
+    assert f"failed: {tmp_path / 'in' / 'a.png'}: KeyError: 'lost' (a bug in formnet" in result.stderr
+    assert "restored 0, skipped 0, failed 1" in result.stdout and "1 not started" in result.stdout
+
+
+def test_with_formnet_debug_a_failed_file_also_shows_its_traceback(tiny_models, tmp_path, random_image,
+                                                                   write_png, monkeypatch):
+    write_png(tmp_path / "in" / "a.png", random_image((8, 8), np.uint8))
+    (tmp_path / "in" / "bad.png").write_bytes(b"\x89PNG\r\n\x1a\nnot really a png")
+    quiet = restore(tiny_models.denoise_gray, tmp_path / "in", "-o", tmp_path / "quiet", "--sigma", "5")
+    monkeypatch.setenv("FORMNET_DEBUG", "1")
+    debugged = restore(tiny_models.denoise_gray, tmp_path / "in", "-o", tmp_path / "debug", "--sigma", "5")
+    for result in (quiet, debugged):  # the batch goes on past it, with the same exit code
+        assert result.exit_code == 1 and "restored 1, skipped 0, failed 1" in result.stdout
+        assert f"failed: {tmp_path / 'in' / 'bad.png'}: " in result.stderr
+    assert "Traceback" not in quiet.stderr
+    assert "Traceback (most recent call last)" in debugged.stderr and "ImageReadError" in debugged.stderr
+
+
+@pytest.mark.parametrize("error", [MemoryError(), torch.OutOfMemoryError("CUDA out of memory"),
+                                   OSError(5, "Input/output error"), ImageReadError("truncated")])
+def test_known_errors_fail_one_file_and_the_batch_goes_on(tiny_models, tmp_path, random_image, write_png,
+                                                         monkeypatch, error):
+    for name in "ab":
+        write_png(tmp_path / "in" / f"{name}.png", random_image((8, 8), np.uint8))
+    _bug_in("a.png", error, monkeypatch)
+    plan = batch_plan.plan_batch([tmp_path / "in"], tmp_path / "out")
+    options = BatchOptions(RestoreOptions(sigma=5, model=str(tiny_models.denoise_gray), device="cpu", tile=None))
+    summary = batch_run.run_batch(plan, options)
+    assert [(r.input.name, r.status) for r in summary.results] == [("a.png", "failed"), ("b.png", "done")]
+    assert summary.stopped == "" and "a bug" not in summary.results[0].reason

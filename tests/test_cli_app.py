@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import re
 import subprocess
 import sys
@@ -83,3 +84,80 @@ cli.main()
     summary = json.loads(completed.stdout)
     assert summary["interrupted"] and summary["exit_code"] == 143
     assert "was not written" in completed.stderr and not (tmp_path / "out.png").exists()
+
+
+@pytest.mark.parametrize("debug", ["", "1"])
+def test_exit_codes_do_not_depend_on_formnet_debug(tmp_path, gray_png, monkeypatch, debug):
+    monkeypatch.setenv("FORMNET_DEBUG", debug)
+    out_of_range = invoke("restore", "x.png", "-o", "y.png", "--sigma", "-5")
+    assert out_of_range.exit_code == 2
+    unreadable = invoke("restore", "x.png", "-o", "y.png", "--sigma", "loud")
+    assert unreadable.exit_code == 2 and unreadable.stderr.count("\n") == 1  # a usage error: one line
+    no_model = restore(tmp_path / "no-such-model", gray_png, "-o", tmp_path / "o.png")
+    assert no_model.exit_code == 1
+    if debug:
+        assert "Traceback" in out_of_range.stderr and "error: " not in out_of_range.stderr
+        assert "InvalidOptionError: sigma must be in [0, 75] (0-255 scale), got -5" in out_of_range.stderr
+    else:
+        assert out_of_range.stderr == ("error: sigma must be in [0, 75] (0-255 scale), got -5 "
+                                       "(see 'formnet restore -h')\n")
+
+
+def test_the_installed_command_exits_2_for_a_bad_sigma_with_formnet_debug(tmp_path):
+    # The issue's command, through the real entry point (typer's exception handling included).
+    code = "import sys; from formnet_cli.cli.app import main; sys.argv[0] = 'formnet'; main()"
+    for debug in ("", "1"):
+        completed = subprocess.run([sys.executable, "-c", code, "restore", "x.png", "-o", "y.png",
+                                    "--sigma", "-5"], capture_output=True, text=True, timeout=60,
+                                   cwd=tmp_path, env={**os.environ, "FORMNET_DEBUG": debug})
+        assert completed.returncode == 2, completed.stderr
+        assert ("Traceback" in completed.stderr) == bool(debug)
+
+
+def test_a_ctrl_c_after_the_summary_changes_neither_the_outputs_nor_the_exit_code(tiny_models, tmp_path,
+                                                                                   gray_png):
+    output = tmp_path / "out.png"
+    script = f"""
+import os, signal, sys
+from formnet_cli.batch import summary
+from formnet_cli.cli import app as cli
+
+lines = summary.BatchSummary.lines
+
+def interrupted_while_printing(self):
+    os.kill(os.getpid(), signal.SIGINT)
+    return lines(self)
+
+summary.BatchSummary.lines = interrupted_while_printing
+sys.argv = ["formnet", "restore", {str(gray_png)!r}, "-o", {str(output)!r}, "--sigma", "5",
+            "--model", {str(tiny_models.denoise_gray)!r}, "--device", "cpu"]
+cli.main()
+"""
+    completed = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True,
+                               timeout=60)
+    assert completed.returncode == 0, completed.stderr
+    assert completed.stdout.startswith("restored 1, skipped 0, failed 0") and output.is_file()
+
+
+def test_typer_is_extended_not_patched():
+    from typer.core import TyperArgument, TyperCommand, TyperGroup, TyperOption
+
+    for cls in (TyperArgument, TyperCommand, TyperGroup, TyperOption):  # the app is imported above
+        ours = [name for name, value in vars(cls).items()
+                if getattr(value, "__module__", "").startswith("formnet_cli")]
+        assert ours == [], cls
+
+
+def test_the_commands_share_one_definition_of_their_common_options():
+    import typer.main
+
+    commands = typer.main.get_command(app).commands
+
+    def option(command: str, name: str) -> tuple:
+        [param] = [param for param in commands[command].params if param.name == name]
+        return param.opts, param.metavar, param.help
+
+    for name in ("task", "ensemble", "device", "precision", "tile", "threads"):
+        assert option("eval", name) == option("restore", name), name
+    assert option("eval", "model")[:2] == option("restore", "model")[:2]  # eval's repeats
+    assert "repeat to compare several" in option("eval", "model")[2]
