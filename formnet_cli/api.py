@@ -252,10 +252,10 @@ def restore_with_info(image: np.ndarray, task: str = "denoise", *,
     with ``quality='auto'`` and a JPEG file, the quality is estimated from its quantisation
     tables.
     """
-    options = RestoreOptions(task, sigma=sigma, quality=quality, scale=scale, model=model,  # type: ignore[arg-type]
-                             device=device, precision=precision, tile=tile,  # type: ignore[arg-type]
+    options = RestoreOptions(task, sigma=sigma, quality=quality, scale=scale, model=model,
+                             device=device, precision=precision, tile=tile,
                              tile_overlap=tile_overlap, batch_size=batch_size,
-                             ensemble=ensemble)  # type: ignore[arg-type]
+                             ensemble=ensemble)
     return restore_with_options(image, options, progress=progress, source_path=source_path)
 
 

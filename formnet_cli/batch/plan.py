@@ -448,7 +448,7 @@ def check_before_any_file(plan: BatchPlan, options: BatchOptions) -> None:
     if options.jpeg_quality is not None and not 1 <= options.jpeg_quality <= 100:
         raise InvalidOptionError(f"--jpeg-quality must be in [1, 100], got {options.jpeg_quality}")
     if plan.jobs and restore.model is not None:
-        loaded = api.load_model(restore.model, task=restore.task, device=restore.device)  # type: ignore[arg-type]
+        loaded = api.load_model(restore.model, task=restore.task, device=restore.device)
         api.check_model_options(loaded, sigma=restore.sigma, scale=restore.scale,
                                 precision=restore.precision, device=restore.device)
     _check_output_folders_writable([job for job in plan.jobs if not left_as_is(job, options)])

@@ -124,9 +124,9 @@ def restore(
         restore_options = RestoreOptions(
             task_for(task, [model] if model else [], scale=scale is not None,
                      quality=quality is not None),
-            sigma=sigma, quality=quality, scale=scale, model=model, device=device,  # type: ignore[arg-type]
-            precision=precision.value, tile=tile, tile_overlap=tile_overlap,  # type: ignore[arg-type]
-            batch_size=batch_size, ensemble=ensemble)  # type: ignore[arg-type]
+            sigma=sigma, quality=quality, scale=scale, model=model, device=device,
+            precision=precision.value, tile=tile, tile_overlap=tile_overlap,
+            batch_size=batch_size, ensemble=ensemble)
         options = BatchOptions(restore_options, skip_existing=skip_existing, ext=ext,
                                jpeg_quality=jpeg_quality)
         plan = plan_batch(inputs, output, recursive=recursive, ext=ext)
