@@ -11,8 +11,9 @@ and the device are: :mod:`formnet_cli.api`.
 
 Importing this module does not import torch, so the command line checks options quickly.
 
->>> RestoreOptions(sigma="25", tile="none")
-RestoreOptions(task='denoise', sigma=25.0, quality=None, scale=None, model=None, device='auto', precision='auto', tile=None, tile_overlap=None, batch_size=1, ensemble='auto')
+>>> options = RestoreOptions(sigma="25", tile="none", ensemble="2")
+>>> options.task, options.sigma, options.tile, options.ensemble, options.quality
+('denoise', 25.0, None, 2, None)
 >>> RestoreOptions("jpeg").quality, RestoreOptions("sr", scale="4").scale
 ('auto', 4)
 """

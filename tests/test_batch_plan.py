@@ -1,4 +1,5 @@
-"""Planning a batch (:mod:`formnet_cli.batch.plan`): inputs, folders, globs, links, clashes, missing paths, the dry run."""
+"""Planning a batch (:mod:`formnet_cli.batch.plan`): inputs, folders, globs, links, clashes,
+missing paths, the dry run."""
 
 from __future__ import annotations
 

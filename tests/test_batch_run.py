@@ -1,4 +1,5 @@
-"""Running a batch (:mod:`formnet_cli.batch.run`): each file restored and written, failures, interruptions, full disks, bugs."""
+"""Running a batch (:mod:`formnet_cli.batch.run`): each file restored and written, failures,
+interruptions, full disks, bugs."""
 
 from __future__ import annotations
 
@@ -287,8 +288,8 @@ def test_a_full_disk_stops_the_batch_instead_of_failing_every_file(tiny_models, 
 
     monkeypatch.setattr(imageio, "_write_atomically", fills_up)
     plan = batch_plan.plan_batch([tmp_path / "in"], tmp_path / "out")
-    summary = batch_run.run_batch(plan, BatchOptions(RestoreOptions(sigma=5, model=str(tiny_models.denoise_gray),
-                                                       device="cpu", tile=None)))
+    options = RestoreOptions(sigma=5, model=str(tiny_models.denoise_gray), device="cpu", tile=None)
+    summary = batch_run.run_batch(plan, BatchOptions(options))
     assert [result.status for result in summary.results] == ["done", "failed", "not_started"]
     assert summary.stopped == "the output's disk is full" and summary.exit_code == 1
     assert summary.lines()[0].startswith("stopped (the output's disk is full): restored 1")
@@ -311,8 +312,8 @@ def test_an_interruption_between_files_keeps_what_was_done(tiny_models, tmp_path
                 raise KeyboardInterrupt
 
     plan = batch_plan.plan_batch([tmp_path / "in"], tmp_path / "out")
-    summary = batch_run.run_batch(plan, BatchOptions(RestoreOptions(sigma=5, model=str(tiny_models.denoise_gray),
-                                                       device="cpu", tile=None)), InterruptsAtTheThird())
+    options = RestoreOptions(sigma=5, model=str(tiny_models.denoise_gray), device="cpu", tile=None)
+    summary = batch_run.run_batch(plan, BatchOptions(options), InterruptsAtTheThird())
     assert summary.interrupted
     assert [(r.input.name, r.status) for r in summary.results] == [
         ("a.png", "done"), ("b.png", "done"), ("c.png", "not_started")]
@@ -397,7 +398,7 @@ def test_known_errors_fail_one_file_and_the_batch_goes_on(tiny_models, tmp_path,
         write_png(tmp_path / "in" / f"{name}.png", random_image((8, 8), np.uint8))
     _bug_in("a.png", error, monkeypatch)
     plan = batch_plan.plan_batch([tmp_path / "in"], tmp_path / "out")
-    options = BatchOptions(RestoreOptions(sigma=5, model=str(tiny_models.denoise_gray), device="cpu", tile=None))
-    summary = batch_run.run_batch(plan, options)
+    options = RestoreOptions(sigma=5, model=str(tiny_models.denoise_gray), device="cpu", tile=None)
+    summary = batch_run.run_batch(plan, BatchOptions(options))
     assert [(r.input.name, r.status) for r in summary.results] == [("a.png", "failed"), ("b.png", "done")]
     assert summary.stopped == "" and "a bug" not in summary.results[0].reason

@@ -1,4 +1,5 @@
-"""The ``formnet`` app: help and usage lines, one-line errors and their exit codes, ``FORMNET_DEBUG``, signals."""
+"""The ``formnet`` app: help and usage lines, one-line errors and their exit codes,
+``FORMNET_DEBUG``, signals."""
 
 from __future__ import annotations
 

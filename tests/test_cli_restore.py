@@ -1,4 +1,5 @@
-"""``formnet restore`` end to end on tiny saved models, through Typer's CliRunner: tasks, levels, options and their errors."""
+"""``formnet restore`` end to end on tiny saved models, through Typer's CliRunner: tasks,
+levels, options and their errors."""
 
 from __future__ import annotations
 

@@ -102,4 +102,5 @@ def test_a_full_disk_behind_standard_output_fails_that_file_in_one_line(monkeypa
     monkeypatch.setattr(sys, "stdout", types.SimpleNamespace(buffer=types.SimpleNamespace(write=full)))
     page = imageio.LoadedImage(np.zeros((4, 4, 1), np.float32))
     with pytest.raises(ImageWriteError, match=r"cannot write to standard output \(No space left"):
-        batch_run._write_output(batch_plan.Job(Path("a.png"), batch_plan.STREAM), [page], BatchOptions(), ".png")
+        batch_run._write_output(batch_plan.Job(Path("a.png"), batch_plan.STREAM), [page], BatchOptions(),
+                                ".png")

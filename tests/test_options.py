@@ -28,7 +28,8 @@ def test_the_spellings_become_typed_values():
     assert isinstance(options.sigma, float) and options.model == "runs/x"
     assert RestoreOptions(tile="256").tile == 256 and RestoreOptions(tile="Auto").tile == "auto"
     assert RestoreOptions("jpeg", quality=" Blind ").quality == "blind"
-    assert RestoreOptions("jpeg", quality="40").quality == 40 and RestoreOptions("jpeg", quality=40.0).quality == 40
+    assert RestoreOptions("jpeg", quality="40").quality == 40
+    assert RestoreOptions("jpeg", quality=40.0).quality == 40
     assert RestoreOptions("sr", scale="3").scale == 3 and RestoreOptions("sr", scale=2.0).scale == 2
 
 

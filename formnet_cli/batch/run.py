@@ -27,7 +27,8 @@ from formnet_cli import api
 from formnet_cli.batch.plan import (STREAM, BatchOptions, BatchPlan, Job, check_before_any_file,
                                     left_as_is, normalise_ext)
 from formnet_cli.batch.summary import BatchSummary, FileResult
-from formnet_cli.errors import FormnetError, ImageReadError, ImageWriteError, ModelNotFoundError, OutOfSpaceError
+from formnet_cli.errors import (FormnetError, ImageReadError, ImageWriteError, ModelNotFoundError,
+                                OutOfSpaceError)
 from formnet_cli.hub.checkpoint import CheckpointError
 from formnet_cli.io import images as imageio
 
