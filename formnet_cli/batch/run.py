@@ -32,7 +32,7 @@ from formnet_cli.errors import (FormnetError, ImageReadError, ImageWriteError, M
 from formnet_cli.hub.checkpoint import CheckpointError
 from formnet_cli.io import images as imageio
 
-__all__ = ["BatchOptions", "BatchPlan", "Job", "Reporter", "SilentReporter", "run_batch"]
+__all__ = ["Reporter", "SilentReporter", "run_batch"]
 
 _FATAL_ERRORS = (ModelNotFoundError, CheckpointError)
 """Errors that would repeat for every file: they end the batch with one message."""
