@@ -41,9 +41,11 @@ from formnet_cli.imaging import estimation
 from formnet_cli.io import estimate_jpeg_quality
 from formnet_cli.hub import registry
 from formnet_cli.hub.checkpoint import CONFIG_FILE, WEIGHTS_FILE, CheckpointInfo, load_checkpoint, read_info
-from formnet_cli.config import LEVEL_NAMES, QUALITY_RANGE, SIGMA_MAX, SR_SCALES, TASKS, ModelConfig
+from formnet_cli.config import ModelConfig
 from formnet_cli.errors import InvalidOptionError, ModelNotFoundError
 from formnet_cli.models import FormResNet, condition_level
+from formnet_cli.options import (Ensemble, Quality, RestoreOptions, Sigma, parse_ensemble,
+                                 parse_precision, parse_scale, parse_task, read_sigma)
 
 Progress = engine.ProgressCallback
 """``progress(done, total)``: called as tiles (or channel passes) complete."""
@@ -97,7 +99,7 @@ def load_model(name_or_path: str | os.PathLike[str] | None = None, *, task: str 
     another task than ``task``.
     """
     if task is not None:
-        _check_task(task)
+        parse_task(task)
     resolved_device = resolve_device(device)
     if name_or_path is None:
         resolved = _resolve_default(task or "denoise", channels)
@@ -228,7 +230,8 @@ def restore(image: np.ndarray, task: str = "denoise", *, sigma: float | str | No
     the model's card recommends. ``model``: a registry name, a checkpoint folder or a
     :class:`LoadedModel`; ``device``: where to run it (``'auto'`` with a :class:`LoadedModel`:
     where it was loaded; another device runs a copy there for each call, leaving the
-    :class:`LoadedModel` as it is). See :func:`restore_with_info`.
+    :class:`LoadedModel` as it is). The options are read as
+    :class:`~formnet_cli.options.RestoreOptions` reads them. See :func:`restore_with_info`.
     """
     return restore_with_info(image, task, sigma=sigma, quality=quality, scale=scale, model=model,
                              device=device, precision=precision, tile=tile,
@@ -251,32 +254,35 @@ def restore_with_info(image: np.ndarray, task: str = "denoise", *,
     with ``quality='auto'`` and a JPEG file, the quality is estimated from its quantisation
     tables.
     """
-    _check_task(task)
-    _check_levels_apply(task, sigma=sigma, quality=quality, scale=scale)
+    options = RestoreOptions(task, sigma=sigma, quality=quality, scale=scale, model=model,
+                             device=device, precision=precision, tile=tile,
+                             tile_overlap=tile_overlap, batch_size=batch_size,
+                             ensemble=ensemble)
+    return restore_with_options(image, options, progress=progress, source_path=source_path)
+
+
+def restore_with_options(image: np.ndarray, options: RestoreOptions, *,
+                         progress: Progress | None = None,
+                         source_path: str | os.PathLike[str] | bytes | None = None) -> RestoreResult:
+    """:func:`restore_with_info` with its options already parsed (a batch parses them once
+    for all its files)."""
+    task = options.task
     pixels, alpha, restore_shape = _to_float(image)
     gray_as_rgb = pixels.shape[2] == 3 and _channels_equal(pixels)
     if gray_as_rgb:  # a black-and-white photo saved as RGB: restore it as the gray image it is
         pixels = np.ascontiguousarray(pixels[:, :, :1])
     color = pixels.shape[2] == 3
-    if task == "sr":
-        scale = _check_scale(scale, SR_SCALES)
-    elif task == "denoise":
-        sigma = _check_sigma_option(sigma)
-    else:
-        quality = _check_quality_option(quality)
 
-    loaded = _select_model(model, task, 3 if color else 1, device)
-    passes = ensemble_passes(ensemble, loaded)
-    levels = _conditioning(task, loaded, pixels, sigma=sigma, quality=quality, scale=scale,
-                           source_path=source_path)
-    run = _Runner(loaded, device=_run_device(loaded, device), level=levels.level,
-                  precision=precision, tile=tile, tile_overlap=tile_overlap,
-                  batch_size=batch_size, ensemble=passes, progress=progress)
+    loaded = _select_model(options.model, task, 3 if color else 1, options.device)
+    passes = ensemble_passes(options.ensemble, loaded)
+    levels = _conditioning(options, loaded, pixels, source_path)
+    run = _Runner(loaded, options, device=_run_device(loaded, options.device), level=levels.level,
+                  ensemble=passes, progress=progress)
     if task == "sr":
-        assert scale is not None
-        restored = _restore_sr(run, pixels, scale)
+        assert options.scale is not None
+        restored = _restore_sr(run, pixels, options.scale)
         if alpha is not None:
-            alpha = degradations.imresize(alpha, scale=scale)
+            alpha = degradations.imresize(alpha, scale=options.scale)
     else:
         restored = _restore_planes(run, pixels, task, levels.noise)
 
@@ -288,8 +294,7 @@ def restore_with_info(image: np.ndarray, task: str = "denoise", *,
     return RestoreResult(image=output, task=task, model_name=loaded.name,
                          model_source=loaded.source, model_path=str(loaded.path),
                          sigma=levels.noise.sigma if levels.noise else None, quality=levels.quality,
-                         scale=scale if task == "sr" else None, estimated=levels.estimated,
-                         ensemble=passes,
+                         scale=options.scale, estimated=levels.estimated, ensemble=passes,
                          sigma_map_range=levels.noise.map_range if levels.noise else None)
 
 
@@ -304,22 +309,21 @@ class _Conditioning:
     quality: int | None = None
 
 
-def _conditioning(task: str, loaded: LoadedModel, pixels: np.ndarray, *, sigma: float | str | None,
-                  quality: int | str | None, scale: int | None,
+def _conditioning(options: RestoreOptions, loaded: LoadedModel, pixels: np.ndarray,
                   source_path: str | os.PathLike[str] | bytes | None) -> _Conditioning:
-    """The level of ``task`` the model runs at: the given or estimated sigma (a map where the
-    noise varies with brightness), the given or estimated JPEG quality, or the scale."""
-    if task == "denoise":
-        assert sigma is not None
-        noise = _noise_level(sigma, pixels, loaded.config,
+    """The level the model runs at: the given or estimated sigma (a map where the noise varies
+    with brightness), the given or estimated JPEG quality, or the scale."""
+    if options.task == "denoise":
+        assert options.sigma is not None
+        noise = _noise_level(options.sigma, pixels, loaded.config,
                              per_channel=loaded.channels == 1 and pixels.shape[2] == 3)
         return _Conditioning(noise.condition(), noise.estimated, noise=noise)
-    if task == "jpeg":
-        assert quality is not None
-        level_quality, estimated = _quality_level(quality, source_path, loaded.config)
+    if options.task == "jpeg":
+        assert options.quality is not None
+        level_quality, estimated = _quality_level(options.quality, source_path, loaded.config)
         return _Conditioning(condition_level("jpeg", quality=level_quality), estimated,
                              quality=level_quality)
-    _check_scale(scale, loaded.config.scales)
+    scale = parse_scale(options.scale, loaded.config.scales)
     return _Conditioning(condition_level("sr", scale=scale))
 
 
@@ -348,15 +352,12 @@ class _Runner:
     Several passes (e.g. three channels through a gray model) report one combined progress.
     """
 
-    def __init__(self, loaded: LoadedModel, *, device: torch.device,
-                 level: float | torch.Tensor, precision: str, tile: int | str | None,
-                 tile_overlap: int | None, batch_size: int, ensemble: int,
-                 progress: Progress | None) -> None:
+    def __init__(self, loaded: LoadedModel, options: RestoreOptions, *, device: torch.device,
+                 level: float | torch.Tensor, ensemble: int, progress: Progress | None) -> None:
         self.loaded, self.level, self.progress = loaded, level, progress
-        self.options = dict(tile=tile, device=device, precision=precision,
-                            batch_size=batch_size, ensemble=ensemble)
-        if tile_overlap is not None:
-            self.options["tile_overlap"] = tile_overlap
+        self.engine_options = dict(tile=options.tile, tile_overlap=options.tile_overlap,
+                                   device=device, precision=options.precision,
+                                   batch_size=options.batch_size, ensemble=ensemble)
 
     def __call__(self, planes: list[np.ndarray],
                  levels: list[float | torch.Tensor] | None = None) -> list[np.ndarray]:
@@ -368,7 +369,7 @@ class _Runner:
             result = engine.restore_tensor(self.loaded.model, tensor, level,
                                            progress=engine.pass_progress(self.progress, index,
                                                                          len(planes)),
-                                           **self.options)
+                                           **self.engine_options)
             outputs.append(result.detach().float().cpu().numpy().transpose(1, 2, 0))
         return outputs
 
@@ -390,7 +391,7 @@ def _restore_sr(run: _Runner, pixels: np.ndarray, scale: int) -> np.ndarray:
     return degradations.ycbcr_to_rgb(ycbcr)
 
 
-def _select_model(model: str | os.PathLike[str] | LoadedModel | None, task: str,
+def _select_model(model: str | LoadedModel | None, task: str,
                   channels: int, device: str) -> LoadedModel:
     """The given model, or :func:`load_model`'s for ``task`` preferring ``channels``."""
     if isinstance(model, LoadedModel):
@@ -406,86 +407,36 @@ def _run_device(loaded: LoadedModel, device: str | torch.device) -> torch.device
     return resolve_device(device)
 
 
-def check_options(task: str, *, sigma: float | str | None = None,
-                  quality: int | str | None = None, scale: int | None = None,
-                  device: str = "auto", precision: str = "auto",
-                  ensemble: int | str = "auto") -> None:
-    """Raise :class:`InvalidOptionError` for values no model accepts, before any work.
-
-    :func:`restore_with_info` checks the same (and the model's own ranges) per image; a batch
-    calls this first so that a bad option is one error, not one failure per file.
-    """
-    _check_task(task)
-    _check_levels_apply(task, sigma=sigma, quality=quality, scale=scale)
-    if task == "denoise":
-        _check_sigma_option(sigma)
-    elif task == "jpeg":
-        _check_quality_option(quality)
-    else:
-        _check_scale(scale, SR_SCALES)
-    _check_ensemble_option(ensemble)
-    check_precision(precision, resolve_device(device))
+def check_device(options: RestoreOptions) -> None:
+    """Raise :class:`InvalidOptionError` when ``options.device`` is unknown or not on this
+    machine, or cannot compute in ``options.precision``: before any work (a batch makes it one
+    error, not one failure per file)."""
+    check_precision(options.precision, resolve_device(options.device))
 
 
-def _check_task(task: str) -> None:
-    if task not in TASKS:
-        raise InvalidOptionError(f"unknown task {task!r}; choose one of {', '.join(TASKS)}")
-
-
-def _check_levels_apply(task: str, **levels: object) -> None:
-    """Refuse a level meant for another task (``scale`` with ``denoise``: a forgotten
-    ``task='sr'``), rather than silently ignoring it."""
-    for owner, name in LEVEL_NAMES.items():
-        if owner != task and levels.get(name) is not None:
-            raise InvalidOptionError(f"{name} applies to task '{owner}', not '{task}'")
-
-
-def check_model_options(loaded: LoadedModel, *, sigma: float | str | None = None,
+def check_model_options(loaded: LoadedModel, *, sigma: Sigma | str | None = None,
                         scale: int | None = None, precision: str = "auto",
                         device: str | torch.device = "auto") -> None:
     """Raise :class:`InvalidOptionError` when a given sigma or scale is outside ``loaded``'s
     range, or it cannot run in ``precision`` on ``device`` (what :func:`restore_with_info`
     would raise for every image)."""
-    resolve_precision(precision, _run_device(loaded, device), loaded.model.descriptor.supports_half)
-    option = _check_sigma_option(sigma)
-    if loaded.task == "denoise" and isinstance(option, float):
-        _check_sigma_in_range(option, loaded.config)
+    resolve_precision(parse_precision(precision), _run_device(loaded, device),
+                      loaded.model.descriptor.supports_half)
+    if loaded.task == "denoise" and sigma is not None:
+        value = read_sigma(sigma)
+        if value != "auto":
+            _check_sigma_in_range(value, loaded.config)
     if loaded.task == "sr" and scale is not None:
-        _check_scale(scale, loaded.config.scales)
+        parse_scale(scale, loaded.config.scales)
 
 
-def ensemble_passes(ensemble: int | str, loaded: LoadedModel) -> int:
+def ensemble_passes(ensemble: Ensemble | str, loaded: LoadedModel) -> int:
     """How many self-ensemble passes ``ensemble`` means for ``loaded`` (``auto``: its card's).
 
     Raises :class:`InvalidOptionError` for anything but ``auto``, 1, 2, 4 or 8.
     """
-    option = _check_ensemble_option(ensemble)
+    option = parse_ensemble(ensemble)
     return loaded.info.ensemble if option == "auto" else option
-
-
-def _check_ensemble_option(ensemble: int | str) -> int | str:
-    text = str(ensemble).strip().lower()
-    if text == "auto":
-        return "auto"
-    if isinstance(ensemble, bool) or text not in {str(size) for size in engine.ENSEMBLE_SIZES}:
-        raise InvalidOptionError(f"ensemble must be auto or one of "
-                                 f"{', '.join(map(str, engine.ENSEMBLE_SIZES))}, got {ensemble!r}")
-    return int(text)
-
-
-def _check_sigma_option(sigma: float | str | None) -> float | str:
-    if sigma is None or (isinstance(sigma, str) and sigma.lower() == "auto"):
-        return "auto"
-    try:
-        if isinstance(sigma, bool):  # True would read as sigma 1
-            raise TypeError
-        value = float(sigma)
-    except (TypeError, ValueError):
-        raise InvalidOptionError(f"sigma must be a number in [0, {SIGMA_MAX:g}] or 'auto', "
-                                 f"got {sigma!r}") from None
-    if not 0 <= value <= SIGMA_MAX:  # also rejects NaN
-        raise InvalidOptionError(f"sigma must be in [0, {SIGMA_MAX:g}] (0-255 scale), got {value:g}")
-    return value
 
 
 @dataclass(frozen=True, eq=False)
@@ -515,7 +466,7 @@ class _NoiseLevel:
         return torch.from_numpy(chosen[None] / np.float32(255.0))
 
 
-def _noise_level(sigma: float | str, pixels: np.ndarray, config: ModelConfig,
+def _noise_level(sigma: Sigma, pixels: np.ndarray, config: ModelConfig,
                  per_channel: bool = False) -> _NoiseLevel:
     """``sigma`` as given, or estimated: a sigma map where the noise varies with brightness
     (``per_channel``: also one map per channel)."""
@@ -574,25 +525,7 @@ def _estimation_sample(pixels: np.ndarray) -> np.ndarray:
     return pixels[np.ix_(indices[0], indices[1])]
 
 
-def _check_quality_option(quality: int | str | None) -> int | str:
-    if quality is None:
-        return "auto"
-    if isinstance(quality, str) and quality.lower() in ("auto", "blind"):
-        return quality.lower()
-    low, high = QUALITY_RANGE
-    try:
-        if isinstance(quality, bool):  # True would read as quality 1
-            raise TypeError
-        value = float(quality)
-    except (TypeError, ValueError):
-        raise InvalidOptionError(f"quality must be an integer in [{low}, {high}], 'auto' or "
-                                 f"'blind', got {quality!r}") from None
-    if not (value.is_integer() and low <= value <= high):
-        raise InvalidOptionError(f"quality must be an integer in [{low}, {high}], got {quality!r}")
-    return int(value)
-
-
-def _quality_level(quality: int | str, source_path: str | os.PathLike[str] | bytes | None,
+def _quality_level(quality: Quality, source_path: str | os.PathLike[str] | bytes | None,
                    config: ModelConfig) -> tuple[int | None, bool]:
     """The quality to condition on (``None`` = blind) and whether it was estimated.
 
@@ -611,19 +544,6 @@ def _quality_level(quality: int | str, source_path: str | os.PathLike[str] | byt
         return int(min(max(estimate, low), high)), True
     assert isinstance(quality, int)
     return int(min(max(quality, low), high)), False
-
-
-def _check_scale(scale: int | None, allowed: tuple[int, ...]) -> int:
-    names = ", ".join(str(s) for s in allowed)
-    if scale is None:
-        raise InvalidOptionError(f"super-resolution needs a scale ({names})")
-    if isinstance(scale, str) and scale.strip().isascii() and scale.strip().isdigit():  # "2", as sigma="25" is taken
-        scale = int(scale)
-    if isinstance(scale, float) and scale.is_integer():
-        scale = int(scale)
-    if not isinstance(scale, (int, np.integer)) or int(scale) not in allowed:
-        raise InvalidOptionError(f"scale must be one of {names}, got {scale!r}")
-    return int(scale)
 
 
 _INTEGER_MAXIMUM = {np.dtype(np.uint8): 255.0, np.dtype(np.uint16): 65535.0}

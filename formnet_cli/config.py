@@ -4,13 +4,10 @@ from __future__ import annotations
 
 import dataclasses
 import json
-import numbers
 import types
 import typing
 from dataclasses import dataclass, field
 from typing import Any, Literal
-
-from formnet_cli.errors import InvalidOptionError
 
 Task = Literal["denoise", "jpeg", "sr"]
 FormatterKind = Literal["none", "cnn", "bm3d"]
@@ -37,21 +34,6 @@ CONFIG_FILE = "config.json"
 WEIGHTS_FILE = "model.safetensors"
 CARD_FILE = "README.md"
 CHECKPOINT_FILES = (CONFIG_FILE, WEIGHTS_FILE, CARD_FILE)
-
-
-def parse_tile(tile: int | str | None) -> int | str | None:
-    """A tile option as the engine takes it: ``None`` (untiled), ``"auto"`` or a positive number
-    of pixels, also as the command line spells them (``"none"``, ``"auto"``, ``"256"``); raises
-    :class:`InvalidOptionError` otherwise. Here, not in the engine, so that the command line
-    checks ``--tile`` without importing torch."""
-    if isinstance(tile, str):
-        spelled = tile.strip().lower()
-        if spelled in ("none", "auto"):
-            return None if spelled == "none" else "auto"
-        tile = int(spelled) if spelled.isascii() and spelled.isdigit() else tile
-    if tile is None or (isinstance(tile, numbers.Integral) and not isinstance(tile, bool) and tile > 0):
-        return None if tile is None else int(tile)
-    raise InvalidOptionError(f"tile must be a positive number of pixels, 'auto' or None, got {tile!r}")
 
 
 class ConfigError(ValueError):

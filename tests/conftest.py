@@ -67,6 +67,12 @@ def write_png():
     return _write_png
 
 
+@pytest.fixture
+def gray_png(tmp_path: Path) -> Path:
+    """A 28 x 20 random gray PNG, ``in/photo.png`` under the test's folder."""
+    return _write_png(tmp_path / "in" / "photo.png", _random_image((20, 28), np.uint8))
+
+
 def _random_image(shape: tuple[int, ...], dtype: type = np.uint8, seed: int = 0) -> np.ndarray:
     """A reproducible random image of ``shape`` and ``dtype`` (integers span the full range)."""
     rng = np.random.default_rng(seed)

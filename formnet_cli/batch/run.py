@@ -1,28 +1,22 @@
-"""Restore many files: which inputs, where outputs go, what to skip, and a summary.
+"""Run a batch: restore each planned file, write it atomically, and report what happened.
 
-Inputs are files, directories and glob patterns. A directory contributes its images (all
-of its tree with ``recursive``), mirrored under the output directory; files go straight into
-it, and glob matches mirror the folders below the pattern's first wildcard
-(``scans/*/*.tif`` writes ``box1/0001.tif``). With a single input file the output may be a file path.
-``-`` (:data:`STREAM`) as the one input reads the image from standard input, as the output
-writes it to standard output (in the input's format, or ``ext``).
-Every page of a multi-page TIFF is restored, into a multi-page TIFF.
-Every output is written atomically by :func:`formnet_cli.io.write_image`, so an
-interrupted run never leaves a partial image. A file that cannot be read, restored or
-written is recorded as failed and the batch goes on; problems that would hit every file
-(no weights, an option out of range) stop it before the first file.
+Every page of a multi-page TIFF is restored, into a multi-page TIFF. Every output is written
+atomically by :func:`formnet_cli.io.write_pages`, so an interrupted run never leaves a
+partial image. A file that fails with a known error (a :class:`~formnet_cli.errors.FormnetError`,
+an ``OSError``, out of memory) is recorded as failed and the batch goes on; problems that would
+hit every file (no weights, an option out of range) stop it before the first file
+(:func:`~formnet_cli.batch.plan.check_before_any_file`), and so do a full disk (every later
+output would fail the same way) and any other exception, a bug in formnet: the batch stops
+there, the file failed with a line that says so, the files after it not started.
 """
 
 from __future__ import annotations
 
 import errno
-import functools
-import glob
 import os
 import sys
 import time
-from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+import traceback
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -31,62 +25,20 @@ import torch
 
 from formnet_cli import api
 from formnet_cli import io as imageio
+from formnet_cli.batch.plan import (STREAM, BatchOptions, BatchPlan, Job, check_before_any_file,
+                                    left_as_is, normalise_ext)
 from formnet_cli.batch.summary import BatchSummary, FileResult
+from formnet_cli.errors import (FormnetError, ImageReadError, ImageWriteError, ModelNotFoundError,
+                                OutOfSpaceError)
 from formnet_cli.hub.checkpoint import CheckpointError
-from formnet_cli.errors import (FormnetError, ImageReadError, ImageWriteError, InvalidOptionError,
-                     ModelNotFoundError, OutOfSpaceError)
+
+__all__ = ["Reporter", "SilentReporter", "run_batch"]
 
 _FATAL_ERRORS = (ModelNotFoundError, CheckpointError)
 """Errors that would repeat for every file: they end the batch with one message."""
-_FILE_ERRORS = (FormnetError, OSError, ValueError, MemoryError, torch.OutOfMemoryError)
-"""Errors of one file: it fails, and the batch goes on."""
-STREAM = Path("-")
-"""An input or output named ``-``: standard input or standard output."""
-
-
-@dataclass(frozen=True)
-class BatchOptions:
-    """How to restore every file of a batch (the ``formnet restore`` options)."""
-
-    task: str = "denoise"
-    sigma: float | str | None = None
-    quality: int | str | None = None
-    scale: int | None = None
-    model: str | None = None
-    device: str = "auto"
-    precision: str = "auto"
-    tile: int | str | None = "auto"
-    tile_overlap: int | None = None
-    batch_size: int = 1
-    ensemble: int | str = "auto"
-    """Flipped/rotated passes averaged per image; ``auto``: the model's recommendation."""
-    skip_existing: bool = False
-    ext: str | None = None
-    """Output format by extension (``png``); ``None`` keeps each input's extension."""
-    jpeg_quality: int | None = None
-    """Quality of JPEG outputs; ``None`` uses imageio's default."""
-
-
-@dataclass(frozen=True)
-class Job:
-    """One image to restore and where its result goes."""
-
-    input: Path
-    output: Path
-
-
-@dataclass
-class BatchPlan:
-    """The jobs to run, and inputs already settled (non-images, missing files, clashes)."""
-
-    jobs: list[Job] = field(default_factory=list)
-    settled: list[FileResult] = field(default_factory=list)
-    notes: list[str] = field(default_factory=list)
-    _inputs: dict[Path, Path] = field(default_factory=dict, repr=False)
-    """Resolved input -> the path it was planned as."""
-    _outputs: dict[Path, Path] = field(default_factory=dict, repr=False)
-    """Resolved output -> the input writing it."""
-    _skipped: set[Path] = field(default_factory=set, repr=False)
+_FILE_ERRORS = (FormnetError, OSError, MemoryError, torch.OutOfMemoryError)
+"""Errors of one file: it fails, and the batch goes on. Any other is a bug: it stops the batch."""
+BUG_ADVICE = "a bug in formnet: please report it; FORMNET_DEBUG=1 shows its traceback"
 
 
 class Reporter(Protocol):
@@ -111,380 +63,17 @@ class SilentReporter:
     def stop(self) -> None: pass
 
 
-# -- planning ------------------------------------------------------------------------------
-def plan_batch(inputs: Sequence[str | os.PathLike[str]], output: str | os.PathLike[str], *,
-               recursive: bool = False, ext: str | None = None) -> BatchPlan:
-    """Expand ``inputs`` into jobs writing under (or to) ``output``.
-
-    With a single input file, ``output`` is the output file when it has an extension (and is
-    not an existing folder or written with a trailing ``/``); otherwise ``output`` is a folder.
-    Inputs that are not images are settled as skipped, missing ones as failed; the same file
-    given twice runs once; two inputs that would write the same output, or an output that
-    would overwrite its input, are settled as failed.
-    """
-    if not inputs:
-        raise InvalidOptionError("no inputs given")
-    extension = _normalise_ext(ext)
-    output_text = os.fspath(output)
-    output = Path(output_text)
-    plan = BatchPlan()
-    names_file = (not output.is_dir() and not output_text.endswith(("/", os.sep))
-                  and output.suffix != "")
-    if output == STREAM or STREAM in map(Path, inputs):
-        return _plan_stream(plan, [Path(item) for item in inputs], output, names_file, extension)
-    single = Path(inputs[0])
-    if (len(inputs) == 1 and names_file and not single.is_file() and not single.is_dir()
-            and not glob.has_magic(os.fspath(inputs[0]))):
-        plan.settled.append(FileResult(single, None, "failed", _not_a_file(single)))
-        return plan
-    if len(inputs) == 1 and single.is_file() and names_file:
-        _check_output_file(output, extension)
-        _plan_file(plan, single, output, named=True)
-        return plan
-    if names_file and imageio.is_image_path(output):
-        raise InvalidOptionError(f"{output}: with several inputs or a folder, -o must be a "
-                                 "folder")
-    if output.exists() and not output.is_dir():
-        raise InvalidOptionError(f"{output}: exists and is not a folder; with several inputs "
-                                 "or a folder, -o must be a folder")
-
-    for item in inputs:
-        path = Path(item)
-        if path.is_dir():
-            _plan_directory(plan, path, output, recursive, extension)
-        elif path.is_file():
-            # One file named alone was asked for; among several (a shell's scans/*), a
-            # Thumbs.db is skipped as in a folder.
-            _plan_file(plan, path, output / _with_ext(Path(path.name), extension),
-                       named=len(inputs) == 1)
-        elif glob.has_magic(os.fspath(item)):
-            base = _glob_base(path)
-            try:
-                matches = sorted(_glob_matches(path, base, recursive), key=_real_first_below(base))
-            except OSError as error:  # e.g. a path past the system's limit deep in the tree
-                plan.settled.append(FileResult(path, None, "failed",
-                                               f"cannot search ({error.strerror or error})"))
-                continue
-            if "**" in Path(item).parts and not recursive:
-                plan.notes.append(f"{item}: ** matches one folder level without --recursive")
-            if not matches:
-                plan.settled.append(FileResult(path, None, "failed", "no files match"))
-            is_earlier_output = _earlier_outputs(base, output)
-            for match in map(Path, matches):
-                relative = match.relative_to(base)
-                if is_earlier_output(match):
-                    continue  # 'scans/*' with -o scans/restored
-                if match.is_dir():
-                    _plan_directory(plan, match, output / relative, recursive, extension)
-                elif match.is_file():
-                    _plan_file(plan, match, output / _with_ext(relative, extension))
-                else:
-                    _skip(plan, match, _not_a_file(match))
-        else:
-            plan.settled.append(FileResult(path, None, "failed", _not_a_file(path)))
-    if not plan.jobs and not plan.settled:
-        raise InvalidOptionError(f"no files to restore in {', '.join(map(os.fspath, inputs))}"
-                                 + "".join(f"; {note}" for note in plan.notes))
-    _refuse_outputs_onto_inputs(plan)
-    return plan
-
-
-def _refuse_outputs_onto_inputs(plan: BatchPlan) -> None:
-    """Settle as failed every job whose output is another input of the batch (``a.jpg a.png -o
-    . --ext png``: a.jpg's result would replace a.png), restored or not."""
-    inputs = {result.input.resolve(): result.input for result in plan.settled
-              if result.input.is_file()}
-    inputs.update(plan._inputs)
-    folded = {_case_folded(key): source for key, source in inputs.items()}
-    kept = []
-    for job in plan.jobs:
-        output = job.output.resolve()
-        other = (folded.get(_case_folded(output)) if _ignores_case(output.parent)
-                 else inputs.get(output))
-        if other is None:
-            kept.append(job)
-        else:
-            plan.settled.append(FileResult(job.input, job.output, "failed",
-                                           f"the output would overwrite the input {other}"))
-    plan.jobs = kept
-
-
-def _check_output_file(output: Path, extension: str | None) -> None:
-    """Raise for an output file formnet cannot write, or whose format ``--ext`` contradicts."""
-    if not imageio.is_image_path(output):
-        raise InvalidOptionError(f"{output}: unsupported output format {output.suffix!r} "
-                                 "(end the path with / to name a folder)")
-    if extension is not None and (imageio.output_format(output)
-                                  != imageio.output_format(output.with_suffix(extension))):
-        raise InvalidOptionError(f"--ext applies to folder outputs; {output} is written as "
-                                 f"{output.suffix} (name it {output.with_suffix(extension).name})")
-
-
-def _plan_stream(plan: BatchPlan, inputs: list[Path], output: Path, names_file: bool,
-                 extension: str | None) -> BatchPlan:
-    """One image through standard input or output: ``-`` is the only input, or ``-o -``."""
-    if len(inputs) != 1:
-        raise InvalidOptionError("'-' (standard input or output) takes one image: give one "
-                                 "input, not several")
-    source = inputs[0]
-    if source == STREAM:
-        if output != STREAM and not names_file:
-            raise InvalidOptionError("an image on standard input needs an output file (-o "
-                                     "out.png) or standard output (-o -), not a folder")
-        if output != STREAM:
-            _check_output_file(output, extension)
-        plan.jobs.append(Job(STREAM, output))
-    elif source.is_dir() or glob.has_magic(os.fspath(source)):
-        raise InvalidOptionError(f"{source}: -o - writes one image to standard output; give "
-                                 "one file")
-    elif not source.exists():
-        plan.settled.append(FileResult(source, None, "failed", "no such file or directory"))
-    else:
-        _plan_file(plan, source, STREAM, named=True)
-    return plan
-
-
-def _real_first_below(base: Path) -> Callable[[str | Path], tuple[bool, Path]]:
-    """Sort key for paths under ``base``: those with no link below ``base`` first, so that a
-    file reached both directly and through a link is planned (and mirrored) under its own name.
-    One ``lstat`` per file and per folder (cached)."""
-    @functools.lru_cache(maxsize=None)
-    def folder_is_linked(folder: Path) -> bool:
-        if folder == base or folder == folder.parent:
-            return False
-        return folder.is_symlink() or folder_is_linked(folder.parent)
-
-    def key(path: str | Path) -> tuple[bool, Path]:
-        path = Path(path)
-        return path.is_symlink() or folder_is_linked(path.parent), path
-
-    return key
-
-
-def _glob_matches(pattern: Path, base: Path, recursive: bool) -> list[str]:
-    """What a glob pattern matches, hidden names only where the pattern names them (a hidden
-    folder only by its own name). With ``recursive``, ``**`` spans folders without following
-    links to folders (``glob.glob`` follows them, and a link loop makes it run for ever)."""
-    if not (recursive and "**" in pattern.parts):
-        return glob.glob(os.fspath(pattern), recursive=recursive)
-    rest = pattern.relative_to(base)
-    named = {part for part in rest.parts if part.startswith(".") and not glob.has_magic(part)}
-    hidden_files_wanted = rest.parts[-1].startswith(".")
-
-    def shown(match: Path) -> bool:
-        *folders, name = match.relative_to(base).parts
-        return (all(not part.startswith(".") or part in named for part in folders)
-                and (not name.startswith(".") or hidden_files_wanted or name in named))
-
-    return [os.fspath(match) for match in base.glob(os.fspath(rest)) if shown(match)]
-
-
-def _glob_base(pattern: Path) -> Path:
-    """The folder a glob pattern starts from: its parts before the first wildcard."""
-    parts = pattern.parts
-    literal = next(index for index, part in enumerate(parts) if glob.has_magic(part))
-    return Path(*parts[:literal]) if literal else Path()
-
-
-def _plan_directory(plan: BatchPlan, folder: Path, output: Path, recursive: bool,
-                    extension: str | None) -> None:
-    if folder.resolve() == output.resolve():
-        raise InvalidOptionError(f"{folder}: the output folder is the input folder (the results "
-                                 f"would replace the originals); choose another -o, e.g. "
-                                 f"{folder / 'restored'}")
-    skipped_folders = 0
-    is_earlier_output = _earlier_outputs(folder, output)
-    try:
-        candidates = sorted(folder.rglob("*") if recursive else folder.iterdir(),
-                            key=_real_first_below(folder))
-    except OSError as error:  # e.g. a path past the system's limit deep in the tree
-        plan.settled.append(FileResult(folder, None, "failed",
-                                       f"cannot list this folder ({error.strerror or error})"))
-        return
-    for path in candidates:
-        relative = path.relative_to(folder)
-        if any(part.startswith(".") for part in relative.parts):
-            continue  # hidden files, and temporary files of interrupted writes
-        if is_earlier_output(path):
-            continue
-        if path.is_dir():
-            skipped_folders += not recursive
-            if recursive and path.is_symlink():  # rglob does not follow links
-                _skip(plan, path, "a link to a folder (not followed)")
-            continue
-        if path.is_file():
-            _plan_file(plan, path, output / _with_ext(relative, extension))
-        else:
-            _skip(plan, path, _not_a_file(path))
-    if skipped_folders:
-        plan.notes.append(f"{folder}: {skipped_folders} subfolder(s) not entered "
-                          "(use --recursive)")
-
-
-def _plan_file(plan: BatchPlan, source: Path, target: Path, *, named: bool = False) -> None:
-    """Plan ``source``, unless its type is not one formnet reads: a file named alone on the
-    command line then fails (the user asked for it); one of several, or one found in a folder
-    or by a glob, is skipped with a note."""
-    if not imageio.is_image_path(source):
-        reason = _unsupported_type(source)
-        if named:
-            plan.settled.append(FileResult(source, None, "failed", reason))
-        else:
-            _skip(plan, source, reason)
-        return
-    _add_job(plan, source, target)
-
-
-def _add_job(plan: BatchPlan, source: Path, target: Path) -> None:
-    if target == STREAM:
-        plan.jobs.append(Job(source, target))
-        return
-    source_key, target_key = source.resolve(), target.resolve()
-    if source_key in plan._inputs:  # the same file given twice (a folder and a glob, a link)
-        if plan._inputs[source_key] != source:
-            _skip(plan, source, f"the same file as {plan._inputs[source_key]}")
-        return
-    plan._inputs[source_key] = source  # met again (a folder and a glob), it is settled once
-    if _ignores_case(target_key.parent):  # A.png and a.png are one file there
-        source_key, target_key = _case_folded(source_key), _case_folded(target_key)
-    if source_key == target_key:
-        plan.settled.append(FileResult(source, target, "failed",
-                                       "the output would overwrite the input"))
-        return
-    if target_key in plan._outputs:
-        plan.settled.append(FileResult(
-            source, target, "failed",
-            f"output clashes with the output of {plan._outputs[target_key]}"))
-        return
-    plan._outputs[target_key] = source
-    plan.jobs.append(Job(source, target))
-
-
-def _case_folded(path: Path) -> Path:
-    """``path`` with its name in lower case: the key under which a file system that ignores case
-    (exFAT, NTFS, macOS's default) files it, so that ``A.png`` and ``a.png`` written from a
-    case-sensitive source clash instead of one silently replacing the other."""
-    return path.with_name(path.name.lower())
-
-
-def _ignores_case(folder: Path) -> bool:
-    """Whether the file system of ``folder`` (or of its nearest existing parent) ignores case;
-    False where it cannot tell (an over-long path, no name with letters to look up)."""
-    try:
-        while not folder.exists() and folder != folder.parent:
-            folder = folder.parent
-    except OSError:
-        return False
-    return _folder_ignores_case(folder)
-
-
-@functools.lru_cache(maxsize=4096)
-def _folder_ignores_case(folder: Path) -> bool:
-    """Looked up, not written (a dry run writes nothing): a name in ``folder`` with letters,
-    asked for in the other case, is the same file where case is ignored."""
-    try:
-        with os.scandir(folder) as entries:
-            for entry in entries:
-                other = entry.name.swapcase()
-                if other != entry.name:
-                    try:
-                        return os.path.samefile(entry.path, os.path.join(folder, other))
-                    except OSError:  # no such file: the case tells files apart
-                        return False
-    except OSError:
-        pass
-    return False
-
-
-def _skip(plan: BatchPlan, path: Path, reason: str) -> None:
-    """Settle ``path`` as skipped (counted, and listed by ``--json``), with a note saying why;
-    once, however often it is met (a folder and a glob over it)."""
-    if path in plan._skipped:
-        return
-    plan._skipped.add(path)
-    plan.settled.append(FileResult(path, None, "skipped", reason))
-    plan.notes.append(f"skipped {path}: {reason}")
-
-
-def _not_a_file(path: Path) -> str:
-    """Why ``path``, which is neither a regular file nor a folder, is not read."""
-    if not path.exists():
-        return "a link to nothing" if path.is_symlink() else "no such file or directory"
-    kind = "a FIFO" if path.is_fifo() else "a device" if path.is_block_device() or path.is_char_device() \
-        else "a socket" if path.is_socket() else "not a regular file"
-    return f"{kind}, not an image file"
-
-
-def _unsupported_type(path: Path) -> str:
-    kind = f"{path.suffix!r} files" if path.suffix else "files without an extension"
-    return f"{kind} are not read (formats: {', '.join(sorted(imageio.IMAGE_EXTENSIONS))})"
-
-
-def _normalise_ext(ext: str | None) -> str | None:
-    if ext is None:
-        return None
-    extension = "." + ext.strip().lstrip(".").lower()
-    if not imageio.is_image_path(Path("image" + extension)):
-        raise InvalidOptionError(f"cannot write images with extension {extension!r}")
-    return extension
-
-
-def _with_ext(path: Path, extension: str | None) -> Path:
-    return path if extension is None else path.with_suffix(extension)
-
-
-def _earlier_outputs(searched: Path, output: Path) -> Callable[[Path], bool]:
-    """Whether a path found under ``searched`` lies in the output folder ``output`` and that
-    folder is inside ``searched`` (``scans/`` with ``-o scans/restored``): an earlier run's
-    result, not an input. An output folder at or above ``searched`` (``-o .``) hides nothing."""
-    output = output.resolve()
-    if searched.resolve() not in output.parents:
-        return lambda path: False
-    return lambda path: _is_within(path.resolve(), output)
-
-
-def _is_within(path: Path, folder: Path) -> bool:
-    return path == folder or folder in path.parents
-
-
-# -- running -------------------------------------------------------------------------------
-def check_options(options: BatchOptions) -> None:
-    """Reject option values that would fail every file, before touching any file."""
-    api.check_options(options.task, sigma=options.sigma, quality=options.quality,
-                      scale=options.scale, device=options.device, precision=options.precision,
-                      ensemble=options.ensemble)
-    imageio.max_pixels()  # a bad FORMNET_MAX_MEGAPIXELS is one error, not one per file
-    if options.jpeg_quality is not None and not 1 <= options.jpeg_quality <= 100:
-        raise InvalidOptionError(f"--jpeg-quality must be in [1, 100], got {options.jpeg_quality}")
-
-
-def dry_run(plan: BatchPlan, options: BatchOptions) -> BatchSummary:
-    """What :func:`run_batch` would do with ``plan``, reading and writing nothing: the options,
-    the model and the output folders are checked as it checks them (not the images: a file that
-    cannot be read still shows as ``planned``), and each job is ``planned`` (or ``skipped``
-    where its output exists and ``skip_existing`` is set)."""
-    _check_before_any_file(plan, options)
-    results = list(plan.settled)
-    for job in plan.jobs:
-        results.append(FileResult(job.input, job.output, "skipped", "output exists")
-                       if _left_as_is(job, options) else FileResult(job.input, job.output, "planned"))
-    return BatchSummary(results=results, dry_run=True)
-
-
-def _left_as_is(job: Job, options: BatchOptions) -> bool:
-    """Whether ``--skip-existing`` leaves ``job`` alone: its output is there already."""
-    return options.skip_existing and job.output != STREAM and job.output.exists()
-
-
-def run_batch(plan: BatchPlan, options: BatchOptions,
-              reporter: Reporter | None = None) -> BatchSummary:
-    """Run every job of ``plan``; stops early (``interrupted``) on KeyboardInterrupt.
+def run_batch(plan: BatchPlan, options: BatchOptions, reporter: Reporter | None = None, *,
+              show_tracebacks: bool = False) -> BatchSummary:
+    """Run every job of ``plan``; stops early (``interrupted``) on KeyboardInterrupt, and
+    (``stopped``) at a full disk or a bug in formnet (see the module docstring).
 
     Raises :class:`~formnet_cli.errors.FormnetError` for problems that would hit every file
-    (no weights, an unloadable checkpoint, an option out of range).
+    (no weights, an unloadable checkpoint, an option out of range). ``show_tracebacks``: the
+    traceback of every failed file (and of a bug) is reported as a note too.
     """
     reporter = reporter or SilentReporter()
-    _check_before_any_file(plan, options)
+    check_before_any_file(plan, options)
     summary = BatchSummary(results=list(plan.settled))
     started = time.perf_counter()
     settled = len(summary.results)
@@ -493,7 +82,7 @@ def run_batch(plan: BatchPlan, options: BatchOptions,
         for index, job in enumerate(plan.jobs):
             reporter.file_started(job)
             try:
-                result = _run_job(job, options, reporter)
+                result = _run_job(job, options, reporter, show_tracebacks)
             except OutOfSpaceError as error:  # every later output would fail the same way
                 summary.stopped = "the output's disk is full"
                 summary.results.append(FileResult(job.input, job.output, "failed",
@@ -509,6 +98,17 @@ def run_batch(plan: BatchPlan, options: BatchOptions,
                 reporter.note(f"interrupted while restoring {job.input}; "
                               f"{job.output} was not written")
                 raise
+            except FormnetError:  # one that would fail every file (_FATAL_ERRORS): one message
+                raise
+            except Exception as error:  # not an error of one file (_FILE_ERRORS): a bug
+                if show_tracebacks:
+                    reporter.note(_traceback(error))
+                summary.stopped = "a bug in formnet"
+                summary.results.append(FileResult(job.input, job.output, "failed",
+                                                  f"{_one_line(error, job.input)} ({BUG_ADVICE})"))
+                summary.results += [FileResult(left.input, left.output, "not_started")
+                                    for left in plan.jobs[index + 1:]]
+                break
             summary.results.append(result)
             reporter.file_finished(result)
     except KeyboardInterrupt:  # in a file, or between two: what was not reached is listed
@@ -521,10 +121,12 @@ def run_batch(plan: BatchPlan, options: BatchOptions,
     return summary
 
 
-def _run_job(job: Job, options: BatchOptions, reporter: Reporter) -> FileResult:
+def _run_job(job: Job, options: BatchOptions, reporter: Reporter,
+             show_tracebacks: bool = False) -> FileResult:
     """Restore one file: every page of a multi-page TIFF, the one image of any other file."""
     started = time.perf_counter()
-    if _left_as_is(job, options):
+    task = options.restore.task
+    if left_as_is(job, options):
         return FileResult(job.input, job.output, "skipped", "output exists")
     created: list[Path] = []
     try:
@@ -533,13 +135,13 @@ def _run_job(job: Job, options: BatchOptions, reporter: Reporter) -> FileResult:
         source, pages = _read_input(job.input)
         stream_format = _stream_format(job, options, pages)
         imageio.check_writable_as(job.output, pages,  # before the model runs
-                                  scale=(options.scale or 1) if options.task == "sr" else 1,
+                                  scale=options.restore.scale or 1,
                                   format=stream_format)
-        _check_bilevel(pages, options.task, job.input, reporter)
+        _check_bilevel(pages, task, job.input, reporter)
         restored_pages, results = [], []
         for number, page in enumerate(pages, start=1):
             where = f"{job.input}" if len(pages) == 1 else f"{job.input} page {number}"
-            if page.bilevel and options.task != "sr":  # one of several pages (see _check_bilevel)
+            if page.bilevel and task != "sr":  # one of several pages (see _check_bilevel)
                 reporter.note(f"{where}: 1-bit (black and white), written unchanged (as 8-bit grey)")
                 restored_pages.append(page)
                 continue
@@ -558,6 +160,8 @@ def _run_job(job: Job, options: BatchOptions, reporter: Reporter) -> FileResult:
         _remove_empty_folders(created)
         if isinstance(error, (*_FATAL_ERRORS, OutOfSpaceError)) or not isinstance(error, _FILE_ERRORS):
             raise
+        if show_tracebacks:
+            reporter.note(_traceback(error))
         return FileResult(job.input, job.output, "failed", _one_line(error, job.input),
                           seconds=time.perf_counter() - started)
     _note_what_the_output_lost(job, pages, reporter, written, stream_format)
@@ -587,7 +191,7 @@ def _stream_format(job: Job, options: BatchOptions,
     if job.output != STREAM:
         return None
     if options.ext is not None:
-        return _normalise_ext(options.ext)
+        return normalise_ext(options.ext)
     return job.input.suffix if job.input != STREAM else imageio.extension_of(pages[0].source_format)
 
 
@@ -638,39 +242,16 @@ def _note_what_the_output_lost(job: Job, pages: list[imageio.LoadedImage], repor
 
 def _restore_page(page: imageio.LoadedImage, source: Path | bytes, options: BatchOptions,
                   reporter: Reporter) -> tuple[imageio.LoadedImage, api.RestoreResult]:
-    """One image through :func:`api.restore_with_info`, alpha included (resized for sr)."""
+    """One image through :func:`api.restore_with_options`, alpha included (resized for sr)."""
     pixels = page.pixels
     if page.alpha is not None:
         pixels = np.concatenate([pixels, page.alpha[:, :, None]], axis=2)
-    result = api.restore_with_info(
-        pixels, options.task, sigma=options.sigma, quality=options.quality,
-        scale=options.scale, model=options.model, device=options.device,
-        precision=options.precision, tile=options.tile, tile_overlap=options.tile_overlap,
-        batch_size=options.batch_size, ensemble=options.ensemble, progress=reporter.tiles,
-        source_path=source)
+    result = api.restore_with_options(pixels, options.restore, progress=reporter.tiles,
+                                      source_path=source)
     output = result.image
     if page.alpha is None:
         return imageio.resized(page, output, None), result
     return imageio.resized(page, output[:, :, :-1], output[:, :, -1]), result
-
-
-def _check_before_any_file(plan: BatchPlan, options: BatchOptions) -> None:
-    """Raise for what would fail every file: an option out of range; a model for another
-    task, unloadable, with a level outside its range or a precision it cannot run in; an
-    output folder that cannot be written."""
-    check_options(options)
-    if plan.jobs and options.model is not None:
-        loaded = api.load_model(options.model, task=options.task, device=options.device)
-        api.check_model_options(loaded, sigma=options.sigma, scale=options.scale,
-                                precision=options.precision, device=options.device)
-    _check_output_folders_writable([job for job in plan.jobs if not _left_as_is(job, options)])
-
-
-def _check_output_folders_writable(jobs: Sequence[Job]) -> None:
-    """Raise :class:`ImageWriteError` when an output folder cannot be written: every image
-    going there would be restored for nothing."""
-    for folder in sorted({job.output.parent for job in jobs if job.output != STREAM}):
-        imageio.check_writable_folder(folder)
 
 
 def _check_bilevel(pages: list[imageio.LoadedImage], task: str, path: Path,
@@ -717,3 +298,7 @@ def _one_line(error: BaseException, path: Path) -> str:
     if not isinstance(error, FormnetError):
         text = f"{type(error).__name__}: {text}"
     return text
+
+
+def _traceback(error: BaseException) -> str:
+    return "".join(traceback.format_exception(error)).rstrip()

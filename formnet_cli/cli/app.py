@@ -1,12 +1,10 @@
 """The ``formnet`` command line: a thin Typer layer over :mod:`formnet_cli.api` and ``batch``.
 
-Commands other than ``restore`` live in ``cli_*.py`` modules, each with ``register(app)``;
-:func:`register_commands` is the one place that lists them. Known errors
-(:class:`~formnet_cli.errors.FormnetError`) print one line, ``error: <message>``, on standard
-error and exit with 1, whichever command raised them; usage errors (an unknown flag, a bad
-value) print one line too, naming the command's help, and exit with 2. Set
-``FORMNET_DEBUG=1`` to see the traceback instead. Option types shared by several commands are
-in :mod:`formnet_cli.cli.options`.
+Commands other than ``restore`` live in modules of :mod:`formnet_cli.cli`, each with
+``register(app)``; :func:`register_commands` is the one place that lists them. How every
+command parses, shows its help and reports errors (one line, exit 1 or 2; ``FORMNET_DEBUG=1``
+for the traceback) is in :mod:`formnet_cli.cli.base`; the options shared by several commands
+are in :mod:`formnet_cli.cli.options`.
 
 Heavy imports (torch) happen inside the commands, so ``formnet --help`` stays fast.
 """
@@ -14,90 +12,24 @@ Heavy imports (torch) happen inside the commands, so ``formnet --help`` stays fa
 from __future__ import annotations
 
 import json
-import os
 import signal
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
-from typing import Annotated, Any, NoReturn, Optional
+from typing import Annotated, Optional
 
 import typer
-from typer.core import TyperArgument, TyperGroup, TyperOption
 
 from formnet_cli import __version__
+from formnet_cli.cli.base import FormnetCommand, FormnetGroup, debug_enabled
 from formnet_cli.cli.options import (
     BatchSizeOption, DeviceOption, EnsembleOption, ModelOption, PrecisionName, PrecisionOption,
     QualityOption, ScaleOption, SigmaOption, TaskOption, ThreadsOption, TileOption,
     TileOverlapOption, task_for)
-from formnet_cli.errors import FormnetError, InvalidOptionError
+from formnet_cli.errors import InvalidOptionError
 
-DEBUG_VARIABLE = "FORMNET_DEBUG"
-
-UsageError: type[Exception] = typer.BadParameter.__mro__[1]
-"""click's ``UsageError`` (typer vendors its own click from 0.20; this finds either)."""
-
-
-def debug_enabled() -> bool:
-    """True when ``FORMNET_DEBUG`` asks for tracebacks (any value but empty, 0, false, no)."""
-    return os.environ.get(DEBUG_VARIABLE, "").strip().lower() not in ("", "0", "false", "no")
-
-
-def _option_metavar(option: Any, ctx: Any) -> str | None:
-    """Help's type column of an option: its metavar, or nothing. typer 0.29 would add its own
-    type names (``<bool>`` beside ``--help``, ``<list[Path]>`` beside an argument's name,
-    which the name column already shows)."""
-    return option.metavar or None
-
-
-TyperOption.display_type_rich = _option_metavar  # type: ignore[method-assign]
-TyperArgument.display_type_rich = lambda argument, ctx: None  # type: ignore[method-assign]
-
-
-def _argument_usage_name(argument: Any) -> str:
-    """An argument in the usage line as click and man pages write it: ``INPUT...``, or
-    ``[NAME]...`` when optional (typer 0.29 writes a required one as ``{INPUT}...``)."""
-    name = argument.display_name_raw if argument.required else f"[{argument.display_name_raw}]"
-    return name + ("..." if argument.nargs != 1 else "")
-
-
-TyperArgument._usage_display_name = _argument_usage_name  # type: ignore[method-assign]
-
-
-class FormnetGroup(TyperGroup):
-    """Turns a :class:`FormnetError` from any command into ``error: <message>``, exit 1, and
-    a usage error (a bad flag or value, also one found after parsing: an
-    :class:`InvalidOptionError`) into ``error: <message> (see '<command> -h')``, exit 2."""
-
-    def make_context(self, *args: Any, **kwargs: Any) -> Any:
-        try:
-            return super().make_context(*args, **kwargs)
-        except UsageError as error:
-            _usage_error(error)
-
-    def invoke(self, ctx: Any) -> Any:
-        try:
-            return super().invoke(ctx)
-        except UsageError as error:  # raised while parsing a command's options
-            _usage_error(error)
-        except FormnetError as error:
-            if debug_enabled():
-                raise
-            message = " ".join(str(error).split()) or type(error).__name__
-            if isinstance(error, InvalidOptionError):
-                command = " ".join(filter(None, (ctx.command_path, ctx.invoked_subcommand)))
-                typer.echo(f"error: {message} (see '{command} -h')", err=True)
-                raise typer.Exit(2) from None
-            typer.echo(f"error: {message}", err=True)
-            raise typer.Exit(1) from None
-
-
-def _usage_error(error: Any) -> NoReturn:
-    if not error.format_message().strip():  # e.g. bare `formnet`: the help was the message
-        raise error
-    message = " ".join(error.format_message().split()).replace(": Value error, ", ": ")
-    message = message.removesuffix(".")
-    where = f" (see '{error.ctx.command_path} -h')" if error.ctx is not None else ""
-    typer.echo(f"error: {message}{where}", err=True)
-    raise typer.Exit(2) from None
-
+__all__ = ["FormnetGroup", "app", "main"]
 
 app = typer.Typer(
     name="formnet",
@@ -126,7 +58,7 @@ def _main_options(
     """Restore images with FormResNet: denoising, JPEG artifact removal, super-resolution."""
 
 
-@app.command()
+@app.command(cls=FormnetCommand)
 def restore(
     inputs: Annotated[list[Path], typer.Argument(
         show_default=False, metavar="INPUT",
@@ -183,17 +115,20 @@ def restore(
     console = Console(stderr=True)
     plan = None
     try:  # from the imports on (torch loads for seconds): an interruption still reports
-        from formnet_cli.batch.run import BatchOptions, dry_run, plan_batch, run_batch
+        from formnet_cli.batch.plan import BatchOptions, dry_run, plan_batch
+        from formnet_cli.batch.run import run_batch
         from formnet_cli.cli.progress import RichReporter
         from formnet_cli.inference.device import cpu_threads
+        from formnet_cli.options import RestoreOptions
 
-        options = BatchOptions(
-            task=task_for(task and task.value, [model] if model else [], scale=scale is not None,
-                          quality=quality is not None),
+        restore_options = RestoreOptions(
+            task_for(task, [model] if model else [], scale=scale is not None,
+                     quality=quality is not None),
             sigma=sigma, quality=quality, scale=scale, model=model, device=device,
-            precision=precision.value, tile=tile, tile_overlap=tile_overlap, batch_size=batch_size,
-            ensemble=ensemble, skip_existing=skip_existing, ext=ext,
-            jpeg_quality=jpeg_quality)
+            precision=precision.value, tile=tile, tile_overlap=tile_overlap,
+            batch_size=batch_size, ensemble=ensemble)
+        options = BatchOptions(restore_options, skip_existing=skip_existing, ext=ext,
+                               jpeg_quality=jpeg_quality)
         plan = plan_batch(inputs, output, recursive=recursive, ext=ext)
         for note in plan.notes:
             console.print(note, markup=False, highlight=False, soft_wrap=True)
@@ -201,20 +136,22 @@ def restore(
             summary = dry_run(plan, options)
         else:
             with cpu_threads(threads):
-                summary = run_batch(plan, options, RichReporter(console))
+                summary = run_batch(plan, options, RichReporter(console),
+                                    show_tracebacks=debug_enabled())
     except KeyboardInterrupt:  # while starting, planning or loading the model: before any file
         console.print("interrupted before the first file; nothing was written", highlight=False)
         left = [FileResult(job.input, job.output, "not_started") for job in plan.jobs] if plan else []
         summary = BatchSummary(results=[*(plan.settled if plan else []), *left], interrupted=True)
     if _TERMINATED:
         summary.interrupted_by = signal.SIGTERM
-    if json_output:
-        typer.echo(json.dumps(summary.to_dict(), indent=2))
-    else:
-        for line in summary.lines():  # standard output, unless the image went there
-            typer.echo(line, err=output == "-")
-        for line in summary.failure_lines():  # with the notes: 2>errors.log has them all
-            typer.echo(line, err=True)
+    with _interruptions_ignored():  # the outputs are complete: a late Ctrl-C changes nothing
+        if json_output:
+            typer.echo(json.dumps(summary.to_dict(), indent=2))
+        else:
+            for line in summary.lines():  # standard output, unless the image went there
+                typer.echo(line, err=output == "-")
+            for line in summary.failure_lines():  # with the notes: 2>errors.log has them all
+                typer.echo(line, err=True)
     raise typer.Exit(summary.exit_code)
 
 
@@ -257,7 +194,8 @@ def main() -> None:
     """Console-script entry point (``formnet``).
 
     SIGTERM is handled like Ctrl-C, so a killed run also removes its temporary files and
-    reports what it finished; it then exits 143 (128 + SIGTERM) where Ctrl-C exits 130.
+    reports what it finished; it then exits 143 (128 + SIGTERM) where Ctrl-C exits 130. Once
+    the command is over, a late signal changes neither its work nor its exit code.
     """
     signal.signal(signal.SIGTERM, _interrupt)
     try:
@@ -266,6 +204,9 @@ def main() -> None:
         if exit_.code == 130 and _TERMINATED:  # typer's exit for an interruption outside a
             raise SystemExit(128 + signal.SIGTERM) from None  # batch (planning, loading)
         raise
+    finally:
+        for signum in (signal.SIGINT, signal.SIGTERM):
+            signal.signal(signum, signal.SIG_IGN)
 
 
 _TERMINATED: list[int] = []
@@ -277,6 +218,22 @@ def _interrupt(signum: int, frame: object) -> None:
         return
     _TERMINATED.append(signum)
     raise KeyboardInterrupt
+
+
+@contextmanager
+def _interruptions_ignored() -> Iterator[None]:
+    """Ctrl-C and SIGTERM ignored within the block (its handlers are restored after it); as
+    they are in a thread other than the main one, which cannot set handlers."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    signals = (signal.SIGINT, signal.SIGTERM)
+    previous = [signal.signal(signum, signal.SIG_IGN) for signum in signals]
+    try:
+        yield
+    finally:
+        for signum, handler in zip(signals, previous):
+            signal.signal(signum, handler)
 
 
 if __name__ == "__main__":

@@ -22,9 +22,10 @@ from pathlib import Path
 from typing import Annotated, Any, Optional
 
 import typer
-from typer.core import TyperCommand
 
-from formnet_cli.cli.options import DeviceOption, PrecisionName, PrecisionOption, ThreadsOption, TileOption
+from formnet_cli.cli.base import FormnetCommand
+from formnet_cli.cli.options import (DeviceOption, EnsembleOption, ModelsOption, PrecisionName,
+                                     PrecisionOption, TaskOption, ThreadsOption, TileOption)
 from formnet_cli.config import CONFIG_FILE, LEVEL_NAMES
 from formnet_cli.errors import FormnetError, InvalidOptionError
 
@@ -84,7 +85,7 @@ def expand_multi_values(args: list[str]) -> list[str]:
     return out
 
 
-class MultiValueCommand(TyperCommand):
+class MultiValueCommand(FormnetCommand):
     """A command whose level options take several values after one flag."""
 
     def parse_args(self, ctx: Any, args: list[str]) -> list[str]:
@@ -109,7 +110,7 @@ def parse_levels(values: list[str] | None, task: str) -> list[float]:
 def register(app: typer.Typer) -> None:
     """Add ``eval`` and ``compare`` to ``app``."""
     app.command("eval", cls=MultiValueCommand)(eval_command)
-    app.command("compare")(compare_command)
+    app.command("compare", cls=FormnetCommand)(compare_command)
 
 
 LevelOption = Optional[list[str]]
@@ -118,10 +119,7 @@ LevelOption = Optional[list[str]]
 def eval_command(
     dataset: Annotated[str, typer.Argument(
         metavar="DATASET", help="Folder of clean images, or a set name under --data-root (e.g. BSD68).")],
-    task: Annotated[Optional[str], typer.Option(
-        "--task", "-t", metavar="denoise|jpeg|sr", show_default=False,
-        help="Degradation to measure (default: the --model's task; else sr with --scale, jpeg "
-             "with --quality, denoise otherwise).")] = None,
+    task: TaskOption = None,
     sigma: Annotated[LevelOption, typer.Option(
         "--sigma", "-s", metavar="FLOAT...", help="Noise levels (0-255), e.g. --sigma 15 25 50 "
         "(default 15 25 50).")] = None,
@@ -129,10 +127,7 @@ def eval_command(
         "--quality", "-q", metavar="INT...", help="JPEG qualities (default 10 20 30 40).")] = None,
     scale: Annotated[LevelOption, typer.Option(
         "--scale", metavar="INT...", help="SR factors (default 2 3 4).")] = None,
-    model: Annotated[Optional[list[str]], typer.Option(
-        "--model", "-m", metavar="NAME|PATH",
-        help="formnet model name or checkpoint folder (repeat to compare several); "
-             "default: the task's model.")] = None,
+    model: ModelsOption = None,
     baseline: Annotated[Optional[list[str]], typer.Option(
         "--baseline", "-b", metavar="bm3d|dncnn|none...",
         help="Extra methods: bm3d (BM3D/CBM3D, denoise), dncnn (the published DnCNN models, "
@@ -164,9 +159,7 @@ def eval_command(
     device: DeviceOption = "auto",
     precision: PrecisionOption = PrecisionName.auto,
     tile: TileOption = "auto",
-    ensemble: Annotated[str, typer.Option(
-        "--ensemble", metavar="auto|1|2|4|8",
-        help="Flipped/rotated passes averaged; auto: the model card's number.")] = "auto",
+    ensemble: EnsembleOption = "auto",
     warmup: Annotated[bool, typer.Option("--warmup/--no-warmup", metavar="",
                                          help="Run each method once, untimed, before timing.")] = True,
     threads: ThreadsOption = None,

@@ -1,7 +1,7 @@
 """``formnet download-weights`` and ``formnet models``: thin commands over hub and registry.
 
 Known errors (:class:`~formnet_cli.errors.FormnetError`) propagate to the app's
-``FormnetGroup`` (``cli.py``), which prints ``error: <message>`` and exits with 1.
+``FormnetGroup`` (:mod:`formnet_cli.cli.base`), which prints ``error: <message>`` and exits with 1.
 """
 
 from __future__ import annotations
@@ -11,6 +11,8 @@ from pathlib import Path
 from typing import Annotated, Optional
 
 import typer
+
+from formnet_cli.cli.base import FormnetCommand
 
 RepoOption = Annotated[Optional[str], typer.Option(
     "--repo", metavar="OWNER/NAME", help="Hub repository to download from "
@@ -25,8 +27,8 @@ DestOption = Annotated[Optional[Path], typer.Option(
 
 def register(app: typer.Typer) -> None:
     """Add ``download-weights`` and ``models`` to ``app``."""
-    app.command("download-weights")(download_weights)
-    app.command("models")(models)
+    app.command("download-weights", cls=FormnetCommand)(download_weights)
+    app.command("models", cls=FormnetCommand)(models)
 
 
 def download_weights(

@@ -1,21 +1,26 @@
-"""Option types shared by the ``formnet`` commands (``cli.py`` and the ``cli_*.py`` modules).
+"""The options of the ``formnet`` commands, each defined once and reused by every command
+that takes it (``TaskOption``, ``ModelOption``, ``EnsembleOption``, ...).
 
-A module of its own, so that every command module can import it without importing ``cli``
-(which imports the command modules to register them).
+A module of its own, so that every command module can import it without importing
+:mod:`formnet_cli.cli.app` (which imports the command modules to register them). The values
+are read by the parsers of :mod:`formnet_cli.options`, which the API uses too: a value they
+cannot read is a usage error naming the flag (``Invalid value for '--sigma' / '-s': 'loud' is
+not a number or 'auto'``); one out of range, found when the command builds its
+:class:`~formnet_cli.options.RestoreOptions`, is an ``InvalidOptionError`` (exit 2 either way).
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from enum import Enum
-from typing import Annotated, Optional
+from typing import Annotated, Any, Optional, TypeVar
 
 import typer
 
-class TaskName(str, Enum):
-    denoise = "denoise"
-    jpeg = "jpeg"
-    sr = "sr"
+from formnet_cli.config import Task
+from formnet_cli.options import UnreadableOptionError, read_quality, read_sigma, read_tile
+
+Value = TypeVar("Value")
 
 
 class PrecisionName(str, Enum):
@@ -25,52 +30,37 @@ class PrecisionName(str, Enum):
     bf16 = "bf16"
 
 
-def parse_sigma(value: str) -> float | str:
-    """``auto`` or a number (0-255 scale); the range is checked against the model later."""
-    if isinstance(value, (int, float)):
-        return float(value)
-    if value.strip().lower() == "auto":
-        return "auto"
-    try:
-        return float(value)
-    except ValueError:
-        raise typer.BadParameter(f"{value!r} is not a number or 'auto'") from None
+def _read_with(read: Callable[[Any], Value]) -> Callable[[str], Value]:
+    """A Typer ``parser=`` reading a flag's value with ``read``; a value it cannot read is a
+    usage error that names the flag."""
+    def parser(value: str) -> Value:
+        try:
+            return read(value)
+        except UnreadableOptionError as error:
+            raise typer.BadParameter(error.usage) from None
+
+    return parser
 
 
-def parse_quality(value: str) -> int | str:
-    """``auto``, ``blind`` or an integer JPEG quality."""
-    if isinstance(value, int):
-        return value
-    text = value.strip().lower()
-    if text in ("auto", "blind"):
-        return text
-    try:
-        return int(text)
-    except ValueError:
-        raise typer.BadParameter(f"{value!r} is not an integer, 'auto' or 'blind'") from None
+def _model_option(help: str) -> Any:
+    return typer.Option("--model", "-m", metavar="NAME|PATH", help=help)
 
 
-def parse_tile(value: str) -> int | str | None:
-    """``auto``, ``none`` (one untiled pass) or a positive number of pixels
-    (:func:`formnet_cli.config.parse_tile`, as a usage error)."""
-    from formnet_cli.config import parse_tile as parse
-    from formnet_cli.errors import InvalidOptionError
-
-    try:
-        return parse(value)
-    except InvalidOptionError:
-        raise typer.BadParameter(f"{value!r} is not 'auto', 'none' or a positive integer") from None
-
-
-ModelOption = Annotated[Optional[str], typer.Option(
-    "--model", "-m", metavar="NAME|PATH",
-    help="Model name (see `formnet models`) or checkpoint folder; default: the task's model.")]
+TaskOption = Annotated[Optional[Task], typer.Option(
+    "--task", "-t", metavar="denoise|jpeg|sr", show_default=False,
+    help="What to restore: noise, JPEG artifacts or low resolution (default: the --model's task; "
+         "else sr with --scale, jpeg with --quality, denoise otherwise).")]
+ModelOption = Annotated[Optional[str], _model_option(
+    "Model name (see `formnet models`) or checkpoint folder; default: the task's model.")]
+ModelsOption = Annotated[Optional[list[str]], _model_option(
+    "Model name (see `formnet models`) or checkpoint folder (repeat to compare several); "
+    "default: the task's model.")]
 DeviceOption = Annotated[str, typer.Option(
     "--device", metavar="DEVICE", help="Where to run the model: auto, cpu, cuda, cuda:N or mps.")]
 PrecisionOption = Annotated[PrecisionName, typer.Option(
     "--precision", metavar="auto|fp32|fp16|bf16", help="Compute precision; auto is fp16 on CUDA, fp32 elsewhere.")]
 TileOption = Annotated[str, typer.Option(
-    "--tile", metavar="auto|INT|none", parser=parse_tile,
+    "--tile", metavar="auto|INT|none", parser=_read_with(read_tile),
     help="Tile side in pixels, the model's context margin included (raised to the smallest "
          "useful one: 560 for the bundled denoisers); auto sizes tiles from free memory; none "
          "runs untiled.")]
@@ -85,16 +75,12 @@ EnsembleOption = Annotated[str, typer.Option(
     "--ensemble", metavar="auto|1|2|4|8",
     help="Average this many flipped/rotated passes (slower, slightly better); auto: the "
          "number the model card recommends.")]
-TaskOption = Annotated[Optional[TaskName], typer.Option(
-    "--task", "-t", metavar="denoise|jpeg|sr", show_default=False,
-    help="What to restore: noise, JPEG artifacts or low resolution (default: the --model's task; "
-         "else sr with --scale, jpeg with --quality, denoise otherwise).")]
 SigmaOption = Annotated[Optional[str], typer.Option(
-    "--sigma", "-s", metavar="FLOAT|auto", parser=parse_sigma,
+    "--sigma", "-s", metavar="FLOAT|auto", parser=_read_with(read_sigma),
     help="Noise level on the 0-255 scale (denoise), or auto to estimate it, per pixel where the "
          "noise varies with brightness as camera noise does (default: auto).")]
 QualityOption = Annotated[Optional[str], typer.Option(
-    "--quality", "-q", metavar="INT|auto|blind", parser=parse_quality,
+    "--quality", "-q", metavar="INT|auto|blind", parser=_read_with(read_quality),
     help="JPEG quality of the input (jpeg): auto reads it from JPEG files, else blind "
          "(default: auto).")]
 ScaleOption = Annotated[Optional[int], typer.Option(

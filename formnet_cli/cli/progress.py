@@ -9,7 +9,8 @@ from rich.console import Console
 from rich.progress import (BarColumn, MofNCompleteColumn, Progress, TaskID, TextColumn,
                            TimeElapsedColumn, TimeRemainingColumn)
 
-from formnet_cli.batch.run import FileResult, Job
+from formnet_cli.batch.plan import Job
+from formnet_cli.batch.summary import FileResult
 
 
 class RichReporter:

@@ -9,6 +9,8 @@ from typing import TYPE_CHECKING, Annotated, Optional
 
 import typer
 
+from formnet_cli.cli.base import FormnetCommand
+
 if TYPE_CHECKING:  # imported when used: `formnet --help` loads neither rich's console nor torch
     from rich.console import Console
 
@@ -16,7 +18,7 @@ if TYPE_CHECKING:  # imported when used: `formnet --help` loads neither rich's c
 
 
 def register(app: typer.Typer) -> None:
-    app.command("train")(train)
+    app.command("train", cls=FormnetCommand)(train)
 
 
 def train(

@@ -82,7 +82,6 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from formnet_cli.config import parse_tile
 from formnet_cli.errors import FormnetError, InvalidOptionError
 from formnet_cli.inference.device import (
     Precision,
@@ -295,9 +294,12 @@ def restore_tensor(
     if ensemble not in ENSEMBLE_VIEWS:
         raise InvalidOptionError(f"ensemble must be one of {', '.join(map(str, ENSEMBLE_SIZES))}, "
                                  f"got {ensemble!r}")
+    if not (tile is None or tile == "auto"
+            or (isinstance(tile, int) and not isinstance(tile, bool) and tile > 0)):
+        raise InvalidOptionError(f"tile must be a positive number of pixels, 'auto' or None, "
+                                 f"got {tile!r}")  # a spelling ("256") is read by formnet_cli.options
     views = ENSEMBLE_VIEWS[ensemble]
     descriptor = describe(model)
-    tile = parse_tile(tile)
     image = _check_image(image)
     if image.shape[0] != descriptor.channels:
         raise ValueError(f"a {descriptor.channels}-channel model cannot restore a "
