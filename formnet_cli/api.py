@@ -214,7 +214,7 @@ def restore(image: np.ndarray, task: str = "denoise", *, sigma: float | str | No
             model: str | os.PathLike[str] | LoadedModel | None = None,
             device: str = "auto", precision: str = "auto", tile: int | str | None = "auto",
             tile_overlap: int | None = None, batch_size: int = 1, ensemble: int | str = "auto",
-            progress: Progress | None = None) -> np.ndarray:
+            progress: Progress | None = None, strength: float = 1.0) -> np.ndarray:
     """Restore one image; same dtype and layout as ``image`` (``scale`` x larger for ``sr``).
 
     ``sigma``: noise level on the 0-255 scale, or ``'auto'`` (also the default) to estimate it:
@@ -226,12 +226,14 @@ def restore(image: np.ndarray, task: str = "denoise", *, sigma: float | str | No
     the model's card recommends. ``model``: a registry name, a checkpoint folder or a
     :class:`LoadedModel`; ``device``: where to run it (``'auto'`` with a :class:`LoadedModel`:
     where it was loaded; another device runs a copy there for each call, leaving the
-    :class:`LoadedModel` as it is). See :func:`restore_with_info`.
+    :class:`LoadedModel` as it is). ``strength``: how much of the restoration to apply, from 0
+    (the input; bicubic-upscaled for ``sr``) to 1 (the model's output, the default), blended
+    linearly. See :func:`restore_with_info`.
     """
     return restore_with_info(image, task, sigma=sigma, quality=quality, scale=scale, model=model,
                              device=device, precision=precision, tile=tile,
                              tile_overlap=tile_overlap, batch_size=batch_size, ensemble=ensemble,
-                             progress=progress).image
+                             progress=progress, strength=strength).image
 
 
 def restore_with_info(image: np.ndarray, task: str = "denoise", *,
@@ -242,7 +244,8 @@ def restore_with_info(image: np.ndarray, task: str = "denoise", *,
                       tile: int | str | None = "auto", tile_overlap: int | None = None,
                       batch_size: int = 1, ensemble: int | str = "auto",
                       progress: Progress | None = None,
-                      source_path: str | os.PathLike[str] | bytes | None = None) -> RestoreResult:
+                      source_path: str | os.PathLike[str] | bytes | None = None,
+                      strength: float = 1.0) -> RestoreResult:
     """:func:`restore`, also returning the levels used (e.g. the estimated sigma).
 
     ``source_path`` is the file ``image`` was read from (or its bytes, read from a stream):
@@ -251,6 +254,7 @@ def restore_with_info(image: np.ndarray, task: str = "denoise", *,
     """
     _check_task(task)
     _check_levels_apply(task, sigma=sigma, quality=quality, scale=scale)
+    strength = _check_strength(strength)
     pixels, alpha, restore_shape = _to_float(image)
     gray_as_rgb = pixels.shape[2] == 3 and _channels_equal(pixels)
     if gray_as_rgb:  # a black-and-white photo saved as RGB: restore it as the gray image it is
@@ -277,6 +281,9 @@ def restore_with_info(image: np.ndarray, task: str = "denoise", *,
             alpha = degradations.imresize(alpha, scale=scale)
     else:
         restored = _restore_planes(run, pixels, task, levels.noise)
+    if strength < 1.0:  # input + strength * (the output at strength 1 - input)
+        before = degradations.imresize(pixels, scale=scale).astype(np.float32) if task == "sr" else pixels
+        restored = before + np.float32(strength) * (np.clip(restored, 0.0, 1.0) - before)
 
     if gray_as_rgb:
         restored = np.repeat(restored, 3, axis=2)
@@ -423,6 +430,18 @@ def check_options(task: str, *, sigma: float | str | None = None,
         _check_scale(scale, SR_SCALES)
     _check_ensemble_option(ensemble)
     engine.check_precision(precision, engine.resolve_device(device))
+
+
+def _check_strength(strength: float) -> float:
+    try:
+        if isinstance(strength, bool):  # True would read as strength 1
+            raise TypeError
+        value = float(strength)
+    except (TypeError, ValueError):
+        raise InvalidOptionError(f"strength must be a number in [0, 1], got {strength!r}") from None
+    if not 0 <= value <= 1:  # also rejects NaN
+        raise InvalidOptionError(f"strength must be in [0, 1], got {value:g}")
+    return value
 
 
 def _check_task(task: str) -> None:
