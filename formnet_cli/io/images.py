@@ -47,7 +47,8 @@ import pillow_heif
 import tifffile
 from PIL import Image, ImageCms, PngImagePlugin
 
-from formnet_cli.errors import ImageReadError, ImageWriteError, InvalidOptionError, OutOfSpaceError
+from formnet_cli.errors import (ImageReadError, ImageTooLargeError, ImageWriteError, InvalidOptionError,
+                                OutOfSpaceError)
 
 Image.init()  # Pillow's own plugins first: its AVIF reader must see AVIF files before HEIF's
 pillow_heif.register_heif_opener()  # HEIC/HEIF (phone photos) through Pillow; it applies their rotation
@@ -342,7 +343,7 @@ def _read_tiff_pages(data: bytes, name: str, indices: list[int]) -> list[LoadedI
             except ImageReadError as exc:
                 raise ImageReadError(f"{name}: page {number}: {exc}") from None
             except (Image.DecompressionBombError, Image.DecompressionBombWarning) as exc:
-                raise ImageReadError(f"{name}: page {number}: {_too_large(exc)}") from None
+                raise ImageTooLargeError(f"{name}: page {number}: {_too_large(exc)}") from None
             except Exception as exc:
                 reason = f"page {number}: truncated or corrupt ({_describe(exc)})"
                 raise ImageReadError(f"{name}: {reason}") from None
@@ -360,7 +361,7 @@ def read_image_bytes(data: bytes, name: str) -> LoadedImage:
         try:
             image = Image.open(io.BytesIO(data))
         except (Image.DecompressionBombError, Image.DecompressionBombWarning) as exc:
-            raise ImageReadError(f"{name}: {_too_large(exc)}") from None
+            raise ImageTooLargeError(f"{name}: {_too_large(exc)}") from None
         except Image.UnidentifiedImageError:
             kind = _format_by_signature(data)
             reason = (kind == "TIFF" and _unreadable_tiff_layout(data)
