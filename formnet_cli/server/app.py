@@ -254,8 +254,8 @@ def _display_name(filename: str | None) -> str:
     """The upload's file name, for messages and the download's name only: its last part,
     without control characters, at most 100 characters; ``image`` if none is left."""
     name = PurePosixPath((filename or "").replace("\\", "/")).name
-    name = "".join(char for char in name if unicodedata.category(char)[0] != "C")[:100]
-    return name.strip() or "image"
+    name = "".join(char for char in name if unicodedata.category(char)[0] != "C")[:100].strip()
+    return name if name.strip(".") else "image"
 
 
 # -- answering -----------------------------------------------------------------------------

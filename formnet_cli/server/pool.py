@@ -83,8 +83,8 @@ class WorkerPool:
         raises :class:`ServerBusyError` when none is free."""
         with self._lock:
             if self._admitted >= self.capacity:
-                raise ServerBusyError(f"busy: {self._admitted} images are being restored or wait "
-                                      f"(at most {self.capacity}); try again shortly")
+                raise ServerBusyError(f"busy: the server holds as many images as it takes "
+                                      f"({self.capacity}); try again shortly")
             if token is not None and token in self.progress:
                 raise InvalidOptionError(f"progress token {token!r} is in use by another request")
             self._admitted += 1
