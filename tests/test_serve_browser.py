@@ -4,7 +4,7 @@ a noisy photo, waits for the result and checks the before/after slider, the side
 the download (the library's result, with the input's metadata) and the phone layout.
 
 Screenshots are saved in the test's temporary folder; ``FORMNET_SERVE_SCREENSHOT=PATH`` also
-copies the desktop one there (``docs/serve.png`` is made so). Skipped without the ``serve``
+copies the desktop one there (``docs/serve.png`` is one, reduced to 256 colours). Skipped without the ``serve``
 extra, Playwright's Python package or ``/usr/bin/chromium`` (``.ci/serve-deps`` installs them).
 """
 
