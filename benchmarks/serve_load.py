@@ -180,7 +180,8 @@ def check(answers: list[Answer], inputs: list[np.ndarray], cleans: list[np.ndarr
             continue
         distances = np.abs(stack - output.astype(np.float32)).mean(axis=(1, 2, 3))
         if int(distances.argmin()) != index:
-            problems.append(f"request {index}: its answer is nearest to the clean image of request {int(distances.argmin())}'s image")
+            nearest = int(distances.argmin())
+            problems.append(f"request {index}: its answer is nearest to request {nearest}'s clean image")
             wrong.add(index)
     from formnet_cli import api
 
@@ -242,23 +243,24 @@ def main(argv: list[str] | None = None) -> int:
     import torch
 
     command = "python benchmarks/serve_load.py " + " ".join(argv if argv is not None else sys.argv[1:])
+    quarter_memory = quarter[0] if quarter else float("nan")
     block = "\n".join([
-        f"`{command.strip()}` ({time.strftime('%Y-%m-%d')}; {os.cpu_count()} CPU cores, "
-        f"{platform.machine()}, torch {torch.__version__}; `formnet serve --workers {args.workers} "
-        f"--queue {args.concurrency} --device cpu` on loopback; {args.side} x {args.side} RGB PNGs, "
-        f"denoise at sigma {SIGMA})",
+        (f"`{command.strip()}` ({time.strftime('%Y-%m-%d')}; {os.cpu_count()} CPU cores, "
+         f"{platform.machine()}, torch {torch.__version__}; `formnet serve --workers {args.workers} "
+         f"--queue {args.concurrency} --device cpu` on loopback; {args.side} x {args.side} RGB PNGs, "
+         f"denoise at sigma {SIGMA})"),
         "",
-        "| requests | concurrent | valid answers | p50 latency (s) | p95 latency (s) | max (s) "
-        "| throughput (images/s) | memory after warm-up / after 1/4 / peak / end (MiB) |",
+        ("| requests | concurrent | valid answers | p50 latency (s) | p95 latency (s) | max (s) "
+         "| throughput (images/s) | memory after warm-up / after 1/4 / peak / end (MiB) |"),
         "|---:|---:|---:|---:|---:|---:|---:|---|",
-        f"| {args.requests} | {args.concurrency} | {valid} "
-        f"| {percentile(latencies, 50):.2f} | {percentile(latencies, 95):.2f} | {max(latencies):.2f} "
-        f"| {args.requests / elapsed:.2f} | {warm:.0f} / {quarter[0] if quarter else float('nan'):.0f} / "
-        f"{max(memory.samples, default=end):.0f} / {end:.0f} |",
+        (f"| {args.requests} | {args.concurrency} | {valid} "
+         f"| {percentile(latencies, 50):.2f} | {percentile(latencies, 95):.2f} | {max(latencies):.2f} "
+         f"| {args.requests / elapsed:.2f} | {warm:.0f} / {quarter_memory:.0f} / "
+         f"{max(memory.samples, default=end):.0f} / {end:.0f} |"),
         "",
-        f"Checked: every answer a PNG of its input's size under its own download name, nearest to "
-        f"its own clean image among all {args.requests}; {min(args.verify, len(answers))} equal to the "
-        f"library's result within one grey level. Problems: {len(problems) or 'none'}.",
+        (f"Checked: every answer a PNG of its input's size under its own download name, nearest to "
+         f"its own clean image among all {args.requests}; {min(args.verify, len(answers))} equal to the "
+         f"library's result within one grey level. Problems: {len(problems) or 'none'}."),
     ])
     print(block)
     for problem in problems:

@@ -19,12 +19,12 @@ pytest.importorskip("multipart", reason="formnet serve needs the serve extra: pi
 pytest.importorskip("uvicorn", reason="formnet serve needs the serve extra: pip install 'formnet[serve]'")
 pytest.importorskip("httpx", reason="Starlette's test client needs httpx")
 
-from starlette.testclient import TestClient  # noqa: E402
+from starlette.testclient import TestClient
 
-from formnet_cli import api  # noqa: E402
-from formnet_cli.errors import InvalidOptionError  # noqa: E402
-from formnet_cli.io import images as imageio  # noqa: E402
-from formnet_cli.server.app import ServerSettings, _display_name, create_app  # noqa: E402
+from formnet_cli import api
+from formnet_cli.errors import InvalidOptionError
+from formnet_cli.io import images as imageio
+from formnet_cli.server.app import ServerSettings, _display_name, create_app
 
 MAX_UPLOAD_MIB = 1.0
 MAX_MEGAPIXELS = 0.25
@@ -249,9 +249,11 @@ def test_a_decompression_bomb_is_413_from_its_header(client):
     def chunk(kind: bytes, body: bytes) -> bytes:
         return struct.pack(">I", len(body)) + kind + body + struct.pack(">I", zlib.crc32(kind + body))
 
-    bomb = b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header) + chunk(b"IDAT", zlib.compress(b"\0" * 64)) + chunk(b"IEND", b"")
+    bomb = (b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header) + chunk(b"IDAT", zlib.compress(b"\0" * 64))
+            + chunk(b"IEND", b""))
     assert len(bomb) < 100
-    assert_error(post(client, bomb, name="bomb.png"), 413, "bomb.png: image too large, refused as a possible decompression bomb")
+    assert_error(post(client, bomb, name="bomb.png"), 413,
+                 "bomb.png: image too large, refused as a possible decompression bomb")
     # a real image over the server's limit (0.25 MP) is refused the same way
     over = png_bytes(np.zeros((600, 500), np.uint8))
     assert_error(post(client, over, name="big.png"), 413, "decompression bomb")

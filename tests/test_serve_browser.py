@@ -4,8 +4,9 @@ a noisy photo, waits for the result and checks the before/after slider, the side
 the download (the library's result, with the input's metadata) and the phone layout.
 
 Screenshots are saved in the test's temporary folder; ``FORMNET_SERVE_SCREENSHOT=PATH`` also
-copies the desktop one there (``docs/serve.png`` is one, reduced to 256 colours). Skipped without the ``serve``
-extra, Playwright's Python package or ``/usr/bin/chromium`` (``.ci/serve-deps`` installs them).
+copies the desktop one there (``docs/serve.png`` is one, reduced to 256 colours). Skipped
+without the ``serve`` extra, Playwright's Python package or ``/usr/bin/chromium``
+(``.ci/serve-deps`` installs them).
 """
 
 from __future__ import annotations
@@ -34,7 +35,8 @@ CHROMIUM_FLAGS = ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first
 pytest.importorskip("starlette", reason="formnet serve needs the serve extra: pip install 'formnet[serve]'")
 pytest.importorskip("uvicorn", reason="formnet serve needs the serve extra: pip install 'formnet[serve]'")
 pytest.importorskip("multipart", reason="formnet serve needs the serve extra: pip install 'formnet[serve]'")
-sync_api = pytest.importorskip("playwright.sync_api", reason="the browser test needs Playwright: pip install playwright")
+sync_api = pytest.importorskip("playwright.sync_api",
+                               reason="the browser test needs Playwright: pip install playwright")
 if not os.access(CHROMIUM, os.X_OK):
     pytest.skip(f"no Chromium at {CHROMIUM} (apt-get install chromium; see .ci/serve-deps)",
                 allow_module_level=True)
@@ -146,7 +148,8 @@ def test_the_page_restores_an_upload_compares_and_downloads(server_url, browser,
     page.get_by_label("Side by side").check()
     page.select_option("#zoom", "2")
     assert page.is_visible("#side") and not page.is_visible("#compare")
-    widths = page.eval_on_selector_all("#side img", "images => images.map(image => image.getBoundingClientRect().width)")
+    widths = page.eval_on_selector_all(
+        "#side img", "images => images.map(image => image.getBoundingClientRect().width)")
     assert widths == [384, 384]
 
     # the download: the library's result, in the input's format, its metadata kept

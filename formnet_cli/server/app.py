@@ -45,6 +45,7 @@ from formnet_cli import __version__
 from formnet_cli.errors import (FormnetError, ImageReadError, ImageTooLargeError, InvalidOptionError,
                                 ModelNotFoundError, UnknownModelError)
 from formnet_cli.hub.checkpoint import CheckpointError
+from formnet_cli.hub.registry import ModelListing, list_models
 from formnet_cli.server import work
 from formnet_cli.server.pool import ServerBusyError, WorkerLostError, WorkerPool
 
@@ -204,7 +205,7 @@ async def _read_job(request: Request, settings: ServerSettings, token: str | Non
 
 
 async def _job_from_form(form: FormData, token: str | None) -> work.RestoreJob:
-    unknown = [key for key in form.keys() if key not in FORM_FIELDS]
+    unknown = [key for key in form if key not in FORM_FIELDS]
     if unknown:
         raise InvalidOptionError(f"unknown field {unknown[0]!r}; the fields are "
                                  f"{', '.join(FORM_FIELDS)}")
@@ -233,9 +234,8 @@ def _implied_task(fields: dict[str, str | None], model: Path | None) -> str:
                     quality=fields["quality"] is not None)
 
 
-def _model_listings() -> list:
-    from formnet_cli.hub.registry import list_models
-
+def _model_listings() -> list[ModelListing]:
+    """The models ``/v1/models`` lists: those with weights on this machine."""
     return [each for each in list_models() if each.path is not None]
 
 

@@ -109,8 +109,14 @@ class WorkerPool:
                                   "it was restarted: try again, or send a smaller image") from None
 
     def close(self) -> None:
-        """Stop the workers (waiting requests are cancelled) and the progress reader."""
-        self._executor.shutdown(wait=True, cancel_futures=True)
+        """Stop the workers at once (a restore under way is dropped: a worker holds nothing to
+        clean up, its upload being in memory), then the progress reader."""
+        processes = list(self._executor._processes.values())  # no public way before Python 3.14
+        self._executor.shutdown(wait=False, cancel_futures=True)
+        for process in processes:
+            process.terminate()
+        for process in processes:
+            process.join()
         self._updates.put(None)
         self._reader.join()
         self._updates.close()

@@ -123,6 +123,8 @@ def restore_file(job: RestoreJob) -> RestoredFile:
     extension = _normalise_ext(job.ext)
     pages = imageio.read_pages_bytes(job.data, job.name)
     extension = extension or imageio.extension_of(pages[0].source_format)
+    imageio.check_writable_as(job.name, pages, format=extension,  # before the model runs
+                              scale=int(job.scale) if job.task == "sr" and job.scale else 1)
     if all(page.bilevel for page in pages) and job.task != "sr":
         raise FormnetError(f"{job.name}: 1-bit (black and white) image: it holds no noise or JPEG "
                            "artifacts to remove (task sr upscales it, as 8-bit grey)")
@@ -161,8 +163,8 @@ def _restore_page(page: imageio.LoadedImage, job: RestoreJob, progress: api.Prog
 def _restore(pixels: np.ndarray, job: RestoreJob, progress: api.Progress) -> api.RestoreResult:
     """The one call of the library. ``auto`` calls it without a task: the library decides
     (today its default, denoise with sigma auto; per file once issue 22 lands)."""
-    common = dict(model=job.model, device=_DEVICE, progress=progress, source_path=job.data,
-                  strength=1.0 if job.strength is None else job.strength)
+    common = {"model": job.model, "device": _DEVICE, "progress": progress, "source_path": job.data,
+              "strength": 1.0 if job.strength is None else job.strength}
     if job.task == "auto":
         return api.restore_with_info(pixels, **common)
     return api.restore_with_info(pixels, job.task, sigma=job.sigma, quality=job.quality,

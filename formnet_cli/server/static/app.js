@@ -7,11 +7,13 @@ const EXTENSIONS = { "image/png": ".png", "image/jpeg": ".jpg", "image/tiff": ".
 const items = [];      // {file, beforeUrl, resultUrl, downloadName, info, element, ...}
 let current = null;    // the item the viewer shows
 let running = false;
+let maxUploadBytes = Infinity;   // the server's limit, from /v1/health
 
 // -- server status ------------------------------------------------------------------------
 async function checkServer() {
   try {
     const health = await (await fetch("/v1/health")).json();
+    maxUploadBytes = health.max_upload_mib * 1024 * 1024;
     const workers = health.workers === 1 ? "1 worker" : `${health.workers} workers`;
     $("server-status").textContent =
       `Ready: ${workers} on ${health.device}, up to ${health.max_upload_mib} MiB per image.`;
@@ -120,6 +122,10 @@ function randomToken() {
 
 function restoreOne(item, fields) {
   return new Promise((resolve, reject) => {
+    if (item.file.size > maxUploadBytes) {   // the server would refuse it (413) after the upload
+      reject(new Error(`${item.file.name}: larger than the server's limit of ${maxUploadBytes / 1048576} MiB`));
+      return;
+    }
     const form = new FormData();
     for (const [name, value] of Object.entries(fields)) form.append(name, value);
     form.append("image", item.file, item.file.name);
