@@ -218,7 +218,7 @@ def restore(image: np.ndarray, task: str = "denoise", *, sigma: float | str | No
             model: str | os.PathLike[str] | LoadedModel | None = None,
             device: str = "auto", precision: str = "auto", tile: int | str | None = "auto",
             tile_overlap: int | None = None, batch_size: int = 1, ensemble: int | str = "auto",
-            progress: Progress | None = None) -> np.ndarray:
+            progress: Progress | None = None, strength: float = 1.0) -> np.ndarray:
     """Restore one image; same dtype and layout as ``image`` (``scale`` x larger for ``sr``).
 
     ``sigma``: noise level on the 0-255 scale, or ``'auto'`` (also the default) to estimate it:
@@ -230,13 +230,15 @@ def restore(image: np.ndarray, task: str = "denoise", *, sigma: float | str | No
     the model's card recommends. ``model``: a registry name, a checkpoint folder or a
     :class:`LoadedModel`; ``device``: where to run it (``'auto'`` with a :class:`LoadedModel`:
     where it was loaded; another device runs a copy there for each call, leaving the
-    :class:`LoadedModel` as it is). The options are read as
-    :class:`~formnet_cli.options.RestoreOptions` reads them. See :func:`restore_with_info`.
+    :class:`LoadedModel` as it is). ``strength``: how much of the restoration to apply, from 0
+    (the input; bicubic-upscaled for ``sr``) to 1 (the model's output, the default), blended
+    linearly. The options are read as :class:`~formnet_cli.options.RestoreOptions` reads them.
+    See :func:`restore_with_info`.
     """
     return restore_with_info(image, task, sigma=sigma, quality=quality, scale=scale, model=model,
                              device=device, precision=precision, tile=tile,
                              tile_overlap=tile_overlap, batch_size=batch_size, ensemble=ensemble,
-                             progress=progress).image
+                             progress=progress, strength=strength).image
 
 
 def restore_with_info(image: np.ndarray, task: str = "denoise", *,
@@ -247,7 +249,8 @@ def restore_with_info(image: np.ndarray, task: str = "denoise", *,
                       tile: int | str | None = "auto", tile_overlap: int | None = None,
                       batch_size: int = 1, ensemble: int | str = "auto",
                       progress: Progress | None = None,
-                      source_path: str | os.PathLike[str] | bytes | None = None) -> RestoreResult:
+                      source_path: str | os.PathLike[str] | bytes | None = None,
+                      strength: float = 1.0) -> RestoreResult:
     """:func:`restore`, also returning the levels used (e.g. the estimated sigma).
 
     ``source_path`` is the file ``image`` was read from (or its bytes, read from a stream):
@@ -257,7 +260,7 @@ def restore_with_info(image: np.ndarray, task: str = "denoise", *,
     options = RestoreOptions(task, sigma=sigma, quality=quality, scale=scale, model=model,
                              device=device, precision=precision, tile=tile,
                              tile_overlap=tile_overlap, batch_size=batch_size,
-                             ensemble=ensemble)
+                             ensemble=ensemble, strength=strength)
     return restore_with_options(image, options, progress=progress, source_path=source_path)
 
 
@@ -285,6 +288,10 @@ def restore_with_options(image: np.ndarray, options: RestoreOptions, *,
             alpha = degradations.imresize(alpha, scale=options.scale)
     else:
         restored = _restore_planes(run, pixels, task, levels.noise)
+    if options.strength < 1.0:  # input + strength * (the output at strength 1 - input)
+        before = degradations.imresize(pixels, scale=options.scale) if task == "sr" else pixels
+        restored = before.astype(np.float32) + np.float32(options.strength) * (
+            np.clip(restored, 0.0, 1.0) - before)
 
     if gray_as_rgb:
         restored = np.repeat(restored, 3, axis=2)

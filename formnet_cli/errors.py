@@ -11,6 +11,11 @@ class ImageReadError(FormnetError):
     """An input image that cannot be decoded (corrupt, truncated, empty, too large)."""
 
 
+class ImageTooLargeError(ImageReadError):
+    """An image over the pixel limit (``FORMNET_MAX_MEGAPIXELS``), refused from its header,
+    before decoding, as a possible decompression bomb."""
+
+
 class ImageWriteError(FormnetError):
     """An output that cannot be written (unwritable folder, unsupported format)."""
 

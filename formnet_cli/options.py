@@ -90,6 +90,9 @@ class RestoreOptions:
     batch_size: int = 1
     """Tiles per forward pass."""
     ensemble: Ensemble = "auto"
+    strength: float = 1.0
+    """How much of the restoration to apply: 0 gives the input (bicubic-upscaled for sr),
+    1 the model's output; in between, blended linearly."""
 
     def __post_init__(self) -> None:
         task = parse_task(self.task)
@@ -110,6 +113,7 @@ class RestoreOptions:
                              else _parse_count(self.tile_overlap, "tile overlap", minimum=0)),
             "batch_size": _parse_count(self.batch_size, "batch size", minimum=1),
             "ensemble": parse_ensemble(self.ensemble),
+            "strength": read_strength(self.strength),
         }
         for name, value in parsed.items():
             object.__setattr__(self, name, value)
@@ -120,6 +124,19 @@ def parse_task(task: object) -> Task:
     if task not in TASKS:
         raise InvalidOptionError(f"unknown task {task!r}; choose one of {', '.join(TASKS)}")
     return task  # type: ignore[return-value]
+
+
+def read_strength(strength: object) -> float:
+    """A strength in [0, 1], as given or spelled (``"0.5"``)."""
+    try:
+        if isinstance(strength, bool):  # True would read as strength 1
+            raise TypeError
+        value = float(strength)  # type: ignore[arg-type]
+    except (TypeError, ValueError):
+        raise InvalidOptionError(f"strength must be a number in [0, 1], got {strength!r}") from None
+    if not 0 <= value <= 1:  # also refuses NaN
+        raise InvalidOptionError(f"strength must be in [0, 1], got {value:g}")
+    return value
 
 
 def read_sigma(sigma: object) -> Sigma:

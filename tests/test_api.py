@@ -121,6 +121,8 @@ def test_sigma_auto_on_a_thin_strip_names_the_image_size(tiny_models):
     {"task": "jpeg", "quality": 2.5}, {"task": "sr", "scale": 5}, {"task": "sr"},
     {"task": "deblur"}, {"ensemble": 3}, {"ensemble": "all"}, {"ensemble": True},
     {"task": "jpeg", "quality": True}, {"sigma": True},
+    {"strength": 1.5}, {"strength": -0.1}, {"strength": float("nan")}, {"strength": "full"},
+    {"strength": True},
 ])
 def test_invalid_options_raise_one_line_errors(tiny_models, options):
     model = {"denoise": tiny_models.denoise_gray, "jpeg": tiny_models.jpeg_gray,
@@ -434,3 +436,27 @@ def test_a_loaded_model_keeps_the_cpu_layout_between_images(tiny_models):
     assert device_module.memory_format_of(loaded.model) == torch.channels_last  # converted once, at load
     api.restore(np.zeros((16, 16), np.uint8), sigma=5, model=loaded, device="cpu")
     assert device_module.memory_format_of(loaded.model) == torch.channels_last  # not back and forth per image
+
+
+def test_strength_blends_the_input_and_the_restoration(tiny_models, random_image):
+    image = random_image((24, 20), np.uint8)
+    full = api.restore(image, sigma=25, model=tiny_models.denoise_gray, device="cpu")
+    none = api.restore(image, sigma=25, model=tiny_models.denoise_gray, device="cpu", strength=0)
+    np.testing.assert_array_equal(none, image)  # strength 0: the input, bit-exact
+    assert np.abs(full.astype(int) - image).mean() > 5  # the tiny model changes it a lot
+    floats = image.astype(np.float32) / 255
+    restored = api.restore(floats, sigma=25, model=tiny_models.denoise_gray, device="cpu")
+    half = api.restore(floats, sigma=25, model=tiny_models.denoise_gray, device="cpu",
+                       strength="0.25")  # a form field's text, as sigma="25" is taken
+    np.testing.assert_allclose(half, np.clip(floats + 0.25 * (restored - floats), 0, 1),
+                               atol=1e-6)
+
+
+def test_strength_zero_for_sr_is_the_bicubic_upscale(tiny_models, random_image):
+    from formnet_cli.imaging.degradations import imresize
+
+    image = random_image((10, 12), np.float32)
+    out = api.restore(image, task="sr", scale=2, model=tiny_models.sr_gray, device="cpu",
+                      strength=0.0)
+    np.testing.assert_allclose(out, np.clip(imresize(image[:, :, None], scale=2)[:, :, 0], 0, 1),
+                               atol=1e-6)

@@ -6,7 +6,7 @@ import pytest
 from PIL import Image
 
 from formnet_cli import io as imageio
-from formnet_cli.errors import ImageReadError, InvalidOptionError
+from formnet_cli.errors import ImageReadError, ImageTooLargeError, InvalidOptionError
 from formnet_cli.io import read_image
 
 
@@ -17,7 +17,7 @@ def test_decompression_bomb_raises_read_error(tmp_path, monkeypatch, pixels_over
     Image.new("L", (100, 100)).save(path)
     monkeypatch.setenv("FORMNET_MAX_MEGAPIXELS", str(100 * 100 / pixels_over_limit / 1e6))
     for read in (read_image, imageio.read_pages):
-        with pytest.raises(ImageReadError, match="decompression bomb.*set FORMNET_MAX_MEGAPIXELS"):
+        with pytest.raises(ImageTooLargeError, match="decompression bomb.*set FORMNET_MAX_MEGAPIXELS"):
             read(path)
     assert Image.MAX_IMAGE_PIXELS == 89_478_485  # Pillow's own limit is left as it was
     monkeypatch.setenv("FORMNET_MAX_MEGAPIXELS", "0.01")

@@ -181,9 +181,10 @@ def register_commands(target: typer.Typer) -> None:
     """Add the commands of the ``cli_*`` modules (each has ``register(app)``), in help order."""
     from formnet_cli.cli import eval as cli_eval
     from formnet_cli.cli import hub as cli_hub
+    from formnet_cli.cli import serve as cli_serve
     from formnet_cli.cli import train as cli_train
 
-    for module in (cli_hub, cli_eval, cli_train):
+    for module in (cli_hub, cli_eval, cli_train, cli_serve):
         module.register(target)
 
 

@@ -23,7 +23,7 @@ import pillow_heif
 import tifffile
 from PIL import Image, ImageCms
 
-from formnet_cli.errors import ImageReadError
+from formnet_cli.errors import ImageReadError, ImageTooLargeError
 from formnet_cli.io.formats import PNG_SIGNATURE, format_by_signature
 from formnet_cli.io.image import LoadedImage, from_uint
 from formnet_cli.io.limits import pixel_limit, too_large_reason
@@ -135,7 +135,7 @@ def _read_tiff_pages(data: bytes, name: str, indices: list[int]) -> list[LoadedI
             except ImageReadError as exc:
                 raise ImageReadError(f"{name}: page {number}: {exc}") from None
             except (Image.DecompressionBombError, Image.DecompressionBombWarning) as exc:
-                raise ImageReadError(f"{name}: page {number}: {too_large_reason(exc)}") from None
+                raise ImageTooLargeError(f"{name}: page {number}: {too_large_reason(exc)}") from None
             except Exception as exc:
                 reason = f"page {number}: truncated or corrupt ({describe_error(exc)})"
                 raise ImageReadError(f"{name}: {reason}") from None
@@ -153,7 +153,7 @@ def read_image_bytes(data: bytes, name: str) -> LoadedImage:
         try:
             image = Image.open(io.BytesIO(data))
         except (Image.DecompressionBombError, Image.DecompressionBombWarning) as exc:
-            raise ImageReadError(f"{name}: {too_large_reason(exc)}") from None
+            raise ImageTooLargeError(f"{name}: {too_large_reason(exc)}") from None
         except Image.UnidentifiedImageError:
             kind = format_by_signature(data)
             reason = (kind == "TIFF" and _unreadable_tiff_layout(data)
