@@ -606,6 +606,8 @@ def test_bm3d_formatter_outputs_are_computed_once_and_cached(tmp_path, image_dir
                        second.model.state_dict()["residual.network.head.weight"])
 
 
+# slow: a pool of worker processes, each importing torch (about 50 s here)
+@pytest.mark.slow
 def test_bm3d_cache_in_worker_processes_matches_one_process(tmp_path):
     """The process pool computes the same BM3D outputs, noise and cache files as one process."""
     from formnet_cli.training.data import bm3d_outputs
