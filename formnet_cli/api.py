@@ -218,7 +218,8 @@ def restore(image: np.ndarray, task: str = "denoise", *, sigma: float | str | No
             model: str | os.PathLike[str] | LoadedModel | None = None,
             device: str = "auto", precision: str = "auto", tile: int | str | None = "auto",
             tile_overlap: int | None = None, batch_size: int = 1, ensemble: int | str = "auto",
-            progress: Progress | None = None, strength: float = 1.0) -> np.ndarray:
+            progress: Progress | None = None, strength: float = 1.0,
+            formatter: str | None = None) -> np.ndarray:
     """Restore one image; same dtype and layout as ``image`` (``scale`` x larger for ``sr``).
 
     ``sigma``: noise level on the 0-255 scale, or ``'auto'`` (also the default) to estimate it:
@@ -232,13 +233,15 @@ def restore(image: np.ndarray, task: str = "denoise", *, sigma: float | str | No
     where it was loaded; another device runs a copy there for each call, leaving the
     :class:`LoadedModel` as it is). ``strength``: how much of the restoration to apply, from 0
     (the input; bicubic-upscaled for ``sr``) to 1 (the model's output, the default), blended
-    linearly. The options are read as :class:`~formnet_cli.options.RestoreOptions` reads them.
+    linearly. ``formatter`` (``none``, ``cnn``, ``bm3d``; without ``model``): the task's model
+    with that formatting stage. The options are read as
+    :class:`~formnet_cli.options.RestoreOptions` reads them.
     See :func:`restore_with_info`.
     """
     return restore_with_info(image, task, sigma=sigma, quality=quality, scale=scale, model=model,
                              device=device, precision=precision, tile=tile,
                              tile_overlap=tile_overlap, batch_size=batch_size, ensemble=ensemble,
-                             progress=progress, strength=strength).image
+                             progress=progress, strength=strength, formatter=formatter).image
 
 
 def restore_with_info(image: np.ndarray, task: str = "denoise", *,
@@ -250,7 +253,7 @@ def restore_with_info(image: np.ndarray, task: str = "denoise", *,
                       batch_size: int = 1, ensemble: int | str = "auto",
                       progress: Progress | None = None,
                       source_path: str | os.PathLike[str] | bytes | None = None,
-                      strength: float = 1.0) -> RestoreResult:
+                      strength: float = 1.0, formatter: str | None = None) -> RestoreResult:
     """:func:`restore`, also returning the levels used (e.g. the estimated sigma).
 
     ``source_path`` is the file ``image`` was read from (or its bytes, read from a stream):
@@ -260,7 +263,7 @@ def restore_with_info(image: np.ndarray, task: str = "denoise", *,
     options = RestoreOptions(task, sigma=sigma, quality=quality, scale=scale, model=model,
                              device=device, precision=precision, tile=tile,
                              tile_overlap=tile_overlap, batch_size=batch_size,
-                             ensemble=ensemble, strength=strength)
+                             ensemble=ensemble, strength=strength, formatter=formatter)
     return restore_with_options(image, options, progress=progress, source_path=source_path)
 
 
@@ -276,7 +279,7 @@ def restore_with_options(image: np.ndarray, options: RestoreOptions, *,
         pixels = np.ascontiguousarray(pixels[:, :, :1])
     color = pixels.shape[2] == 3
 
-    loaded = _select_model(options.model, task, 3 if color else 1, options.device)
+    loaded = _select_model(options, 3 if color else 1)
     passes = ensemble_passes(options.ensemble, loaded)
     levels = _conditioning(options, loaded, pixels, source_path)
     run = _Runner(loaded, options, device=_run_device(loaded, options.device), level=levels.level,
@@ -398,13 +401,16 @@ def _restore_sr(run: _Runner, pixels: np.ndarray, scale: int) -> np.ndarray:
     return degradations.ycbcr_to_rgb(ycbcr)
 
 
-def _select_model(model: str | LoadedModel | None, task: str,
-                  channels: int, device: str) -> LoadedModel:
-    """The given model, or :func:`load_model`'s for ``task`` preferring ``channels``."""
+def _select_model(options: RestoreOptions, channels: int) -> LoadedModel:
+    """The given model, the task's model with the asked formatter, or :func:`load_model`'s
+    for the task preferring ``channels``."""
+    model = options.model
     if isinstance(model, LoadedModel):
-        _check_model_task(model, task)
+        _check_model_task(model, options.task)
         return model
-    return load_model(model, task=task, channels=channels, device=device)
+    if model is None and options.formatter is not None:
+        model = registry.model_with_formatter(options.task, channels, options.formatter)
+    return load_model(model, task=options.task, channels=channels, device=options.device)
 
 
 def _run_device(loaded: LoadedModel, device: str | torch.device) -> torch.device:

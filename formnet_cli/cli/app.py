@@ -24,7 +24,7 @@ import typer
 from formnet_cli import __version__
 from formnet_cli.cli.base import FormnetCommand, FormnetGroup, debug_enabled
 from formnet_cli.cli.options import (
-    BatchSizeOption, DeviceOption, EnsembleOption, ModelOption, PrecisionName, PrecisionOption,
+    BatchSizeOption, DeviceOption, EnsembleOption, FormatterOption, ModelOption, PrecisionName, PrecisionOption,
     QualityOption, ScaleOption, SigmaOption, TaskOption, ThreadsOption, TileOption,
     TileOverlapOption, task_for)
 from formnet_cli.errors import InvalidOptionError
@@ -73,6 +73,7 @@ def restore(
     quality: QualityOption = None,
     scale: ScaleOption = None,
     model: ModelOption = None,
+    formatter: FormatterOption = None,
     device: DeviceOption = "auto",
     precision: PrecisionOption = PrecisionName.auto,
     tile: TileOption = "auto",
@@ -126,7 +127,7 @@ def restore(
                      quality=quality is not None),
             sigma=sigma, quality=quality, scale=scale, model=model, device=device,
             precision=precision.value, tile=tile, tile_overlap=tile_overlap,
-            batch_size=batch_size, ensemble=ensemble)
+            batch_size=batch_size, ensemble=ensemble, formatter=formatter)
         options = BatchOptions(restore_options, skip_existing=skip_existing, ext=ext,
                                jpeg_quality=jpeg_quality)
         plan = plan_batch(inputs, output, recursive=recursive, ext=ext)

@@ -83,6 +83,10 @@ QualityOption = Annotated[Optional[str], typer.Option(
     "--quality", "-q", metavar="INT|auto|blind", parser=_read_with(read_quality),
     help="JPEG quality of the input (jpeg): auto reads it from JPEG files, else blind "
          "(default: auto).")]
+FormatterOption = Annotated[Optional[str], typer.Option(
+    "--formatter", metavar="none|cnn|bm3d",
+    help="Pick the task's model with this formatting stage: none (DiffResNet, the fastest), "
+         "bm3d (BM3D first, then the residual network; slower), cnn; see 'formnet models'.")]
 ScaleOption = Annotated[Optional[int], typer.Option(
     "--scale", metavar="2|3|4", help="Upscaling factor (sr).")]
 
