@@ -243,10 +243,11 @@ def _check_standard_streams(inputs: list[Path], output: str, *, json_output: boo
 def register_commands(target: typer.Typer) -> None:
     """Add the commands of the ``cli_*`` modules (each has ``register(app)``), in help order."""
     from formnet_cli.cli import eval as cli_eval
+    from formnet_cli.cli import export as cli_export
     from formnet_cli.cli import hub as cli_hub
     from formnet_cli.cli import train as cli_train
 
-    for module in (cli_hub, cli_eval, cli_train):
+    for module in (cli_hub, cli_eval, cli_train, cli_export):
         module.register(target)
 
 

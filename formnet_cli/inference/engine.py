@@ -219,15 +219,24 @@ class TorchNetwork:
         self.size_multiple = int(getattr(model, "size_multiple", 1))
         self.receptive_radius = int(getattr(model, "receptive_radius", 0))
 
+    @classmethod
+    def for_cpu(cls, model: nn.Module) -> TorchNetwork:
+        """``model`` itself, on the CPU in float32 (where it already is)."""
+        return cls(model, model, torch.device("cpu"), torch.float32)
+
     def run(self, inputs: np.ndarray, levels: np.ndarray) -> np.ndarray:
         return _forward(self.network, torch.from_numpy(inputs), torch.from_numpy(levels),
                         self.device, self.dtype).numpy()
 
-    def window_side(self, channels: int, batch_size: int) -> int:
+    def bytes_per_pixel(self, channels: int) -> float:
+        """Activation bytes per input pixel of one run (measured once per model)."""
         geometry = tiling.TileGeometry.for_model(self.model, 0)
-        bytes_per_pixel = _activation_bytes_per_pixel(self.model, self.network, channels,
-                                                      geometry, self.device, self.dtype)
-        return tiling.auto_window_side(bytes_per_pixel, _free_memory_bytes(self.device), batch_size)
+        return _activation_bytes_per_pixel(self.model, self.network, channels, geometry,
+                                           self.device, self.dtype)
+
+    def window_side(self, channels: int, batch_size: int) -> int:
+        return tiling.auto_window_side(self.bytes_per_pixel(channels),
+                                       _free_memory_bytes(self.device), batch_size)
 
     def free_host_memory(self) -> int:
         return _free_memory_bytes(torch.device("cpu"))
