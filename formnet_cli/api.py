@@ -22,7 +22,8 @@ Super-resolution models work at scale 1 on the MATLAB-bicubic-upscaled image
 (:func:`formnet_cli.imaging.degradations.imresize`), conditioned on ``scale / 4``.
 
 Models come only from checkpoints through :mod:`formnet_cli.hub.registry`: an untrained network
-is never run.
+is never run. ``backend`` picks what runs it (:mod:`formnet_cli.inference.backends`): torch, or
+the model's ONNX graph under onnxruntime or OpenVINO, which needs no torch at all.
 """
 
 from __future__ import annotations
@@ -31,32 +32,44 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
+from typing import TYPE_CHECKING
+
 import numpy as np
-import torch
 
 from formnet_cli.imaging import degradations
-from formnet_cli.inference import engine
 from formnet_cli.imaging import estimation
 from formnet_cli.hub import registry
-from formnet_cli.hub.checkpoint import CONFIG_FILE, WEIGHTS_FILE, CheckpointInfo, load_checkpoint, read_info
-from formnet_cli.config import LEVEL_NAMES, QUALITY_RANGE, SIGMA_MAX, SR_SCALES, TASKS, ModelConfig
+from formnet_cli.hub.checkpoint import CONFIG_FILE, WEIGHTS_FILE, CheckpointInfo, read_info
+from formnet_cli.config import (LEVEL_NAMES, QUALITY_RANGE, SIGMA_MAX, SR_SCALES, TASKS, ModelConfig,
+                                condition_level)
 from formnet_cli.errors import InvalidOptionError, ModelNotFoundError
-from formnet_cli.models import FormResNet, condition_level
+from formnet_cli.inference import backends, tiling
 
-Progress = engine.ProgressCallback
+if TYPE_CHECKING:  # torch is imported where the torch backend runs, not here
+    import torch
+
+    from formnet_cli.models import FormResNet
+
+Progress = tiling.ProgressCallback
 """``progress(done, total)``: called as tiles (or channel passes) complete."""
 
 
 # -- models --------------------------------------------------------------------------------
 @dataclass(frozen=True)
 class LoadedModel:
-    """A model ready to run: the network, what its ``config.json`` says, and where it came from."""
+    """A model ready to run: the network, what its ``config.json`` says, and where it came from.
 
-    model: FormResNet
+    ``backend`` is what runs it: ``torch`` (``model`` on ``device``), or an ONNX runtime
+    (``onnxruntime``, ``openvino``: ``model`` is ``None``, the graph is found or exported on
+    first use, ``device`` is ``"cpu"``).
+    """
+
+    model: FormResNet | None
     info: CheckpointInfo
     path: Path
     source: str
-    device: torch.device
+    device: torch.device | str
+    backend: str = "torch"
 
     @property
     def name(self) -> str:
@@ -77,11 +90,12 @@ class LoadedModel:
 
 _FileStamp = tuple[int, int, int] | None
 _MODEL_CACHE: dict[tuple[str, str], tuple[tuple[_FileStamp, ...], LoadedModel]] = {}
-"""(checkpoint folder, device) -> (the stamp of its files when loaded, the model)."""
+"""(checkpoint folder, device or runtime) -> (the stamp of its files when loaded, the model)."""
 
 
 def load_model(name_or_path: str | os.PathLike[str] | None = None, *, task: str | None = None,
-               channels: int = 1, device: str | torch.device = "auto") -> LoadedModel:
+               channels: int = 1, device: str | torch.device = "auto",
+               backend: str = "torch") -> LoadedModel:
     """A model by registry name or checkpoint folder, or the default model of ``task``.
 
     With a name or path, that model whatever its task; a ``task`` given too must be its task.
@@ -92,16 +106,26 @@ def load_model(name_or_path: str | os.PathLike[str] | None = None, *, task: str 
     Loaded once per (checkpoint folder, device) in this process, and again when the folder's
     files are rewritten. Raises :class:`~formnet_cli.errors.ModelNotFoundError` when there are
     no weights, and :class:`~formnet_cli.errors.InvalidOptionError` when the checkpoint is for
-    another task than ``task``.
+    another task than ``task``. ``backend``: ``torch`` (the default here), ``onnxruntime``,
+    ``openvino`` or ``auto`` (see :mod:`formnet_cli.inference.backends`).
     """
     if task is not None:
         _check_task(task)
-    resolved_device = engine.resolve_device(device)
+    backend = backends.backend_option(backend)
+    if backend == "torch":
+        device = _engine().resolve_device(device)
     if name_or_path is None:
         resolved = _resolve_default(task or "denoise", channels)
     else:
         resolved = registry.resolve_model(name_or_path, task)
-    loaded = _load_cached(Path(resolved.path).resolve(), str(resolved.source), resolved_device)
+    path = Path(resolved.path).resolve()
+    if backend != "torch":
+        backend = backends.choose_backend(backend, device=str(device), folder=path,
+                                          formatter=read_info(path).model.formatter)
+    if backend == "torch":
+        loaded = _load_cached(path, str(resolved.source), _engine().resolve_device(device))
+    else:
+        loaded = _load_graph(path, str(resolved.source), backend)
     if task is not None:
         _check_model_task(loaded, task)
     return loaded
@@ -132,16 +156,39 @@ def _resolve_default(task: str, channels: int) -> registry.ResolvedModel:
             raise preferred from None
 
 
+def _engine():  # noqa: ANN202
+    """:mod:`formnet_cli.inference.engine`, imported (with torch) when the torch backend runs."""
+    from formnet_cli.inference import engine
+
+    return engine
+
+
 def _load_cached(path: Path, source: str, device: torch.device) -> LoadedModel:
     """The checkpoint folder ``path`` on ``device``, read again only when its files changed."""
+    from formnet_cli.hub.checkpoint import load_checkpoint
+
     key = (str(path), str(device))
     stamp = _checkpoint_stamp(path)
     cached = _MODEL_CACHE.get(key)
     if cached is not None and cached[0] == stamp:
         return cached[1]
     model, info = load_checkpoint(path, device=device)
-    engine.prepare_for_inference(model, device)  # not converted and back for every image
+    _engine().prepare_for_inference(model, device)  # not converted and back for every image
     loaded = LoadedModel(model=model, info=info, path=path, source=source, device=device)
+    _MODEL_CACHE[key] = (stamp, loaded)
+    return loaded
+
+
+def _load_graph(path: Path, source: str, backend: str) -> LoadedModel:
+    """The checkpoint folder ``path`` for an ONNX runtime: its config only (the graph is found,
+    or exported, when it first runs), read again when its files changed."""
+    key = (str(path), backend)
+    stamp = _checkpoint_stamp(path)
+    cached = _MODEL_CACHE.get(key)
+    if cached is not None and cached[0] == stamp:
+        return cached[1]
+    loaded = LoadedModel(model=None, info=read_info(path), path=path, source=source,
+                         device="cpu", backend=backend)
     _MODEL_CACHE[key] = (stamp, loaded)
     return loaded
 
@@ -214,7 +261,7 @@ def restore(image: np.ndarray, task: str = "denoise", *, sigma: float | str | No
             model: str | os.PathLike[str] | LoadedModel | None = None,
             device: str = "auto", precision: str = "auto", tile: int | str | None = "auto",
             tile_overlap: int | None = None, batch_size: int = 1, ensemble: int | str = "auto",
-            progress: Progress | None = None) -> np.ndarray:
+            progress: Progress | None = None, backend: str = "auto") -> np.ndarray:
     """Restore one image; same dtype and layout as ``image`` (``scale`` x larger for ``sr``).
 
     ``sigma``: noise level on the 0-255 scale, or ``'auto'`` (also the default) to estimate it:
@@ -226,12 +273,13 @@ def restore(image: np.ndarray, task: str = "denoise", *, sigma: float | str | No
     the model's card recommends. ``model``: a registry name, a checkpoint folder or a
     :class:`LoadedModel`; ``device``: where to run it (``'auto'`` with a :class:`LoadedModel`:
     where it was loaded; another device runs a copy there for each call, leaving the
-    :class:`LoadedModel` as it is). See :func:`restore_with_info`.
+    :class:`LoadedModel` as it is). ``backend``: ``auto``, ``torch``, ``onnxruntime`` or
+    ``openvino`` (:mod:`formnet_cli.inference.backends`). See :func:`restore_with_info`.
     """
     return restore_with_info(image, task, sigma=sigma, quality=quality, scale=scale, model=model,
                              device=device, precision=precision, tile=tile,
                              tile_overlap=tile_overlap, batch_size=batch_size, ensemble=ensemble,
-                             progress=progress).image
+                             progress=progress, backend=backend).image
 
 
 def restore_with_info(image: np.ndarray, task: str = "denoise", *,
@@ -242,7 +290,8 @@ def restore_with_info(image: np.ndarray, task: str = "denoise", *,
                       tile: int | str | None = "auto", tile_overlap: int | None = None,
                       batch_size: int = 1, ensemble: int | str = "auto",
                       progress: Progress | None = None,
-                      source_path: str | os.PathLike[str] | bytes | None = None) -> RestoreResult:
+                      source_path: str | os.PathLike[str] | bytes | None = None,
+                      backend: str = "auto") -> RestoreResult:
     """:func:`restore`, also returning the levels used (e.g. the estimated sigma).
 
     ``source_path`` is the file ``image`` was read from (or its bytes, read from a stream):
@@ -263,7 +312,8 @@ def restore_with_info(image: np.ndarray, task: str = "denoise", *,
     else:
         quality = _check_quality_option(quality)
 
-    loaded = _select_model(model, task, 3 if color else 1, device)
+    loaded = _select_model(model, task, 3 if color else 1, device,
+                           backends.backend_option(backend, precision))
     passes = ensemble_passes(ensemble, loaded)
     levels = _conditioning(task, loaded, pixels, sigma=sigma, quality=quality, scale=scale,
                            source_path=source_path)
@@ -296,7 +346,7 @@ class _Conditioning:
     """What the model is conditioned on: its ``level`` (a number or a per-pixel map), and the
     noise level (denoise) or JPEG quality (jpeg, ``None``: blind) it stands for."""
 
-    level: float | torch.Tensor
+    level: float | np.ndarray
     estimated: bool = False
     noise: _NoiseLevel | None = None
     quality: int | None = None
@@ -341,34 +391,45 @@ def _restore_planes(run: _Runner, pixels: np.ndarray, task: str, noise: _NoiseLe
 
 # -- internals -----------------------------------------------------------------------------
 class _Runner:
-    """Runs a model on ``H x W x C`` float32 planes through the tiled engine.
+    """Runs a model on ``H x W x C`` float32 planes through the tiling, under its backend.
 
     Several passes (e.g. three channels through a gray model) report one combined progress.
     """
 
-    def __init__(self, loaded: LoadedModel, *, device: torch.device,
-                 level: float | torch.Tensor, precision: str, tile: int | str | None,
+    def __init__(self, loaded: LoadedModel, *, device: torch.device | str,
+                 level: float | np.ndarray, precision: str, tile: int | str | None,
                  tile_overlap: int | None, batch_size: int, ensemble: int,
                  progress: Progress | None) -> None:
         self.loaded, self.level, self.progress = loaded, level, progress
-        self.options = dict(tile=tile, device=device, precision=precision,
-                            batch_size=batch_size, ensemble=ensemble)
+        self.options = dict(tile=tile, batch_size=batch_size, ensemble=ensemble)
+        if loaded.backend == "torch":
+            self.options.update(device=device, precision=precision)
         if tile_overlap is not None:
             self.options["tile_overlap"] = tile_overlap
 
     def __call__(self, planes: list[np.ndarray],
-                 levels: list[float | torch.Tensor] | None = None) -> list[np.ndarray]:
+                 levels: list[float | np.ndarray] | None = None) -> list[np.ndarray]:
         """The planes restored, each at its own level from ``levels`` where given."""
         outputs = []
         for index, plane in enumerate(planes):
-            tensor = torch.from_numpy(np.ascontiguousarray(plane.transpose(2, 0, 1)))
+            array = np.ascontiguousarray(plane.transpose(2, 0, 1))
             level = self.level if levels is None else levels[index]
-            result = engine.restore_tensor(self.loaded.model, tensor, level,
-                                           progress=engine.pass_progress(self.progress, index,
-                                                                         len(planes)),
-                                           **self.options)
-            outputs.append(result.detach().float().cpu().numpy().transpose(1, 2, 0))
+            progress = tiling.pass_progress(self.progress, index, len(planes))
+            outputs.append(self._restore(array, level, progress).transpose(1, 2, 0))
         return outputs
+
+    def _restore(self, array: np.ndarray, level: float | np.ndarray,
+                 progress: Progress | None) -> np.ndarray:
+        if self.loaded.backend != "torch":
+            network = backends.open_network(self.loaded.path, self.loaded.backend)
+            return tiling.restore_array(network, array, level, progress=progress, **self.options)
+        import torch
+
+        engine = _engine()
+        with engine.cpu_threads(backends.requested_threads()):
+            result = engine.restore_tensor(self.loaded.model, torch.from_numpy(array), level,
+                                           progress=progress, **self.options)
+        return result.numpy()
 
 
 def _channels_equal(pixels: np.ndarray) -> bool:
@@ -389,25 +450,34 @@ def _restore_sr(run: _Runner, pixels: np.ndarray, scale: int) -> np.ndarray:
 
 
 def _select_model(model: str | os.PathLike[str] | LoadedModel | None, task: str,
-                  channels: int, device: str) -> LoadedModel:
-    """The given model, or :func:`load_model`'s for ``task`` preferring ``channels``."""
+                  channels: int, device: str, backend: str) -> LoadedModel:
+    """The given model, or :func:`load_model`'s for ``task`` preferring ``channels``, under
+    ``backend`` (a :class:`LoadedModel` for another backend: its checkpoint loaded for it)."""
     if isinstance(model, LoadedModel):
         _check_model_task(model, task)
-        return model
-    return load_model(model, task=task, channels=channels, device=device)
+        if backend == "auto" and model.backend == "torch":
+            return model  # a torch model the caller loaded runs as it is
+        if backend in ("auto", model.backend):
+            backends.choose_backend(model.backend, device=str(device), folder=model.path,
+                                    formatter=model.config.formatter)  # device and graph checked
+            return model
+        return load_model(model.path, task=task, device=device, backend=backend)
+    return load_model(model, task=task, channels=channels, device=device, backend=backend)
 
 
-def _run_device(loaded: LoadedModel, device: str | torch.device) -> torch.device:
+def _run_device(loaded: LoadedModel, device: str | torch.device) -> torch.device | str:
     """Where to run ``loaded``: ``device`` (validated), or where the model is for ``'auto'``."""
+    if loaded.backend != "torch":
+        return "cpu"
     if str(device).strip().lower() == "auto":
         return loaded.device
-    return engine.resolve_device(device)
+    return _engine().resolve_device(device)
 
 
 def check_options(task: str, *, sigma: float | str | None = None,
                   quality: int | str | None = None, scale: int | None = None,
                   device: str = "auto", precision: str = "auto",
-                  ensemble: int | str = "auto") -> None:
+                  ensemble: int | str = "auto", backend: str = "auto") -> None:
     """Raise :class:`InvalidOptionError` for values no model accepts, before any work.
 
     :func:`restore_with_info` checks the same (and the model's own ranges) per image; a batch
@@ -422,7 +492,8 @@ def check_options(task: str, *, sigma: float | str | None = None,
     else:
         _check_scale(scale, SR_SCALES)
     _check_ensemble_option(ensemble)
-    engine.check_precision(precision, engine.resolve_device(device))
+    if backends.choose_backend(backend, device=device, precision=precision) == "torch":
+        _engine().check_precision(precision, _engine().resolve_device(device))
 
 
 def _check_task(task: str) -> None:
@@ -444,7 +515,10 @@ def check_model_options(loaded: LoadedModel, *, sigma: float | str | None = None
     """Raise :class:`InvalidOptionError` when a given sigma or scale is outside ``loaded``'s
     range, or it cannot run in ``precision`` on ``device`` (what :func:`restore_with_info`
     would raise for every image)."""
-    engine.resolve_precision(precision, _run_device(loaded, device), loaded.model)
+    if loaded.backend == "torch":
+        _engine().resolve_precision(precision, _run_device(loaded, device), loaded.model)
+    else:
+        backends.choose_backend(loaded.backend, device=str(device), precision=precision)
     option = _check_sigma_option(sigma)
     if loaded.task == "denoise" and isinstance(option, float):
         _check_sigma_in_range(option, loaded.config)
@@ -465,9 +539,9 @@ def _check_ensemble_option(ensemble: int | str) -> int | str:
     text = str(ensemble).strip().lower()
     if text == "auto":
         return "auto"
-    if isinstance(ensemble, bool) or text not in {str(size) for size in engine.ENSEMBLE_SIZES}:
+    if isinstance(ensemble, bool) or text not in {str(size) for size in tiling.ENSEMBLE_SIZES}:
         raise InvalidOptionError(f"ensemble must be auto or one of "
-                                 f"{', '.join(map(str, engine.ENSEMBLE_SIZES))}, got {ensemble!r}")
+                                 f"{', '.join(map(str, tiling.ENSEMBLE_SIZES))}, got {ensemble!r}")
     return int(text)
 
 
@@ -502,7 +576,7 @@ class _NoiseLevel:
             return None
         return float(self.sigma_map.min()), float(self.sigma_map.max())
 
-    def condition(self, channel: int | None = None) -> float | torch.Tensor:
+    def condition(self, channel: int | None = None) -> float | np.ndarray:
         """The model's conditioning level (for one ``channel`` where there is a map per
         channel): a number, or a ``(1, H, W)`` map."""
         if self.sigma_map is None:
@@ -510,7 +584,7 @@ class _NoiseLevel:
         chosen = self.sigma_map
         if channel is not None and self.channel_maps is not None:
             chosen = self.channel_maps[channel]
-        return torch.from_numpy(chosen[None] / np.float32(255.0))
+        return (chosen[None] / np.float32(255.0)).astype(np.float32)
 
 
 def _noise_level(sigma: float | str, pixels: np.ndarray, config: ModelConfig,

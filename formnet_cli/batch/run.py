@@ -27,19 +27,19 @@ from pathlib import Path
 from typing import Any, Protocol
 
 import numpy as np
-import torch
 
 from formnet_cli import api
 from formnet_cli.io import images as imageio
 from formnet_cli.batch.summary import BatchSummary, FileResult
 from formnet_cli.hub.checkpoint import CheckpointError
+from formnet_cli.inference.backends import backend_option
 from formnet_cli.errors import (FormnetError, ImageReadError, ImageWriteError, InvalidOptionError,
                      ModelNotFoundError, OutOfSpaceError)
 
 _FATAL_ERRORS = (ModelNotFoundError, CheckpointError)
 """Errors that would repeat for every file: they end the batch with one message."""
-_FILE_ERRORS = (FormnetError, OSError, ValueError, MemoryError, torch.OutOfMemoryError)
-"""Errors of one file: it fails, and the batch goes on."""
+_FILE_ERRORS = (FormnetError, OSError, ValueError, MemoryError)
+"""Errors of one file: it fails, and the batch goes on (and torch's out of memory: :func:`_file_errors`)."""
 STREAM = Path("-")
 """An input or output named ``-``: standard input or standard output."""
 
@@ -65,6 +65,8 @@ class BatchOptions:
     """Output format by extension (``png``); ``None`` keeps each input's extension."""
     jpeg_quality: int | None = None
     """Quality of JPEG outputs; ``None`` uses imageio's default."""
+    backend: str = "auto"
+    """What runs the network (:mod:`formnet_cli.inference.backends`)."""
 
 
 @dataclass(frozen=True)
@@ -448,11 +450,18 @@ def _is_within(path: Path, folder: Path) -> bool:
 
 
 # -- running -------------------------------------------------------------------------------
+def _file_errors() -> tuple[type[BaseException], ...]:
+    """:data:`_FILE_ERRORS`, and torch's out of memory where torch runs (a batch under an ONNX
+    runtime does not import it)."""
+    torch = sys.modules.get("torch")
+    return _FILE_ERRORS + ((torch.OutOfMemoryError,) if torch is not None else ())
+
+
 def check_options(options: BatchOptions) -> None:
     """Reject option values that would fail every file, before touching any file."""
     api.check_options(options.task, sigma=options.sigma, quality=options.quality,
                       scale=options.scale, device=options.device, precision=options.precision,
-                      ensemble=options.ensemble)
+                      ensemble=options.ensemble, backend=options.backend)
     imageio.max_pixels()  # a bad FORMNET_MAX_MEGAPIXELS is one error, not one per file
     if options.jpeg_quality is not None and not 1 <= options.jpeg_quality <= 100:
         raise InvalidOptionError(f"--jpeg-quality must be in [1, 100], got {options.jpeg_quality}")
@@ -556,7 +565,7 @@ def _run_job(job: Job, options: BatchOptions, reporter: Reporter) -> FileResult:
         written = _write_output(job, restored_pages, options, stream_format)
     except BaseException as error:  # leave no empty folder behind for an image not written
         _remove_empty_folders(created)
-        if isinstance(error, (*_FATAL_ERRORS, OutOfSpaceError)) or not isinstance(error, _FILE_ERRORS):
+        if isinstance(error, (*_FATAL_ERRORS, OutOfSpaceError)) or not isinstance(error, _file_errors()):
             raise
         return FileResult(job.input, job.output, "failed", _one_line(error, job.input),
                           seconds=time.perf_counter() - started)
@@ -647,7 +656,7 @@ def _restore_page(page: imageio.LoadedImage, source: Path | bytes, options: Batc
         scale=options.scale, model=options.model, device=options.device,
         precision=options.precision, tile=options.tile, tile_overlap=options.tile_overlap,
         batch_size=options.batch_size, ensemble=options.ensemble, progress=reporter.tiles,
-        source_path=source)
+        source_path=source, backend=options.backend)
     output = result.image
     if page.alpha is None:
         return imageio.resized(page, output, None), result
@@ -660,7 +669,8 @@ def _check_before_any_file(plan: BatchPlan, options: BatchOptions) -> None:
     output folder that cannot be written."""
     check_options(options)
     if plan.jobs and options.model is not None:
-        loaded = api.load_model(options.model, task=options.task, device=options.device)
+        loaded = api.load_model(options.model, task=options.task, device=options.device,
+                                backend=backend_option(options.backend, options.precision))
         api.check_model_options(loaded, sigma=options.sigma, scale=options.scale,
                                 precision=options.precision, device=options.device)
     _check_output_folders_writable([job for job in plan.jobs if not _left_as_is(job, options)])

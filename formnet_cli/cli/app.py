@@ -24,7 +24,7 @@ from typer.core import TyperArgument, TyperGroup, TyperOption
 
 from formnet_cli import __version__
 from formnet_cli.cli.options import (
-    BatchSizeOption, DeviceOption, EnsembleOption, ModelOption, PrecisionName, PrecisionOption,
+    BackendName, BackendOption, BatchSizeOption, DeviceOption, EnsembleOption, ModelOption, PrecisionName, PrecisionOption,
     QualityOption, ScaleOption, SigmaOption, TaskOption, ThreadsOption, TileOption,
     TileOverlapOption, task_for)
 from formnet_cli.errors import FormnetError, InvalidOptionError
@@ -148,6 +148,7 @@ def restore(
     batch_size: BatchSizeOption = 1,
     ensemble: EnsembleOption = "auto",
     threads: ThreadsOption = None,
+    backend: BackendOption = BackendName.auto,
     recursive: Annotated[bool, typer.Option(
         "--recursive", "-r", metavar="", help="Walk folders and mirror their tree under the output.")] = False,
     skip_existing: Annotated[bool, typer.Option(
@@ -185,7 +186,7 @@ def restore(
     try:  # from the imports on (torch loads for seconds): an interruption still reports
         from formnet_cli.batch.run import BatchOptions, dry_run, plan_batch, run_batch
         from formnet_cli.cli.progress import RichReporter
-        from formnet_cli.inference.engine import cpu_threads
+        from formnet_cli.inference.backends import cpu_threads  # torch's and the runtimes'
 
         options = BatchOptions(
             task=task_for(task and task.value, [model] if model else [], scale=scale is not None,
@@ -193,7 +194,7 @@ def restore(
             sigma=sigma, quality=quality, scale=scale, model=model, device=device,
             precision=precision.value, tile=tile, tile_overlap=tile_overlap, batch_size=batch_size,
             ensemble=ensemble, skip_existing=skip_existing, ext=ext,
-            jpeg_quality=jpeg_quality)
+            jpeg_quality=jpeg_quality, backend=backend.value)
         plan = plan_batch(inputs, output, recursive=recursive, ext=ext)
         for note in plan.notes:
             console.print(note, markup=False, highlight=False, soft_wrap=True)

@@ -18,6 +18,13 @@ class TaskName(str, Enum):
     sr = "sr"
 
 
+class BackendName(str, Enum):
+    auto = "auto"
+    torch = "torch"
+    onnxruntime = "onnxruntime"
+    openvino = "openvino"
+
+
 class PrecisionName(str, Enum):
     auto = "auto"
     fp32 = "fp32"
@@ -69,6 +76,11 @@ DeviceOption = Annotated[str, typer.Option(
     "--device", metavar="DEVICE", help="Where to run the model: auto, cpu, cuda, cuda:N or mps.")]
 PrecisionOption = Annotated[PrecisionName, typer.Option(
     "--precision", metavar="auto|fp32|fp16|bf16", help="Compute precision; auto is fp16 on CUDA, fp32 elsewhere.")]
+BackendOption = Annotated[BackendName, typer.Option(
+    "--backend", metavar="auto|torch|onnxruntime|openvino",
+    help="What runs the network: torch, or its ONNX graph (exported once, cached) under "
+         "onnxruntime or OpenVINO on the CPU; auto: the fastest installed for the device "
+         "(env FORMNET_BACKEND).")]
 TileOption = Annotated[str, typer.Option(
     "--tile", metavar="auto|INT|none", parser=parse_tile,
     help="Tile side in pixels, the model's context margin included (raised to the smallest "

@@ -1,6 +1,8 @@
 """Checkpoint folders: ``config.json`` (what to build) + ``model.safetensors`` + ``README.md``.
 
-Loading is strict (a missing or unexpected tensor is an error) and never unpickles.
+Loading is strict (a missing or unexpected tensor is an error) and never unpickles. Reading a
+folder's ``config.json`` (:func:`read_info`) does not import torch: the ONNX runtimes need only
+that.
 """
 
 from __future__ import annotations
@@ -10,15 +12,16 @@ import os
 import secrets
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
-
-import torch
-from safetensors.torch import load_file, save_file
+from typing import TYPE_CHECKING, Any
 
 from formnet_cli.config import CARD_FILE, CONFIG_FILE, WEIGHTS_FILE, ModelConfig
-from formnet_cli.inference.engine import ENSEMBLE_SIZES
 from formnet_cli.errors import FormnetError
-from formnet_cli.models import FormResNet
+from formnet_cli.inference.tiling import ENSEMBLE_SIZES
+
+if TYPE_CHECKING:
+    import torch
+
+    from formnet_cli.models import FormResNet
 
 __all__ = ["CARD_FILE", "CONFIG_FILE", "WEIGHTS_FILE", "CheckpointError", "CheckpointInfo",
            "load_checkpoint", "read_info", "save_checkpoint"]
@@ -65,6 +68,10 @@ def read_info(folder: str | os.PathLike[str]) -> CheckpointInfo:
 def load_checkpoint(folder: str | os.PathLike[str], device: str | torch.device = "cpu"
                     ) -> tuple[FormResNet, CheckpointInfo]:
     """Build the model ``config.json`` describes and load its weights strictly."""
+    from safetensors.torch import load_file
+
+    from formnet_cli.models import FormResNet
+
     info = read_info(folder)
     weights = Path(folder) / WEIGHTS_FILE
     if not weights.is_file():
@@ -90,11 +97,16 @@ def load_checkpoint(folder: str | os.PathLike[str], device: str | torch.device =
 
 def save_checkpoint(model: FormResNet, folder: str | os.PathLike[str], name: str, *,
                     card: str = "", scores: dict[str, float] | None = None,
-                    description: str = "", dtype: torch.dtype = torch.float32) -> Path:
+                    description: str = "", dtype: torch.dtype | None = None) -> Path:
     """Write a checkpoint folder atomically per file; returns the folder.
 
-    ``dtype=torch.float16`` stores floating-point tensors at half size; they load as float32.
+    ``dtype=torch.float16`` stores floating-point tensors at half size; they load as float32
+    (``None``: float32).
     """
+    import torch
+    from safetensors.torch import save_file
+
+    dtype = torch.float32 if dtype is None else dtype
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
     info = CheckpointInfo(name=name, model=model.config, scores=dict(scores or {}),

@@ -29,6 +29,10 @@ CACHE_ENV = "FORMNET_ONNX_CACHE"
 SHIPPED_GRAPH_FILE = "model.onnx"
 """A graph a checkpoint folder ships beside its weights."""
 METADATA_PREFIX = "formnet."
+METADATA_KEYS = tuple(METADATA_PREFIX + key for key in (
+    "size_multiple", "receptive_radius", "channels", "bytes_per_pixel", "weights_sha256", "level",
+    "format"))
+"""Every metadata key :class:`GraphInfo` reads and writes."""
 
 
 @dataclass(frozen=True)

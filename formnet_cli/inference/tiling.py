@@ -366,7 +366,7 @@ def _restore_view(network: TileNetwork, image: np.ndarray, level: Level,
             restored = _restore_padded(network, padded_image, padded_level, window, geometry,
                                        batch_size, progress)
             break
-        except (RuntimeError, MemoryError) as error:
+        except Exception as error:  # the network tells which errors are lack of memory
             if not network.is_out_of_memory(error):
                 raise
             if window <= geometry.tightest_window and batch_size == 1:
