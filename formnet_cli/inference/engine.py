@@ -225,14 +225,16 @@ class TorchNetwork:
         return cls(model, model, torch.device("cpu"), torch.float32)
 
     def run(self, inputs: np.ndarray, levels: np.ndarray) -> np.ndarray:
-        return _forward(self.network, torch.from_numpy(inputs), torch.from_numpy(levels),
-                        self.device, self.dtype).numpy()
+        with torch.inference_mode():
+            return _forward(self.network, torch.from_numpy(inputs), torch.from_numpy(levels),
+                            self.device, self.dtype).numpy()
 
     def bytes_per_pixel(self, channels: int) -> float:
         """Activation bytes per input pixel of one run (measured once per model)."""
         geometry = tiling.TileGeometry.for_model(self.model, 0)
-        return _activation_bytes_per_pixel(self.model, self.network, channels, geometry,
-                                           self.device, self.dtype)
+        with torch.inference_mode():
+            return _activation_bytes_per_pixel(self.model, self.network, channels, geometry,
+                                               self.device, self.dtype)
 
     def window_side(self, channels: int, batch_size: int) -> int:
         return tiling.auto_window_side(self.bytes_per_pixel(channels),
