@@ -24,7 +24,8 @@ from typing import Annotated, Any, Optional
 import typer
 from typer.core import TyperCommand
 
-from formnet_cli.cli.options import DeviceOption, PrecisionName, PrecisionOption, ThreadsOption, TileOption
+from formnet_cli.cli.options import (BackendName, BackendOption, DeviceOption, PrecisionName,
+                                     PrecisionOption, ThreadsOption, TileOption)
 from formnet_cli.config import LEVEL_NAMES
 from formnet_cli.errors import FormnetError, InvalidOptionError
 
@@ -166,6 +167,7 @@ def eval_command(
     warmup: Annotated[bool, typer.Option("--warmup/--no-warmup", metavar="",
                                          help="Run each method once, untimed, before timing.")] = True,
     threads: ThreadsOption = None,
+    backend: BackendOption = BackendName.auto,
 ) -> None:
     """Score formnet and baselines on a data set with the fixed-seed benchmark protocol.
 
@@ -178,7 +180,7 @@ def eval_command(
 
     from formnet_cli.evaluation import evaluate as ev
     from formnet_cli.cli.options import task_for
-    from formnet_cli.inference.engine import cpu_threads
+    from formnet_cli.inference.backends import backend_option, cpu_threads
     task = task_for(task, model or [], scale=bool(scale), quality=bool(quality))
     if task not in DEFAULT_LEVELS:
         raise InvalidOptionError(f"unknown task {task!r}; choose denoise, jpeg or sr")
@@ -201,7 +203,8 @@ def eval_command(
     to_stdout = json_path == "-" or markdown_path == "-"
     console = Console(stderr=to_stdout)
     methods, notes = ev.load_default_methods(task, image_channels, models=model, device=device,
-                                             precision=precision.value, tile=tile, ensemble=ensemble)
+                                             precision=precision.value, tile=tile, ensemble=ensemble,
+                                             backend=backend_option(backend.value, precision.value))
     if notes:
         console.print(f"[yellow]no formnet weights for {task} yet; scoring the baselines only[/]")
     wanted = [b.lower() for b in (baseline or []) if b.lower() != "none"]
