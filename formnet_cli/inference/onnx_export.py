@@ -180,19 +180,17 @@ def export_onnx(model: FormResNet, path: str | os.PathLike[str], *, weights_sha2
 
 @contextlib.contextmanager
 def _quiet_exporter() -> Iterator[None]:
-    """The exporter prints its progress on standard output and logs warnings about optional
-    packages: standard output may carry an image (``-o -``), and none of it is the user's."""
-    loggers = [logging.getLogger(name) for name in ("torch.onnx", "torch.export", "onnxscript")]
-    levels = [logger.level for logger in loggers]
-    for logger in loggers:
-        logger.setLevel(logging.ERROR)
+    """The exporter prints its progress on standard output and logs warnings (and, under a
+    logging capture, debug traces) of its own: standard output may carry an image (``-o -``),
+    and none of it is the user's. Errors still raise."""
+    disabled = logging.root.manager.disable
+    logging.disable(logging.WARNING)
     try:
         with warnings.catch_warnings(), contextlib.redirect_stdout(io.StringIO()):
             warnings.simplefilter("ignore")
             yield
     finally:
-        for logger, level in zip(loggers, levels):
-            logger.setLevel(level)
+        logging.disable(disabled)
 
 
 def export_model(name_or_path: str | os.PathLike[str], output: str | os.PathLike[str], *,
