@@ -32,6 +32,7 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
+from types import ModuleType
 from typing import TYPE_CHECKING
 
 import numpy as np
@@ -156,7 +157,7 @@ def _resolve_default(task: str, channels: int) -> registry.ResolvedModel:
             raise preferred from None
 
 
-def _engine():  # noqa: ANN202
+def _engine() -> ModuleType:
     """:mod:`formnet_cli.inference.engine`, imported (with torch) when the torch backend runs."""
     from formnet_cli.inference import engine
 
@@ -180,13 +181,14 @@ def _load_cached(path: Path, source: str, device: torch.device) -> LoadedModel:
 
 
 def _load_graph(path: Path, source: str, backend: str) -> LoadedModel:
-    """The checkpoint folder ``path`` for an ONNX runtime: its config only (the graph is found,
-    or exported, when it first runs), read again when its files changed."""
+    """The checkpoint folder ``path`` for an ONNX runtime: its config, and its graph found or
+    exported now (before any image), read again when its files changed."""
     key = (str(path), backend)
     stamp = _checkpoint_stamp(path)
     cached = _MODEL_CACHE.get(key)
     if cached is not None and cached[0] == stamp:
         return cached[1]
+    backends.graph_for(path)
     loaded = LoadedModel(model=None, info=read_info(path), path=path, source=source,
                          device="cpu", backend=backend)
     _MODEL_CACHE[key] = (stamp, loaded)

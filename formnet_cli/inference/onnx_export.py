@@ -173,6 +173,10 @@ def export_onnx(model: FormResNet, path: str | os.PathLike[str], *, weights_sha2
     except ImportError as error:  # onnxscript (or onnx) missing
         raise FormnetError(f"exporting to ONNX needs {error.name or 'onnxscript'}: "
                            "pip install 'formnet[onnx]'") from None
+    except (RuntimeError, ValueError, TypeError) as error:  # torch's exporter failed
+        summary = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
+        raise FormnetError(f"torch could not export the model to ONNX ({summary}); run it "
+                           "with --backend torch") from error
     finally:
         temporary.unlink(missing_ok=True)
     return info
