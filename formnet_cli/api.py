@@ -31,7 +31,6 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass
 from pathlib import Path
-
 from types import ModuleType
 from typing import TYPE_CHECKING
 
@@ -40,7 +39,7 @@ import numpy as np
 from formnet_cli.imaging import degradations
 from formnet_cli.imaging import estimation
 from formnet_cli.hub import registry
-from formnet_cli.hub.checkpoint import CONFIG_FILE, WEIGHTS_FILE, CheckpointInfo, read_info
+from formnet_cli.hub.checkpoint import CONFIG_FILE, WEIGHTS_FILE, CheckpointInfo, load_checkpoint, read_info
 from formnet_cli.config import (LEVEL_NAMES, QUALITY_RANGE, SIGMA_MAX, SR_SCALES, TASKS, ModelConfig,
                                 condition_level)
 from formnet_cli.errors import InvalidOptionError, ModelNotFoundError
@@ -61,8 +60,8 @@ class LoadedModel:
     """A model ready to run: the network, what its ``config.json`` says, and where it came from.
 
     ``backend`` is what runs it: ``torch`` (``model`` on ``device``), or an ONNX runtime
-    (``onnxruntime``, ``openvino``: ``model`` is ``None``, the graph is found or exported on
-    first use, ``device`` is ``"cpu"``).
+    (``onnxruntime``, ``openvino``: ``model`` is ``None``, the checkpoint's ONNX graph, found or
+    exported when it was loaded, runs on the CPU: ``device`` is ``"cpu"``).
     """
 
     model: FormResNet | None
@@ -166,8 +165,6 @@ def _engine() -> ModuleType:
 
 def _load_cached(path: Path, source: str, device: torch.device) -> LoadedModel:
     """The checkpoint folder ``path`` on ``device``, read again only when its files changed."""
-    from formnet_cli.hub.checkpoint import load_checkpoint
-
     key = (str(path), str(device))
     stamp = _checkpoint_stamp(path)
     cached = _MODEL_CACHE.get(key)

@@ -91,8 +91,8 @@ def choose_backend(spec: str | None, *, device: str = "auto", precision: str = "
             raise InvalidOptionError(f"--backend {spec} runs on the CPU; use --backend torch "
                                      f"for --device {device}")
         if formatter == "bm3d":
-            raise InvalidOptionError(f"this model's formatter is BM3D, which runs under torch "
-                                     f"only; use --backend torch")
+            raise InvalidOptionError("this model's formatter is BM3D, which runs under torch "
+                                     "only; use --backend torch")
         if folder is not None and find_graph(folder) is None and not can_export():
             raise InvalidOptionError(f"--backend {spec} needs the model's ONNX graph, and "
                                      "exporting it needs torch, onnx and onnxscript "
