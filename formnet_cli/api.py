@@ -22,7 +22,8 @@ Super-resolution models work at scale 1 on the MATLAB-bicubic-upscaled image
 (:func:`formnet_cli.imaging.degradations.imresize`), conditioned on ``scale / 4``.
 
 Models come only from checkpoints through :mod:`formnet_cli.hub.registry`: an untrained network
-is never run.
+is never run. ``backend`` picks what runs it (:mod:`formnet_cli.inference.backends`): torch, or
+the model's ONNX graph under onnxruntime or OpenVINO, which needs no torch at all.
 """
 
 from __future__ import annotations
@@ -30,37 +31,47 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass
 from pathlib import Path
+from types import ModuleType
+from typing import TYPE_CHECKING
 
 import numpy as np
-import torch
 
 from formnet_cli.imaging import degradations
-from formnet_cli.inference import engine
-from formnet_cli.inference.device import check_precision, prepare_for_inference, resolve_device, resolve_precision
 from formnet_cli.imaging import estimation
+from formnet_cli.inference import backends, tiling
 from formnet_cli.io import estimate_jpeg_quality
 from formnet_cli.hub import registry
 from formnet_cli.hub.checkpoint import CONFIG_FILE, WEIGHTS_FILE, CheckpointInfo, load_checkpoint, read_info
-from formnet_cli.config import ModelConfig
+from formnet_cli.config import ModelConfig, condition_level
 from formnet_cli.errors import InvalidOptionError, ModelNotFoundError
-from formnet_cli.models import FormResNet, condition_level
-from formnet_cli.options import (Ensemble, Quality, RestoreOptions, Sigma, parse_ensemble,
-                                 parse_precision, parse_scale, parse_task, read_sigma)
+from formnet_cli.options import (Backend, Ensemble, Quality, RestoreOptions, Sigma, parse_backend,
+                                 parse_ensemble, parse_precision, parse_scale, parse_task, read_sigma)
 
-Progress = engine.ProgressCallback
+if TYPE_CHECKING:  # torch is imported where the torch backend runs, not here
+    import torch
+
+    from formnet_cli.models import FormResNet
+
+Progress = tiling.ProgressCallback
 """``progress(done, total)``: called as tiles (or channel passes) complete."""
 
 
 # -- models --------------------------------------------------------------------------------
 @dataclass(frozen=True)
 class LoadedModel:
-    """A model ready to run: the network, what its ``config.json`` says, and where it came from."""
+    """A model ready to run: the network, what its ``config.json`` says, and where it came from.
 
-    model: FormResNet
+    ``backend`` is what runs it: ``torch`` (``model`` on ``device``), or an ONNX runtime
+    (``onnxruntime``, ``openvino``: ``model`` is ``None``, the checkpoint's ONNX graph, found or
+    exported when it was loaded, runs on the CPU: ``device`` is ``"cpu"``).
+    """
+
+    model: FormResNet | None
     info: CheckpointInfo
     path: Path
     source: str
-    device: torch.device
+    device: torch.device | str
+    backend: Backend = "torch"
 
     @property
     def name(self) -> str:
@@ -81,11 +92,12 @@ class LoadedModel:
 
 _FileStamp = tuple[int, int, int] | None
 _MODEL_CACHE: dict[tuple[str, str], tuple[tuple[_FileStamp, ...], LoadedModel]] = {}
-"""(checkpoint folder, device) -> (the stamp of its files when loaded, the model)."""
+"""(checkpoint folder, device or runtime) -> (the stamp of its files when loaded, the model)."""
 
 
 def load_model(name_or_path: str | os.PathLike[str] | None = None, *, task: str | None = None,
-               channels: int = 1, device: str | torch.device = "auto") -> LoadedModel:
+               channels: int = 1, device: str | torch.device = "auto",
+               backend: Backend | str = "torch") -> LoadedModel:
     """A model by registry name or checkpoint folder, or the default model of ``task``.
 
     With a name or path, that model whatever its task; a ``task`` given too must be its task.
@@ -96,16 +108,26 @@ def load_model(name_or_path: str | os.PathLike[str] | None = None, *, task: str 
     Loaded once per (checkpoint folder, device) in this process, and again when the folder's
     files are rewritten. Raises :class:`~formnet_cli.errors.ModelNotFoundError` when there are
     no weights, and :class:`~formnet_cli.errors.InvalidOptionError` when the checkpoint is for
-    another task than ``task``.
+    another task than ``task``. ``backend``: ``torch`` (the default here), ``onnxruntime``,
+    ``openvino`` or ``auto`` (see :mod:`formnet_cli.inference.backends`).
     """
     if task is not None:
         parse_task(task)
-    resolved_device = resolve_device(device)
+    backend = parse_backend(backend)
+    if backend == "torch":
+        device = _device().resolve_device(device)
     if name_or_path is None:
         resolved = _resolve_default(task or "denoise", channels)
     else:
         resolved = registry.resolve_model(name_or_path, task)
-    loaded = _load_cached(Path(resolved.path).resolve(), str(resolved.source), resolved_device)
+    path = Path(resolved.path).resolve()
+    if backend != "torch":
+        backend = backends.choose_backend(backend, device=str(device), folder=path,
+                                          formatter=read_info(path).model.formatter)
+    if backend == "torch":
+        loaded = _load_cached(path, str(resolved.source), _device().resolve_device(device))
+    else:
+        loaded = _load_graph(path, str(resolved.source), backend)
     if task is not None:
         _check_model_task(loaded, task)
     return loaded
@@ -136,6 +158,20 @@ def _resolve_default(task: str, channels: int) -> registry.ResolvedModel:
             raise preferred from None
 
 
+def _engine() -> ModuleType:
+    """:mod:`formnet_cli.inference.engine`, imported (with torch) when the torch backend runs."""
+    from formnet_cli.inference import engine
+
+    return engine
+
+
+def _device() -> ModuleType:
+    """:mod:`formnet_cli.inference.device`, imported (with torch) where torch runs."""
+    from formnet_cli.inference import device
+
+    return device
+
+
 def _load_cached(path: Path, source: str, device: torch.device) -> LoadedModel:
     """The checkpoint folder ``path`` on ``device``, read again only when its files changed."""
     key = (str(path), str(device))
@@ -144,8 +180,23 @@ def _load_cached(path: Path, source: str, device: torch.device) -> LoadedModel:
     if cached is not None and cached[0] == stamp:
         return cached[1]
     model, info = load_checkpoint(path, device=device)
-    prepare_for_inference(model, device)  # not converted and back for every image
+    _device().prepare_for_inference(model, device)  # not converted and back for every image
     loaded = LoadedModel(model=model, info=info, path=path, source=source, device=device)
+    _MODEL_CACHE[key] = (stamp, loaded)
+    return loaded
+
+
+def _load_graph(path: Path, source: str, backend: Backend) -> LoadedModel:
+    """The checkpoint folder ``path`` for an ONNX runtime: its config, and its graph found or
+    exported now (before any image), read again when its files changed."""
+    key = (str(path), backend)
+    stamp = _checkpoint_stamp(path)
+    cached = _MODEL_CACHE.get(key)
+    if cached is not None and cached[0] == stamp:
+        return cached[1]
+    backends.graph_for(path)
+    loaded = LoadedModel(model=None, info=read_info(path), path=path, source=source,
+                         device="cpu", backend=backend)
     _MODEL_CACHE[key] = (stamp, loaded)
     return loaded
 
@@ -219,7 +270,7 @@ def restore(image: np.ndarray, task: str = "denoise", *, sigma: float | str | No
             device: str = "auto", precision: str = "auto", tile: int | str | None = "auto",
             tile_overlap: int | None = None, batch_size: int = 1, ensemble: int | str = "auto",
             progress: Progress | None = None, strength: float = 1.0,
-            formatter: str | None = None) -> np.ndarray:
+            formatter: str | None = None, backend: str = "auto") -> np.ndarray:
     """Restore one image; same dtype and layout as ``image`` (``scale`` x larger for ``sr``).
 
     ``sigma``: noise level on the 0-255 scale, or ``'auto'`` (also the default) to estimate it:
@@ -234,14 +285,16 @@ def restore(image: np.ndarray, task: str = "denoise", *, sigma: float | str | No
     :class:`LoadedModel` as it is). ``strength``: how much of the restoration to apply, from 0
     (the input; bicubic-upscaled for ``sr``) to 1 (the model's output, the default), blended
     linearly. ``formatter`` (``none``, ``cnn``, ``bm3d``; without ``model``): the task's model
-    with that formatting stage. The options are read as
+    with that formatting stage. ``backend``: ``auto``, ``torch``, ``onnxruntime`` or
+    ``openvino`` (:mod:`formnet_cli.inference.backends`). The options are read as
     :class:`~formnet_cli.options.RestoreOptions` reads them.
     See :func:`restore_with_info`.
     """
     return restore_with_info(image, task, sigma=sigma, quality=quality, scale=scale, model=model,
                              device=device, precision=precision, tile=tile,
                              tile_overlap=tile_overlap, batch_size=batch_size, ensemble=ensemble,
-                             progress=progress, strength=strength, formatter=formatter).image
+                             progress=progress, strength=strength, formatter=formatter,
+                             backend=backend).image
 
 
 def restore_with_info(image: np.ndarray, task: str = "denoise", *,
@@ -253,7 +306,8 @@ def restore_with_info(image: np.ndarray, task: str = "denoise", *,
                       batch_size: int = 1, ensemble: int | str = "auto",
                       progress: Progress | None = None,
                       source_path: str | os.PathLike[str] | bytes | None = None,
-                      strength: float = 1.0, formatter: str | None = None) -> RestoreResult:
+                      strength: float = 1.0, formatter: str | None = None,
+                      backend: str = "auto") -> RestoreResult:
     """:func:`restore`, also returning the levels used (e.g. the estimated sigma).
 
     ``source_path`` is the file ``image`` was read from (or its bytes, read from a stream):
@@ -263,7 +317,8 @@ def restore_with_info(image: np.ndarray, task: str = "denoise", *,
     options = RestoreOptions(task, sigma=sigma, quality=quality, scale=scale, model=model,
                              device=device, precision=precision, tile=tile,
                              tile_overlap=tile_overlap, batch_size=batch_size,
-                             ensemble=ensemble, strength=strength, formatter=formatter)
+                             ensemble=ensemble, strength=strength, formatter=formatter,
+                             backend=backend)
     return restore_with_options(image, options, progress=progress, source_path=source_path)
 
 
@@ -313,7 +368,7 @@ class _Conditioning:
     """What the model is conditioned on: its ``level`` (a number or a per-pixel map), and the
     noise level (denoise) or JPEG quality (jpeg, ``None``: blind) it stands for."""
 
-    level: float | torch.Tensor
+    level: float | np.ndarray
     estimated: bool = False
     noise: _NoiseLevel | None = None
     quality: int | None = None
@@ -357,31 +412,44 @@ def _restore_planes(run: _Runner, pixels: np.ndarray, task: str, noise: _NoiseLe
 
 # -- internals -----------------------------------------------------------------------------
 class _Runner:
-    """Runs a model on ``H x W x C`` float32 planes through the tiled engine.
+    """Runs a model on ``H x W x C`` float32 planes through the tiling, under its backend.
 
     Several passes (e.g. three channels through a gray model) report one combined progress.
     """
 
-    def __init__(self, loaded: LoadedModel, options: RestoreOptions, *, device: torch.device,
-                 level: float | torch.Tensor, ensemble: int, progress: Progress | None) -> None:
+    def __init__(self, loaded: LoadedModel, options: RestoreOptions, *,
+                 device: torch.device | str, level: float | np.ndarray, ensemble: int,
+                 progress: Progress | None) -> None:
         self.loaded, self.level, self.progress = loaded, level, progress
-        self.engine_options = dict(tile=options.tile, tile_overlap=options.tile_overlap,
-                                   device=device, precision=options.precision,
+        self.tiling_options = dict(tile=options.tile, tile_overlap=options.tile_overlap,
                                    batch_size=options.batch_size, ensemble=ensemble)
+        self.device, self.precision = device, options.precision
 
     def __call__(self, planes: list[np.ndarray],
-                 levels: list[float | torch.Tensor] | None = None) -> list[np.ndarray]:
+                 levels: list[float | np.ndarray] | None = None) -> list[np.ndarray]:
         """The planes restored, each at its own level from ``levels`` where given."""
         outputs = []
         for index, plane in enumerate(planes):
-            tensor = torch.from_numpy(np.ascontiguousarray(plane.transpose(2, 0, 1)))
+            array = np.ascontiguousarray(plane.transpose(2, 0, 1))
             level = self.level if levels is None else levels[index]
-            result = engine.restore_tensor(self.loaded.model, tensor, level,
-                                           progress=engine.pass_progress(self.progress, index,
-                                                                         len(planes)),
-                                           **self.engine_options)
-            outputs.append(result.detach().float().cpu().numpy().transpose(1, 2, 0))
+            progress = tiling.pass_progress(self.progress, index, len(planes))
+            outputs.append(self._restore(array, level, progress).transpose(1, 2, 0))
         return outputs
+
+    def _restore(self, array: np.ndarray, level: float | np.ndarray,
+                 progress: Progress | None) -> np.ndarray:
+        if self.loaded.backend != "torch":
+            network = backends.open_network(self.loaded.path, self.loaded.backend)
+            return tiling.restore_array(network, array, level, progress=progress,
+                                        **self.tiling_options)
+        import torch
+
+        engine = _engine()
+        with _device().cpu_threads(backends.requested_threads()):
+            result = engine.restore_tensor(self.loaded.model, torch.from_numpy(array), level,
+                                           device=self.device, precision=self.precision,
+                                           progress=progress, **self.tiling_options)
+        return result.numpy()
 
 
 def _channels_equal(pixels: np.ndarray) -> bool:
@@ -403,28 +471,41 @@ def _restore_sr(run: _Runner, pixels: np.ndarray, scale: int) -> np.ndarray:
 
 def _select_model(options: RestoreOptions, channels: int) -> LoadedModel:
     """The given model, the task's model with the asked formatter, or :func:`load_model`'s
-    for the task preferring ``channels``."""
-    model = options.model
+    for the task preferring ``channels``, under ``options.backend`` (a :class:`LoadedModel`
+    for another backend: its checkpoint loaded for it)."""
+    model, backend = options.model, options.backend
     if isinstance(model, LoadedModel):
         _check_model_task(model, options.task)
-        return model
+        if backend == "auto" and model.backend == "torch":
+            return model  # a torch model the caller loaded runs as it is
+        if backend in ("auto", model.backend):
+            backends.choose_backend(model.backend, device=options.device, folder=model.path,
+                                    formatter=model.config.formatter)  # device and graph checked
+            return model
+        return load_model(model.path, task=options.task, device=options.device, backend=backend)
     if model is None and options.formatter is not None:
         model = registry.model_with_formatter(options.task, channels, options.formatter)
-    return load_model(model, task=options.task, channels=channels, device=options.device)
+    return load_model(model, task=options.task, channels=channels, device=options.device,
+                      backend=backend)
 
 
-def _run_device(loaded: LoadedModel, device: str | torch.device) -> torch.device:
+def _run_device(loaded: LoadedModel, device: str | torch.device) -> torch.device | str:
     """Where to run ``loaded``: ``device`` (validated), or where the model is for ``'auto'``."""
+    if loaded.backend != "torch":
+        return "cpu"
     if str(device).strip().lower() == "auto":
         return loaded.device
-    return resolve_device(device)
+    return _device().resolve_device(device)
 
 
 def check_device(options: RestoreOptions) -> None:
     """Raise :class:`InvalidOptionError` when ``options.device`` is unknown or not on this
-    machine, or cannot compute in ``options.precision``: before any work (a batch makes it one
-    error, not one failure per file)."""
-    check_precision(options.precision, resolve_device(options.device))
+    machine, or cannot compute in ``options.precision``, or ``options.backend`` cannot run
+    there: before any work (a batch makes it one error, not one failure per file)."""
+    if backends.choose_backend(options.backend, device=options.device,
+                               precision=options.precision) == "torch":
+        device = _device()
+        device.check_precision(options.precision, device.resolve_device(options.device))
 
 
 def check_model_options(loaded: LoadedModel, *, sigma: Sigma | str | None = None,
@@ -433,8 +514,12 @@ def check_model_options(loaded: LoadedModel, *, sigma: Sigma | str | None = None
     """Raise :class:`InvalidOptionError` when a given sigma or scale is outside ``loaded``'s
     range, or it cannot run in ``precision`` on ``device`` (what :func:`restore_with_info`
     would raise for every image)."""
-    resolve_precision(parse_precision(precision), _run_device(loaded, device),
-                      loaded.model.descriptor.supports_half)
+    if loaded.backend == "torch":
+        assert loaded.model is not None
+        _device().resolve_precision(parse_precision(precision), _run_device(loaded, device),
+                                    loaded.model.descriptor.supports_half)
+    else:
+        backends.choose_backend(loaded.backend, device=str(device), precision=precision)
     if loaded.task == "denoise" and sigma is not None:
         value = read_sigma(sigma)
         if value != "auto":
@@ -468,7 +553,7 @@ class _NoiseLevel:
             return None
         return float(self.sigma_map.min()), float(self.sigma_map.max())
 
-    def condition(self, channel: int | None = None) -> float | torch.Tensor:
+    def condition(self, channel: int | None = None) -> float | np.ndarray:
         """The model's conditioning level (for one ``channel`` where there is a map per
         channel): a number, or a ``(1, H, W)`` map."""
         if self.sigma_map is None:
@@ -476,7 +561,7 @@ class _NoiseLevel:
         chosen = self.sigma_map
         if channel is not None and self.channel_maps is not None:
             chosen = self.channel_maps[channel]
-        return torch.from_numpy(chosen[None] / np.float32(255.0))
+        return (chosen[None] / np.float32(255.0)).astype(np.float32)
 
 
 def _noise_level(sigma: Sigma, pixels: np.ndarray, config: ModelConfig,

@@ -36,6 +36,22 @@ CARD_FILE = "README.md"
 CHECKPOINT_FILES = (CONFIG_FILE, WEIGHTS_FILE, CARD_FILE)
 
 
+def condition_level(task: str, *, sigma: float | None = None, quality: float | None = None,
+                    scale: int | None = None) -> float:
+    """The normalised conditioning value a model of ``task`` expects."""
+    if task == "denoise":
+        if sigma is None:
+            raise ValueError("denoising needs a noise level sigma")
+        return float(sigma) / 255.0
+    if task == "jpeg":
+        return BLIND if quality is None else float(quality) / 100.0
+    if task == "sr":
+        if scale is None:
+            raise ValueError("super-resolution needs a scale")
+        return float(scale) / 4.0
+    raise ValueError(f"unknown task {task!r}")
+
+
 class ConfigError(ValueError):
     """A configuration that cannot be built; the message says which field and why."""
 

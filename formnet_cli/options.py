@@ -32,8 +32,9 @@ from formnet_cli.errors import InvalidOptionError
 if TYPE_CHECKING:
     from formnet_cli.api import LoadedModel
 
-__all__ = ["ENSEMBLE_SIZES", "PRECISIONS", "Ensemble", "Precision", "Quality", "RestoreOptions",
-           "Sigma", "Task", "Tile", "UnreadableOptionError", "parse_ensemble", "parse_precision",
+__all__ = ["BACKENDS", "BACKEND_ENV", "ENSEMBLE_SIZES", "PRECISIONS", "RUNTIMES", "Backend", "Ensemble",
+           "Precision", "Quality", "RestoreOptions", "Sigma", "Task", "Tile", "UnreadableOptionError",
+           "parse_backend", "parse_ensemble", "parse_precision",
            "parse_scale", "parse_task", "read_quality", "read_sigma", "read_tile"]
 
 Sigma = Union[float, Literal["auto"]]
@@ -45,10 +46,17 @@ Tile = Union[int, Literal["auto"], None]
 Ensemble = Union[int, Literal["auto"]]
 """Flipped/rotated passes averaged; ``auto``: the number the model card recommends."""
 Precision = Literal["auto", "fp32", "fp16", "bf16"]
+Backend = Literal["auto", "torch", "onnxruntime", "openvino"]
+"""What runs the network (:mod:`formnet_cli.inference.backends`); ``auto``: chosen per model."""
 
 PRECISIONS: tuple[Precision, ...] = ("auto", "fp32", "fp16", "bf16")
 ENSEMBLE_SIZES: tuple[int, ...] = (1, 2, 4, 8)
-"""The self-ensemble sizes the engine runs (the keys of ``engine.ENSEMBLE_VIEWS``)."""
+"""The self-ensemble sizes the engine runs (the keys of ``tiling.ENSEMBLE_VIEWS``)."""
+BACKENDS: tuple[Backend, ...] = ("auto", "torch", "onnxruntime", "openvino")
+RUNTIMES: tuple[Backend, ...] = ("onnxruntime", "openvino")
+"""The backends that run the exported ONNX graph (on the CPU, in float32)."""
+BACKEND_ENV = "FORMNET_BACKEND"
+"""What ``backend="auto"`` means when set (``torch``, ``onnxruntime`` or ``openvino``)."""
 
 
 class UnreadableOptionError(InvalidOptionError):
@@ -97,6 +105,10 @@ class RestoreOptions:
     formatter: FormatterKind | None = None
     """Without ``model``: the task's model with this formatting stage (``none``: DiffResNet,
     ``cnn``, ``bm3d``); ``None``: the task's default model."""
+    backend: Backend = "auto"
+    """What runs the network: ``torch``, or the model's ONNX graph under ``onnxruntime`` or
+    ``openvino``; ``auto`` (``FORMNET_BACKEND`` when set): chosen per model and device
+    (:func:`formnet_cli.inference.backends.choose_backend`); with fp16 / bf16, ``torch``."""
 
     def __post_init__(self) -> None:
         task = parse_task(self.task)
@@ -120,6 +132,7 @@ class RestoreOptions:
             "strength": read_strength(self.strength),
             "formatter": _parse_formatter(self.formatter, self.model),
         }
+        parsed["backend"] = parse_backend(self.backend, parsed["precision"])
         for name, value in parsed.items():
             object.__setattr__(self, name, value)
 
@@ -139,6 +152,26 @@ def _parse_formatter(formatter: object, model: object) -> FormatterKind | None:
     if model is not None:
         raise InvalidOptionError("a formatter picks the model: give a model or a formatter, not both")
     return formatter  # type: ignore[return-value]
+
+
+def parse_backend(backend: object, precision: str = "auto") -> Backend:
+    """``backend`` checked (``None`` or ``auto``: ``FORMNET_BACKEND``, else ``auto``); with a
+    half ``precision``, ``auto`` is ``torch`` (the runtimes compute in fp32) and a runtime is
+    an :class:`InvalidOptionError`."""
+    text = str(backend if backend is not None else "auto").strip().lower()
+    if text == "auto":
+        text = os.environ.get(BACKEND_ENV, "").strip().lower() or "auto"
+        if text not in BACKENDS:
+            raise InvalidOptionError(f"{BACKEND_ENV}={text!r} is not a backend: use "
+                                     f"{', '.join(BACKENDS)}")
+    if text not in BACKENDS:
+        raise InvalidOptionError(f"unknown backend {backend!r}: use {', '.join(BACKENDS)}")
+    if str(precision).strip().lower() in ("fp16", "bf16"):
+        if text in RUNTIMES:
+            raise InvalidOptionError(f"--backend {text} computes in fp32; use --backend torch "
+                                     f"for --precision {precision}")
+        return "torch"
+    return text  # type: ignore[return-value]
 
 
 def read_strength(strength: object) -> float:

@@ -43,6 +43,16 @@ def _save_tiny(folder: Path, task: str, channels: int, kind: str, seed: int) -> 
                            description="tiny untrained test model")
 
 
+@pytest.fixture(scope="session", autouse=True)
+def _backend_and_onnx_cache(tmp_path_factory: pytest.TempPathFactory):
+    """Every test runs torch unless it asks for another backend (``--backend auto`` would
+    pick an installed ONNX runtime), and ONNX graphs are cached in a session folder."""
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("FORMNET_BACKEND", "torch")
+        patch.setenv("FORMNET_ONNX_CACHE", str(tmp_path_factory.mktemp("onnx-cache")))
+        yield
+
+
 @pytest.fixture(scope="session")
 def tiny_models(tmp_path_factory: pytest.TempPathFactory) -> TinyModels:
     """Tiny gray denoise, color denoise, gray jpeg and gray sr checkpoints (session-wide)."""

@@ -265,7 +265,9 @@ def test_restore_checks_and_honours_device_with_a_loaded_model(tiny_models, monk
         devices.append(options["device"])
         return tensor.clone()
 
-    monkeypatch.setattr(api.engine, "restore_tensor", recording)
+    from formnet_cli.inference import engine  # imported by the torch backend, not by api
+
+    monkeypatch.setattr(engine, "restore_tensor", recording)
     elsewhere = dataclasses.replace(loaded, device=torch.device("meta"))  # as if on a GPU
     api.restore(image, sigma=10, model=elsewhere, device="cpu")
     api.restore(image, sigma=10, model=elsewhere)  # auto: where the model was loaded
@@ -362,13 +364,15 @@ def test_gray_model_on_colour_denoises_each_channel_at_its_own_sigma_map(tiny_mo
     flat = np.full(noisy.shape, 0.5, np.float32) + np.random.default_rng(3).normal(0, 1 / 255, noisy.shape)
     image = np.clip(np.stack([noisy, flat, flat], axis=2), 0, 1).astype(np.float32)
     levels = []
-    restore_tensor = api.engine.restore_tensor
+    from formnet_cli.inference import engine  # imported by the torch backend, not by api
+
+    restore_tensor = engine.restore_tensor
 
     def recording(model, tensor, level, **options):
         levels.append(level)
         return restore_tensor(model, tensor, level, **options)
 
-    monkeypatch.setattr(api.engine, "restore_tensor", recording)
+    monkeypatch.setattr(engine, "restore_tensor", recording)
     result = api.restore_with_info(image, sigma="auto", model=tiny_models.denoise_gray, device="cpu",
                                    ensemble=1)
     assert result.sigma_map_range is not None and len(levels) == 3

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 
+import numpy as np
 import pytest
 import torch
 
@@ -189,7 +190,7 @@ def test_plan_covers_the_axis_on_the_grid(length: int, window: int) -> None:
     spans = plan_axis(length, window, geometry)
     size = spans[0].stop - spans[0].start
     assert size <= min(window, length) and size % 4 == 0 or size == length
-    covered = torch.zeros(length)
+    covered = np.zeros(length, np.float32)  # the blend weights are numpy arrays
     for span in spans:
         assert span.start % 4 == 0 and span.stop - span.start == size
         assert 0 <= span.start and span.stop <= length

@@ -450,7 +450,8 @@ def check_before_any_file(plan: BatchPlan, options: BatchOptions) -> None:
     if plan.jobs and restore.formatter is not None:  # the model exists in that form
         api.registry.model_with_formatter(restore.task, 1, restore.formatter)
     if plan.jobs and restore.model is not None:
-        loaded = api.load_model(restore.model, task=restore.task, device=restore.device)
+        loaded = api.load_model(restore.model, task=restore.task, device=restore.device,
+                                backend=restore.backend)
         api.check_model_options(loaded, sigma=restore.sigma, scale=restore.scale,
                                 precision=restore.precision, device=restore.device)
     _check_output_folders_writable([job for job in plan.jobs if not left_as_is(job, options)])

@@ -21,7 +21,6 @@ from pathlib import Path
 from typing import Any, Protocol
 
 import numpy as np
-import torch
 
 from formnet_cli import api
 from formnet_cli import io as imageio
@@ -36,9 +35,17 @@ __all__ = ["Reporter", "SilentReporter", "run_batch"]
 
 _FATAL_ERRORS = (ModelNotFoundError, CheckpointError)
 """Errors that would repeat for every file: they end the batch with one message."""
-_FILE_ERRORS = (FormnetError, OSError, MemoryError, torch.OutOfMemoryError)
-"""Errors of one file: it fails, and the batch goes on. Any other is a bug: it stops the batch."""
+_FILE_ERRORS = (FormnetError, OSError, MemoryError)
+"""Errors of one file: it fails, and the batch goes on (and torch's out of memory:
+:func:`_file_errors`). Any other is a bug: it stops the batch."""
 BUG_ADVICE = "a bug in formnet: please report it; FORMNET_DEBUG=1 shows its traceback"
+
+
+def _file_errors() -> tuple[type[BaseException], ...]:
+    """:data:`_FILE_ERRORS`, and torch's out of memory where torch runs (a batch under an ONNX
+    runtime does not import it)."""
+    torch = sys.modules.get("torch")
+    return _FILE_ERRORS + ((torch.OutOfMemoryError,) if torch is not None else ())
 
 
 class Reporter(Protocol):
@@ -158,7 +165,7 @@ def _run_job(job: Job, options: BatchOptions, reporter: Reporter,
         written = _write_output(job, restored_pages, options, stream_format)
     except BaseException as error:  # leave no empty folder behind for an image not written
         _remove_empty_folders(created)
-        if isinstance(error, (*_FATAL_ERRORS, OutOfSpaceError)) or not isinstance(error, _FILE_ERRORS):
+        if isinstance(error, (*_FATAL_ERRORS, OutOfSpaceError)) or not isinstance(error, _file_errors()):
             raise
         if show_tracebacks:
             reporter.note(_traceback(error))

@@ -24,7 +24,7 @@ import typer
 from formnet_cli import __version__
 from formnet_cli.cli.base import FormnetCommand, FormnetGroup, debug_enabled
 from formnet_cli.cli.options import (
-    BatchSizeOption, DeviceOption, EnsembleOption, FormatterOption, ModelOption, PrecisionName, PrecisionOption,
+    BackendOption, BatchSizeOption, DeviceOption, EnsembleOption, FormatterOption, ModelOption, PrecisionName, PrecisionOption,
     QualityOption, ScaleOption, SigmaOption, TaskOption, ThreadsOption, TileOption,
     TileOverlapOption, task_for)
 from formnet_cli.errors import InvalidOptionError
@@ -76,6 +76,7 @@ def restore(
     formatter: FormatterOption = None,
     device: DeviceOption = "auto",
     precision: PrecisionOption = PrecisionName.auto,
+    backend: BackendOption = "auto",
     tile: TileOption = "auto",
     tile_overlap: TileOverlapOption = None,
     batch_size: BatchSizeOption = 1,
@@ -119,7 +120,7 @@ def restore(
         from formnet_cli.batch.plan import BatchOptions, dry_run, plan_batch
         from formnet_cli.batch.run import run_batch
         from formnet_cli.cli.progress import RichReporter
-        from formnet_cli.inference.device import cpu_threads
+        from formnet_cli.inference.backends import cpu_threads  # torch's and the runtimes'
         from formnet_cli.options import RestoreOptions
 
         restore_options = RestoreOptions(
@@ -127,7 +128,8 @@ def restore(
                      quality=quality is not None),
             sigma=sigma, quality=quality, scale=scale, model=model, device=device,
             precision=precision.value, tile=tile, tile_overlap=tile_overlap,
-            batch_size=batch_size, ensemble=ensemble, formatter=formatter)
+            batch_size=batch_size, ensemble=ensemble, formatter=formatter,
+            backend=backend)
         options = BatchOptions(restore_options, skip_existing=skip_existing, ext=ext,
                                jpeg_quality=jpeg_quality)
         plan = plan_batch(inputs, output, recursive=recursive, ext=ext)
@@ -181,11 +183,12 @@ def _check_standard_streams(inputs: list[Path], output: str, *, json_output: boo
 def register_commands(target: typer.Typer) -> None:
     """Add the commands of the ``cli_*`` modules (each has ``register(app)``), in help order."""
     from formnet_cli.cli import eval as cli_eval
+    from formnet_cli.cli import export as cli_export
     from formnet_cli.cli import hub as cli_hub
     from formnet_cli.cli import serve as cli_serve
     from formnet_cli.cli import train as cli_train
 
-    for module in (cli_hub, cli_eval, cli_train, cli_serve):
+    for module in (cli_hub, cli_eval, cli_train, cli_serve, cli_export):
         module.register(target)
 
 

@@ -24,8 +24,9 @@ from typing import Annotated, Any, Optional
 import typer
 
 from formnet_cli.cli.base import FormnetCommand
-from formnet_cli.cli.options import (DeviceOption, EnsembleOption, ModelsOption, PrecisionName,
-                                     PrecisionOption, TaskOption, ThreadsOption, TileOption)
+from formnet_cli.cli.options import (BackendOption, DeviceOption, EnsembleOption,
+                                     ModelsOption, PrecisionName, PrecisionOption, TaskOption,
+                                     ThreadsOption, TileOption)
 from formnet_cli.config import CONFIG_FILE, LEVEL_NAMES
 from formnet_cli.errors import FormnetError, InvalidOptionError
 
@@ -163,6 +164,7 @@ def eval_command(
     warmup: Annotated[bool, typer.Option("--warmup/--no-warmup", metavar="",
                                          help="Run each method once, untimed, before timing.")] = True,
     threads: ThreadsOption = None,
+    backend: BackendOption = "auto",
 ) -> None:
     """Score formnet and baselines on a data set with the fixed-seed benchmark protocol.
 
@@ -182,7 +184,8 @@ def eval_command(
     from formnet_cli.evaluation.protocol import Setting
     from formnet_cli.evaluation.report import environment
     from formnet_cli.evaluation.scores import record_scores
-    from formnet_cli.inference.device import cpu_threads
+    from formnet_cli.inference.backends import cpu_threads  # torch's and the runtimes'
+    from formnet_cli.options import parse_backend
     models = [*(model or []), *([str(record_folder)] if record_folder is not None else [])]
     task = task_for(task, models, scale=bool(scale), quality=bool(quality))
     if task not in DEFAULT_LEVELS:
@@ -208,7 +211,8 @@ def eval_command(
     to_stdout = json_path == "-" or markdown_path == "-"
     console = Console(stderr=to_stdout)
     methods, notes = load_default_methods(task, image_channels, models=models, device=device,
-                                          precision=precision.value, tile=tile, ensemble=ensemble)
+                                          precision=precision.value, tile=tile, ensemble=ensemble,
+                                          backend=parse_backend(backend, precision.value))
     if notes:
         console.print(f"[yellow]no formnet weights for {task} yet; scoring the baselines only[/]")
     wanted = [b.lower() for b in (baseline or []) if b.lower() != "none"]

@@ -18,7 +18,7 @@ from typing import Annotated, Any, Optional, TypeVar
 import typer
 
 from formnet_cli.config import Task
-from formnet_cli.options import UnreadableOptionError, read_quality, read_sigma, read_tile
+from formnet_cli.options import Backend, UnreadableOptionError, read_quality, read_sigma, read_tile
 
 Value = TypeVar("Value")
 
@@ -30,7 +30,7 @@ class PrecisionName(str, Enum):
     bf16 = "bf16"
 
 
-def _read_with(read: Callable[[Any], Value]) -> Callable[[str], Value]:
+def read_with(read: Callable[[Any], Value]) -> Callable[[str], Value]:
     """A Typer ``parser=`` reading a flag's value with ``read``; a value it cannot read is a
     usage error that names the flag."""
     def parser(value: str) -> Value:
@@ -59,8 +59,13 @@ DeviceOption = Annotated[str, typer.Option(
     "--device", metavar="DEVICE", help="Where to run the model: auto, cpu, cuda, cuda:N or mps.")]
 PrecisionOption = Annotated[PrecisionName, typer.Option(
     "--precision", metavar="auto|fp32|fp16|bf16", help="Compute precision; auto is fp16 on CUDA, fp32 elsewhere.")]
+BackendOption = Annotated[Backend, typer.Option(
+    "--backend", metavar="auto|torch|onnxruntime|openvino",
+    help="What runs the network: torch, or its ONNX graph (exported once, cached) under "
+         "onnxruntime or OpenVINO on the CPU; auto: the fastest installed for the device "
+         "(env FORMNET_BACKEND).")]
 TileOption = Annotated[str, typer.Option(
-    "--tile", metavar="auto|INT|none", parser=_read_with(read_tile),
+    "--tile", metavar="auto|INT|none", parser=read_with(read_tile),
     help="Tile side in pixels, the model's context margin included (raised to the smallest "
          "useful one: 560 for the bundled denoisers); auto sizes tiles from free memory; none "
          "runs untiled.")]
@@ -76,11 +81,11 @@ EnsembleOption = Annotated[str, typer.Option(
     help="Average this many flipped/rotated passes (slower, slightly better); auto: the "
          "number the model card recommends.")]
 SigmaOption = Annotated[Optional[str], typer.Option(
-    "--sigma", "-s", metavar="FLOAT|auto", parser=_read_with(read_sigma),
+    "--sigma", "-s", metavar="FLOAT|auto", parser=read_with(read_sigma),
     help="Noise level on the 0-255 scale (denoise), or auto to estimate it, per pixel where the "
          "noise varies with brightness as camera noise does (default: auto).")]
 QualityOption = Annotated[Optional[str], typer.Option(
-    "--quality", "-q", metavar="INT|auto|blind", parser=_read_with(read_quality),
+    "--quality", "-q", metavar="INT|auto|blind", parser=read_with(read_quality),
     help="JPEG quality of the input (jpeg): auto reads it from JPEG files, else blind "
          "(default: auto).")]
 FormatterOption = Annotated[Optional[str], typer.Option(

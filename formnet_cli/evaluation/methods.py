@@ -50,8 +50,8 @@ class Method:
 class FormnetMethod(Method):
     """A formnet checkpoint, run through :func:`formnet_cli.api.restore` (tiling included).
 
-    Its name is ``name``, else ``formnet <model_label> (<n> passes)``, where ``model_label``
-    defaults to the checkpoint's own name.
+    Its name is ``name``, else ``formnet <model_label> (<n> passes, <backend>)``, where
+    ``model_label`` defaults to the checkpoint's own name (the backend is named unless torch).
     """
 
     def __init__(self, loaded: Any, *, device: str = "auto", precision: str = "auto",
@@ -64,8 +64,13 @@ class FormnetMethod(Method):
         self.passes = ensemble_passes(ensemble, loaded)
         self.options = {"device": device, "precision": precision, "tile": tile,
                         "ensemble": self.passes}
-        passes = f" ({self.passes} passes)" if self.passes > 1 else ""
-        self.name = name or f"formnet {model_label or loaded.name}{passes}"
+        details = []
+        if self.passes > 1:
+            details.append(f"{self.passes} passes")
+        if loaded.backend != "torch":
+            details.append(loaded.backend)
+        suffix = f" ({', '.join(details)})" if details else ""
+        self.name = name or f"formnet {model_label or loaded.name}{suffix}"
 
     def unsupported(self, setting: Setting, channels: int) -> str | None:
         config = self.loaded.config
@@ -100,7 +105,12 @@ class FormnetMethod(Method):
             return None  # a DiffResNet: the "formatted" image is the input itself
         # The same call with the model replaced by its formatting stage: same tiling and the
         # same colour handling (e.g. the Y channel of a gray SR model on an RGB image).
-        stage = dataclasses.replace(self.loaded, model=_FormattingStage(self.loaded.model))
+        from formnet_cli import api
+
+        loaded = self.loaded  # the stage runs under torch, whatever runs the whole model
+        if loaded.backend != "torch":
+            loaded = api.load_model(loaded.path, device=self.options["device"])
+        stage = dataclasses.replace(loaded, model=_FormattingStage(loaded.model))
         return self._run(stage, sample)
 
 
@@ -119,8 +129,8 @@ class _FormattingStage(torch.nn.Module):
 
 def load_default_methods(task: str, channels: int, *, models: Sequence[str] | None = None,
                          device: str = "auto", precision: str = "auto",
-                         tile: int | str | None = "auto", ensemble: int | str = "auto"
-                         ) -> tuple[list[Method], dict[str, str]]:
+                         tile: int | str | None = "auto", ensemble: int | str = "auto",
+                         backend: str = "torch") -> tuple[list[Method], dict[str, str]]:
     """formnet methods for ``models`` (names or folders), or the task's default model.
 
     Returns the methods and, when no ``models`` were named and the task has no weights, a
@@ -133,14 +143,16 @@ def load_default_methods(task: str, channels: int, *, models: Sequence[str] | No
     if models:
         given: dict[Path, tuple[str, Any]] = {}  # checkpoint folder -> (as given, loaded)
         for model in models:
-            loaded = api.load_model(model, task=task, channels=channels, device=device)
+            loaded = api.load_model(model, task=task, channels=channels, device=device,
+                                    backend=backend)
             given.setdefault(loaded.path, (str(model), loaded))
         names = [loaded.name for _, loaded in given.values()]
         return [FormnetMethod(loaded, device=device, precision=precision, tile=tile, ensemble=ensemble,
                               model_label=model if names.count(loaded.name) > 1 else None)
                 for model, loaded in given.values()], {}
     try:  # the task's default model, or else the one for the other channel count
-        loaded = api.load_model(None, task=task, channels=channels, device=device)
+        loaded = api.load_model(None, task=task, channels=channels, device=device,
+                                backend=backend)
     except ModelNotFoundError:
         return [], {"formnet": "no weights yet"}
     return [FormnetMethod(loaded, device=device, precision=precision, tile=tile, ensemble=ensemble)], {}

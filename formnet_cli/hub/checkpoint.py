@@ -4,7 +4,9 @@
 description, scores (mean PSNR per data set and level) and the recommended self-ensemble;
 :func:`save_checkpoint` writes them all, and :func:`write_info` rewrites them alone (scores
 measured by ``formnet eval``: :func:`formnet_cli.evaluation.scores.record_scores`).
-Loading is strict (a missing or unexpected tensor is an error) and never unpickles.
+Loading is strict (a missing or unexpected tensor is an error) and never unpickles. Reading a
+folder's ``config.json`` (:func:`read_info`) does not import torch: the ONNX runtimes need only
+that.
 """
 
 from __future__ import annotations
@@ -14,16 +16,17 @@ import math
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
-
-import torch
-from safetensors.torch import load_file, save
+from typing import TYPE_CHECKING, Any
 
 from formnet_cli.config import CARD_FILE, CONFIG_FILE, WEIGHTS_FILE, ModelConfig
-from formnet_cli.inference.engine import ENSEMBLE_SIZES
 from formnet_cli.errors import FormnetError
 from formnet_cli.io.atomic import write_atomically
-from formnet_cli.models import FormResNet
+from formnet_cli.options import ENSEMBLE_SIZES
+
+if TYPE_CHECKING:
+    import torch
+
+    from formnet_cli.models import FormResNet
 
 __all__ = ["CARD_FILE", "CONFIG_FILE", "WEIGHTS_FILE", "CheckpointError", "CheckpointInfo",
            "load_checkpoint", "read_info", "save_checkpoint", "write_info"]
@@ -75,6 +78,10 @@ def read_info(folder: str | os.PathLike[str]) -> CheckpointInfo:
 
 def load_checkpoint(folder: str | os.PathLike[str], device: str | torch.device = "cpu"
                     ) -> tuple[FormResNet, CheckpointInfo]:
+    from safetensors.torch import load_file
+
+    from formnet_cli.models import FormResNet
+
     """Build the model ``config.json`` describes and load its weights strictly."""
     info = read_info(folder)
     weights = Path(folder) / WEIGHTS_FILE
@@ -102,16 +109,21 @@ def load_checkpoint(folder: str | os.PathLike[str], device: str | torch.device =
 def save_checkpoint(model: FormResNet, folder: str | os.PathLike[str], name: str, *,
                     card: str = "", scores: dict[str, float] | None = None,
                     description: str = "", ensemble: int = 1,
-                    dtype: torch.dtype = torch.float32) -> Path:
+                    dtype: torch.dtype | None = None) -> Path:
     """Write a checkpoint folder atomically per file (:func:`~formnet_cli.io.atomic.write_atomically`);
     returns the folder.
 
     ``config.json`` gets the model's configuration, ``name``, ``description``, ``scores``
     (``{"BSD68 sigma 25": 29.29, ...}``: what ``formnet models`` shows) and ``ensemble``, the
     self-ensemble ``ensemble="auto"`` runs (1, 2, 4 or 8); ``card`` is the README.
-    ``dtype=torch.float16`` stores floating-point tensors at half size; they load as float32.
+    ``dtype=torch.float16`` stores floating-point tensors at half size; they load as float32
+    (``None``: float32).
     A non-finite score or an unknown ensemble size raises ``ValueError`` before anything is written.
     """
+    import torch
+    from safetensors.torch import save
+
+    dtype = torch.float32 if dtype is None else dtype
     folder = Path(folder)
     info = CheckpointInfo(name=name, model=model.config, scores=dict(scores or {}),
                           description=description, ensemble=ensemble)

@@ -15,25 +15,9 @@ import numpy as np
 import torch
 from torch import nn
 
-from formnet_cli.config import BLIND, ModelConfig, NetworkConfig
+from formnet_cli.config import ModelConfig, NetworkConfig, condition_level  # noqa: F401  (re-exported)
 from formnet_cli.models.descriptor import ModelDescriptor
 from formnet_cli.models.networks import build_network
-
-
-def condition_level(task: str, *, sigma: float | None = None, quality: float | None = None,
-                    scale: int | None = None) -> float:
-    """The normalised conditioning value a model of ``task`` expects."""
-    if task == "denoise":
-        if sigma is None:
-            raise ValueError("denoising needs a noise level sigma")
-        return float(sigma) / 255.0
-    if task == "jpeg":
-        return BLIND if quality is None else float(quality) / 100.0
-    if task == "sr":
-        if scale is None:
-            raise ValueError("super-resolution needs a scale")
-        return float(scale) / 4.0
-    raise ValueError(f"unknown task {task!r}")
 
 
 def level_map(level: torch.Tensor | float, like: torch.Tensor) -> torch.Tensor:
