@@ -107,8 +107,8 @@ class RestoreOptions:
     ``cnn``, ``bm3d``); ``None``: the task's default model."""
     backend: Backend = "auto"
     """What runs the network: ``torch``, or the model's ONNX graph under ``onnxruntime`` or
-    ``openvino``; ``auto`` (``FORMNET_BACKEND`` when set): chosen per model and device
-    (:func:`formnet_cli.inference.backends.choose_backend`); with fp16 / bf16, ``torch``."""
+    ``openvino``; ``auto``: chosen per model and device (``FORMNET_BACKEND`` when set; torch with
+    fp16 / bf16): :func:`formnet_cli.inference.backends.choose_backend`."""
 
     def __post_init__(self) -> None:
         task = parse_task(self.task)
@@ -155,22 +155,16 @@ def _parse_formatter(formatter: object, model: object) -> FormatterKind | None:
 
 
 def parse_backend(backend: object, precision: str = "auto") -> Backend:
-    """``backend`` checked (``None`` or ``auto``: ``FORMNET_BACKEND``, else ``auto``); with a
-    half ``precision``, ``auto`` is ``torch`` (the runtimes compute in fp32) and a runtime is
-    an :class:`InvalidOptionError`."""
+    """``backend`` checked (``None``: ``auto``); a runtime with a half ``precision`` is an
+    :class:`InvalidOptionError` (the runtimes compute in fp32). What ``auto`` runs is chosen
+    where the model is (:func:`formnet_cli.inference.backends.choose_backend`: ``FORMNET_BACKEND``,
+    torch for fp16 / bf16)."""
     text = str(backend if backend is not None else "auto").strip().lower()
-    if text == "auto":
-        text = os.environ.get(BACKEND_ENV, "").strip().lower() or "auto"
-        if text not in BACKENDS:
-            raise InvalidOptionError(f"{BACKEND_ENV}={text!r} is not a backend: use "
-                                     f"{', '.join(BACKENDS)}")
     if text not in BACKENDS:
         raise InvalidOptionError(f"unknown backend {backend!r}: use {', '.join(BACKENDS)}")
-    if str(precision).strip().lower() in ("fp16", "bf16"):
-        if text in RUNTIMES:
-            raise InvalidOptionError(f"--backend {text} computes in fp32; use --backend torch "
-                                     f"for --precision {precision}")
-        return "torch"
+    if text in RUNTIMES and str(precision).strip().lower() in ("fp16", "bf16"):
+        raise InvalidOptionError(f"--backend {text} computes in fp32; use --backend torch "
+                                 f"for --precision {precision}")
     return text  # type: ignore[return-value]
 
 

@@ -135,3 +135,14 @@ def test_formatter_is_checked_and_excludes_a_model():
         RestoreOptions("denoise", formatter="wavelet")
     with pytest.raises(InvalidOptionError, match="a model or a formatter, not both"):
         RestoreOptions("denoise", model="denoise-gray", formatter="none")
+
+
+def test_the_backend_is_parsed_once_with_the_precision(monkeypatch):
+    monkeypatch.setenv("FORMNET_BACKEND", "openvino")
+    assert RestoreOptions().backend == "auto"  # chosen where the model is, not here
+    assert RestoreOptions(backend=" OnnxRuntime ").backend == "onnxruntime"
+    assert RestoreOptions(backend="auto", precision="bf16").backend == "auto"
+    with pytest.raises(InvalidOptionError, match="--backend onnxruntime computes in fp32"):
+        RestoreOptions(backend="onnxruntime", precision="fp16")
+    with pytest.raises(InvalidOptionError, match="unknown backend 'tensorrt'"):
+        RestoreOptions(backend="tensorrt")

@@ -106,6 +106,14 @@ def load_checkpoint(folder: str | os.PathLike[str], device: str | torch.device =
     return model.to(device).eval(), info
 
 
+def save(tensors: dict[str, torch.Tensor]) -> bytes:
+    """The safetensors bytes of ``tensors`` (safetensors imports torch: here, when a checkpoint
+    is written, not when one is read)."""
+    from safetensors.torch import save as serialise
+
+    return serialise(tensors)
+
+
 def save_checkpoint(model: FormResNet, folder: str | os.PathLike[str], name: str, *,
                     card: str = "", scores: dict[str, float] | None = None,
                     description: str = "", ensemble: int = 1,
@@ -121,7 +129,6 @@ def save_checkpoint(model: FormResNet, folder: str | os.PathLike[str], name: str
     A non-finite score or an unknown ensemble size raises ``ValueError`` before anything is written.
     """
     import torch
-    from safetensors.torch import save
 
     dtype = torch.float32 if dtype is None else dtype
     folder = Path(folder)

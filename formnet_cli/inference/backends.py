@@ -39,7 +39,7 @@ from formnet_cli.errors import FormnetError, InvalidOptionError
 from formnet_cli.inference import tiling
 from formnet_cli.inference.onnx_graph import (METADATA_KEYS, SHIPPED_GRAPH_FILE, GraphInfo,
                                               cached_graph_path, weights_sha256)
-from formnet_cli.options import BACKEND_ENV, RUNTIMES, parse_backend  # noqa: F401  (BACKEND_ENV re-exported)
+from formnet_cli.options import BACKEND_ENV, BACKENDS, RUNTIMES, parse_backend
 
 CPU_PREFERENCE: tuple[str, ...] = ("openvino", "onnxruntime")
 """The runtimes ``auto`` tries on the CPU, fastest first: measured (docs/benchmarks.md, block
@@ -57,7 +57,7 @@ def choose_backend(spec: str | None, *, device: str = "auto", precision: str = "
     """The backend that runs a model with ``formatter`` (``None``: not known yet) from the
     checkpoint ``folder`` on ``device``: ``spec`` checked, or ``auto``'s choice (module
     docstring). Raises :class:`InvalidOptionError` for a runtime that cannot serve."""
-    spec = parse_backend(spec, precision)
+    spec = _requested(spec, precision)
     device = str(device).strip().lower()
     if spec in RUNTIMES:
         if not runtime_installed(spec):
@@ -82,6 +82,21 @@ def choose_backend(spec: str | None, *, device: str = "auto", precision: str = "
                                                             and find_graph(folder) is not None)):
             return runtime
     return "torch"
+
+
+def _requested(spec: str | None, precision: str) -> str:
+    """``spec`` checked, with ``auto`` read from ``FORMNET_BACKEND`` where set, and ``torch`` for
+    an ``auto`` with a half ``precision`` (the runtimes compute in fp32)."""
+    backend = parse_backend(spec, precision)
+    if backend == "auto":
+        configured = os.environ.get(BACKEND_ENV, "").strip().lower() or "auto"
+        if configured not in BACKENDS:
+            raise InvalidOptionError(f"{BACKEND_ENV}={configured!r} is not a backend: use "
+                                     f"{', '.join(BACKENDS)}")
+        backend = parse_backend(configured, precision)
+    if backend == "auto" and str(precision).strip().lower() in ("fp16", "bf16"):
+        return "torch"
+    return backend
 
 
 def runtime_installed(backend: str) -> bool:
