@@ -22,9 +22,12 @@ Faults:
 - A file whose worker died :data:`MAX_DEATHS` times while restoring it (a worker out of
   memory is killed by the system) fails alone, with that reason; an allocation that fails
   inside the worker (GPU or host memory) fails its file as in a local batch.
-- An interrupted driver (Ctrl-C, SIGTERM) stops the workers: the Ray it started is shut down,
-  and a cluster ends the job's actors when the driver leaves. Only whole outputs remain;
-  the files not reported are ``not_started``, and ``--skip-existing`` finishes the rest.
+- An interrupted driver (Ctrl-C, SIGTERM) ends the dataset (its workers are killed; a
+  cluster also ends a job's actors when its driver leaves), takes the rows of the files
+  finished meanwhile, marks those being restored ``interrupted`` (removing the temporary files
+  of their killed writes) and the others ``not_started``, as a local batch does: only whole
+  outputs remain, and ``--skip-existing`` finishes the rest. A full disk or a bug stops the
+  run the same way.
 
 Nothing here imports Ray (or torch) until a run: without the ``ray`` extra the command says
 what to install.
@@ -105,7 +108,6 @@ def restore_on_ray(inputs: Sequence[str | os.PathLike[str]], output: str, option
     Raises :class:`FormnetError` without the ``ray`` extra and for what would fail every file
     (as :func:`~formnet_cli.batch.run.run_batch`), :class:`InvalidOptionError` for a bad plan.
     """
-    _import_ray()
     from formnet_cli.batch.run import SilentReporter
 
     reporter = reporter or SilentReporter()
@@ -119,7 +121,8 @@ def restore_on_ray(inputs: Sequence[str | os.PathLike[str]], output: str, option
                    else FileResult(job.input, job.output, "planned")
                    for index, job in enumerate(batch.jobs)]
         return BatchSummary(results=[*batch.settled, *planned], dry_run=True)
-    with _ray_session(engine):
+    _import_ray()
+    with _ray_session(engine, quiet=not show_tracebacks):
         return _run(batch, kept, options, engine, reporter, show_tracebacks)
 
 
@@ -175,14 +178,18 @@ def _check_model(restore: RestoreOptions) -> None:
 
 
 @contextmanager
-def _ray_session(engine: RayEngine) -> Iterator[None]:
+def _ray_session(engine: RayEngine, *, quiet: bool) -> Iterator[None]:
     """Ray, connected for the block: the session already open in this process (tests, a
-    notebook), else a new one (and shut down after): this machine's, or ``engine.address``'s."""
+    notebook), else a new one (and shut down after): this machine's, or ``engine.address``'s.
+    ``quiet``: Ray's own log lines on the terminal only for fatal errors (the command reports
+    every failure itself)."""
     import ray
 
     if ray.is_initialized():
         yield
         return
+    if quiet:  # read as Ray starts (its C++ core warns of what is normal for a Ray Data pool)
+        os.environ.setdefault("RAY_BACKEND_LOG_LEVEL", "fatal")
     arguments: dict[str, Any] = {"address": engine.address, "log_to_driver": False,
                                  "logging_level": logging.ERROR}
     if engine.address is None:  # a Ray of this machine, with room for the workers asked for
@@ -218,22 +225,13 @@ def _run(batch: BatchPlan, kept: set[int], options: BatchOptions, engine: RayEng
         reporter.file_finished(result)
     book = ray.remote(num_cpus=0, max_restarts=0)(_AttemptBook).options(
         scheduling_strategy=_this_node()).remote()
-    batches = None
     try:
         if pending:
-            dataset = _dataset(batch.jobs, pending, options, engine, book, show_tracebacks)
-            batches = iter(dataset.iter_batches(batch_size=None, batch_format="numpy"))
-            for rows in batches:
-                stop = _take_rows(rows, batch.jobs, results, reporter)
-                book.forget.remote(rows["index"].tolist())
-                if stop:
-                    summary.stopped = stop
-                    break
-    except KeyboardInterrupt:  # the files not reported are left as not_started
-        summary.interrupted = True
+            _gather(_dataset(batch.jobs, pending, options, engine, book, show_tracebacks),
+                    book, batch.jobs, results, reporter, summary)
+        if summary.interrupted or summary.stopped:
+            _settle_outstanding(book, batch.jobs, results, reporter)
     finally:
-        if batches is not None and hasattr(batches, "close"):
-            batches.close()  # stops the dataset's execution: no worker goes on writing
         summary.seconds = time.perf_counter() - started
         reporter.stop()
         ray.kill(book)
@@ -243,10 +241,56 @@ def _run(batch: BatchPlan, kept: set[int], options: BatchOptions, engine: RayEng
     return summary
 
 
-def _take_rows(rows: dict[str, np.ndarray], jobs: Sequence[Job], results: dict[int, FileResult],
+def _gather(dataset: Any, book: Any, jobs: Sequence[Job], results: dict[int, FileResult],
+            reporter: Reporter, summary: BatchSummary) -> None:
+    """Take the rows as the workers send them, until the last, an interruption or a stop."""
+    batches = iter(dataset.iter_batches(batch_size=None, batch_format="numpy"))
+    try:
+        for rows in batches:
+            stop = _take_rows(rows, jobs, results, reporter)
+            book.forget.remote([int(index) for index in rows["index"]])
+            if stop:
+                summary.stopped = stop
+                return
+    except KeyboardInterrupt:
+        summary.interrupted = True
+    finally:
+        close = getattr(batches, "close", None)
+        if close is not None:
+            close()  # ends the dataset's execution: its workers are stopped
+
+
+def _settle_outstanding(book: Any, jobs: Sequence[Job], results: dict[int, FileResult],
+                        reporter: Reporter) -> None:
+    """After a run stopped early: the rows of files finished but not yet received, and the
+    files being restored marked ``interrupted``, the temporary files of their killed writes
+    removed (the others stay ``not_started``)."""
+    import ray
+
+    rows, begun = ray.get(book.outstanding.remote())
+    if rows:
+        _take_rows({"index": list(rows), "row": list(rows.values())}, jobs, results, reporter)
+    for index in begun:
+        job = jobs[index]
+        results[index] = FileResult(job.input, job.output, "interrupted",
+                                    "interrupted while being restored")
+        if isinstance(job.output, Path):
+            _remove_leftovers(job.output)
+
+
+def _remove_leftovers(output: Path) -> None:
+    """Remove the temporary files of writes of ``output`` that a killed worker left."""
+    from formnet_cli.io.atomic import leftover_temporary_files
+
+    for leftover in leftover_temporary_files(output):
+        leftover.unlink(missing_ok=True)
+
+
+def _take_rows(rows: dict[str, Any], jobs: Sequence[Job], results: dict[int, FileResult],
                reporter: Reporter) -> str:
     """Record a block's rows; returns why the run stops there (``""``: it goes on)."""
-    for index, text in zip(rows["index"].tolist(), rows["row"].tolist()):
+    for index, text in zip(list(rows["index"]), list(rows["row"])):
+        index = int(index)
         job = jobs[index]
         fields = json.loads(text)
         notes, stop = fields.pop("notes"), fields.pop("stop")
@@ -343,6 +387,10 @@ class _AttemptBook:
             self._begun.pop(index, None)
             self._rows.pop(index, None)
 
+    def outstanding(self) -> tuple[dict[int, str], list[int]]:
+        """The rows not forgotten yet, and the files begun and not finished."""
+        return dict(self._rows), sorted(set(self._begun) - set(self._rows))
+
 
 class _FileRestorer:
     """A Ray Data worker: the model loaded once, each file of a block restored and written by
@@ -379,16 +427,14 @@ class _FileRestorer:
         deaths, row = ray.get(self._book.begin.remote(index))
         if row is not None:  # finished before this block's worker died
             return row
-        if deaths >= MAX_DEATHS:
-            return _encode(FileResult(source, target, "failed",  # type: ignore[arg-type]
-                                      f"its worker process died {deaths} times while restoring "
-                                      "it (killed: out of memory, most likely); not written"), [], "")
         if deaths and isinstance(target, Path):
-            from formnet_cli.io.atomic import leftover_temporary_files
-
-            for leftover in leftover_temporary_files(target):  # of the write that was killed
-                leftover.unlink(missing_ok=True)
-        row = self._restore(source, target)
+            _remove_leftovers(target)  # of the write that was killed
+        if deaths >= MAX_DEATHS:
+            row = _encode(FileResult(source, target, "failed",  # type: ignore[arg-type]
+                                     f"its worker process died {deaths} times while restoring "
+                                     "it (killed: out of memory, most likely); not written"), [], "")
+        else:
+            row = self._restore(source, target)
         self._book.finish.remote(index, row)
         return row
 
