@@ -238,6 +238,8 @@ def test_a_worker_killed_mid_file_is_restarted_and_its_file_redone(cluster, tiny
         "done", "done", "failed", "done"]
     assert rows["twice.png"]["reason"] == ("its worker process died 2 times while restoring it "
                                            "(killed: out of memory, most likely); not written")
+    assert f"{source / 'once.png'}: restored again (its worker process died while restoring it)" \
+        in result.stderr
     expected = files_below(tmp_path / "local")
     del expected["twice.png"]
     assert files_below(out) == expected  # the redone file whole, no temporary file left

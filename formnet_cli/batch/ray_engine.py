@@ -35,12 +35,14 @@ what to install.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import json
 import logging
 import os
 import shutil
 import signal
+import sys
 import tempfile
 import threading
 import time
@@ -122,7 +124,9 @@ def restore_on_ray(inputs: Sequence[str | os.PathLike[str]], output: str, option
                    for index, job in enumerate(batch.jobs)]
         return BatchSummary(results=[*batch.settled, *planned], dry_run=True)
     _import_ray()
-    with _ray_session(engine, quiet=not show_tracebacks):
+    # Ray prints the errors its nodes report (a worker died) on standard output, which holds
+    # the summary or --json: they go to standard error, with the notes.
+    with contextlib.redirect_stdout(sys.stderr), _ray_session(engine, quiet=not show_tracebacks):
         return _run(batch, kept, options, engine, reporter, show_tracebacks)
 
 
@@ -434,15 +438,18 @@ class _FileRestorer:
                                      f"its worker process died {deaths} times while restoring "
                                      "it (killed: out of memory, most likely); not written"), [], "")
         else:
-            row = self._restore(source, target)
+            row = self._restore(source, target, redone=bool(deaths))
         self._book.finish.remote(index, row)
         return row
 
-    def _restore(self, source: remote.Location, target: remote.Location) -> str:
-        """One file's row: restored as in a local batch, through local copies of store files."""
+    def _restore(self, source: remote.Location, target: remote.Location, *, redone: bool) -> str:
+        """One file's row: restored as in a local batch, through local copies of store files;
+        ``redone``: after its worker died restoring it."""
         from formnet_cli.batch.run import BUG_ADVICE, _one_line
 
         notes = _Notes()
+        if redone:
+            notes.note(f"{source}: restored again (its worker process died while restoring it)")
         scratch = Path(tempfile.mkdtemp(dir=self._scratch))
         local_source = source if isinstance(source, Path) else scratch / "in" / source.name
         local_target = target if isinstance(target, Path) else scratch / "out" / target.name
