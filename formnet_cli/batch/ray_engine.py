@@ -192,7 +192,7 @@ def _ray_session(engine: RayEngine, *, quiet: bool) -> Iterator[None]:
     if ray.is_initialized():
         yield
         return
-    if quiet:  # read as Ray starts (its C++ core warns of what is normal for a Ray Data pool)
+    if quiet:  # read as Ray starts: its C++ core would warn of what a Ray Data pool always does
         os.environ.setdefault("RAY_BACKEND_LOG_LEVEL", "fatal")
     arguments: dict[str, Any] = {"address": engine.address, "log_to_driver": False,
                                  "logging_level": logging.ERROR}
@@ -201,7 +201,8 @@ def _ray_session(engine: RayEngine, *, quiet: bool) -> Iterator[None]:
             os.cpu_count() or 1, (engine.workers or 1) * engine.threads_per_worker))
     sigterm = signal.getsignal(signal.SIGTERM)  # ray.init replaces the command's handler
     try:
-        ray.init(**arguments)
+        with _descriptor_2_silenced() if quiet else contextlib.nullcontext():
+            ray.init(**arguments)  # (which says, on descriptor 2, that it read the level)
     except (ConnectionError, ValueError, RuntimeError) as error:
         raise FormnetError(f"cannot start or reach Ray at {engine.address or 'this machine'} "
                            f"({' '.join(str(error).split())})") from None
@@ -212,6 +213,21 @@ def _ray_session(engine: RayEngine, *, quiet: bool) -> Iterator[None]:
         yield
     finally:
         ray.shutdown()
+
+
+@contextmanager
+def _descriptor_2_silenced() -> Iterator[None]:
+    """File descriptor 2 (standard error) to the null device for the block: Ray's C++ core
+    writes there directly, not through ``sys.stderr``. Errors still come as exceptions."""
+    sys.stderr.flush()
+    saved, null = os.dup(2), os.open(os.devnull, os.O_WRONLY)
+    try:
+        os.dup2(null, 2)
+        yield
+    finally:
+        os.dup2(saved, 2)
+        os.close(saved)
+        os.close(null)
 
 
 def _run(batch: BatchPlan, kept: set[int], options: BatchOptions, engine: RayEngine,
