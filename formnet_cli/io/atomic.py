@@ -4,6 +4,7 @@ checkpoints, training state, caches), and a check that a folder takes new files.
 
 from __future__ import annotations
 
+import glob
 import os
 import secrets
 import tempfile
@@ -31,8 +32,7 @@ def write_atomically(path: str | os.PathLike[str], write: Callable[[BinaryIO], N
     re-raised as it came (an ``OSError`` keeps its ``errno``: ``ENOSPC`` tells a full disk).
     """
     path = Path(path)
-    stem = os.fsencode(path.name)[:_TEMPORARY_NAME_BYTES].decode(errors="ignore") or "file"
-    temporary = path.with_name(f".{stem}.{secrets.token_hex(4)}.part")
+    temporary = path.with_name(f".{_temporary_stem(path)}.{secrets.token_hex(4)}.part")
     flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_BINARY", 0)  # Windows: no CRLF
     descriptor = os.open(temporary, flags, 0o666)
     try:
@@ -63,3 +63,16 @@ def check_writable_folder(folder: str | os.PathLike[str]) -> None:
             pass
     except OSError as error:  # unwritable, or a path past the system's limit
         raise ImageWriteError(f"{folder}: cannot write there ({error.strerror or error})") from None
+
+
+def leftover_temporary_files(path: str | os.PathLike[str]) -> list[Path]:
+    """The temporary files of writes of ``path`` that never finished: a process killed while
+    writing (SIGKILL, a lost machine) cannot remove its ``.<name>.<8 hex>.part`` file."""
+    path = Path(path)
+    pattern = glob.escape(f".{_temporary_stem(path)}.") + "[0-9a-f]" * 8 + ".part"
+    return sorted(path.parent.glob(pattern))
+
+
+def _temporary_stem(path: Path) -> str:
+    """``path``'s name as its temporary files carry it (cut to 200 bytes)."""
+    return os.fsencode(path.name)[:_TEMPORARY_NAME_BYTES].decode(errors="ignore") or "file"
