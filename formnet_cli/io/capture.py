@@ -53,28 +53,26 @@ def library_output() -> Iterator[LibraryOutput]:
         if getattr(_DEPTH, "value", 0) or not _can_redirect():
             yield caught  # an outer capture catches it (or nothing can be caught here)
             return
-        _DEPTH.value = 1
         python_stderr = sys.stderr
-        try:
-            _flush(python_stderr)
-            saved = os.dup(2)
-            with tempfile.TemporaryFile() as sink:
-                os.dup2(sink.fileno(), 2)
-                try:
-                    with os.fdopen(os.dup(saved), "w", encoding="utf-8", errors="replace",
-                                   buffering=1) as real_stderr:
-                        sys.stderr = real_stderr
-                        try:
-                            yield caught
-                        finally:
-                            sys.stderr = python_stderr
-                finally:
-                    os.dup2(saved, 2)
-                    os.close(saved)
+        _flush(python_stderr)
+        saved = os.dup(2)
+        with tempfile.TemporaryFile() as sink:
+            os.dup2(sink.fileno(), 2)
+            _DEPTH.value = 1
+            try:
+                with os.fdopen(os.dup(saved), "w", encoding="utf-8", errors="replace",
+                               buffering=1) as real_stderr:
+                    sys.stderr = real_stderr
+                    try:
+                        yield caught
+                    finally:
+                        sys.stderr = python_stderr
+            finally:
+                _DEPTH.value = 0
+                os.dup2(saved, 2)
+                os.close(saved)
                 sink.seek(0)
                 caught.lines = _lines(sink.read())
-        finally:
-            _DEPTH.value = 0
 
 
 def _can_redirect() -> bool:

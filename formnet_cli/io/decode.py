@@ -16,9 +16,11 @@ into it (:mod:`formnet_cli.io.capture`); an image decoded despite their warnings
 
 from __future__ import annotations
 
+import errno
 import io
 import logging
 import os
+import stat
 import struct
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -94,21 +96,32 @@ def read_image_bytes(data: bytes, name: str, *,
 
 
 def _file_bytes(path: str | os.PathLike[str]) -> bytes:
-    """The file's bytes; one-line errors for a missing file, a folder, an unreadable file and
-    one larger than the memory available (a sparse file of terabytes)."""
+    """The file's bytes; one-line errors for a missing file, a folder, what is not a regular
+    file (a FIFO, which would block, a device), an unreadable file and one larger than the
+    memory available (a sparse file of terabytes)."""
     try:
-        with open(path, "rb") as handle:
-            size = os.fstat(handle.fileno()).st_size
-            if size > available_memory():
-                raise ImageTooLargeError(f"{path}: the file is larger ({size / 2**30:.1f} GiB) "
-                                         "than the memory available")
-            return handle.read()
+        descriptor = os.open(path, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0)
+                             | getattr(os, "O_BINARY", 0))
     except FileNotFoundError:
         raise ImageReadError(f"{path}: file not found") from None
     except IsADirectoryError:
         raise ImageReadError(f"{path}: is a folder, not an image") from None
     except OSError as exc:
-        raise ImageReadError(f"{path}: cannot read file ({exc.strerror or exc})") from None
+        reason = "a link loop" if exc.errno == errno.ELOOP else exc.strerror or exc
+        raise ImageReadError(f"{path}: cannot read file ({reason})") from None
+    status = os.fstat(descriptor)
+    if not stat.S_ISREG(status.st_mode):
+        os.close(descriptor)
+        raise ImageReadError(f"{path}: is a folder, not an image" if stat.S_ISDIR(status.st_mode)
+                             else f"{path}: not a regular file (a FIFO, a device or a socket)")
+    with os.fdopen(descriptor, "rb") as handle:
+        if status.st_size > available_memory():
+            raise ImageTooLargeError(f"{path}: the file is larger ({status.st_size / 2**30:.1f} "
+                                     "GiB) than the memory available")
+        try:
+            return handle.read()
+        except OSError as exc:
+            raise ImageReadError(f"{path}: cannot read file ({exc.strerror or exc})") from None
 
 
 def _read(data: bytes, name: str, restore_memory: RestoreMemory | None,

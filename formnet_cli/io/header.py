@@ -204,7 +204,7 @@ def _raw_bytes(image: Image.Image, data: bytes, page: DeclaredPage) -> int:
         bits = data[24]
     else:
         samples = int(image.tag_v2.get(277, 1))
-        depth = image.tag_v2.get(258, 8)
+        depth = image.tag_v2.get(258, 1)  # the TIFF default: bilevel
         bits = max(depth) if isinstance(depth, tuple) else int(depth)
     return page.pixels * samples * bits // 8
 
