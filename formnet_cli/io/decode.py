@@ -36,7 +36,7 @@ from formnet_cli.errors import ImageReadError, ImageTooLargeError
 from formnet_cli.io.capture import LibraryOutput, library_output
 from formnet_cli.io.formats import PNG_SIGNATURE, format_by_signature
 from formnet_cli.io.header import (DeclaredPage, RestoreMemory, check_declared, declare_page,
-                                   jpeg2000_bits, missing_data)
+                                   jpeg2000_bits, missing_data, tiff_directories)
 from formnet_cli.io.image import LoadedImage, from_uint
 from formnet_cli.io.limits import available_memory, decoding
 from formnet_cli.io.metadata import (descriptive_metadata, exif_orientation,
@@ -57,6 +57,11 @@ _TARGET_MODE = {
     "RGBX": "RGB",
     "YCbCr": "RGB",
 }
+_NOT_AN_IMAGE = "not a supported image (PNG, JPEG, TIFF, BMP, WebP, AVIF, HEIC or JPEG 2000)"
+_SIGNATURE_BYTES = 32
+_UNKNOWN_READ_BYTES = 64 * 2**20
+"""A file larger than this without a known signature is refused from its first bytes (a
+sparse file of zeros named ``.png`` is not read whole)."""
 _MOST_PAGES = 10_000
 """More TIFF directories than this are refused (counting them reads each)."""
 
@@ -119,7 +124,10 @@ def _file_bytes(path: str | os.PathLike[str]) -> bytes:
             raise ImageTooLargeError(f"{path}: the file is larger ({status.st_size / 2**30:.1f} "
                                      "GiB) than the memory available")
         try:
-            return handle.read()
+            head = handle.read(_SIGNATURE_BYTES)
+            if status.st_size > _UNKNOWN_READ_BYTES and not format_by_signature(head):
+                raise ImageReadError(f"{path}: {_NOT_AN_IMAGE}")  # not worth reading it all
+            return head + handle.read()
         except OSError as exc:
             raise ImageReadError(f"{path}: cannot read file ({exc.strerror or exc})") from None
 
@@ -152,7 +160,7 @@ def _open(data: bytes, name: str) -> Image.Image:
         kind = format_by_signature(data)
         reason = (kind == "TIFF" and _unreadable_tiff_layout(data)
                   or f"truncated or corrupt {kind} image (its header cannot be read)" if kind
-                  else "not a supported image (PNG, JPEG, TIFF, BMP, WebP, AVIF, HEIC or JPEG 2000)")
+                  else _NOT_AN_IMAGE)
         raise ImageReadError(f"{name}: {reason}") from None
     except Exception as exc:  # decoders raise many types on malformed headers
         raise ImageReadError(f"{name}: truncated or corrupt image ({describe_error(exc)})") from None
@@ -161,17 +169,17 @@ def _open(data: bytes, name: str) -> Image.Image:
 def _decode_file(data: bytes, name: str, restore_memory: RestoreMemory | None,
                  several_pages: bool) -> list[LoadedImage]:
     with _open(data, name) as image:
-        indices = _page_indices(image, name)
+        indices = _page_indices(image, data, name)
         if len(indices) > 1 and not several_pages:
             raise ImageReadError(f"{name}: holds {len(indices)} pages (read them with read_pages)")
         declared = _declared_pages(image, data, name, indices)
-        check_declared(declared, name, restore_memory)
+        check_declared(declared, name, len(data), restore_memory)
         if len(indices) > 1:
             return _decode_tiff_pages(image, data, name, indices)
         return [_decode_image(image, data, name)]
 
 
-def _page_indices(image: Image.Image, name: str) -> list[int]:
+def _page_indices(image: Image.Image, data: bytes, name: str) -> list[int]:
     """The directories of a TIFF's full-resolution pages (reduced-resolution ones, thumbnails
     and pyramid levels, NewSubfileType bit 0, left out): a directory that cannot be read fails
     the file, naming its page. ``[0]`` for any other still image; an animation is refused."""
@@ -181,6 +189,9 @@ def _page_indices(image: Image.Image, name: str) -> list[int]:
             raise ImageReadError(f"{name}: holds {frames} frames; formnet restores still images, "
                                  "not animations")
         return [0]
+    if tiff_directories(data, _MOST_PAGES) > _MOST_PAGES:  # before Pillow reads them one by one
+        raise ImageReadError(f"{name}: holds over {_MOST_PAGES} pages (directories), more than "
+                             "formnet reads")
     info = dict(image.info)
     pages, index = [], 0
     try:
@@ -196,9 +207,6 @@ def _page_indices(image: Image.Image, name: str) -> list[int]:
             if not int(image.tag_v2.get(254, 0)) & 1:
                 pages.append(index)
             index += 1
-            if index > _MOST_PAGES:
-                raise ImageReadError(f"{name}: holds over {_MOST_PAGES} pages (directories), "
-                                     "more than formnet reads")
         image.seek(0)
     finally:
         image.info = info  # seeking leaves the other pages' entries (e.g. a profile) behind

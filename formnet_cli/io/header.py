@@ -5,6 +5,11 @@ from the header alone; :func:`check_declared` then refuses, in one line and befo
 is decoded:
 
 - a page, or all the pages of a file together, over the pixel limit (:func:`limits.max_pixels`);
+- a file whose decoding would take over 512 MiB at more than 1,000 bytes for each of its own
+  bytes (a 36-byte WebP declaring 16383 x 16383 pixels, a 900 MP PNG of zeros in 0.9 MB: only
+  a field of one value compresses so far), unless ``$FORMNET_MAX_MEGAPIXELS`` is set: so that
+  no file under 1 MB makes formnet take much over 1 GiB before it is refused, whatever the limit
+  and the memory;
 - a file whose pages, decoded and restored, need more memory than is available now (the
   decoders' buffers and the float pages, plus what the caller says its restore will take);
 
@@ -12,13 +17,13 @@ and :func:`missing_data` a header that declares more pixels than its file holds 
 200-byte TIFF declaring 1 x 10^9 pixels): the image data's size, read from the header (PNG's
 IDAT chunks, a TIFF page's strips or tiles, a BMP's rows, a JPEG's scans), times the most its
 compression can expand (1 for none, 1,032 for deflate; a bit per 8 x 8 block for JPEG's
-Huffman coding) falls short of the pixels. Formats whose coding has no such bound (WebP, AVIF,
-HEIC, JPEG 2000, fax-coded TIFF, arithmetic-coded JPEG) are bounded by the limit and the
-memory only (WebP by its own 16383 x 16383).
+Huffman coding) falls short of the pixels. Codings without such a bound (WebP, AVIF, HEIC,
+JPEG 2000, fax-coded TIFF, run-length BMP, arithmetic-coded JPEG) are bounded by the ratio above.
 """
 
 from __future__ import annotations
 
+import os
 import struct
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -26,7 +31,8 @@ from dataclasses import dataclass
 from PIL import Image
 
 from formnet_cli.errors import ImageTooLargeError
-from formnet_cli.io.limits import available_memory, describe_limit, max_pixels, too_large_reason
+from formnet_cli.io.limits import (MAX_MEGAPIXELS_VARIABLE, available_memory, describe_limit,
+                                   max_pixels, too_large_reason)
 
 RestoreMemory = Callable[[Sequence["DeclaredPage"]], int]
 """What a caller will need, in bytes, beyond the decoded pages, to restore a file's declared
@@ -39,6 +45,9 @@ _CONVERTED_MODES = frozenset({"1", "P", "PA", "CMYK", "LA", "La", "RGBa", "RGBX"
 """Modes Pillow converts (into a second image) before formnet takes their samples."""
 _COLOUR_MODES = frozenset({"P", "PA", "RGB", "RGBA", "RGBa", "RGBX", "YCbCr", "CMYK"})
 _ALPHA_MODES = frozenset({"LA", "La", "PA", "RGBA", "RGBa"})
+_BOMB_BYTES = 512 * 2**20
+_MOST_EXPANSION = 1000
+"""Decoding over :data:`_BOMB_BYTES` at more than this many bytes a byte of the file is refused."""
 _DEFLATE_RATIO = 1100
 """Deflate expands at most 1,032 times (258 bytes from a little over 2 bits); a margin on top."""
 _TIFF_RATIOS = {1: 1, 32773: 64, 5: 4096, 8: _DEFLATE_RATIO, 32946: _DEFLATE_RATIO}
@@ -138,11 +147,11 @@ def _decoder_bytes(image: Image.Image, pixels: int, samples: int, bit_depth: int
     return pixels * (library + pillow + converted + samples * bit_depth // 8)
 
 
-def check_declared(pages: Sequence[DeclaredPage], name: str,
+def check_declared(pages: Sequence[DeclaredPage], name: str, file_bytes: int,
                    restore_memory: RestoreMemory | None = None) -> None:
-    """Refuse (:class:`ImageTooLargeError`, one line naming ``name`` and the page) pages over
-    the pixel limit, alone or together, and a file that would need more memory than is
-    available (see the module)."""
+    """Refuse (:class:`ImageTooLargeError`, one line naming ``name`` and the page) the pages of
+    a file of ``file_bytes`` bytes over the pixel limit, alone or together, decoding far more
+    than the file could hold, or needing more memory than is available (see the module)."""
     limit = max_pixels()
     several = len(pages) > 1
     for page in pages:
@@ -154,8 +163,15 @@ def check_declared(pages: Sequence[DeclaredPage], name: str,
         raise ImageTooLargeError(f"{name}: image too large, refused as a possible decompression "
                                  f"bomb (its {len(pages)} pages hold {total / 1e6:.4g} MP "
                                  f"together, over {describe_limit()})")
-    held = sum(page.float_bytes for page in pages)
     decoding = max(page.decoder_bytes for page in pages)
+    expanded = sum(page.decoder_bytes for page in pages)
+    if (expanded > _BOMB_BYTES and expanded > _MOST_EXPANSION * file_bytes
+            and not os.environ.get(MAX_MEGAPIXELS_VARIABLE, "").strip()):
+        raise ImageTooLargeError(f"{name}: image too large for its file, refused as a possible "
+                                 f"decompression bomb ({total / 1e6:.4g} MP, {expanded / 2**30:.1f} "
+                                 f"GiB to decode from {file_bytes:,} bytes); set "
+                                 f"{MAX_MEGAPIXELS_VARIABLE} to read it all the same")
+    held = sum(page.float_bytes for page in pages)
     restoring = restore_memory(pages) if restore_memory is not None else 0
     needed = held + max(decoding, restoring)
     free = available_memory()
@@ -195,6 +211,23 @@ def missing_data(image: Image.Image, data: bytes, page: DeclaredPage) -> str | N
         return (f"its header declares {page.width} x {page.height} pixels, which its "
                 f"{held:,} bytes of image data cannot hold")
     return None
+
+
+def tiff_directories(data: bytes, most: int) -> int:
+    """How many directories (IFDs) a classic TIFF's chain links, counted from the raw bytes
+    up to ``most + 1`` (a loop, or an offset outside the file, ends it); 1 for a BigTIFF."""
+    order = {b"II": "<", b"MM": ">"}.get(data[:2])
+    if order is None or len(data) < 8 or struct.unpack(order + "H", data[2:4])[0] != 42:
+        return 1
+    seen: set[int] = set()
+    offset = struct.unpack(order + "I", data[4:8])[0]
+    while offset and offset not in seen and offset + 2 <= len(data) and len(seen) <= most:
+        seen.add(offset)
+        end = offset + 2 + 12 * struct.unpack(order + "H", data[offset:offset + 2])[0]
+        if end + 4 > len(data):
+            break
+        offset = struct.unpack(order + "I", data[end:end + 4])[0]
+    return len(seen)
 
 
 def _raw_bytes(image: Image.Image, data: bytes, page: DeclaredPage) -> int:
