@@ -43,15 +43,22 @@ class Batch:
 
 
 def list_images(folders: list[str]) -> list[Path]:
-    """The image files below ``folders``; a missing folder, or none holding images, is a
-    one-line :class:`FormnetError`."""
+    """The image files below ``folders``, as ``formnet restore --recursive`` finds them: hidden
+    files and folders (``._photo.png`` of macOS, ``.ipynb_checkpoints``) and what is not a
+    regular file (a FIFO, a link loop) are left out; a missing folder, or none holding images,
+    is a one-line :class:`FormnetError`."""
     for folder in folders:
         if not Path(folder).is_dir():
             raise FormnetError(f"{folder}: no such image folder (data.train_dirs / data.val_dir)")
-    paths = sorted(p for folder in folders for p in Path(folder).rglob("*") if is_image_path(p))
+    paths = sorted(p for folder in folders for p in Path(folder).rglob("*")
+                   if is_image_path(p) and not _is_hidden(p.relative_to(folder)) and p.is_file())
     if not paths:
         raise FormnetError(f"no images in {', '.join(folders)}")
     return paths
+
+
+def _is_hidden(relative: Path) -> bool:
+    return any(part.startswith(".") for part in relative.parts)
 
 
 def holdout_split(paths: list[Path], holdout: int) -> tuple[list[Path], list[Path]]:
