@@ -23,6 +23,7 @@ from pathlib import Path
 import numpy as np
 
 from formnet_cli import api
+from formnet_cli.options import RestoreOptions
 from formnet_cli.config import LEVEL_NAMES, TASKS
 from formnet_cli.errors import FormnetError, InvalidOptionError, ModelNotFoundError
 from formnet_cli.inference.engine import restore_memory_needed
@@ -116,7 +117,8 @@ def check_job(job: RestoreJob) -> None:
                 raise InvalidOptionError(f"{name} applies to task '{task}', not 'auto' (which "
                                          "chooses the task and its level); give task={task}")
     else:
-        api.check_options(job.task, sigma=job.sigma, quality=job.quality, scale=job.scale)
+        RestoreOptions(job.task, sigma=job.sigma, quality=job.quality, scale=job.scale,  # parses, checks
+                       strength=1.0 if job.strength is None else job.strength)
     _normalise_ext(job.ext)
 
 
