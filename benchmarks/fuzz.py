@@ -68,17 +68,23 @@ class Run:
     """The signal this runner sent (interruption trials)."""
 
 
-def formnet(args: Sequence[str], *, timeout: float, memory_mib: float = MEMORY_CEILING_MIB,
-            signal_at: tuple[float, int] | None = None, env: dict[str, str] | None = None) -> Run:
-    """Run ``python -m formnet_cli ARGS`` to its end, killed after ``timeout`` seconds or over
-    ``memory_mib``; ``signal_at`` (seconds, signal) sends a signal on the way."""
+def formnet(args: Sequence[object], **options: object) -> Run:
+    """Run ``python -m formnet_cli ARGS`` (``formnet ARGS``) as :func:`python` runs it."""
+    return python(["-m", "formnet_cli", *args], **options)  # type: ignore[arg-type]
+
+
+def python(args: Sequence[object], *, timeout: float, memory_mib: float = MEMORY_CEILING_MIB,
+           signal_at: tuple[float, int] | None = None, env: dict[str, str] | None = None) -> Run:
+    """Run ``python ARGS`` (this interpreter, this repository first on its path) to its end,
+    killed after ``timeout`` seconds or over ``memory_mib``; ``signal_at`` (seconds, signal)
+    sends a signal on the way."""
     environment = dict(os.environ if env is None else env)
     environment["PYTHONPATH"] = os.pathsep.join(
         filter(None, [str(REPOSITORY), environment.get("PYTHONPATH", "")]))
     environment.pop("FORMNET_DEBUG", None)
     with tempfile.TemporaryFile() as out, tempfile.TemporaryFile() as err:
         started = time.monotonic()
-        process = subprocess.Popen([sys.executable, "-m", "formnet_cli", *map(str, args)],
+        process = subprocess.Popen([sys.executable, *map(str, args)],
                                    stdin=subprocess.DEVNULL, stdout=out, stderr=err,
                                    env=environment)
         verdict: dict[str, object] = {}
@@ -316,6 +322,7 @@ def main() -> None:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--files", type=int, default=1130, help="about this many files")
     parser.add_argument("--model", help="a checkpoint (default: formnet's own models)")
+    parser.add_argument("--threads", help="formnet restore --threads (default: its own)")
     parser.add_argument("--alone", nargs="*", default=["hostile"], choices=CATEGORIES,
                         help="categories whose files run one a process (their own peak memory)")
     parser.add_argument("--work", type=Path, help="where the corpus and outputs go (default: a "
@@ -326,7 +333,8 @@ def main() -> None:
         work = args.work or Path(temporary)
         started = time.monotonic()
         tallies = fuzz(work / "corpus", work / "out", seed=args.seed, files=args.files,
-                       model=args.model, alone=args.alone)
+                       model=args.model, alone=args.alone,
+                       extra=["--threads", args.threads] if args.threads else [])
         minutes = (time.monotonic() - started) / 60
     print(table(tallies))
     print(f"\n{tallies['total'].files} files, seed {args.seed}, {minutes:.1f} min")

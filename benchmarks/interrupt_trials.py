@@ -111,9 +111,11 @@ def _leftovers(folder: Path) -> list[Path]:
 
 
 def trials(images: Path, work: Path, *, count: int, seed: int, model: str | None = None,
-           timeout: float = 600.0, signals: Sequence[str] = tuple(SIGNALS)) -> dict[str, Row]:
-    """Run ``count`` trials (the signals in turn, seeded delays) over the images in ``images``."""
-    options = ["--sigma", "15", *(["--model", model] if model else [])]
+           timeout: float = 600.0, signals: Sequence[str] = tuple(SIGNALS),
+           extra: Sequence[str] = ()) -> dict[str, Row]:
+    """Run ``count`` trials (the signals in turn, seeded delays) over the images in ``images``;
+    ``extra``: more ``formnet restore`` options (``--threads 1``)."""
+    options = ["--sigma", "15", *(["--model", model] if model else []), *extra]
     reference_folder = work / "reference"
     started = time.monotonic()
     reference = formnet(["restore", images, "-o", reference_folder, *options], timeout=timeout)
@@ -179,12 +181,14 @@ def main() -> None:
     parser.add_argument("--images", type=int, default=24, help="images in the batch")
     parser.add_argument("--size", type=int, default=384, help="pixels a side, about")
     parser.add_argument("--model", help="a checkpoint (default: formnet's own models)")
+    parser.add_argument("--threads", help="formnet restore --threads (default: its own)")
     args = parser.parse_args()
     with tempfile.TemporaryDirectory(prefix="formnet-interrupt-") as temporary:
         work = Path(temporary)
         make_images(work / "images", count=args.images, size=args.size, seed=args.seed)
         started = time.monotonic()
-        rows = trials(work / "images", work, count=args.trials, seed=args.seed, model=args.model)
+        rows = trials(work / "images", work, count=args.trials, seed=args.seed, model=args.model,
+                      extra=["--threads", args.threads] if args.threads else [])
         minutes = (time.monotonic() - started) / 60
     print(table(rows))
     print(f"\n{args.trials} trials, {args.images} images of about {args.size} px, seed "

@@ -1,9 +1,10 @@
 """Reading every format (formnet_cli.io.decode): modes, depths, orientation, pages, and bad
-input as one line."""
+input as one line (what the C libraries print folded into it), special files."""
 
 from __future__ import annotations
 
 import io
+import os
 import struct
 import zlib
 from pathlib import Path
@@ -421,3 +422,108 @@ def test_a_truncated_tiff_is_reported_once_without_library_log_lines(tmp_path, c
     with pytest.raises(ImageReadError, match="cut.tif: truncated or corrupt TIFF image"):
         imageio.read_pages(tmp_path / "cut.tif")
     assert not [record for record in caplog.records if record.name.startswith("tifffile")]
+
+
+def _damaged(data: bytes, start: int = 20, end: int = 200) -> bytes:
+    damaged = bytearray(data)
+    for at in range(start, min(end, len(damaged))):
+        damaged[at] ^= 0x33
+    return bytes(damaged)
+
+
+def _compressed_tiff(compression: str, seed: int = 0) -> bytes:
+    buffer = io.BytesIO()
+    samples = np.random.default_rng(seed).integers(0, 256, (64, 64), dtype=np.uint8)
+    Image.fromarray(samples).save(buffer, "TIFF", compression=compression)
+    return buffer.getvalue()
+
+
+@pytest.mark.parametrize("compression, said", [("tiff_adobe_deflate", "ZIPDecode: Decoding error"),
+                                               ("tiff_lzw", "Using code not yet in table")])
+def test_what_libtiff_prints_is_folded_into_the_one_line(tmp_path, capfd, compression, said):
+    path = tmp_path / "damaged.tif"
+    path.write_bytes(_damaged(_compressed_tiff(compression)))
+    with pytest.raises(ImageReadError) as caught:
+        imageio.read_pages(path)
+    message = str(caught.value)
+    assert message.startswith(f"{path}: truncated or corrupt image") and "\n" not in message
+    assert f"; the decoder said: " in message and said in message
+    assert capfd.readouterr().err == ""  # not a line of libtiff's beside formnet's
+
+
+def test_what_libpng_prints_under_opencv_is_folded_into_the_one_line(tmp_path, capfd):
+    encoded = bytearray(cv2.imencode(".png", random_uint((32, 32, 3), 16))[1].tobytes())
+    at = encoded.find(b"IDAT")
+    length = struct.unpack(">I", encoded[at - 4:at])[0]
+    encoded[at + 24:at + 64] = bytes(40)  # damage reaching the inflater: its CRC made right
+    encoded[at + 4 + length:at + 8 + length] = struct.pack(">I", zlib.crc32(bytes(encoded[at:at + 4 + length])))
+    (tmp_path / "deep.png").write_bytes(bytes(encoded))
+    with pytest.raises(ImageReadError, match=r"deep.png: .*; the decoder said: libpng error: "):
+        read_image(tmp_path / "deep.png")
+    assert capfd.readouterr().err == ""
+
+
+def test_an_image_decoded_despite_its_decoders_warnings_carries_them(tmp_path, capfd):
+    buffer = io.BytesIO()  # what the fuzz found: libtiff warns of a bad ResolutionUnit, reads on
+    Image.new("L", (64, 64), 9).save(buffer, "TIFF", compression="tiff_lzw", dpi=(72, 72))
+    data = bytearray(buffer.getvalue())
+    offset = struct.unpack("<I", data[4:8])[0]
+    entries = struct.unpack("<H", data[offset:offset + 2])[0]
+    resolution_unit = data.find(struct.pack("<HH", 296, 3), offset, offset + 2 + 12 * entries)
+    data[resolution_unit + 8:resolution_unit + 10] = struct.pack("<H", 65535)
+    (tmp_path / "odd.tif").write_bytes(bytes(data))
+    image = read_image(tmp_path / "odd.tif")
+    assert image.pixels.shape == (64, 64, 1)
+    assert any("ResolutionUnit" in line for line in image.decoder_warnings), image.decoder_warnings
+    assert capfd.readouterr().err == ""
+
+
+def test_threads_decoding_at_once_each_get_their_own_library_lines(tmp_path, capfd):
+    """Descriptor 2 is the process's: captures take turns, and a line formnet itself prints
+    from another thread meanwhile still reaches standard error."""
+    import sys
+    import threading
+    from concurrent.futures import ThreadPoolExecutor
+
+    for index in range(8):
+        compression = "tiff_adobe_deflate" if index % 2 else "tiff_lzw"
+        (tmp_path / f"{index}.tif").write_bytes(_damaged(_compressed_tiff(compression, seed=index)))
+    stop = threading.Event()
+
+    def chatter() -> None:
+        while not stop.is_set():
+            print("progress", file=sys.stderr, flush=True)
+            stop.wait(0.001)
+
+    talker = threading.Thread(target=chatter)
+    talker.start()
+
+    def reason(index: int) -> str:
+        with pytest.raises(ImageReadError) as caught:
+            imageio.read_pages(tmp_path / f"{index}.tif")
+        return str(caught.value)
+
+    try:
+        with ThreadPoolExecutor(4) as pool:
+            reasons = list(pool.map(reason, range(8)))
+    finally:
+        stop.set()
+        talker.join()
+    for index, text in enumerate(reasons):
+        said = "ZIPDecode" if index % 2 else "Using code not yet in table"
+        assert text.startswith(f"{tmp_path / f'{index}.tif'}: ") and said in text, text
+    err = capfd.readouterr().err
+    assert set(err.split()) == {"progress"}  # every line of its own, none of a library
+
+
+@pytest.mark.parametrize("make, reason", [
+    (lambda path: os.mkfifo(path), "not a regular file"),
+    (lambda path: path.symlink_to(path), "a link loop"),
+    (lambda path: path.symlink_to("/dev/zero"), "not a regular file"),
+    (lambda path: os.truncate(path.open("wb").name, 256 * 2**20), "not a supported image"),
+])
+def test_special_files_are_refused_in_one_line_without_reading_them(tmp_path, make, reason):
+    path = tmp_path / "special.png"
+    make(path)
+    with pytest.raises(ImageReadError, match=f"special.png: .*{reason}"):
+        imageio.read_pages(path)  # a FIFO would block, /dev/zero and a sparse file never end
