@@ -11,7 +11,8 @@ its own peak memory), each under a timeout and a memory ceiling, with the enviro
 caller (``FORMNET_MAX_MEGAPIXELS`` unset: the default limit). For each file it checks:
 
 - no traceback, no crash (a signal, an exit code but 0 and 1), no hang (the timeout);
-- peak memory: the process's maximum resident set (``wait4``), in MiB;
+- peak memory: the process's high-water resident set (``VmHWM``, read every 10 ms while it
+  runs; ``wait4``'s maximum would include the forking parent's), in MiB;
 - what the file should give: a valid image restored, a hostile one refused, a hidden one
   skipped (and listed), every refusal in one line of formnet's (no C library's line on
   standard error: ``stray lines``);
@@ -92,7 +93,7 @@ def python(args: Sequence[object], *, timeout: float, memory_mib: float = MEMORY
         watchdog = threading.Thread(target=_watch, args=(process, started, timeout, memory_mib,
                                                          signal_at, verdict, done), daemon=True)
         watchdog.start()
-        _, status, usage = os.wait4(process.pid, 0)
+        _, status, _ = os.wait4(process.pid, 0)
         done.set()
         watchdog.join()
         process.returncode = os.waitstatus_to_exitcode(status)  # reaped here, not by Popen
@@ -102,7 +103,7 @@ def python(args: Sequence[object], *, timeout: float, memory_mib: float = MEMORY
         killed = bool(verdict.get("hung") or verdict.get("over_memory"))
         return Run(None if killed else process.returncode,
                    out.read().decode("utf-8", "replace"), err.read().decode("utf-8", "replace"),
-                   usage.ru_maxrss / 1024, seconds, hung=bool(verdict.get("hung")),
+                   float(verdict.get("peak_kib", 0)) / 1024, seconds, hung=bool(verdict.get("hung")),
                    over_memory=bool(verdict.get("over_memory")),
                    signalled=verdict.get("signalled"))  # type: ignore[arg-type]
 
@@ -114,9 +115,10 @@ def _watch(process: subprocess.Popen, started: float, timeout: float, memory_mib
         watched = psutil.Process(process.pid)
     except psutil.Error:
         return
-    while not done.wait(0.02):
+    while not done.wait(0.01):
         elapsed = time.monotonic() - started
         try:
+            verdict["peak_kib"] = max(int(verdict.get("peak_kib", 0)), _high_water_kib(process.pid))
             if signal_at is not None and "signalled" not in verdict and elapsed >= signal_at[0]:
                 verdict["signalled"] = signal_at[1]
                 watched.send_signal(signal_at[1])
@@ -130,6 +132,18 @@ def _watch(process: subprocess.Popen, started: float, timeout: float, memory_mib
                 return
         except psutil.Error:  # it ended meanwhile
             return
+
+
+def _high_water_kib(pid: int) -> int:
+    """The process's peak resident set since its exec (``VmHWM``), in KiB; 0 once it has ended."""
+    try:
+        with open(f"/proc/{pid}/status", encoding="ascii") as status:
+            for line in status:
+                if line.startswith("VmHWM:"):
+                    return int(line.split()[1])
+    except OSError:
+        pass
+    return 0
 
 
 # -- checking what it did ----------------------------------------------------------------

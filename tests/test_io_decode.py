@@ -177,6 +177,31 @@ def test_avif_of_any_brand_is_read_by_pillows_avif_plugin():
     assert image.source_format == "AVIF" and abs(image.pixels[0, 0, 0] - 200 / 255) < 0.02
 
 
+AVIF_AFTER_HEIF_REGISTERED = """
+import io, sys
+import pillow_heif
+pillow_heif.register_heif_opener()  # before Pillow's own plugins load, as a caller's code may
+from PIL import Image
+buffer = io.BytesIO()
+Image.new("RGB", (8, 8), (200, 40, 40)).save(buffer, format="AVIF", quality=90)
+assert Image.ID.index("HEIF") < Image.ID.index("AVIF")
+from formnet_cli.io import read_image_bytes
+image = read_image_bytes(buffer.getvalue()[:8] + b"mif1" + buffer.getvalue()[12:], "x.avif")
+print(image.source_format, round(float(image.pixels[0, 0, 0]) * 255))
+"""
+
+
+def test_avif_goes_to_pillows_reader_whichever_opener_registered_first():
+    import subprocess
+    import sys
+
+    run = subprocess.run([sys.executable, "-c", AVIF_AFTER_HEIF_REGISTERED], capture_output=True,
+                         text=True, timeout=120, cwd=Path(__file__).parents[1])
+    assert run.returncode == 0, run.stderr
+    source_format, red = run.stdout.split()
+    assert source_format == "AVIF" and abs(int(red) - 200) <= 5
+
+
 def test_heic_with_several_images_reads_the_primary_one(tmp_path):
     first, second = Image.new("RGB", (8, 6), (250, 0, 0)), Image.new("RGB", (4, 4), (0, 0, 250))
     first.save(tmp_path / "burst.heic", save_all=True, append_images=[second], quality=-1)

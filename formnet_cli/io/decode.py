@@ -34,7 +34,7 @@ from PIL import Image, ImageCms
 
 from formnet_cli.errors import ImageReadError, ImageTooLargeError
 from formnet_cli.io.capture import LibraryOutput, library_output
-from formnet_cli.io.formats import PNG_SIGNATURE, format_by_signature
+from formnet_cli.io.formats import PNG_SIGNATURE, format_by_signature, opening_order
 from formnet_cli.io.header import (DeclaredPage, RestoreMemory, check_declared, declare_page,
                                    jpeg2000_bits, missing_data, tiff_directories)
 from formnet_cli.io.image import LoadedImage, from_uint
@@ -155,7 +155,7 @@ def _read(data: bytes, name: str, restore_memory: RestoreMemory | None,
 def _open(data: bytes, name: str) -> Image.Image:
     """The file opened by Pillow (its header read, nothing decoded), or one line saying why not."""
     try:
-        return Image.open(io.BytesIO(data))
+        return Image.open(io.BytesIO(data), formats=opening_order())
     except Image.UnidentifiedImageError:
         kind = format_by_signature(data)
         reason = (kind == "TIFF" and _unreadable_tiff_layout(data)
@@ -175,7 +175,7 @@ def _decode_file(data: bytes, name: str, restore_memory: RestoreMemory | None,
         declared = _declared_pages(image, data, name, indices)
         check_declared(declared, name, len(data), restore_memory)
         if len(indices) > 1:
-            return _decode_tiff_pages(image, data, name, indices)
+            return _decode_tiff_pages(data, name, indices)
         return [_decode_image(image, data, name)]
 
 
@@ -246,27 +246,30 @@ def _declared_pages(image: Image.Image, data: bytes, name: str,
     return declared
 
 
-def _decode_tiff_pages(image: Image.Image, data: bytes, name: str,
-                       indices: list[int]) -> list[LoadedImage]:
+def _decode_tiff_pages(data: bytes, name: str, indices: list[int]) -> list[LoadedImage]:
     pages = []
     for number, index in enumerate(indices, start=1):
         try:
-            image.seek(index)
-            stated = exif_orientation(image)  # before decoding, which may apply it
-            # Pillow keeps the previous page's profile in info when a page has none.
-            image.info.pop("icc_profile", None)
-            profile = image.tag_v2.get(34675)
-            if isinstance(profile, bytes) and profile:
-                image.info["icc_profile"] = profile
-            pixels, alpha, bit_depth, icc_profile = _decode(image, data, index)
+            # Each page from a fresh opening: Pillow before 13 carries the last page's palette
+            # across seek(), and loading a 16-bit page after a palette page then fails.
+            with Image.open(io.BytesIO(data), formats=["TIFF"]) as image:
+                image.seek(index)
+                stated = exif_orientation(image)  # before decoding, which may apply it
+                # Pillow keeps the previous page's profile in info when a page has none.
+                image.info.pop("icc_profile", None)
+                profile = image.tag_v2.get(34675)
+                if isinstance(profile, bytes) and profile:
+                    image.info["icc_profile"] = profile
+                pixels, alpha, bit_depth, icc_profile = _decode(image, data, index)
+                described = descriptive_metadata(image, stated)
+                bilevel = image.mode == "1"
         except ImageReadError as exc:
             raise ImageReadError(f"{name}: page {number}: {exc}") from None
         except Exception as exc:
             reason = f"page {number}: truncated or corrupt ({describe_error(exc)})"
             raise ImageReadError(f"{name}: {reason}") from None
         pages.append(LoadedImage(pixels, alpha, bit_depth, icc_profile, None, "TIFF",
-                                 *descriptive_metadata(image, stated),
-                                 bilevel=image.mode == "1"))
+                                 *described, bilevel=bilevel))
     return pages
 
 
