@@ -242,7 +242,7 @@ def parse_scale(scale: object, allowed: tuple[int, ...]) -> int:
         value = int(value)
     if (not isinstance(value, numbers.Integral) or isinstance(value, bool)
             or int(value) not in allowed):
-        raise InvalidOptionError(f"scale must be one of {names}, got {scale!r}")
+        raise InvalidOptionError(f"scale must be one of {names}, got {value!r}")
     return int(value)
 
 

@@ -10,14 +10,16 @@ writes it to standard output (in the input's format, or ``ext``).
 An input path that does not exist is a usage error before any work (a typo); other inputs
 that cannot be restored (not an image, a FIFO, a link to nothing, a glob matching nothing, two
 inputs writing one output) are settled, skipped or failed, in the plan and the summary. The
-same file met twice (a folder and a glob, a link) runs once; hidden files, links to folders in
-a recursive walk and earlier outputs inside the output folder are left out.
+same file met twice (a folder and a glob, a link) runs once; hidden files (named among the
+skipped where they are images), hidden folders, links to folders in a recursive walk and
+earlier outputs inside the output folder are left out.
 :func:`dry_run` shows the plan with every check that :func:`~formnet_cli.batch.run.run_batch`
 makes before its first file (:func:`check_before_any_file`).
 """
 
 from __future__ import annotations
 
+import errno
 import functools
 import glob
 import os
@@ -275,7 +277,10 @@ def _plan_directory(plan: BatchPlan, folder: Path, output: Path, recursive: bool
     for path in candidates:
         relative = path.relative_to(folder)
         if any(part.startswith(".") for part in relative.parts):
-            continue  # hidden files, and temporary files of interrupted writes
+            if (not any(part.startswith(".") for part in relative.parts[:-1])
+                    and imageio.is_image_path(path)):  # a hidden image, named in the summary
+                _skip(plan, path, "a hidden file (its name starts with '.')")
+            continue  # hidden folders, and temporary files of interrupted writes
         if is_earlier_output(path):
             continue
         if path.is_dir():
@@ -380,7 +385,14 @@ def _skip(plan: BatchPlan, path: Path, reason: str) -> None:
 def _not_a_file(path: Path) -> str:
     """Why ``path``, which is neither a regular file nor a folder, is not read."""
     if not path.exists():
-        return "a link to nothing" if path.is_symlink() else "no such file or directory"
+        if not path.is_symlink():
+            return "no such file or directory"
+        try:
+            os.stat(path)
+        except OSError as error:
+            if error.errno == errno.ELOOP:
+                return "a link loop (its links lead back to themselves)"
+        return "a link to nothing"
     kind = "a FIFO" if path.is_fifo() else "a device" if path.is_block_device() or path.is_char_device() \
         else "a socket" if path.is_socket() else "not a regular file"
     return f"{kind}, not an image file"
