@@ -22,8 +22,8 @@ Faults:
 - A file whose worker died :data:`MAX_DEATHS` times while restoring it (a worker out of
   memory is killed by the system) fails alone, with that reason; an allocation that fails
   inside the worker (GPU or host memory) fails its file as in a local batch.
-- An interrupted driver (Ctrl-C, SIGTERM) ends the dataset (its workers are killed; a
-  cluster also ends a job's actors when its driver leaves), takes the rows of the files
+- An interrupted driver (Ctrl-C, SIGTERM) ends the dataset (its workers are killed, and
+  waited for; a cluster also ends a job's actors when its driver leaves), takes the rows of the files
   finished meanwhile, marks those being restored ``interrupted`` (removing the temporary files
   of their killed writes) and the others ``not_started``, as a local batch does: only whole
   outputs remain, and ``--skip-existing`` finishes the rest. A full disk or a bug stops the
@@ -289,6 +289,7 @@ def _settle_outstanding(book: Any, jobs: Sequence[Job], results: dict[int, FileR
     removed (the others stay ``not_started``)."""
     import ray
 
+    _stop_workers(ray.get(book.workers.remote()))
     rows, begun = ray.get(book.outstanding.remote())
     if rows:
         _take_rows({"index": list(rows), "row": list(rows.values())}, jobs, results, reporter)
@@ -298,6 +299,24 @@ def _settle_outstanding(book: Any, jobs: Sequence[Job], results: dict[int, FileR
                                     "interrupted while being restored")
         if isinstance(job.output, Path):
             _remove_leftovers(job.output)
+
+
+def _stop_workers(workers: list[Any]) -> None:
+    """Kill the workers and wait until they are gone (at most :data:`_STOP_WAIT` s each):
+    closing the dataset only asks Ray to kill them, and a worker still running could begin a
+    write after its leftovers were removed."""
+    import ray
+
+    for worker in workers:
+        ray.kill(worker, no_restart=True)
+    for worker in workers:
+        try:
+            ray.get(worker.__ray_ready__.remote(), timeout=_STOP_WAIT)
+        except (ray.exceptions.RayActorError, ray.exceptions.GetTimeoutError):
+            continue
+
+
+_STOP_WAIT = 30.0
 
 
 def _remove_leftovers(output: Path) -> None:
@@ -392,6 +411,14 @@ class _AttemptBook:
     def __init__(self) -> None:
         self._begun: dict[int, int] = {}
         self._rows: dict[int, str] = {}
+        self._workers: dict[str, Any] = {}
+
+    def register(self, worker_id: str, worker: Any) -> None:
+        """A worker (its actor handle), to be stopped by the driver after an interruption."""
+        self._workers[worker_id] = worker
+
+    def workers(self) -> list[Any]:
+        return list(self._workers.values())
 
     def begin(self, index: int) -> tuple[int, str | None]:
         """Earlier beginnings of file ``index`` whose worker died, or its row when finished."""
@@ -420,8 +447,12 @@ class _FileRestorer:
 
     def __init__(self, options: BatchOptions, threads: int, book: Any,
                  show_tracebacks: bool) -> None:
+        import ray
+
         from formnet_cli import api
 
+        context = ray.get_runtime_context()
+        ray.get(book.register.remote(context.get_actor_id(), context.current_actor))
         self._options, self._book, self._show_tracebacks = options, book, show_tracebacks
         self._threads = threads
         self._scratch = Path(tempfile.mkdtemp(prefix="formnet-ray-"))  # copies of store files
