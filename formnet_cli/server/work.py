@@ -2,7 +2,7 @@
 
 Runs in the pool's worker processes (:mod:`formnet_cli.server.pool`), never in the web
 server's, and imports nothing of the web stack. :func:`start_worker` prepares a process (its
-torch threads, the pixel limit, the default models loaded once); :func:`restore_file` decodes
+CPU threads, the pixel limit, the default models loaded once); :func:`restore_file` decodes
 the bytes with :mod:`formnet_cli.io` (every page's header checked before decoding: the pixel
 limit, the memory to decode and restore it, data enough for it, a 1-bit image or a format the
 output cannot take refused; what the C libraries print folded into the one-line error),
@@ -26,6 +26,7 @@ from formnet_cli import api
 from formnet_cli.options import RestoreOptions
 from formnet_cli.config import LEVEL_NAMES, TASKS
 from formnet_cli.errors import FormnetError, InvalidOptionError, ModelNotFoundError
+from formnet_cli.inference.backends import cpu_threads
 from formnet_cli.inference.tiling import restore_memory_needed
 from formnet_cli import io as imageio
 
@@ -80,25 +81,26 @@ class RestoredFile:
 _PROGRESS: Queue | None = None
 """This worker's channel to the server's progress table (set by :func:`start_worker`)."""
 _DEVICE = "auto"
+_THREADS: int | None = None
+"""This worker's CPU threads, for whichever backend runs (set by :func:`start_worker`)."""
 
 
 def start_worker(progress: Queue | None, device: str, threads: int,
                  max_megapixels: float | None) -> None:
-    """Prepare this worker process: torch threads, the pixel limit, and the default models
-    loaded once (a missing one is reported by the request that needs it)."""
-    global _PROGRESS, _DEVICE
+    """Prepare this worker process: its CPU threads, the pixel limit, and the default models
+    loaded once under the backend ``auto`` picks (a missing one is reported by the request
+    that needs it)."""
+    global _PROGRESS, _DEVICE, _THREADS
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C stops the server, which stops us
-    _PROGRESS, _DEVICE = progress, device
+    _PROGRESS, _DEVICE, _THREADS = progress, device, threads
     if max_megapixels is not None:
         os.environ[imageio.MAX_MEGAPIXELS_VARIABLE] = f"{max_megapixels:g}"
-    import torch
-
-    torch.set_num_threads(threads)
-    for task, channels in (("denoise", 3), ("denoise", 1), ("jpeg", 1), ("sr", 1)):
-        try:
-            api.load_model(task=task, channels=channels, device=device)
-        except ModelNotFoundError:
-            continue
+    with cpu_threads(threads):
+        for task, channels in (("denoise", 3), ("denoise", 1), ("jpeg", 1), ("sr", 1)):
+            try:
+                api.load_model(task=task, channels=channels, device=device, backend="auto")
+            except ModelNotFoundError:
+                continue
 
 
 def ping() -> int:
@@ -124,6 +126,11 @@ def check_job(job: RestoreJob) -> None:
 
 def restore_file(job: RestoreJob) -> RestoredFile:
     """Decode ``job.data``, restore every page, encode the result (see the module)."""
+    with cpu_threads(_THREADS):
+        return _restore_file(job)
+
+
+def _restore_file(job: RestoreJob) -> RestoredFile:
     started = time.perf_counter()
     _report(job.token, 0, 0)  # running
     extension = _normalise_ext(job.ext)
