@@ -140,18 +140,19 @@ def export_onnx(model: FormResNet, path: str | os.PathLike[str], *, weights_sha2
     descriptor = describe(model)
     multiple, channels = descriptor.size_multiple, descriptor.channels
     side = 2 * multiple
-    example = torch.rand(1, channels, side, side)
+    examples = 2  # a batch of one would be taken for a constant (torch 2.5's exporter)
+    example = torch.rand(examples, channels, side, side)
     batch = torch.export.Dim("batch", min=1, max=1024)
     if level is None:
         graph: nn.Module = LevelMapGraph(model)
         height = torch.export.Dim("rows", min=1, max=2**14) * multiple
         width = torch.export.Dim("columns", min=1, max=2**14) * multiple
-        arguments: tuple[torch.Tensor, ...] = (example, torch.full((1, 1, side, side), 0.1))
+        arguments: tuple[torch.Tensor, ...] = (example, torch.full((examples, 1, side, side), 0.1))
         shapes = {"image": {0: batch, 2: height, 3: width}, "level": {0: batch, 2: height, 3: width}}
         names = list(INPUT_NAMES)
     else:
         graph = BakedLevelGraph(model, level, upscale)
-        example = torch.rand(1, channels, side + 1, side + 3)  # not a multiple: pads
+        example = torch.rand(examples, channels, side + 1, side + 3)  # not a multiple: pads
         arguments = (example,)
         shapes = {"image": {0: batch, 2: torch.export.Dim("height", min=1, max=2**17),
                             3: torch.export.Dim("width", min=1, max=2**17)}}
