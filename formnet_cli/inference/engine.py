@@ -90,19 +90,11 @@ def restore_tensor(
         image: ``(C, H, W)`` float32 in [0, 1], on the CPU, with the model's channels; any size, including 1 x 1.
         level: the normalised level, a number or a scalar tensor, or a per-pixel ``(1, H, W)``
             map (tensor or array), which is padded and tiled exactly like the image.
-        tile: window side in pixels as seen by the model (context margin included), rounded
-            down to ``size_multiple`` and raised to the smallest size that can be exact;
-            ``None`` for one untiled pass; ``"auto"`` to size it from free memory.
-        tile_overlap: pixels over which neighbouring tiles are blended
-            (default :data:`DEFAULT_TILE_OVERLAP`).
         device: ``auto``, ``cpu``, ``cuda``, ``cuda:N`` or ``mps`` (see :func:`~formnet_cli.inference.device.resolve_device`).
         precision: ``auto``, ``fp32``, ``fp16`` or ``bf16`` (see :func:`~formnet_cli.inference.device.resolve_precision`).
-        batch_size: tiles per forward pass.
-        progress: called as ``progress(done_tiles, total_tiles)`` after each batch; after an
-            out-of-memory retry the count starts again with the new total.
-        ensemble: geometric self-ensemble, one of :data:`ENSEMBLE_SIZES`: the mean of the
-            restorations of that many flipped/rotated copies of the image (and level map),
-            each turned back (``ensemble`` times the time; 1: one plain pass).
+        tile, tile_overlap, batch_size, progress, ensemble: as
+            :func:`~formnet_cli.inference.tiling.restore_array` takes them (``tile="auto"``
+            sizes windows from ``device``'s free memory; ``batch_size`` tiles per forward pass).
 
     Returns:
         ``(C, H, W)`` float32 on the CPU, not clamped, without autograd history.
