@@ -106,8 +106,9 @@ def test_unknown_task_is_a_one_line_usage_error(tiny_models, tmp_path, gray_png)
     result = restore(tiny_models.denoise_gray, gray_png, "-o", tmp_path / "o.png",
                      "--task", "deblur")
     assert result.exit_code == 2
-    assert result.stderr == ("error: Invalid value for '--task' / '-t': 'deblur' is not one of "
-                             "'denoise', 'jpeg', 'sr' (see 'formnet restore -h')\n")
+    assert result.stderr == ("error: Invalid value for '--task' / '-t': 'deblur' is not auto, "
+                             "denoise, jpeg, sr or several joined by commas (see 'formnet restore "
+                             "-h')\n")
 
 
 @pytest.mark.parametrize("flags, expected", [

@@ -24,6 +24,7 @@ from starlette.testclient import TestClient
 from formnet_cli import api
 from formnet_cli.errors import InvalidOptionError
 from formnet_cli import io as imageio
+from formnet_cli.options import RestoreOptions
 from formnet_cli.server.app import ServerSettings, _display_name, create_app
 
 MAX_UPLOAD_MIB = 1.0
@@ -215,7 +216,7 @@ def test_bad_options_are_400_with_the_cli_message(client, fields, text):
 
 def test_the_400_message_is_the_library_s(client):
     with pytest.raises(InvalidOptionError) as caught:
-        api.check_options("denoise", sigma="-3")
+        RestoreOptions("denoise", sigma="-3")
     response = post(client, png_bytes(noisy_photo(24, 24)), task="denoise", sigma=-3)
     assert assert_error(response, 400, "sigma") == str(caught.value)
 

@@ -42,6 +42,9 @@ class BatchOptions:
     restore: RestoreOptions = field(default_factory=RestoreOptions)
     """How each image is restored, parsed once for the whole batch."""
     skip_existing: bool = False
+    skip_clean: bool = False
+    """Where ``--task auto`` finds nothing to restore, write nothing (instead of the input as
+    it is)."""
     ext: str | None = None
     """Output format by extension (``png``); ``None`` keeps each input's extension."""
     jpeg_quality: int | None = None
@@ -448,7 +451,7 @@ def check_before_any_file(plan: BatchPlan, options: BatchOptions) -> None:
     if options.jpeg_quality is not None and not 1 <= options.jpeg_quality <= 100:
         raise InvalidOptionError(f"--jpeg-quality must be in [1, 100], got {options.jpeg_quality}")
     if plan.jobs and restore.model is not None:
-        loaded = api.load_model(restore.model, task=restore.task, device=restore.device)
+        loaded = api.load_options_model(restore)
         api.check_model_options(loaded, sigma=restore.sigma, scale=restore.scale,
                                 precision=restore.precision, device=restore.device)
     _check_output_folders_writable([job for job in plan.jobs if not left_as_is(job, options)])

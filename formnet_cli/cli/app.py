@@ -25,8 +25,8 @@ from formnet_cli import __version__
 from formnet_cli.cli.base import FormnetCommand, FormnetGroup, debug_enabled
 from formnet_cli.cli.options import (
     BatchSizeOption, DeviceOption, EnsembleOption, ModelOption, PrecisionName, PrecisionOption,
-    QualityOption, ScaleOption, SigmaOption, TaskOption, ThreadsOption, TileOption,
-    TileOverlapOption, task_for)
+    QualityOption, RestoreTaskOption, ScaleOption, SigmaOption, ThreadsOption, TileOption,
+    TileOverlapOption, restore_task_for)
 from formnet_cli.errors import InvalidOptionError
 
 __all__ = ["FormnetGroup", "app", "main"]
@@ -68,7 +68,7 @@ def restore(
         "--output", "-o", show_default=False, metavar="PATH",
         help="Output file (one input file) or folder (created; a trailing / says folder); - "
              "writes the image to standard output (in the input's format, or --ext).")],
-    task: TaskOption = None,
+    task: RestoreTaskOption = None,
     sigma: SigmaOption = None,
     quality: QualityOption = None,
     scale: ScaleOption = None,
@@ -84,6 +84,10 @@ def restore(
         "--recursive", "-r", metavar="", help="Walk folders and mirror their tree under the output.")] = False,
     skip_existing: Annotated[bool, typer.Option(
         "--skip-existing", metavar="", help="Leave outputs that already exist untouched.")] = False,
+    skip_clean: Annotated[bool, typer.Option(
+        "--skip-clean", metavar="",
+        help="With --task auto, write nothing for an image it finds nothing to restore in "
+             "(default: write it unchanged).")] = False,
     ext: Annotated[Optional[str], typer.Option(
         "--ext", metavar="png|jpg|tif|webp|avif|heic|jp2|bmp",
         help="Output format for folder outputs and -o - (default: the input's).")] = None,
@@ -100,10 +104,12 @@ def restore(
     """Restore images: one file, or many files, folders and globs into an output folder.
 
     \b
+    formnet restore photo.jpg -o photo_fixed.jpg       # auto: JPEG artifacts and/or noise, as found
     formnet restore photo.png -o photo_clean.png --sigma 25
     formnet restore scans/ -o restored/ --recursive --sigma auto
     formnet restore old.jpg -o old_fixed.png --task jpeg --quality auto
     formnet restore small.png -o big.png --scale 4                # --scale: super-resolution
+    formnet restore scan.png -o big.png --sigma 25 --scale 2      # denoise, then x2
     formnet restore scans/ -o restored/ -r --dry-run            # what would be written where
     curl -s https://example.org/noisy.jpg | formnet restore - -o - --ext png > clean.png
     """
@@ -122,13 +128,11 @@ def restore(
         from formnet_cli.options import RestoreOptions
 
         restore_options = RestoreOptions(
-            task_for(task, [model] if model else [], scale=scale is not None,
-                     quality=quality is not None),
-            sigma=sigma, quality=quality, scale=scale, model=model, device=device,
-            precision=precision.value, tile=tile, tile_overlap=tile_overlap,
-            batch_size=batch_size, ensemble=ensemble)
-        options = BatchOptions(restore_options, skip_existing=skip_existing, ext=ext,
-                               jpeg_quality=jpeg_quality)
+            restore_task_for(task, model), sigma=sigma, quality=quality, scale=scale,
+            model=model, device=device, precision=precision.value, tile=tile,
+            tile_overlap=tile_overlap, batch_size=batch_size, ensemble=ensemble)
+        options = BatchOptions(restore_options, skip_existing=skip_existing,
+                               skip_clean=skip_clean, ext=ext, jpeg_quality=jpeg_quality)
         plan = plan_batch(inputs, output, recursive=recursive, ext=ext)
         for note in plan.notes:
             console.print(note, markup=False, highlight=False, soft_wrap=True)

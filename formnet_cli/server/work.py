@@ -23,6 +23,7 @@ from formnet_cli import api
 from formnet_cli.config import LEVEL_NAMES, TASKS
 from formnet_cli.errors import FormnetError, InvalidOptionError, ModelNotFoundError
 from formnet_cli import io as imageio
+from formnet_cli.options import RestoreOptions
 
 SERVER_TASKS = ("auto", *TASKS)
 """The tasks the page and the API offer: ``auto`` lets the library choose (issue 22)."""
@@ -112,7 +113,7 @@ def check_job(job: RestoreJob) -> None:
                 raise InvalidOptionError(f"{name} applies to task '{task}', not 'auto' (which "
                                          "chooses the task and its level); give task={task}")
     else:
-        api.check_options(job.task, sigma=job.sigma, quality=job.quality, scale=job.scale)
+        RestoreOptions(job.task, sigma=job.sigma, quality=job.quality, scale=job.scale)
     _normalise_ext(job.ext)
 
 
@@ -162,7 +163,8 @@ def _restore_page(page: imageio.LoadedImage, job: RestoreJob, progress: api.Prog
 
 def _restore(pixels: np.ndarray, job: RestoreJob, progress: api.Progress) -> api.RestoreResult:
     """The one call of the library. ``auto`` calls it without a task: the library decides
-    (today its default, denoise with sigma auto; per file once issue 22 lands)."""
+    per file (:mod:`formnet_cli.auto`: JPEG artifacts, noise, both or nothing), reading the
+    upload's JPEG tables."""
     common = {"model": job.model, "device": _DEVICE, "progress": progress, "source_path": job.data,
               "strength": 1.0 if job.strength is None else job.strength}
     if job.task == "auto":
