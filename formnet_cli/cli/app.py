@@ -25,8 +25,8 @@ from formnet_cli import __version__
 from formnet_cli.cli.base import FormnetCommand, FormnetGroup, debug_enabled
 from formnet_cli.cli.options import (
     BatchSizeOption, DeviceOption, EnsembleOption, ModelOption, PrecisionName, PrecisionOption,
-    QualityOption, RestoreTaskOption, ScaleOption, SigmaOption, ThreadsOption, TileOption,
-    TileOverlapOption, restore_task_for)
+    QualityOption, RestoreTaskOption, ScaleOption, SigmaOption, StrengthOption, ThreadsOption,
+    TileOption, TileOverlapOption, restore_task_for)
 from formnet_cli.errors import InvalidOptionError
 
 __all__ = ["FormnetGroup", "app", "main"]
@@ -72,6 +72,7 @@ def restore(
     sigma: SigmaOption = None,
     quality: QualityOption = None,
     scale: ScaleOption = None,
+    strength: StrengthOption = 1.0,
     model: ModelOption = None,
     device: DeviceOption = "auto",
     precision: PrecisionOption = PrecisionName.auto,
@@ -110,6 +111,7 @@ def restore(
     formnet restore old.jpg -o old_fixed.png --task jpeg --quality auto
     formnet restore small.png -o big.png --scale 4                # --scale: super-resolution
     formnet restore scan.png -o big.png --sigma 25 --scale 2      # denoise, then x2
+    formnet restore photo.jpg -o softer.jpg --strength 0.5        # half way to the restoration
     formnet restore scans/ -o restored/ -r --dry-run            # what would be written where
     curl -s https://example.org/noisy.jpg | formnet restore - -o - --ext png > clean.png
     """
@@ -130,7 +132,8 @@ def restore(
         restore_options = RestoreOptions(
             restore_task_for(task, model), sigma=sigma, quality=quality, scale=scale,
             model=model, device=device, precision=precision.value, tile=tile,
-            tile_overlap=tile_overlap, batch_size=batch_size, ensemble=ensemble)
+            tile_overlap=tile_overlap, batch_size=batch_size, ensemble=ensemble,
+            strength=strength)
         options = BatchOptions(restore_options, skip_existing=skip_existing,
                                skip_clean=skip_clean, ext=ext, jpeg_quality=jpeg_quality)
         plan = plan_batch(inputs, output, recursive=recursive, ext=ext)

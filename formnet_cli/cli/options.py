@@ -98,6 +98,10 @@ QualityOption = Annotated[Optional[str], typer.Option(
     "--quality", "-q", metavar="INT|auto|blind", parser=_read_with(read_quality),
     help="JPEG quality of the input (jpeg): auto reads it from JPEG files, else blind "
          "(default: auto).")]
+StrengthOption = Annotated[float, typer.Option(
+    "--strength", metavar="0..1",
+    help="How much of the restoration to apply: 0 writes the input (bicubic-upscaled for sr), "
+         "1 the restoration; in between, the two blended linearly.")]
 ScaleOption = Annotated[Optional[int], typer.Option(
     "--scale", metavar="2|3|4", help="Upscaling factor (sr).")]
 
