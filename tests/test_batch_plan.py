@@ -226,15 +226,23 @@ def test_empty_folder_and_misplaced_ext_are_one_line_errors(tiny_models, tmp_pat
 
 
 @pytest.mark.parametrize("order", [("a.jpg", "a.png"), ("a.png", "a.jpg")])
-def test_no_output_replaces_another_input(tmp_path, random_image, write_png, order):
+def test_no_output_replaces_another_input(tmp_path, random_image, write_png, order, tiny_models):
     png = write_png(tmp_path / "a.png", random_image((8, 8), np.uint8))
     Image.fromarray(random_image((8, 8), np.uint8, seed=1)).save(tmp_path / "a.jpg")
     before = png.read_bytes()
-    plan = batch_plan.plan_batch([tmp_path / name for name in order], tmp_path, ext="png")
-    assert plan.jobs == []
-    reasons = {result.input.name: result.reason for result in plan.settled}
-    assert reasons == {"a.png": "the output would overwrite the input",
-                       "a.jpg": f"the output would overwrite the input {png}"}
+    with pytest.raises(InvalidOptionError) as refused:  # a usage error, before any work
+        batch_plan.plan_batch([tmp_path / name for name in order], tmp_path, ext="png")
+    assert str(refused.value) == (f"{tmp_path / 'a.png'}: the output would overwrite the input; "
+                                  "choose another -o")
+    jpeg = (tmp_path / "a.jpg").read_bytes()
+    itself = restore(tiny_models.denoise_gray, tmp_path / "a.jpg", "-o", tmp_path / "a.jpg")
+    assert itself.exit_code == 2 and itself.stderr == (
+        f"error: {tmp_path / 'a.jpg'}: the output would overwrite the input; choose another -o "
+        "(see 'formnet restore -h')\n")
+    assert (tmp_path / "a.jpg").read_bytes() == jpeg
+    one = restore(tiny_models.denoise_gray, tmp_path / "a.jpg", tmp_path / "a.png", "-o", tmp_path,
+                  "--ext", "png")
+    assert one.exit_code == 2 and "would overwrite the input" in one.stderr
     assert png.read_bytes() == before
 
 

@@ -64,10 +64,14 @@ def restore(
         show_default=False, metavar="INPUT",
         help="Image files, folders or glob patterns (quote globs); - reads one image from "
              "standard input.")],
-    output: Annotated[str, typer.Option(  # a str: a Path would drop a trailing / (a folder)
+    output: Annotated[Optional[str], typer.Option(  # a str: a Path would drop a trailing / (a folder)
         "--output", "-o", show_default=False, metavar="PATH",
         help="Output file (one input file) or folder (created; a trailing / says folder); - "
-             "writes the image to standard output (in the input's format, or --ext).")],
+             "writes the image to standard output (in the input's format, or --ext). Default: "
+             "beside each input, its name ending in --suffix (photo_restored.jpg).")] = None,
+    suffix: Annotated[str, typer.Option(
+        "--suffix", metavar="TEXT",
+        help="Without -o: what the name of each output written beside its input ends with.")] = "_restored",
     task: RestoreTaskOption = None,
     sigma: SigmaOption = None,
     quality: QualityOption = None,
@@ -105,6 +109,7 @@ def restore(
     """Restore images: one file, or many files, folders and globs into an output folder.
 
     \b
+    formnet restore photo.jpg                          # auto, to photo_restored.jpg beside it
     formnet restore photo.jpg -o photo_fixed.jpg       # auto: JPEG artifacts and/or noise, as found
     formnet restore photo.png -o photo_clean.png --sigma 25
     formnet restore scans/ -o restored/ --recursive --sigma auto
@@ -136,14 +141,15 @@ def restore(
             strength=strength)
         options = BatchOptions(restore_options, skip_existing=skip_existing,
                                skip_clean=skip_clean, ext=ext, jpeg_quality=jpeg_quality)
-        plan = plan_batch(inputs, output, recursive=recursive, ext=ext)
+        plan = plan_batch(inputs, output, recursive=recursive, ext=ext, suffix=suffix)
         for note in plan.notes:
             console.print(note, markup=False, highlight=False, soft_wrap=True)
         if list_only:
             summary = dry_run(plan, options)
         else:
             with cpu_threads(threads):
-                summary = run_batch(plan, options, RichReporter(console),
+                summary = run_batch(plan, options,
+                                    RichReporter(console, plain_lines=not json_output),
                                     show_tracebacks=debug_enabled())
     except KeyboardInterrupt:  # while starting, planning or loading the model: before any file
         console.print("interrupted before the first file; nothing was written", highlight=False)
@@ -162,7 +168,7 @@ def restore(
     raise typer.Exit(summary.exit_code)
 
 
-def _check_standard_streams(inputs: list[Path], output: str, *, json_output: bool,
+def _check_standard_streams(inputs: list[Path], output: str | None, *, json_output: bool,
                             list_only: bool) -> None:
     """Refuse ``-`` where the stream cannot serve: an image to or from a terminal, and
     ``--json`` with the image on standard output."""
