@@ -288,7 +288,8 @@ def restore(image: np.ndarray, task: str = AUTO, *, tasks: list[str] | None = No
             scale: int | None = None, model: str | os.PathLike[str] | LoadedModel | None = None,
             device: str = "auto", precision: str = "auto", tile: int | str | None = "auto",
             tile_overlap: int | None = None, batch_size: int = 1, ensemble: int | str = "auto",
-            progress: Progress | None = None, strength: float = 1.0) -> np.ndarray:
+            progress: Progress | None = None, strength: float = 1.0,
+            formatter: str | None = None) -> np.ndarray:
     """Restore one image; same dtype and layout as ``image`` (``scale`` x larger for ``sr``).
 
     ``task``: ``'auto'`` (the default) decides per image what it needs (JPEG artifact removal,
@@ -309,13 +310,15 @@ def restore(image: np.ndarray, task: str = AUTO, *, tasks: list[str] | None = No
     where it was loaded; another device runs a copy there for each call, leaving the
     :class:`LoadedModel` as it is). ``strength``: how much of the restoration to apply, from 0
     (the input; bicubic-upscaled for ``sr``) to 1 (the model's output, the default), blended
-    linearly. The options are read as :class:`~formnet_cli.options.RestoreOptions` reads them.
+    linearly. ``formatter`` (``none``, ``cnn``, ``bm3d``; without ``model``): the task's model
+    with that formatting stage. The options are read as
+    :class:`~formnet_cli.options.RestoreOptions` reads them.
     See :func:`restore_with_info`.
     """
     return restore_with_info(image, task, tasks=tasks, sigma=sigma, quality=quality, scale=scale,
                              model=model, device=device, precision=precision, tile=tile,
                              tile_overlap=tile_overlap, batch_size=batch_size, ensemble=ensemble,
-                             progress=progress, strength=strength).image
+                             progress=progress, strength=strength, formatter=formatter).image
 
 
 def restore_with_info(image: np.ndarray, task: str = AUTO, *, tasks: list[str] | None = None,
@@ -327,7 +330,7 @@ def restore_with_info(image: np.ndarray, task: str = AUTO, *, tasks: list[str] |
                       batch_size: int = 1, ensemble: int | str = "auto",
                       progress: Progress | None = None,
                       source_path: str | os.PathLike[str] | bytes | None = None,
-                      strength: float = 1.0) -> RestoreResult:
+                      strength: float = 1.0, formatter: str | None = None) -> RestoreResult:
     """:func:`restore`, also returning the steps run, the levels used (e.g. the estimated
     sigma) and, for ``task='auto'``, why.
 
@@ -338,7 +341,7 @@ def restore_with_info(image: np.ndarray, task: str = AUTO, *, tasks: list[str] |
     options = RestoreOptions(task, tasks=tasks, sigma=sigma, quality=quality, scale=scale,
                              model=model, device=device, precision=precision, tile=tile,
                              tile_overlap=tile_overlap, batch_size=batch_size,
-                             ensemble=ensemble, strength=strength)
+                             ensemble=ensemble, strength=strength, formatter=formatter)
     return restore_with_options(image, options, progress=progress, source_path=source_path)
 
 
@@ -456,7 +459,7 @@ def _restore_step(pixels: np.ndarray, step: Step, model: str | LoadedModel | Non
     """One step on ``H x W x C`` float32 pixels (C 1 or 3) with ``model`` (``None``: the
     task's default): the restored pixels (not clipped) and what ran."""
     color = pixels.shape[2] == 3
-    loaded = _select_model(model, step.task, 3 if color else 1, options.device)
+    loaded = _select_model(model, step.task, 3 if color else 1, options.device, options.formatter)
     passes = ensemble_passes(options.ensemble, loaded)
     levels = conditioning(step, loaded, pixels, source_path)
     run = Runner(loaded, options, device=_run_device(loaded, options.device), level=levels.level,
@@ -480,12 +483,15 @@ def _channels_equal(pixels: np.ndarray) -> bool:
                 and np.array_equal(pixels[:, :, 0], pixels[:, :, 2]))
 
 
-def _select_model(model: str | LoadedModel | None, task: str,
-                  channels: int, device: str) -> LoadedModel:
-    """The given model, or :func:`load_model`'s for ``task`` preferring ``channels``."""
+def _select_model(model: str | LoadedModel | None, task: str, channels: int, device: str,
+                  formatter: str | None) -> LoadedModel:
+    """The given model, the task's model with ``formatter``, or :func:`load_model`'s for
+    ``task`` preferring ``channels``."""
     if isinstance(model, LoadedModel):
         _check_model_task(model, task)
         return model
+    if model is None and formatter is not None:
+        model = registry.model_with_formatter(task, channels, formatter)
     return load_model(model, task=task, channels=channels, device=device)
 
 

@@ -35,8 +35,11 @@ from formnet_cli.imaging import estimation
 from formnet_cli.imaging.blockiness import jpeg_blockiness
 
 __all__ = ["BLOCKY", "FINE_QUALITY", "JPEG_QUALITY_MAX", "NOISY", "NOISY_IN_JPEG", "TEXTURE_RATIO",
-           "Compression", "NoiseReading", "examine", "explain", "is_noisy", "jpeg_step",
+           "STEPS", "Compression", "NoiseReading", "examine", "explain", "is_noisy", "jpeg_step",
            "measure_noise"]
+
+STEPS = ("jpeg", "denoise")
+"""The tasks ``auto`` may run on an image, in that order."""
 
 BLOCKY = 1.45
 """Blockiness from which an image that is not a JPEG file is taken for a decoded JPEG. Photos

@@ -28,7 +28,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Literal, Union
 
-from formnet_cli.config import LEVEL_NAMES, QUALITY_RANGE, SIGMA_MAX, SR_SCALES, TASKS, Task
+from formnet_cli.config import (FORMATTERS, LEVEL_NAMES, QUALITY_RANGE, SIGMA_MAX, SR_SCALES, TASKS,
+                                FormatterKind, Task)
 from formnet_cli.errors import InvalidOptionError
 
 if TYPE_CHECKING:
@@ -112,6 +113,9 @@ class RestoreOptions:
     strength: float = 1.0
     """How much of the restoration to apply: 0 gives the input (bicubic-upscaled for sr),
     1 the model's output; in between, blended linearly."""
+    formatter: FormatterKind | None = None
+    """Without ``model``: the task's model with this formatting stage (``none``: DiffResNet,
+    ``cnn``, ``bm3d``); ``None``: the task's default model."""
 
     def __post_init__(self) -> None:
         steps = _parse_steps(self.task, self.tasks)
@@ -137,6 +141,7 @@ class RestoreOptions:
             "batch_size": _parse_count(self.batch_size, "batch size", minimum=1),
             "ensemble": parse_ensemble(self.ensemble),
             "strength": read_strength(self.strength),
+            "formatter": _parse_formatter(self.formatter, self.model),
         }
         for name, value in parsed.items():
             object.__setattr__(self, name, value)
@@ -186,6 +191,16 @@ def _parse_steps(task: object, tasks: Sequence[str] | None) -> tuple[Task, ...]:
         raise InvalidOptionError(f"task {','.join(steps)!r} and tasks {list(listed)} disagree; "
                                  "give one of them")
     return listed
+
+
+def _parse_formatter(formatter: object, model: object) -> FormatterKind | None:
+    if formatter is None:
+        return None
+    if formatter not in FORMATTERS:
+        raise InvalidOptionError(f"unknown formatter {formatter!r}; choose one of {', '.join(FORMATTERS)}")
+    if model is not None:
+        raise InvalidOptionError("a formatter picks the model: give a model or a formatter, not both")
+    return formatter  # type: ignore[return-value]
 
 
 def read_strength(strength: object) -> float:

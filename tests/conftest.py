@@ -15,6 +15,17 @@ import numpy as np
 import pytest
 
 
+_TERMINAL_VARIABLES = ("FORCE_COLOR", "TTY_COMPATIBLE", "TTY_INTERACTIVE", "COLUMNS", "LINES")
+"""Variables that make rich draw colour and live progress into a captured stream (a CI runner
+may set them); the tests compare formnet's plain one-line messages."""
+
+
+@pytest.fixture(autouse=True)
+def _plain_terminal(monkeypatch: pytest.MonkeyPatch) -> None:
+    for name in _TERMINAL_VARIABLES:
+        monkeypatch.delenv(name, raising=False)
+
+
 @dataclass(frozen=True)
 class TinyModels:
     """Checkpoint folders of tiny untrained models, one per (task, channels) the tests use."""

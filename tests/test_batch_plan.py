@@ -304,3 +304,32 @@ def test_the_case_probe_only_looks(tmp_path):
     assert batch_plan._folder_ignores_case(tmp_path) is False  # this project's file systems tell case
     assert sorted(path.name for path in tmp_path.iterdir()) == ["Scan.png", "sCAN.PNG"]  # nothing written
     assert batch_plan._ignores_case(tmp_path / ("x" * 300) / "deeper") is False  # an over-long name: no error
+
+
+def test_hidden_images_in_a_folder_are_listed_as_skipped(tiny_models, tmp_path, random_image,
+                                                         write_png):
+    folder = tmp_path / "in"
+    write_png(folder / "a.png", random_image((8, 8), np.uint8))
+    write_png(folder / ".hidden.png", random_image((8, 8), np.uint8, seed=1))
+    write_png(folder / ".thumbnails" / "a.png", random_image((8, 8), np.uint8, seed=2))
+    (folder / ".DS_Store").write_bytes(b"\0" * 8)  # hidden and no image: not worth a line
+    result = restore(tiny_models.denoise_gray, folder, "-o", tmp_path / "out", "--sigma", "5",
+                     "--json")
+    assert result.exit_code == 0, result.output
+    summary = json.loads(result.stdout)
+    assert (summary["done"], summary["skipped"]) == (1, 1)
+    [skipped] = [entry for entry in summary["files"] if entry["status"] == "skipped"]
+    assert skipped["input"] == str(folder / ".hidden.png")
+    assert skipped["reason"] == "a hidden file (its name starts with '.')"
+    assert f"skipped {folder / '.hidden.png'}: a hidden file" in result.stderr
+
+
+def test_a_link_loop_is_called_a_loop(tmp_path, random_image, write_png):
+    folder = tmp_path / "t"
+    write_png(folder / "ok.png", random_image((8, 8), np.uint8))
+    (folder / "loop.png").symlink_to("loop.png")
+    (folder / "a.png").symlink_to("b.png")
+    (folder / "b.png").symlink_to("a.png")
+    plan = batch_plan.plan_batch([folder], tmp_path / "out")
+    assert {result.input.name: result.reason for result in plan.settled} == {
+        name: "a link loop (its links lead back to themselves)" for name in ("loop.png", "a.png", "b.png")}

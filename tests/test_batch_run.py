@@ -406,3 +406,63 @@ def test_known_errors_fail_one_file_and_the_batch_goes_on(tiny_models, tmp_path,
     summary = batch_run.run_batch(plan, BatchOptions(options))
     assert [(r.input.name, r.status) for r in summary.results] == [("a.png", "failed"), ("b.png", "done")]
     assert summary.stopped == "" and "a bug" not in summary.results[0].reason
+
+
+def test_a_rerun_removes_and_lists_what_a_killed_run_left(tiny_models, tmp_path, random_image,
+                                                          write_png):
+    folder = tmp_path / "in"
+    for name in ("a.png", "b.png"):
+        write_png(folder / name, random_image((8, 8), np.uint8))
+    out = tmp_path / "out"
+    out.mkdir()
+    left = out / ".b.png.0123abcd.part"  # write_atomically's name, as a SIGKILL leaves it
+    left.write_bytes(b"half an image")
+    os.utime(left, (0, 0))  # written before this run started
+    someone_elses = out / ".notes.txt.0123abcd.part"
+    someone_elses.write_bytes(b"not ours")
+    os.utime(someone_elses, (0, 0))
+    result = restore(tiny_models.denoise_gray, folder, "-o", out, "--sigma", "5", "--skip-existing",
+                     "--json")
+    assert result.exit_code == 0, result.output
+    assert json.loads(result.stdout)["leftovers_removed"] == [str(left)]
+    assert f"removed 1 temporary file(s) left by an interrupted run: {left}" in result.stderr
+    assert not left.exists() and someone_elses.exists()
+    assert sorted(path.name for path in out.iterdir()) == [".notes.txt.0123abcd.part", "a.png", "b.png"]
+
+
+def test_a_temporary_file_of_a_live_run_is_left_alone(tmp_path, gray_png):
+    out = tmp_path / "out"
+    out.mkdir()
+    live = out / ".photo.png.89abcdef.part"  # being written now, by another formnet
+    live.write_bytes(b"in progress")
+    plan = batch_plan.plan_batch([gray_png], out / "photo.png")
+    assert batch_run._remove_leftovers(plan, batch_run.SilentReporter()) == []
+    assert live.exists()
+
+
+def test_a_file_read_despite_damage_is_noted(tiny_models, tmp_path):
+    import io
+    import struct
+
+    buffer = io.BytesIO()
+    Image.new("L", (16, 16), 9).save(buffer, "TIFF", compression="tiff_lzw", dpi=(72, 72))
+    data = bytearray(buffer.getvalue())
+    offset = struct.unpack("<I", data[4:8])[0]
+    entry = data.find(struct.pack("<HH", 296, 3), offset)  # ResolutionUnit: a value libtiff warns of
+    data[entry + 8:entry + 10] = struct.pack("<H", 65535)
+    source = tmp_path / "odd.tif"
+    source.write_bytes(bytes(data))
+    result = restore(tiny_models.denoise_gray, source, "-o", tmp_path / "out.tif", "--sigma", "5")
+    assert result.exit_code == 0, result.output
+    assert (f"{source}: read despite damage, its decoder said: " in result.stderr
+            and "ResolutionUnit" in result.stderr and "its output may show it" in result.stderr)
+
+
+def test_a_1_bit_image_is_refused_from_its_header(tiny_models, tmp_path, random_image, monkeypatch):
+    from formnet_cli.io import decode
+
+    source = tmp_path / "page.tif"
+    Image.fromarray(random_image((16, 16), np.uint8)).convert("1").save(source, compression="group4")
+    monkeypatch.setattr(decode, "_decode", lambda *args: pytest.fail("decoded before refusing"))
+    denoised = restore(tiny_models.denoise_gray, source, "-o", tmp_path / "out.tif", "--sigma", "5")
+    assert denoised.exit_code == 1 and "1-bit (black and white) image" in denoised.stderr

@@ -281,3 +281,19 @@ def test_a_tile_size_in_other_digits_is_a_clear_error():
 
 def restore_tile_error(value: str) -> str:
     return invoke("restore", "x.png", "-o", "y.png", "--tile", value).stderr
+
+
+def test_formatter_picks_the_model_of_that_form_and_models_lists_the_forms(tmp_path, gray_png):
+    source = gray_png
+    result = invoke("restore", source, "-o", tmp_path / "out.png", "--sigma", "25", "--formatter",
+                    "bm3d", "--device", "cpu", "--json")
+    assert result.exit_code == 0, result.output
+    assert json.loads(result.stdout)["files"][0]["model"] == "denoise-gray-bm3d"
+    missing = invoke("restore", source, "-o", tmp_path / "out2.png", "--formatter", "cnn")
+    assert missing.exit_code == 1 and "formatters there are: bm3d: denoise-gray-bm3d" in missing.output
+    assert not (tmp_path / "out2.png").exists()
+    both = invoke("restore", source, "-o", tmp_path / "out3.png", "--formatter", "none",
+                  "--model", "denoise-gray")
+    assert both.exit_code == 2 and "not both" in both.output
+    listing = invoke("models")
+    assert listing.exit_code == 0 and "formatter" in listing.output and "bm3d" in listing.output

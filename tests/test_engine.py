@@ -315,6 +315,8 @@ def test_out_of_memory_halves_the_tile(monkeypatch: pytest.MonkeyPatch) -> None:
     assert (restored - expected).abs().max() < 1e-4
 
 
+# slow: about 900 passes of the tightest window, 40 s of CPU (a fifth of the suite's)
+@pytest.mark.slow
 def test_out_of_memory_then_fewer_tiles_at_once_then_tighter_windows(
         monkeypatch: pytest.MonkeyPatch) -> None:
     # Memory for one 80 px window only: below the efficient floor (100 px here), so the engine

@@ -1,9 +1,10 @@
 """Reading every format (formnet_cli.io.decode): modes, depths, orientation, pages, and bad
-input as one line."""
+input as one line (what the C libraries print folded into it), special files."""
 
 from __future__ import annotations
 
 import io
+import os
 import struct
 import zlib
 from pathlib import Path
@@ -176,6 +177,31 @@ def test_avif_of_any_brand_is_read_by_pillows_avif_plugin():
     assert image.source_format == "AVIF" and abs(image.pixels[0, 0, 0] - 200 / 255) < 0.02
 
 
+AVIF_AFTER_HEIF_REGISTERED = """
+import io, sys
+import pillow_heif
+pillow_heif.register_heif_opener()  # before Pillow's own plugins load, as a caller's code may
+from PIL import Image
+buffer = io.BytesIO()
+Image.new("RGB", (8, 8), (200, 40, 40)).save(buffer, format="AVIF", quality=90)
+assert Image.ID.index("HEIF") < Image.ID.index("AVIF")
+from formnet_cli.io import read_image_bytes
+image = read_image_bytes(buffer.getvalue()[:8] + b"mif1" + buffer.getvalue()[12:], "x.avif")
+print(image.source_format, round(float(image.pixels[0, 0, 0]) * 255))
+"""
+
+
+def test_avif_goes_to_pillows_reader_whichever_opener_registered_first():
+    import subprocess
+    import sys
+
+    run = subprocess.run([sys.executable, "-c", AVIF_AFTER_HEIF_REGISTERED], capture_output=True,
+                         text=True, timeout=120, cwd=Path(__file__).parents[1])
+    assert run.returncode == 0, run.stderr
+    source_format, red = run.stdout.split()
+    assert source_format == "AVIF" and abs(int(red) - 200) <= 5
+
+
 def test_heic_with_several_images_reads_the_primary_one(tmp_path):
     first, second = Image.new("RGB", (8, 6), (250, 0, 0)), Image.new("RGB", (4, 4), (0, 0, 250))
     first.save(tmp_path / "burst.heic", save_all=True, append_images=[second], quality=-1)
@@ -295,8 +321,7 @@ def test_tiff_pages_keep_their_own_profiles_and_skip_thumbnails(tmp_path):
     assert len(imageio.read_pages(single)) == 1
 
 
-@pytest.mark.filterwarnings("ignore:Corrupt EXIF data")  # Pillow, on the broken chain
-def test_tiff_with_a_broken_page_chain_still_reads_its_first_page(tmp_path):
+def test_tiff_with_a_broken_page_chain_fails_naming_the_page(tmp_path):
     path = tmp_path / "broken.tif"
     Image.fromarray(random_uint((12, 12), 8)).save(path)
     data = bytearray(path.read_bytes())
@@ -307,8 +332,11 @@ def test_tiff_with_a_broken_page_chain_still_reads_its_first_page(tmp_path):
     next_offset = ifd + 2 + 12 * entries
     data[next_offset:next_offset + 4] = (len(data) + 1000).to_bytes(4, "little")
     path.write_bytes(bytes(data))
-    assert read_image(path).pixels.shape == (12, 12, 1)
-    assert len(imageio.read_pages(path)) == 1
+    # a second page is declared and cannot be read: not one page out of two, but a failure
+    for read in (read_image, imageio.read_pages):
+        with pytest.raises(ImageReadError, match=r"broken.tif: page 2: its directory \(IFD\) "
+                                                 r"is damaged or missing .* refused whole"):
+            read(path)
 
 
 def test_single_page_files_read_as_one_page(tmp_path):
@@ -419,3 +447,108 @@ def test_a_truncated_tiff_is_reported_once_without_library_log_lines(tmp_path, c
     with pytest.raises(ImageReadError, match="cut.tif: truncated or corrupt TIFF image"):
         imageio.read_pages(tmp_path / "cut.tif")
     assert not [record for record in caplog.records if record.name.startswith("tifffile")]
+
+
+def _damaged(data: bytes, start: int = 20, end: int = 200) -> bytes:
+    damaged = bytearray(data)
+    for at in range(start, min(end, len(damaged))):
+        damaged[at] ^= 0x33
+    return bytes(damaged)
+
+
+def _compressed_tiff(compression: str, seed: int = 0) -> bytes:
+    buffer = io.BytesIO()
+    samples = np.random.default_rng(seed).integers(0, 256, (64, 64), dtype=np.uint8)
+    Image.fromarray(samples).save(buffer, "TIFF", compression=compression)
+    return buffer.getvalue()
+
+
+@pytest.mark.parametrize("compression, said", [("tiff_adobe_deflate", "ZIPDecode: Decoding error"),
+                                               ("tiff_lzw", "Using code not yet in table")])
+def test_what_libtiff_prints_is_folded_into_the_one_line(tmp_path, capfd, compression, said):
+    path = tmp_path / "damaged.tif"
+    path.write_bytes(_damaged(_compressed_tiff(compression)))
+    with pytest.raises(ImageReadError) as caught:
+        imageio.read_pages(path)
+    message = str(caught.value)
+    assert message.startswith(f"{path}: truncated or corrupt image") and "\n" not in message
+    assert f"; the decoder said: " in message and said in message
+    assert capfd.readouterr().err == ""  # not a line of libtiff's beside formnet's
+
+
+def test_what_libpng_prints_under_opencv_is_folded_into_the_one_line(tmp_path, capfd):
+    encoded = bytearray(cv2.imencode(".png", random_uint((32, 32, 3), 16))[1].tobytes())
+    at = encoded.find(b"IDAT")
+    length = struct.unpack(">I", encoded[at - 4:at])[0]
+    encoded[at + 24:at + 64] = bytes(40)  # damage reaching the inflater: its CRC made right
+    encoded[at + 4 + length:at + 8 + length] = struct.pack(">I", zlib.crc32(bytes(encoded[at:at + 4 + length])))
+    (tmp_path / "deep.png").write_bytes(bytes(encoded))
+    with pytest.raises(ImageReadError, match=r"deep.png: .*; the decoder said: libpng error: "):
+        read_image(tmp_path / "deep.png")
+    assert capfd.readouterr().err == ""
+
+
+def test_an_image_decoded_despite_its_decoders_warnings_carries_them(tmp_path, capfd):
+    buffer = io.BytesIO()  # what the fuzz found: libtiff warns of a bad ResolutionUnit, reads on
+    Image.new("L", (64, 64), 9).save(buffer, "TIFF", compression="tiff_lzw", dpi=(72, 72))
+    data = bytearray(buffer.getvalue())
+    offset = struct.unpack("<I", data[4:8])[0]
+    entries = struct.unpack("<H", data[offset:offset + 2])[0]
+    resolution_unit = data.find(struct.pack("<HH", 296, 3), offset, offset + 2 + 12 * entries)
+    data[resolution_unit + 8:resolution_unit + 10] = struct.pack("<H", 65535)
+    (tmp_path / "odd.tif").write_bytes(bytes(data))
+    image = read_image(tmp_path / "odd.tif")
+    assert image.pixels.shape == (64, 64, 1)
+    assert any("ResolutionUnit" in line for line in image.decoder_warnings), image.decoder_warnings
+    assert capfd.readouterr().err == ""
+
+
+def test_threads_decoding_at_once_each_get_their_own_library_lines(tmp_path, capfd):
+    """Descriptor 2 is the process's: captures take turns, and a line formnet itself prints
+    from another thread meanwhile still reaches standard error."""
+    import sys
+    import threading
+    from concurrent.futures import ThreadPoolExecutor
+
+    for index in range(8):
+        compression = "tiff_adobe_deflate" if index % 2 else "tiff_lzw"
+        (tmp_path / f"{index}.tif").write_bytes(_damaged(_compressed_tiff(compression, seed=index)))
+    stop = threading.Event()
+
+    def chatter() -> None:
+        while not stop.is_set():
+            print("progress", file=sys.stderr, flush=True)
+            stop.wait(0.001)
+
+    talker = threading.Thread(target=chatter)
+    talker.start()
+
+    def reason(index: int) -> str:
+        with pytest.raises(ImageReadError) as caught:
+            imageio.read_pages(tmp_path / f"{index}.tif")
+        return str(caught.value)
+
+    try:
+        with ThreadPoolExecutor(4) as pool:
+            reasons = list(pool.map(reason, range(8)))
+    finally:
+        stop.set()
+        talker.join()
+    for index, text in enumerate(reasons):
+        said = "ZIPDecode" if index % 2 else "Using code not yet in table"
+        assert text.startswith(f"{tmp_path / f'{index}.tif'}: ") and said in text, text
+    err = capfd.readouterr().err
+    assert set(err.split()) == {"progress"}  # every line of its own, none of a library
+
+
+@pytest.mark.parametrize("make, reason", [
+    (lambda path: os.mkfifo(path), "not a regular file"),
+    (lambda path: path.symlink_to(path), "a link loop"),
+    (lambda path: path.symlink_to("/dev/zero"), "not a regular file"),
+    (lambda path: os.truncate(path.open("wb").name, 256 * 2**20), "not a supported image"),
+])
+def test_special_files_are_refused_in_one_line_without_reading_them(tmp_path, make, reason):
+    path = tmp_path / "special.png"
+    make(path)
+    with pytest.raises(ImageReadError, match=f"special.png: .*{reason}"):
+        imageio.read_pages(path)  # a FIFO would block, /dev/zero and a sparse file never end

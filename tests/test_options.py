@@ -131,3 +131,11 @@ def test_options_are_parsed_without_importing_torch():
             "print('torch' in sys.modules)")
     completed = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
     assert completed.returncode == 0 and completed.stdout.strip() == "False", completed.stderr
+
+
+def test_formatter_is_checked_and_excludes_a_model():
+    assert RestoreOptions("denoise", formatter="bm3d").formatter == "bm3d"
+    with pytest.raises(InvalidOptionError, match="unknown formatter 'wavelet'"):
+        RestoreOptions("denoise", formatter="wavelet")
+    with pytest.raises(InvalidOptionError, match="a model or a formatter, not both"):
+        RestoreOptions("denoise", model="denoise-gray", formatter="none")

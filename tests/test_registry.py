@@ -207,3 +207,14 @@ def test_list_models_shows_source_parameters_and_scores(setup, tmp_path, trained
     rows = {row.name: row for row in registry.list_models(manifest=manifest)}
     assert rows["denoise-gray"].source == "cache"
     assert rows["denoise-gray"].scores == {"set12_sigma25_psnr": 30.5}
+
+
+def test_a_formatter_picks_the_tasks_model_of_that_form_or_names_the_forms_there_are():
+    from formnet_cli.hub.registry import model_with_formatter
+
+    assert model_with_formatter("denoise", 1, "none") == "denoise-gray"
+    assert model_with_formatter("denoise", 3, "none") == "denoise-color"
+    assert model_with_formatter("denoise", 1, "bm3d") == "denoise-gray-bm3d"
+    assert model_with_formatter("denoise", 3, "bm3d") == "denoise-gray-bm3d"  # run per channel
+    with pytest.raises(ModelNotFoundError, match="formats with 'cnn'.*bm3d: denoise-gray-bm3d"):
+        model_with_formatter("denoise", 1, "cnn")

@@ -22,9 +22,9 @@ pytest.importorskip("httpx", reason="Starlette's test client needs httpx")
 from starlette.testclient import TestClient
 
 from formnet_cli import api
+from formnet_cli.options import RestoreOptions
 from formnet_cli.errors import InvalidOptionError
 from formnet_cli import io as imageio
-from formnet_cli.options import RestoreOptions
 from formnet_cli.server.app import ServerSettings, _display_name, create_app
 
 MAX_UPLOAD_MIB = 1.0
@@ -253,7 +253,12 @@ def test_a_decompression_bomb_is_413_from_its_header(client):
     bomb = (b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header) + chunk(b"IDAT", zlib.compress(b"\0" * 64))
             + chunk(b"IEND", b""))
     assert len(bomb) < 100
-    assert_error(post(client, bomb, name="bomb.png"), 413,
+    # refused from its header: its data cannot hold what the header declares (io/limits)
+    assert_error(post(client, bomb, name="bomb.png"), 415, "bomb.png: truncated or corrupt PNG image")
+    # a real one: 4 MP of zeros in a few kB, over the server's limit, refused before decoding
+    real = png_bytes(np.zeros((2000, 2000), np.uint8))
+    assert len(real) < 100_000
+    assert_error(post(client, real, name="bomb.png"), 413,
                  "bomb.png: image too large, refused as a possible decompression bomb")
     # a real image over the server's limit (0.25 MP) is refused the same way
     over = png_bytes(np.zeros((600, 500), np.uint8))

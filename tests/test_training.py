@@ -606,6 +606,8 @@ def test_bm3d_formatter_outputs_are_computed_once_and_cached(tmp_path, image_dir
                        second.model.state_dict()["residual.network.head.weight"])
 
 
+# slow: a pool of worker processes, each importing torch (about 50 s here)
+@pytest.mark.slow
 def test_bm3d_cache_in_worker_processes_matches_one_process(tmp_path):
     """The process pool computes the same BM3D outputs, noise and cache files as one process."""
     from formnet_cli.training.data import bm3d_outputs
@@ -671,8 +673,14 @@ def test_color_jitter_keeps_greys_and_clips_and_holdout_is_disjoint() -> None:
     from formnet_cli.training.data import color_jitter, holdout_split
 
     rng = np.random.default_rng(0)
-    grey = np.repeat(rng.random((16, 16, 1)), 3, axis=2)
-    np.testing.assert_allclose(color_jitter(grey, rng, [0.5, 3.0]), grey, atol=1e-5)
+    flat = np.full((16, 16, 3), 0.5)
+    np.testing.assert_allclose(color_jitter(flat, rng, [0.5, 3.0]), flat, atol=1e-5)  # mid-grey stays
+    fine_detail_in_colour = []
+    for _ in range(20):
+        grey = np.repeat(rng.random((16, 16, 1)) * 0.2 + 0.4, 3, axis=2)
+        jittered = color_jitter(grey, rng, [1.0, 1.0])
+        fine_detail_in_colour.append(np.ptp(jittered - jittered.mean(axis=2, keepdims=True)) > 0.01)
+    assert 0 < sum(fine_detail_in_colour) < 20  # some rotations keep greys grey, others colour them
     colour = rng.random((16, 16, 3))
     jittered = color_jitter(colour, rng, [3.0, 3.0])
     assert jittered.min() >= 0 and jittered.max() <= 1 and not np.allclose(jittered, colour)

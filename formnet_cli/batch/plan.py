@@ -10,14 +10,16 @@ writes it to standard output (in the input's format, or ``ext``).
 An input path that does not exist is a usage error before any work (a typo); other inputs
 that cannot be restored (not an image, a FIFO, a link to nothing, a glob matching nothing, two
 inputs writing one output) are settled, skipped or failed, in the plan and the summary. The
-same file met twice (a folder and a glob, a link) runs once; hidden files, links to folders in
-a recursive walk and earlier outputs inside the output folder are left out.
+same file met twice (a folder and a glob, a link) runs once; hidden files (named among the
+skipped where they are images), hidden folders, links to folders in a recursive walk and
+earlier outputs inside the output folder are left out.
 :func:`dry_run` shows the plan with every check that :func:`~formnet_cli.batch.run.run_batch`
 makes before its first file (:func:`check_before_any_file`).
 """
 
 from __future__ import annotations
 
+import errno
 import functools
 import glob
 import os
@@ -25,7 +27,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from formnet_cli import api
+from formnet_cli import api, auto
 from formnet_cli.batch.summary import BatchSummary, FileResult
 from formnet_cli.errors import InvalidOptionError
 from formnet_cli import io as imageio
@@ -331,7 +333,10 @@ def _plan_directory(plan: BatchPlan, folder: Path, output: Path, recursive: bool
     for path in candidates:
         relative = path.relative_to(folder)
         if any(part.startswith(".") for part in relative.parts):
-            continue  # hidden files, and temporary files of interrupted writes
+            if (not any(part.startswith(".") for part in relative.parts[:-1])
+                    and imageio.is_image_path(path)):  # a hidden image, named in the summary
+                _skip(plan, path, "a hidden file (its name starts with '.')")
+            continue  # hidden folders, and temporary files of interrupted writes
         if is_earlier_output(path):
             continue
         if path.is_dir():
@@ -435,7 +440,14 @@ def _skip(plan: BatchPlan, path: Path, reason: str) -> None:
 def _not_a_file(path: Path) -> str:
     """Why ``path``, which is neither a regular file nor a folder, is not read."""
     if not path.exists():
-        return "a link to nothing" if path.is_symlink() else "no such file or directory"
+        if not path.is_symlink():
+            return "no such file or directory"
+        try:
+            os.stat(path)
+        except OSError as error:
+            if error.errno == errno.ELOOP:
+                return "a link loop (its links lead back to themselves)"
+        return "a link to nothing"
     kind = "a FIFO" if path.is_fifo() else "a device" if path.is_block_device() or path.is_char_device() \
         else "a socket" if path.is_socket() else "not a regular file"
     return f"{kind}, not an image file"
@@ -502,6 +514,9 @@ def check_before_any_file(plan: BatchPlan, options: BatchOptions) -> None:
     imageio.max_pixels()  # a bad FORMNET_MAX_MEGAPIXELS is one error, not one per file
     if options.jpeg_quality is not None and not 1 <= options.jpeg_quality <= 100:
         raise InvalidOptionError(f"--jpeg-quality must be in [1, 100], got {options.jpeg_quality}")
+    if plan.jobs and restore.formatter is not None:  # each step's model exists in that form
+        for task in restore.tasks or auto.STEPS:
+            api.registry.model_with_formatter(task, 1, restore.formatter)
     if plan.jobs and restore.model is not None:
         loaded = api.load_options_model(restore)
         api.check_model_options(loaded, sigma=restore.sigma, scale=restore.scale,

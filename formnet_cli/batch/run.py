@@ -1,8 +1,12 @@
 """Run a batch: restore each planned file, write it atomically, and report what happened.
 
-Every page of a multi-page TIFF is restored, into a multi-page TIFF. Every output is written
-atomically by :func:`formnet_cli.io.write_pages`, so an interrupted run never leaves a
-partial image. A file that fails with a known error (a :class:`~formnet_cli.errors.FormnetError`,
+Every page of a multi-page TIFF is restored, into a multi-page TIFF, or the file fails naming
+the page. Each input's header is checked before a pixel of it is decoded: its size against
+the pixel limit, the memory its decoding and restore will take, and what the task and the
+output can take (:func:`_before_decoding`). Every output is written atomically by
+:func:`formnet_cli.io.write_pages`, so an interrupted run never leaves a partial image; the
+temporary files a killed run (SIGKILL) could not remove are removed by the next run writing
+the same outputs, ``--skip-existing`` or not, and listed. A file that fails with a known error (a :class:`~formnet_cli.errors.FormnetError`,
 an ``OSError``, out of memory) is recorded as failed and the batch goes on; problems that would
 hit every file (no weights, an option out of range) stop it before the first file
 (:func:`~formnet_cli.batch.plan.check_before_any_file`), and so do a full disk (every later
@@ -18,9 +22,11 @@ import sys
 import time
 import traceback
 from pathlib import Path
+from collections.abc import Sequence
 from typing import Any, Protocol
 
 import numpy as np
+import psutil
 import torch
 
 from formnet_cli import api
@@ -31,6 +37,7 @@ from formnet_cli.batch.summary import BatchSummary, FileResult
 from formnet_cli.errors import (FormnetError, ImageReadError, ImageWriteError, ModelNotFoundError,
                                 OutOfSpaceError)
 from formnet_cli.hub.checkpoint import CheckpointError
+from formnet_cli.inference.engine import restore_memory_needed
 
 __all__ = ["Reporter", "SilentReporter", "run_batch"]
 
@@ -75,6 +82,7 @@ def run_batch(plan: BatchPlan, options: BatchOptions, reporter: Reporter | None 
     reporter = reporter or SilentReporter()
     check_before_any_file(plan, options)
     summary = BatchSummary(results=list(plan.settled))
+    summary.leftovers_removed = _remove_leftovers(plan, reporter)
     started = time.perf_counter()
     settled = len(summary.results)
     try:
@@ -121,6 +129,26 @@ def run_batch(plan: BatchPlan, options: BatchOptions, reporter: Reporter | None 
     return summary
 
 
+def _remove_leftovers(plan: BatchPlan, reporter: Reporter) -> list[Path]:
+    """Remove the temporary files that earlier runs, killed while writing (SIGKILL, a power
+    cut), left beside this batch's outputs (:func:`formnet_cli.io.leftover_temporaries`); one
+    written since this process started is another live run's, and is left alone."""
+    started = psutil.Process().create_time()
+    removed = []
+    for leftover in imageio.leftover_temporaries(job.output for job in plan.jobs
+                                                 if job.output != STREAM):
+        try:
+            if leftover.stat().st_mtime < started:
+                leftover.unlink()
+                removed.append(leftover)
+        except OSError:  # gone meanwhile, or not ours to remove
+            continue
+    if removed:
+        reporter.note(f"removed {len(removed)} temporary file(s) left by an interrupted run: "
+                      + ", ".join(map(os.fspath, removed)))
+    return removed
+
+
 def _run_job(job: Job, options: BatchOptions, reporter: Reporter,
              show_tracebacks: bool = False) -> FileResult:
     """Restore one file: every page of a multi-page TIFF, the one image of any other file."""
@@ -132,7 +160,8 @@ def _run_job(job: Job, options: BatchOptions, reporter: Reporter,
     try:
         if job.output != STREAM:
             created = _prepare_output_folder(job.output)  # before the model runs
-        source, pages = _read_input(job.input)
+        source, pages = _read_input(job, options)
+        _note_decoder_warnings(job, pages, reporter)
         stream_format = _stream_format(job, options, pages)
         imageio.check_writable_as(job.output, pages,  # before the model runs
                                   scale=options.restore.scale or 1,
@@ -232,15 +261,45 @@ def _copy_input(job: Job, source: Path | bytes) -> Path | bytes:
     return job.output
 
 
-def _read_input(source: Path) -> tuple[Path | bytes, list[imageio.LoadedImage]]:
-    """The pages of ``source``, and what the model may read again (the JPEG quality): the
+def _read_input(job: Job, options: BatchOptions) -> tuple[Path | bytes, list[imageio.LoadedImage]]:
+    """The pages of the job's input, checked from their headers before they are decoded
+    (:func:`_before_decoding`), and what the model may read again (the JPEG quality): the
     path, or the bytes read from standard input."""
-    if source != STREAM:
-        return source, imageio.read_pages(source)
+    check = _before_decoding(job, options)
+    if job.input != STREAM:
+        return job.input, imageio.read_pages(job.input, restore_memory=check)
     data = sys.stdin.buffer.read()
     if not data:
         raise ImageReadError(f"{STREAM}: nothing on standard input (0 bytes)")
-    return data, imageio.read_pages_bytes(data, os.fspath(STREAM))
+    return data, imageio.read_pages_bytes(data, os.fspath(STREAM), restore_memory=check)
+
+
+def _before_decoding(job: Job, options: BatchOptions) -> imageio.RestoreMemory:
+    """What the header of a job's input must pass before a pixel of it is decoded: pages the
+    task can restore (not only 1-bit) and the output format can hold (as a file: standard
+    output's format may be the input's, known once read); returns the memory their restore
+    will take beside the decoded pages
+    (:func:`~formnet_cli.inference.engine.restore_memory_needed`)."""
+    restore = options.restore
+    scale = restore.scale or 1  # set where sr is a step
+    passes = restore.ensemble if isinstance(restore.ensemble, int) else 2  # auto: the card's
+
+    def check(pages: Sequence[imageio.DeclaredPage]) -> int:
+        _refuse_bilevel(pages, restore.tasks)
+        if job.output != STREAM:
+            imageio.check_writable_as(job.output, pages, scale=scale)
+        return restore_memory_needed(pages, scale=scale, passes=passes)
+
+    return check
+
+
+def _note_decoder_warnings(job: Job, pages: list[imageio.LoadedImage], reporter: Reporter) -> None:
+    """A note where the decoder read the file despite damage it reported: the output may show it."""
+    said = next((page.decoder_warnings for page in pages if page.decoder_warnings), ())
+    if said:
+        more = f" (and {len(said) - 1} more)" if len(said) > 1 else ""
+        reporter.note(f"{job.input}: read despite damage, its decoder said: {said[0]}{more}; "
+                      "its output may show it")
 
 
 def _stream_format(job: Job, options: BatchOptions,
@@ -319,17 +378,22 @@ def _restore_page(page: imageio.LoadedImage, source: Path | bytes, options: Batc
 
 def _check_bilevel(pages: list[imageio.LoadedImage], tasks: tuple[str, ...], path: Path,
                    reporter: Reporter) -> None:
+    """Notes on 1-bit (black and white) pages once read: upscaled to 8-bit grey (the refusal
+    of an all 1-bit file for another task comes before decoding: :func:`_refuse_bilevel`)."""
+    _refuse_bilevel(pages, tasks)
+    if tasks == ("sr",) and any(page.bilevel for page in pages):
+        reporter.note(f"{path}: 1-bit image, upscaled to 8-bit grey")
+
+
+def _refuse_bilevel(pages: Sequence[imageio.LoadedImage | imageio.DeclaredPage],
+                    tasks: tuple[str, ...]) -> None:
     """Refuse to denoise or deblock a 1-bit (black and white) image: it holds no Gaussian noise
     or JPEG artefacts, and the models would only turn its edges grey (1-bit pages among others
-    of a TIFF are kept as they are; ``auto`` finds nothing to restore in them). Upscaling it is
-    fine."""
-    if not any(page.bilevel for page in pages) or not tasks:
-        return
-    if tasks != ("sr",) and all(page.bilevel for page in pages):
+    of a TIFF are kept as they are; ``auto``, no task given, finds nothing to restore in
+    them). Upscaling it is fine."""
+    if tasks and tasks != ("sr",) and all(page.bilevel for page in pages):
         raise FormnetError(f"1-bit (black and white) image: no {','.join(tasks)} model applies "
                            "to it (--task sr upscales it, as 8-bit grey)")
-    if tasks == ("sr",):
-        reporter.note(f"{path}: 1-bit image, upscaled to 8-bit grey")
 
 
 def _prepare_output_folder(output: Path) -> list[Path]:

@@ -70,6 +70,8 @@ class BatchSummary:
     """Planned only (:func:`dry_run`): nothing was read or written."""
     stopped: str = ""
     """Why the run stopped before its last file though not interrupted (a full disk)."""
+    leftovers_removed: list[Path] = field(default_factory=list)
+    """Temporary files of an earlier, killed run's writes, removed before this one began."""
 
     def _with(self, status: Status) -> list[FileResult]:
         return [result for result in self.results if result.status == status]
@@ -117,6 +119,7 @@ class BatchSummary:
             "interrupted": self.interrupted,
             "stopped": self.stopped or None,
             "not_started": self.not_started,
+            "leftovers_removed": [str(path) for path in self.leftovers_removed],
             "seconds": round(self.seconds, 3),
             "megapixels": round(self.megapixels, 4),
             "megapixels_per_second": round(self.megapixels_per_second, 4),

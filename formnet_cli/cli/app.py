@@ -16,6 +16,7 @@ import signal
 import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
+from enum import Enum
 from pathlib import Path
 from typing import Annotated, Optional
 
@@ -24,9 +25,9 @@ import typer
 from formnet_cli import __version__
 from formnet_cli.cli.base import FormnetCommand, FormnetGroup, debug_enabled
 from formnet_cli.cli.options import (
-    BatchSizeOption, DeviceOption, EnsembleOption, ModelOption, PrecisionName, PrecisionOption,
-    QualityOption, RestoreTaskOption, ScaleOption, SigmaOption, StrengthOption, ThreadsOption,
-    TileOption, TileOverlapOption, restore_task_for)
+    BatchSizeOption, DeviceOption, EnsembleOption, FormatterOption, ModelOption, PrecisionName,
+    PrecisionOption, QualityOption, RestoreTaskOption, ScaleOption, SigmaOption, StrengthOption,
+    ThreadsOption, TileOption, TileOverlapOption, restore_task_for)
 from formnet_cli.errors import InvalidOptionError
 
 __all__ = ["FormnetGroup", "app", "main"]
@@ -58,12 +59,17 @@ def _main_options(
     """Restore images with FormResNet: denoising, JPEG artifact removal, super-resolution."""
 
 
+class EngineName(str, Enum):
+    local = "local"
+    ray = "ray"
+
+
 @app.command(cls=FormnetCommand)
 def restore(
-    inputs: Annotated[list[Path], typer.Argument(
+    inputs: Annotated[list[str], typer.Argument(  # str: a Path would spoil s3://bucket/key
         show_default=False, metavar="INPUT",
         help="Image files, folders or glob patterns (quote globs); - reads one image from "
-             "standard input.")],
+             "standard input; s3://bucket/prefix (any fsspec URL) with --engine ray.")],
     output: Annotated[Optional[str], typer.Option(  # a str: a Path would drop a trailing / (a folder)
         "--output", "-o", show_default=False, metavar="PATH",
         help="Output file (one input file) or folder (created; a trailing / says folder); - "
@@ -78,6 +84,7 @@ def restore(
     scale: ScaleOption = None,
     strength: StrengthOption = 1.0,
     model: ModelOption = None,
+    formatter: FormatterOption = None,
     device: DeviceOption = "auto",
     precision: PrecisionOption = PrecisionName.auto,
     tile: TileOption = "auto",
@@ -105,6 +112,22 @@ def restore(
         "--dry-run", "-n", metavar="",
         help="List what would be written (input -> output) and check the options, model and "
              "output folders; read and restore nothing.")] = False,
+    engine: Annotated[EngineName, typer.Option(
+        "--engine", help="Restore in this process, or on Ray workers (this machine, or a "
+                         "cluster with --address; object-store URLs as inputs and -o).")] = EngineName.local,
+    address: Annotated[Optional[str], typer.Option(
+        "--address", metavar="auto|ray://HOST:PORT",
+        help="--engine ray: the Ray cluster to use (default: start Ray on this machine).")] = None,
+    workers: Annotated[Optional[int], typer.Option(
+        "--workers", min=1, metavar="N",
+        help="--engine ray: workers, each with the model loaded once (default: as many as the "
+             "cluster's GPUs, with --gpus-per-worker, or CPUs allow).")] = None,
+    gpus_per_worker: Annotated[Optional[float], typer.Option(
+        "--gpus-per-worker", min=0, metavar="F",
+        help="--engine ray: GPUs per worker (0.5: two workers share one; default 0: CPU).")] = None,
+    threads_per_worker: Annotated[Optional[int], typer.Option(
+        "--threads-per-worker", min=1, metavar="T",
+        help="--engine ray: CPU threads per worker (default: 1).")] = None,
 ) -> None:
     """Restore images: one file, or many files, folders and globs into an output folder.
 
@@ -118,12 +141,16 @@ def restore(
     formnet restore scan.png -o big.png --sigma 25 --scale 2      # denoise, then x2
     formnet restore photo.jpg -o softer.jpg --strength 0.5        # half way to the restoration
     formnet restore scans/ -o restored/ -r --dry-run            # what would be written where
+    formnet restore s3://archive/scans/ -o s3://archive/restored/ -r --engine ray --address auto
     curl -s https://example.org/noisy.jpg | formnet restore - -o - --ext png > clean.png
     """
     from rich.console import Console
 
     from formnet_cli.batch.summary import BatchSummary, FileResult  # no torch: reports an early interruption
 
+    ray_options = {"--address": address, "--workers": workers,
+                   "--gpus-per-worker": gpus_per_worker, "--threads-per-worker": threads_per_worker}
+    _check_engine(engine, inputs, output, ray_options, threads)
     _check_standard_streams(inputs, output, json_output=json_output, list_only=list_only)
     console = Console(stderr=True)
     plan = None
@@ -138,19 +165,29 @@ def restore(
             restore_task_for(task, model), sigma=sigma, quality=quality, scale=scale,
             model=model, device=device, precision=precision.value, tile=tile,
             tile_overlap=tile_overlap, batch_size=batch_size, ensemble=ensemble,
-            strength=strength)
+            strength=strength, formatter=formatter)
         options = BatchOptions(restore_options, skip_existing=skip_existing,
                                skip_clean=skip_clean, ext=ext, jpeg_quality=jpeg_quality)
-        plan = plan_batch(inputs, output, recursive=recursive, ext=ext, suffix=suffix)
-        for note in plan.notes:
-            console.print(note, markup=False, highlight=False, soft_wrap=True)
-        if list_only:
-            summary = dry_run(plan, options)
+        reporter = RichReporter(console, plain_lines=not json_output)
+        if engine is EngineName.ray:  # plans, checks and runs on Ray (remote: store URLs too)
+            from formnet_cli.batch.ray_engine import RayEngine, restore_on_ray
+
+            assert output is not None  # (_check_engine)
+            summary = restore_on_ray(
+                inputs, output, options, RayEngine(address, workers, gpus_per_worker or 0.0,
+                                                   threads_per_worker or 1),
+                recursive=recursive, reporter=reporter, dry_run=list_only,
+                show_tracebacks=debug_enabled())
         else:
-            with cpu_threads(threads):
-                summary = run_batch(plan, options,
-                                    RichReporter(console, plain_lines=not json_output),
-                                    show_tracebacks=debug_enabled())
+            plan = plan_batch(list(map(Path, inputs)), output, recursive=recursive, ext=ext,
+                              suffix=suffix)
+            for note in plan.notes:
+                console.print(note, markup=False, highlight=False, soft_wrap=True)
+            if list_only:
+                summary = dry_run(plan, options)
+            else:
+                with cpu_threads(threads):
+                    summary = run_batch(plan, options, reporter, show_tracebacks=debug_enabled())
     except KeyboardInterrupt:  # while starting, planning or loading the model: before any file
         console.print("interrupted before the first file; nothing was written", highlight=False)
         left = [FileResult(job.input, job.output, "not_started") for job in plan.jobs] if plan else []
@@ -168,7 +205,26 @@ def restore(
     raise typer.Exit(summary.exit_code)
 
 
-def _check_standard_streams(inputs: list[Path], output: str | None, *, json_output: bool,
+def _check_engine(engine: EngineName, inputs: list[str], output: str | None,
+                  ray_options: dict[str, object], threads: int | None) -> None:
+    """Refuse the options of one engine given to the other, and store URLs without Ray."""
+    from formnet_cli.batch.remote import is_url
+
+    given = [name for name, value in ray_options.items() if value is not None]
+    if engine is EngineName.local:
+        if given:
+            raise InvalidOptionError(f"{', '.join(given)}: options of --engine ray")
+        url = next((item for item in [*inputs, output or ""] if is_url(item)), None)
+        if url is not None:
+            raise InvalidOptionError(f"{url}: object-store URLs are read and written by "
+                                     "--engine ray")
+    elif output is None:
+        raise InvalidOptionError("--engine ray needs -o: the output folder or store URL")
+    elif threads is not None:
+        raise InvalidOptionError("--threads: with --engine ray, give --threads-per-worker")
+
+
+def _check_standard_streams(inputs: list[str], output: str | None, *, json_output: bool,
                             list_only: bool) -> None:
     """Refuse ``-`` where the stream cannot serve: an image to or from a terminal, and
     ``--json`` with the image on standard output."""
@@ -183,7 +239,7 @@ def _check_standard_streams(inputs: list[Path], output: str | None, *, json_outp
         raise InvalidOptionError("-o - writes image data, and standard output is "
                                  f"{'closed' if sys.stdout is None else 'a terminal'}; redirect it "
                                  "(> out.png) or pipe it to a program")
-    if Path("-") in inputs and (sys.stdin is None or sys.stdin.isatty()):
+    if Path("-") in map(Path, inputs) and (sys.stdin is None or sys.stdin.isatty()):
         raise InvalidOptionError("'-' reads an image from standard input, which is "
                                  f"{'closed' if sys.stdin is None else 'a terminal'}; redirect a "
                                  "file (< in.png) or pipe one in")

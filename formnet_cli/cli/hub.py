@@ -91,13 +91,14 @@ def models(dest: DestOption = None) -> None:
         console.print("no models yet: train one with 'formnet train' and pass --model PATH")
         return
     table = Table(caption="* default for its task and channels")
-    for column in ("name", "task", "channels", "parameters", "source"):
+    for column in ("name", "task", "channels", "formatter", "parameters", "source"):
         table.add_column(column, no_wrap=True, justify="right" if column == "parameters" else "left")
     for listing in listings:
         table.add_row(
             listing.name + (" *" if listing.default else ""),
             listing.task,
             channels_label(listing.channels),
+            listing.formatter or "-",
             f"{listing.parameters:,}" if listing.parameters is not None else "-",
             listing.source,
         )

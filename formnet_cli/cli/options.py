@@ -102,6 +102,10 @@ StrengthOption = Annotated[float, typer.Option(
     "--strength", metavar="0..1",
     help="How much of the restoration to apply: 0 writes the input (bicubic-upscaled for sr), "
          "1 the restoration; in between, the two blended linearly.")]
+FormatterOption = Annotated[Optional[str], typer.Option(
+    "--formatter", metavar="none|cnn|bm3d",
+    help="Pick the task's model with this formatting stage: none (DiffResNet, the fastest), "
+         "bm3d (BM3D first, then the residual network; slower), cnn; see 'formnet models'.")]
 ScaleOption = Annotated[Optional[int], typer.Option(
     "--scale", metavar="2|3|4", help="Upscaling factor (sr).")]
 

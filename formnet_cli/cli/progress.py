@@ -24,19 +24,20 @@ class RichReporter:
     def __init__(self, console: Console, *, show_progress: bool | None = None,
                  plain_lines: bool = False) -> None:
         self.console = console
-        enabled = console.is_terminal if show_progress is None else show_progress
+        self.enabled = console.is_terminal if show_progress is None else show_progress
         self.progress = Progress(
             TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
             TimeElapsedColumn(), TimeRemainingColumn(),
-            console=console, transient=True, disable=not enabled)
-        self.plain_lines = plain_lines and not enabled
+            console=console, transient=True, disable=not self.enabled)
+        self.plain_lines = plain_lines and not self.enabled
         self._images: TaskID | None = None
         self._tiles: TaskID | None = None
         self._total = self._finished = 0
 
     def start(self, total: int) -> None:
         self._total = total
-        self.progress.start()
+        if self.enabled:  # rich before 14 prints a newline on stop even when disabled
+            self.progress.start()
         self._images = self.progress.add_task("images", total=total)
         self._tiles = self.progress.add_task("tiles", total=None, visible=False)
 
@@ -62,4 +63,5 @@ class RichReporter:
         self.console.print(message, markup=False, highlight=False, soft_wrap=True)
 
     def stop(self) -> None:
-        self.progress.stop()
+        if self.enabled:
+            self.progress.stop()

@@ -59,7 +59,7 @@ def serve(
     except ModuleNotFoundError as error:
         raise FormnetError(f"formnet serve needs the serve extra ({error.name} is not installed): "
                            "pip install 'formnet[serve]'") from None
-    from formnet_cli.io.images import max_pixels
+    from formnet_cli.io import max_pixels
 
     if max_megapixels is None:
         max_pixels()  # a bad FORMNET_MAX_MEGAPIXELS is one error now

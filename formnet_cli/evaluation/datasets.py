@@ -40,7 +40,9 @@ def resolve_dataset(dataset: str | os.PathLike[str], data_root: str | os.PathLik
 
 def read_dataset(folder: str | os.PathLike[str], *, channels: ChannelMode = "auto",
                  limit: int | None = None) -> list[tuple[str, np.ndarray]]:
-    """``(name, uint8 H x W x C)`` for the images of a folder, sorted by name.
+    """``(name, uint8 H x W x C)`` for the images of a folder, sorted by name (hidden files
+    left out). Each file's header is checked before it is decoded (the pixel limit, the memory,
+    the data it holds); an unreadable image is one :class:`ImageReadError` line naming it.
 
     ``channels``: ``auto`` keeps each file's own gray or color, ``gray`` converts color with
     Pillow's ``L`` (the protocol's gray version), ``color`` repeats gray into RGB.
@@ -52,7 +54,8 @@ def read_dataset(folder: str | os.PathLike[str], *, channels: ChannelMode = "aut
     folder = Path(folder)
     if not folder.is_dir():
         raise InvalidOptionError(f"{folder}: not a folder of images")
-    paths = sorted(p for p in folder.iterdir() if p.is_file() and is_image_path(p))
+    paths = sorted(p for p in folder.iterdir()  # hidden files (macOS's ._photo.png) left out
+                   if p.is_file() and is_image_path(p) and not p.name.startswith("."))
     if not paths:
         raise InvalidOptionError(f"{folder}: no images found")
     if limit is not None:

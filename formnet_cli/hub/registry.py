@@ -35,7 +35,7 @@ from formnet_cli.hub.manifest import Manifest, ManifestError, ManifestFile, Mode
 __all__ = [
     "Manifest", "ManifestError", "ManifestFile", "ModelEntry", "ModelListing", "ResolvedModel",
     "SOURCES", "channels_label", "parameters_in_file", "default_model_name", "list_models",
-    "load_manifest", "resolve_model",
+    "load_manifest", "model_with_formatter", "resolve_model",
 ]
 
 SOURCES = ("path", "folder", "cache", "bundled")
@@ -70,6 +70,8 @@ class ModelListing:
     default: bool = False
     scores: dict[str, float] = field(default_factory=dict)
     description: str = ""
+    formatter: str = ""
+    """The model's formatting stage (``none``, ``cnn`` or ``bm3d``); empty when not on this machine."""
 
 
 def channels_label(channels: int) -> str:
@@ -86,6 +88,27 @@ def default_model_name(task: str, channels: int, manifest: Manifest | None = Non
                                  f"({channels_label(channels)}) yet; train a model with "
                                  "'formnet train' and pass --model PATH")
     return next((entry for entry in matches if entry.default), matches[0]).name
+
+
+def model_with_formatter(task: str, channels: int, formatter: str, *,
+                         weights_dir: str | os.PathLike[str] | None = None,
+                         manifest: Manifest | None = None) -> str:
+    """The model for ``task`` whose formatting stage is ``formatter`` (``formnet restore
+    --formatter``): the default one when it qualifies, else one for ``channels``, else one for
+    the other channel count (run per channel or as gray RGB by the restore layer). Raises
+    :class:`ModelNotFoundError` naming the forms there are."""
+    candidates = [listing for listing in list_models(weights_dir=weights_dir, manifest=manifest)
+                  if listing.task == task and listing.path is not None]
+    chosen = sorted((listing for listing in candidates if listing.formatter == formatter),
+                    key=lambda listing: (listing.channels != channels, not listing.default))
+    if chosen:
+        return chosen[0].name
+    forms = {}
+    for listing in candidates:
+        forms.setdefault(listing.formatter, []).append(listing.name)
+    there = "; ".join(f"{form}: {', '.join(names)}" for form, names in sorted(forms.items()))
+    raise ModelNotFoundError(f"no model for task '{task}' formats with '{formatter}'"
+                             + (f" (formatters there are: {there})" if there else ""))
 
 
 def resolve_model(name_or_path: str | os.PathLike[str] | None = None, task: str | None = None,
@@ -241,4 +264,5 @@ def _listing(name: str, path: Path, source: str, entry: ModelEntry | None) -> Mo
     return ModelListing(name=name, task=info.model.task, channels=info.model.channels,
                         parameters=parameters, source=source, path=path,
                         default=entry.default if entry is not None else False,
-                        scores=dict(info.scores), description=info.description)
+                        scores=dict(info.scores), description=info.description,
+                        formatter=info.model.formatter)

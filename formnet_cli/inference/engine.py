@@ -74,9 +74,9 @@ from __future__ import annotations
 
 import math
 import weakref
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Literal
+from typing import Literal, Protocol
 
 import torch
 import torch.nn.functional as F
@@ -510,16 +510,45 @@ def _activation_bytes_per_pixel(model: nn.Module, network: nn.Module, channels: 
     return cached[key]
 
 
+def host_memory_needed(pixels: int, channels: int, passes: int) -> int:
+    """Bytes of host memory a restore of a ``pixels``-pixel, ``channels``-channel float32 image
+    in ``passes`` passes takes at its peak: beside the image a pass holds its padded copy and
+    the blend's sums (the result), a second pass its turned copy and the running total; with
+    the caller's own copies (the API's float32 image and its result), 4 or 5 times the image
+    (measured 4.4 through the CLI on a 25 MP colour image). Files are checked against it from
+    their headers, before they are decoded (:mod:`formnet_cli.io.header`)."""
+    return pixels * channels * 4 * (4 if passes == 1 else 5)
+
+
+class PageSize(Protocol):
+    """A page's size, as :class:`formnet_cli.io.DeclaredPage` gives it from a file's header."""
+
+    @property
+    def pixels(self) -> int: ...
+    channels: int
+    alpha: bool
+
+
+def restore_memory_needed(pages: Sequence[PageSize], *, scale: int = 1, passes: int = 1) -> int:
+    """Bytes of host memory restoring ``pages`` (enlarged ``scale`` times) takes beside the
+    decoded pages: :func:`host_memory_needed` for the largest, less its float page (counted by
+    the caller), and every restored page, held until the file is written."""
+    def restored(page: PageSize) -> int:
+        return page.pixels * scale**2 * (page.channels + page.alpha) * 4
+
+    largest = max(pages, key=lambda page: page.pixels)
+    return (host_memory_needed(largest.pixels * scale**2, largest.channels + largest.alpha, passes)
+            - restored(largest) + sum(map(restored, pages)))
+
+
 def _check_host_memory(image: torch.Tensor, passes: int) -> None:
-    """Refuse, in one line, an image whose whole-image buffers would not fit in the free host
-    memory (the system would kill the process, and a batch with it). Beside ``image`` a pass
-    holds its padded copy and the blend's sums (the result), a second pass its turned copy and
-    the running total; with the caller's own copies (the API's float32 image and its result),
-    4 or 5 times the image (measured 4.4 through the CLI on a 25 MP colour image)."""
-    needed = image.numel() * image.element_size() * (4 if passes == 1 else 5)
+    """Refuse, in one line, an image whose whole-image buffers (:func:`host_memory_needed`)
+    would not fit in the free host memory (the system would kill the process, and a batch
+    with it)."""
+    height, width = image.shape[-2:]
+    needed = host_memory_needed(height * width, image.shape[0], passes)
     free = free_memory_bytes(torch.device("cpu"))
     if needed > free:
-        height, width = image.shape[-2:]
         fewer = ", use --ensemble 1" if passes > 1 else ""
         raise FormnetError(f"a {width} x {height} image needs about {needed / 2**30:.1f} GiB of "
                            f"memory to restore ({passes} pass{'es' if passes > 1 else ''}), "

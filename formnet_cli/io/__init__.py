@@ -16,10 +16,15 @@ Writing is atomic: the file is encoded into a hidden temporary file next to the 
 renamed onto it, so an interrupted or failed write leaves no partial output.
 
 Modules: ``formats`` (extensions, signatures, what each format holds), ``image``
-(:class:`LoadedImage`, sample conversions), ``limits`` (the pixel limit), ``metadata``,
-``decode``, ``encode``, ``atomic`` (the atomic writer), ``jpeg_quality``. Import from here: each
-name loads its module on first use, so that a module needing only the atomic writer or the
-JPEG quality (checkpoints, the numpy API) does not load every image library.
+(:class:`LoadedImage`, sample conversions), ``limits`` (the pixel limit), ``header`` (what a
+file declares, checked before decoding), ``capture`` (the C libraries' standard error),
+``metadata``, ``decode``, ``encode``, ``atomic`` (the atomic writer), ``jpeg_quality``. Import
+from here: each name loads its module on first use, so that a module needing only the atomic
+writer or the JPEG quality (checkpoints, the numpy API) does not load every image library.
+
+Before any pixel is decoded, every page's header is checked against the pixel limit, the
+memory available and the data the file holds (``header``); what the C libraries print is
+folded into the one-line error, or kept on the image as its ``decoder_warnings``.
 """
 
 from __future__ import annotations
@@ -28,7 +33,9 @@ import importlib
 from typing import TYPE_CHECKING, Any
 
 _MODULE_OF = {
-    "check_writable_folder": "atomic", "write_atomically": "atomic",
+    "check_writable_folder": "atomic", "leftover_temporaries": "atomic",
+    "write_atomically": "atomic",
+    "DeclaredPage": "header", "RestoreMemory": "header",
     "read_image": "decode", "read_image_bytes": "decode", "read_pages": "decode",
     "read_pages_bytes": "decode",
     "check_page_count": "encode", "check_writable_as": "encode", "encode_pages": "encode",
@@ -43,10 +50,11 @@ _MODULE_OF = {
 __all__ = sorted(_MODULE_OF)
 
 if TYPE_CHECKING:
-    from formnet_cli.io.atomic import check_writable_folder, write_atomically
+    from formnet_cli.io.atomic import check_writable_folder, leftover_temporaries, write_atomically
     from formnet_cli.io.decode import read_image, read_image_bytes, read_pages, read_pages_bytes
     from formnet_cli.io.encode import (check_page_count, check_writable_as, encode_pages,
                                        write_image, write_pages)
+    from formnet_cli.io.header import DeclaredPage, RestoreMemory
     from formnet_cli.io.formats import (IMAGE_EXTENSIONS, extension_of, is_image_path, keeps_alpha,
                                         keeps_colour_description, output_format)
     from formnet_cli.io.image import LoadedImage, from_uint, resized, to_uint

@@ -4,10 +4,12 @@ checkpoints, training state, caches), and a check that a folder takes new files.
 
 from __future__ import annotations
 
+import glob
 import os
+import re
 import secrets
 import tempfile
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import BinaryIO
 
@@ -15,6 +17,7 @@ from formnet_cli.errors import ImageWriteError
 
 _TEMPORARY_NAME_BYTES = 200
 """Bytes of a file's name kept in its temporary file's name (``.<name>.<8 hex>.part``)."""
+_TEMPORARY = re.compile(r"\.(.+)\.[0-9a-f]{8}\.part", re.DOTALL)
 
 
 def write_atomically(path: str | os.PathLike[str], write: Callable[[BinaryIO], None]) -> None:
@@ -31,8 +34,7 @@ def write_atomically(path: str | os.PathLike[str], write: Callable[[BinaryIO], N
     re-raised as it came (an ``OSError`` keeps its ``errno``: ``ENOSPC`` tells a full disk).
     """
     path = Path(path)
-    stem = os.fsencode(path.name)[:_TEMPORARY_NAME_BYTES].decode(errors="ignore") or "file"
-    temporary = path.with_name(f".{stem}.{secrets.token_hex(4)}.part")
+    temporary = path.with_name(f".{_temporary_stem(path)}.{secrets.token_hex(4)}.part")
     flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_BINARY", 0)  # Windows: no CRLF
     descriptor = os.open(temporary, flags, 0o666)
     try:
@@ -44,6 +46,30 @@ def write_atomically(path: str | os.PathLike[str], write: Callable[[BinaryIO], N
     except BaseException:
         temporary.unlink(missing_ok=True)
         raise
+
+
+def _temporary_stem(path: Path) -> str:
+    return os.fsencode(path.name)[:_TEMPORARY_NAME_BYTES].decode(errors="ignore") or "file"
+
+
+def leftover_temporaries(paths: Iterable[str | os.PathLike[str]]) -> list[Path]:
+    """The temporary files :func:`write_atomically` left beside ``paths`` when it was killed
+    before it could remove them (SIGKILL, a power cut): ``.<name>.<8 hex>.part``, found by
+    listing each folder once. Only those of these paths: another program's are left alone."""
+    stems: dict[Path, set[str]] = {}
+    for path in map(Path, paths):
+        stems.setdefault(path.parent, set()).add(_temporary_stem(path))
+    found = []
+    for folder, names in stems.items():
+        try:
+            with os.scandir(folder) as entries:
+                for entry in entries:
+                    match = _TEMPORARY.fullmatch(entry.name)
+                    if match and match.group(1) in names and entry.is_file(follow_symlinks=False):
+                        found.append(folder / entry.name)
+        except OSError:  # no such folder yet: nothing left there
+            continue
+    return sorted(found)
 
 
 def check_writable_folder(folder: str | os.PathLike[str]) -> None:
@@ -63,3 +89,16 @@ def check_writable_folder(folder: str | os.PathLike[str]) -> None:
             pass
     except OSError as error:  # unwritable, or a path past the system's limit
         raise ImageWriteError(f"{folder}: cannot write there ({error.strerror or error})") from None
+
+
+def leftover_temporary_files(path: str | os.PathLike[str]) -> list[Path]:
+    """The temporary files of writes of ``path`` that never finished: a process killed while
+    writing (SIGKILL, a lost machine) cannot remove its ``.<name>.<8 hex>.part`` file."""
+    path = Path(path)
+    pattern = glob.escape(f".{_temporary_stem(path)}.") + "[0-9a-f]" * 8 + ".part"
+    return sorted(path.parent.glob(pattern))
+
+
+def _temporary_stem(path: Path) -> str:
+    """``path``'s name as its temporary files carry it (cut to 200 bytes)."""
+    return os.fsencode(path.name)[:_TEMPORARY_NAME_BYTES].decode(errors="ignore") or "file"

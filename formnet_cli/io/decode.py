@@ -1,17 +1,26 @@
 """Decoding image files into :class:`~formnet_cli.io.image.LoadedImage`.
 
-Pillow decodes everything except 16-bit colour (and 16-bit grey with alpha), which Pillow
-would silently reduce to 8 bits: OpenCV decodes those (tifffile where a TIFF stores its
-channels apart), pillow-heif's own reader deep HEIF. EXIF orientation is applied, so the pixels
-are upright. A multi-page TIFF is read page by page by :func:`read_pages`; :func:`read_image`
-refuses it rather than return its first page. Every failure is one :class:`ImageReadError` line.
+Before any pixel is decoded, every page's header is read and checked
+(:mod:`formnet_cli.io.header`): its size against the pixel limit, the memory the file will
+take (and, told by the caller, its restore) against the memory available, and whether the file
+holds data enough for what its header declares. Pillow then decodes everything except 16-bit
+colour (and 16-bit grey with alpha), which Pillow would silently reduce to 8 bits: OpenCV
+decodes those (tifffile where a TIFF stores its channels apart), pillow-heif's own reader deep
+HEIF. EXIF orientation is applied, so the pixels are upright. A multi-page TIFF is read page by
+page by :func:`read_pages`, every page or none (a damaged page's directory fails the file,
+naming the page); :func:`read_image` refuses it rather than return its first page. Every
+failure is one :class:`ImageReadError` line, what the C libraries printed meanwhile folded
+into it (:mod:`formnet_cli.io.capture`); an image decoded despite their warnings carries them
+(:attr:`LoadedImage.decoder_warnings`).
 """
 
 from __future__ import annotations
 
+import errno
 import io
 import logging
 import os
+import stat
 import struct
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -24,9 +33,12 @@ import tifffile
 from PIL import Image, ImageCms
 
 from formnet_cli.errors import ImageReadError, ImageTooLargeError
-from formnet_cli.io.formats import PNG_SIGNATURE, format_by_signature
+from formnet_cli.io.capture import LibraryOutput, library_output
+from formnet_cli.io.formats import PNG_SIGNATURE, format_by_signature, opening_order
+from formnet_cli.io.header import (DeclaredPage, RestoreMemory, check_declared, declare_page,
+                                   jpeg2000_bits, missing_data, tiff_directories)
 from formnet_cli.io.image import LoadedImage, from_uint
-from formnet_cli.io.limits import pixel_limit, too_large_reason
+from formnet_cli.io.limits import available_memory, decoding
 from formnet_cli.io.metadata import (descriptive_metadata, exif_orientation,
                                      nclx_colour_description, png_gamma, upright_exif)
 
@@ -45,85 +57,202 @@ _TARGET_MODE = {
     "RGBX": "RGB",
     "YCbCr": "RGB",
 }
+_NOT_AN_IMAGE = "not a supported image (PNG, JPEG, TIFF, BMP, WebP, AVIF, HEIC or JPEG 2000)"
+_SIGNATURE_BYTES = 32
+_UNKNOWN_READ_BYTES = 64 * 2**20
+"""A file larger than this without a known signature is refused from its first bytes (a
+sparse file of zeros named ``.png`` is not read whole)."""
+_MOST_PAGES = 10_000
+"""More TIFF directories than this are refused (counting them reads each)."""
 
 
-def read_image(path: str | os.PathLike[str]) -> LoadedImage:
-    """Decode an image file; raise ImageReadError with a one-line reason on any failure."""
+def read_image(path: str | os.PathLike[str], *,
+               restore_memory: RestoreMemory | None = None) -> LoadedImage:
+    """Decode an image file; raise ImageReadError with a one-line reason on any failure
+    (:class:`ImageTooLargeError` over the pixel limit or the memory available, from the header).
+    ``restore_memory``: what the caller's restore of it will take (see
+    :data:`~formnet_cli.io.header.RestoreMemory`), checked with the decoding's."""
+    return read_image_bytes(_file_bytes(path), str(path), restore_memory=restore_memory)
+
+
+def read_pages(path: str | os.PathLike[str], *,
+               restore_memory: RestoreMemory | None = None) -> list[LoadedImage]:
+    """Every page of a multi-page TIFF (one :class:`LoadedImage` each); for any other file,
+    the one image :func:`read_image` reads. Raises ImageReadError as :func:`read_image` does,
+    naming the page: a page that cannot be read (its directory damaged) fails the file.
+
+    Pages of any depth, 16-bit colour included (decoded by OpenCV), keep their own profile,
+    resolution, text and XMP. Animations (WebP, PNG) are refused with a one-line reason.
+    """
+    return read_pages_bytes(_file_bytes(path), str(path), restore_memory=restore_memory)
+
+
+def read_pages_bytes(data: bytes, name: str, *,
+                     restore_memory: RestoreMemory | None = None) -> list[LoadedImage]:
+    """:func:`read_pages` for an encoded file held in memory (standard input); ``name`` is
+    used in error messages."""
+    return _read(data, name, restore_memory, several_pages=True)
+
+
+def read_image_bytes(data: bytes, name: str, *,
+                     restore_memory: RestoreMemory | None = None) -> LoadedImage:
+    """Decode an encoded image held in memory; ``name`` is used in error messages."""
+    return _read(data, name, restore_memory, several_pages=False)[0]
+
+
+def _file_bytes(path: str | os.PathLike[str]) -> bytes:
+    """The file's bytes; one-line errors for a missing file, a folder, what is not a regular
+    file (a FIFO, which would block, a device), an unreadable file and one larger than the
+    memory available (a sparse file of terabytes)."""
     try:
-        data = Path(path).read_bytes()
+        descriptor = os.open(path, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0)
+                             | getattr(os, "O_BINARY", 0))
     except FileNotFoundError:
         raise ImageReadError(f"{path}: file not found") from None
     except IsADirectoryError:
         raise ImageReadError(f"{path}: is a folder, not an image") from None
     except OSError as exc:
-        raise ImageReadError(f"{path}: cannot read file ({exc.strerror or exc})") from None
-    return read_image_bytes(data, str(path))
+        reason = "a link loop" if exc.errno == errno.ELOOP else exc.strerror or exc
+        raise ImageReadError(f"{path}: cannot read file ({reason})") from None
+    status = os.fstat(descriptor)
+    if not stat.S_ISREG(status.st_mode):
+        os.close(descriptor)
+        raise ImageReadError(f"{path}: is a folder, not an image" if stat.S_ISDIR(status.st_mode)
+                             else f"{path}: not a regular file (a FIFO, a device or a socket)")
+    with os.fdopen(descriptor, "rb") as handle:
+        if status.st_size > available_memory():
+            raise ImageTooLargeError(f"{path}: the file is larger ({status.st_size / 2**30:.1f} "
+                                     "GiB) than the memory available")
+        try:
+            head = handle.read(_SIGNATURE_BYTES)
+            if status.st_size > _UNKNOWN_READ_BYTES and not format_by_signature(head):
+                raise ImageReadError(f"{path}: {_NOT_AN_IMAGE}")  # not worth reading it all
+            return head + handle.read()
+        except OSError as exc:
+            raise ImageReadError(f"{path}: cannot read file ({exc.strerror or exc})") from None
 
 
-def read_pages(path: str | os.PathLike[str]) -> list[LoadedImage]:
-    """Every page of a multi-page TIFF (one :class:`LoadedImage` each); for any other file,
-    the one image :func:`read_image` reads. Raises ImageReadError as :func:`read_image` does.
-
-    Pages of any depth, 16-bit colour included (decoded by OpenCV), keep their own profile,
-    resolution, text and XMP. Animations (WebP, PNG) are refused with a one-line reason.
-    """
+def _read(data: bytes, name: str, restore_memory: RestoreMemory | None,
+          several_pages: bool) -> list[LoadedImage]:
+    """Check the header, then decode: every page (``several_pages``) or the one image."""
+    if not data:
+        raise ImageReadError(f"{name}: empty file (0 bytes)")
+    said = LibraryOutput()
     try:
-        data = Path(path).read_bytes()
-    except OSError:
-        return [read_image(path)]  # says why in one line
-    return read_pages_bytes(data, str(path))
+        with decoding(), library_output() as said:
+            pages = _decode_file(data, name, restore_memory, several_pages)
+    except ImageTooLargeError:
+        raise
+    except ImageReadError as error:
+        if said.lines:  # what libtiff or libpng printed, in the one line
+            raise type(error)(f"{error}; the decoder said: {said.summary()}") from None
+        raise
+    for page in pages:
+        page.decoder_warnings = tuple(said.lines)
+    return pages
 
 
-def read_pages_bytes(data: bytes, name: str) -> list[LoadedImage]:
-    """:func:`read_pages` for an encoded file held in memory (standard input); ``name`` is
-    used in error messages."""
+def _open(data: bytes, name: str) -> Image.Image:
+    """The file opened by Pillow (its header read, nothing decoded), or one line saying why not."""
     try:
-        with pixel_limit(), Image.open(io.BytesIO(data)) as probe:
-            pages = _tiff_pages(probe) if probe.format == "TIFF" else [0]
-    except Exception:  # the reading below says why in one line
-        pages = [0]
-    if pages == [0]:
-        return [read_image_bytes(data, name)]
-    return _read_tiff_pages(data, name, pages)
+        return Image.open(io.BytesIO(data), formats=opening_order())
+    except Image.UnidentifiedImageError:
+        kind = format_by_signature(data)
+        reason = (kind == "TIFF" and _unreadable_tiff_layout(data)
+                  or f"truncated or corrupt {kind} image (its header cannot be read)" if kind
+                  else _NOT_AN_IMAGE)
+        raise ImageReadError(f"{name}: {reason}") from None
+    except Exception as exc:  # decoders raise many types on malformed headers
+        raise ImageReadError(f"{name}: truncated or corrupt image ({describe_error(exc)})") from None
 
 
-def _tiff_pages(image: Image.Image) -> list[int]:
-    """Indices of a TIFF's full-resolution pages: reduced-resolution IFDs (thumbnails,
-    pyramid levels: NewSubfileType bit 0) are left out; an unreadable IFD chain counts as
-    one page, as any reader that only decodes the first would see it."""
+def _decode_file(data: bytes, name: str, restore_memory: RestoreMemory | None,
+                 several_pages: bool) -> list[LoadedImage]:
+    with _open(data, name) as image:
+        indices = _page_indices(image, data, name)
+        if len(indices) > 1 and not several_pages:
+            raise ImageReadError(f"{name}: holds {len(indices)} pages (read them with read_pages)")
+        declared = _declared_pages(image, data, name, indices)
+        check_declared(declared, name, len(data), restore_memory)
+        if len(indices) > 1:
+            return _decode_tiff_pages(data, name, indices)
+        return [_decode_image(image, data, name)]
+
+
+def _page_indices(image: Image.Image, data: bytes, name: str) -> list[int]:
+    """The directories of a TIFF's full-resolution pages (reduced-resolution ones, thumbnails
+    and pyramid levels, NewSubfileType bit 0, left out): a directory that cannot be read fails
+    the file, naming its page. ``[0]`` for any other still image; an animation is refused."""
+    if image.format != "TIFF":
+        frames = 1 if image.format in ("MPO", "HEIF") else _frames(image)  # MPO, HEIF: the primary
+        if frames > 1:
+            raise ImageReadError(f"{name}: holds {frames} frames; formnet restores still images, "
+                                 "not animations")
+        return [0]
+    if tiff_directories(data, _MOST_PAGES) > _MOST_PAGES:  # before Pillow reads them one by one
+        raise ImageReadError(f"{name}: holds over {_MOST_PAGES} pages (directories), more than "
+                             "formnet reads")
     info = dict(image.info)
+    pages, index = [], 0
     try:
-        count = image.n_frames
-        pages = []
-        for index in range(count):
-            image.seek(index)
+        while True:
+            try:
+                image.seek(index)
+            except EOFError:  # the last directory (Pillow ends a loop in the chain here too)
+                break
+            except Exception as exc:
+                raise ImageReadError(f"{name}: page {index + 1}: its directory (IFD) is damaged "
+                                     f"or missing ({describe_error(exc)}); the file is refused "
+                                     "whole rather than read without that page") from None
             if not int(image.tag_v2.get(254, 0)) & 1:
                 pages.append(index)
+            index += 1
         image.seek(0)
-    except Exception:
-        return [0]
     finally:
         image.info = info  # seeking leaves the other pages' entries (e.g. a profile) behind
     return pages or [0]
 
 
-def _frame_count(image: Image.Image) -> int:
-    """Pages (TIFF, full resolution only) or animation frames of an opened image."""
-    if image.format == "TIFF":
-        return len(_tiff_pages(image))
-    if image.format in ("MPO", "HEIF"):  # a photo with its previews or bursts: the primary is read
-        return 1
+def _frames(image: Image.Image) -> int:
     try:
         return int(getattr(image, "n_frames", 1))
     except Exception:
         return 1
 
 
-def _read_tiff_pages(data: bytes, name: str, indices: list[int]) -> list[LoadedImage]:
+def _declared_pages(image: Image.Image, data: bytes, name: str,
+                    indices: list[int]) -> list[DeclaredPage]:
+    """Each page as its header declares it; a header declaring more than the file holds is
+    refused here (:func:`~formnet_cli.io.header.missing_data`), before anything is decoded."""
+    declared = []
+    info = dict(image.info)
+    for number, index in enumerate(indices, start=1):
+        where = f"page {number}: " if len(indices) > 1 else ""
+        try:
+            if image.format == "TIFF":
+                image.seek(index)
+            page = declare_page(image, data, number)
+            problem = missing_data(image, data, page)
+        except Exception as exc:  # a header field of the wrong type
+            raise ImageReadError(f"{name}: {where}truncated or corrupt image "
+                                 f"({describe_error(exc)})") from None
+        if problem:
+            kind = format_by_signature(data) or image.format
+            raise ImageReadError(f"{name}: {where}truncated or corrupt {kind} image: {problem}")
+        declared.append(page)
+    if image.format == "TIFF":
+        image.seek(indices[0])
+        image.info = info
+    return declared
+
+
+def _decode_tiff_pages(data: bytes, name: str, indices: list[int]) -> list[LoadedImage]:
     pages = []
-    with pixel_limit(), Image.open(io.BytesIO(data)) as image:
-        for number, index in enumerate(indices, start=1):
-            try:
+    for number, index in enumerate(indices, start=1):
+        try:
+            # Each page from a fresh opening: Pillow before 13 carries the last page's palette
+            # across seek(), and loading a 16-bit page after a palette page then fails.
+            with Image.open(io.BytesIO(data), formats=["TIFF"]) as image:
                 image.seek(index)
                 stated = exif_orientation(image)  # before decoding, which may apply it
                 # Pillow keeps the previous page's profile in info when a page has none.
@@ -132,58 +261,33 @@ def _read_tiff_pages(data: bytes, name: str, indices: list[int]) -> list[LoadedI
                 if isinstance(profile, bytes) and profile:
                     image.info["icc_profile"] = profile
                 pixels, alpha, bit_depth, icc_profile = _decode(image, data, index)
-            except ImageReadError as exc:
-                raise ImageReadError(f"{name}: page {number}: {exc}") from None
-            except (Image.DecompressionBombError, Image.DecompressionBombWarning) as exc:
-                raise ImageTooLargeError(f"{name}: page {number}: {too_large_reason(exc)}") from None
-            except Exception as exc:
-                reason = f"page {number}: truncated or corrupt ({describe_error(exc)})"
-                raise ImageReadError(f"{name}: {reason}") from None
-            pages.append(LoadedImage(pixels, alpha, bit_depth, icc_profile, None, "TIFF",
-                                     *descriptive_metadata(image, stated),
-                                     bilevel=image.mode == "1"))
+                described = descriptive_metadata(image, stated)
+                bilevel = image.mode == "1"
+        except ImageReadError as exc:
+            raise ImageReadError(f"{name}: page {number}: {exc}") from None
+        except Exception as exc:
+            reason = f"page {number}: truncated or corrupt ({describe_error(exc)})"
+            raise ImageReadError(f"{name}: {reason}") from None
+        pages.append(LoadedImage(pixels, alpha, bit_depth, icc_profile, None, "TIFF",
+                                 *described, bilevel=bilevel))
     return pages
 
 
-def read_image_bytes(data: bytes, name: str) -> LoadedImage:
-    """Decode an encoded image held in memory; ``name`` is used in error messages."""
-    if not data:
-        raise ImageReadError(f"{name}: empty file (0 bytes)")
-    with pixel_limit():
-        try:
-            image = Image.open(io.BytesIO(data))
-        except (Image.DecompressionBombError, Image.DecompressionBombWarning) as exc:
-            raise ImageTooLargeError(f"{name}: {too_large_reason(exc)}") from None
-        except Image.UnidentifiedImageError:
-            kind = format_by_signature(data)
-            reason = (kind == "TIFF" and _unreadable_tiff_layout(data)
-                      or f"truncated or corrupt {kind} image (its header cannot be read)" if kind
-                      else "not a supported image (PNG, JPEG, TIFF, BMP, WebP, AVIF, HEIC or JPEG 2000)")
-            raise ImageReadError(f"{name}: {reason}") from None
-        except Exception as exc:  # decoders raise many types on malformed headers
-            raise ImageReadError(f"{name}: truncated or corrupt image ({describe_error(exc)})") from None
-        with image:
-            frames = _frame_count(image)
-            if frames > 1:
-                what = ("pages (read them with read_pages)" if image.format == "TIFF"
-                        else "frames; formnet restores still images, not animations")
-                raise ImageReadError(f"{name}: holds {frames} {what}")
-            # Before decoding, which may apply it (TIFF); pillow-heif applies it on opening.
-            stated = int(image.info.get("original_orientation") or exif_orientation(image))
-            try:
-                pixels, alpha, bit_depth, icc_profile = _decode(image, data)
-            except ImageReadError as exc:
-                raise ImageReadError(f"{name}: {exc}") from None
-            except Exception as exc:  # truncated data surfaces only when decoding
-                reason = f"truncated or corrupt image ({describe_error(exc)})"
-                raise ImageReadError(f"{name}: {reason}") from None
-            exif = upright_exif(image.info.get("exif"), swap=stated in (5, 6, 7, 8))
-            source_format, mode = image.format, image.mode
-            dpi, xmp, text = descriptive_metadata(image, stated)
-            colour = None if icc_profile else nclx_colour_description(image)
-            gamma = png_gamma(image)
-    return LoadedImage(pixels, alpha, bit_depth, icc_profile, exif, source_format, dpi, xmp, text,
-                       colour, bilevel=mode == "1", gamma=gamma)
+def _decode_image(image: Image.Image, data: bytes, name: str) -> LoadedImage:
+    """The one image of a file (a TIFF's only page)."""
+    # Before decoding, which may apply it (TIFF); pillow-heif applies it on opening.
+    stated = int(image.info.get("original_orientation") or exif_orientation(image))
+    try:
+        pixels, alpha, bit_depth, icc_profile = _decode(image, data)
+    except ImageReadError as exc:
+        raise ImageReadError(f"{name}: {exc}") from None
+    except Exception as exc:  # truncated data surfaces only when decoding
+        raise ImageReadError(f"{name}: truncated or corrupt image ({describe_error(exc)})") from None
+    exif = upright_exif(image.info.get("exif"), swap=stated in (5, 6, 7, 8))
+    dpi, xmp, text = descriptive_metadata(image, stated)
+    colour = None if icc_profile else nclx_colour_description(image)
+    return LoadedImage(pixels, alpha, bit_depth, icc_profile, exif, image.format, dpi, xmp, text,
+                       colour, bilevel=image.mode == "1", gamma=png_gamma(image))
 
 
 def describe_error(exc: BaseException) -> str:
@@ -199,7 +303,7 @@ def _needs_opencv(image: Image.Image, data: bytes) -> bool:
         bits = image.tag_v2.get(258, 8)
         return max(bits if isinstance(bits, tuple) else (bits,)) > 8
     if image.format == "JPEG2000" and image.mode not in (*_SIXTEEN_BIT_GREY_MODES, "LA"):
-        return _jpeg2000_bits(data) > 8  # (OpenCV reads no grey+alpha JPEG 2000: Pillow's 8 bits)
+        return jpeg2000_bits(data) > 8  # (OpenCV reads no grey+alpha JPEG 2000: Pillow's 8 bits)
     return False
 
 
@@ -244,14 +348,6 @@ def _pillow_tiff_layout_problem(image: Image.Image) -> str | None:
 
     return _tiff_layout_problem(numbers(339, 1), numbers(258, 8), int(image.tag_v2.get(262, 1)),
                                 int(image.tag_v2.get(277, 1)))
-
-
-def _jpeg2000_bits(data: bytes) -> int:
-    """Bits per sample of a JPEG 2000 codestream's first component (its SIZ marker segment:
-    SOC, SIZ, Lsiz, Rsiz, 8 sizes of 4 bytes, Csiz, then Ssiz = bits - 1); 8 if not found."""
-    start = data.find(b"\xff\x4f\xff\x51")
-    ssiz = start + 4 + 2 + 2 + 32 + 2
-    return (data[ssiz] & 0x7F) + 1 if start >= 0 and ssiz < len(data) else 8
 
 
 def _decode(image: Image.Image, data: bytes, page: int | None = None) -> tuple[
@@ -376,7 +472,7 @@ def _opencv_arrays(decoded: np.ndarray, header: Image.Image,
         raise ImageReadError(f"unsupported sample type {decoded.dtype} (need 8 or 16 bits)")
     if decoded.ndim == 2:
         decoded = decoded[:, :, None]
-    bits = _jpeg2000_bits(data) if header.format == "JPEG2000" else bit_depth
+    bits = jpeg2000_bits(data) if header.format == "JPEG2000" else bit_depth
     if bit_depth == 16 and 8 < bits < 16:  # e.g. 12-bit samples, which OpenCV leaves at 0-4095
         decoded = np.round(decoded * (65535 / (2**bits - 1))).astype(np.uint16)
     alpha = decoded[:, :, 3] if decoded.shape[2] == 4 else None

@@ -13,7 +13,7 @@ import io
 import os
 import struct
 import zlib
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, BinaryIO
@@ -26,9 +26,11 @@ from PIL import Image, PngImagePlugin
 
 from formnet_cli.errors import ImageWriteError, InvalidOptionError, OutOfSpaceError
 from formnet_cli.io.atomic import write_atomically
+from formnet_cli.io.capture import LibraryOutput, library_output
 from formnet_cli.io.decode import describe_error, quiet_opencv
 from formnet_cli.io.formats import (ALPHA_FORMATS, DPI_FORMATS, EXIF_FORMATS, ICC_FORMATS,
                                     LOSSY_FORMATS, SIXTEEN_BIT_FORMATS, output_format)
+from formnet_cli.io.header import DeclaredPage
 from formnet_cli.io.image import LoadedImage, to_uint
 from formnet_cli.io.metadata import (XMP_TAG, icc_fits, png_gamma_body, png_text, tiff_tags,
                                      upright_exif)
@@ -38,11 +40,11 @@ _JPEG_MAX_XMP = 65504  # one APP1 segment, less its header
 _JPEG_MAX_COMMENT = 65533  # one COM segment
 
 
-def check_writable_as(path: str | os.PathLike[str], pages: list[LoadedImage],
+def check_writable_as(path: str | os.PathLike[str], pages: Sequence[LoadedImage | DeclaredPage],
                       scale: int = 1, format: str | None = None) -> None:
     """Raise :class:`ImageWriteError` for pages (to be enlarged ``scale`` times) the format of
-    ``path`` (or ``format``) cannot hold, before any work is spent on them: several pages but
-    TIFF, a 16-bit colour JPEG 2000 under 32 px."""
+    ``path`` (or ``format``) cannot hold, before any work is spent on them (from their headers,
+    before decoding, or decoded): several pages but TIFF, a 16-bit colour JPEG 2000 under 32 px."""
     check_page_count(path, len(pages), format)
     if output_format(path, format) == "JPEG2000" and any(
             page.bit_depth == 16 and page.channels == 3
@@ -95,15 +97,23 @@ def _check_jpeg_quality(jpeg_quality: int) -> None:
 
 @contextmanager
 def _write_errors(name: str | os.PathLike[str], fmt: str) -> Iterator[None]:
-    """Turn what encoding or writing ``name`` as ``fmt`` raises into a one-line ImageWriteError."""
+    """Turn what encoding or writing ``name`` as ``fmt`` raises into a one-line ImageWriteError,
+    with what the C libraries printed meanwhile (dropped where the file is written)."""
+    said = LibraryOutput()
     try:
-        yield
+        with library_output() as said:
+            yield
     except OSError as exc:
         reason = exc.strerror or describe_error(exc)
         kind = OutOfSpaceError if exc.errno in (errno.ENOSPC, errno.EDQUOT) else ImageWriteError
-        raise kind(f"{name}: cannot write {fmt} file ({reason})") from None
+        raise kind(f"{name}: cannot write {fmt} file ({reason}){_said(said)}") from None
     except (ValueError, OverflowError, struct.error) as exc:
-        raise ImageWriteError(f"{name}: cannot encode as {fmt} ({describe_error(exc)})") from None
+        raise ImageWriteError(f"{name}: cannot encode as {fmt} ({describe_error(exc)})"
+                              f"{_said(said)}") from None
+
+
+def _said(said: LibraryOutput) -> str:
+    return f"; the encoder said: {said.summary()}" if said.lines else ""
 
 
 def _encoder(image: LoadedImage, fmt: str, jpeg_quality: int) -> Callable[[BinaryIO], None]:

@@ -51,6 +51,16 @@ _HEIF_BRANDS = {b"heic": "HEIF", b"heix": "HEIF", b"heim": "HEIF", b"heis": "HEI
                 b"hevc": "HEIF", b"mif1": "HEIF", b"msf1": "HEIF", b"avif": "AVIF", b"avis": "AVIF"}
 
 
+def opening_order() -> list[str]:
+    """Pillow's formats in the order formnet tries them: Pillow's AVIF reader before
+    pillow-heif's, whichever registered first (an AVIF of brand ``mif1`` is claimed by both, and
+    pillow-heif's wheels have no AV1 decoder); for ``Image.open(..., formats=)``."""
+    order = [name for name in Image.ID if name != "HEIF"]
+    if "HEIF" in Image.ID:
+        order.insert(order.index("AVIF") + 1 if "AVIF" in order else len(order), "HEIF")
+    return order
+
+
 def format_by_signature(data: bytes) -> str | None:
     """The format whose signature ``data`` starts with, among those formnet reads."""
     if data[:4] == b"RIFF" and data[8:12] == b"WEBP":

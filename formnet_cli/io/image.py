@@ -30,6 +30,8 @@ class LoadedImage:
     ``matrix_coefficients``, ``full_range_flag``) where the file has no ICC profile.
     ``bilevel``: the file held 1-bit (black and white) pixels, read as 8-bit grey. ``gamma`` is
     a PNG's gAMA (the samples' encoding exponent: 1.0 for linear light), written back to PNG.
+    ``decoder_warnings``: what the C libraries printed while decoding a file they still decoded
+    (``Corrupt JPEG data: ...``): its pixels may show the damage.
     """
 
     pixels: np.ndarray
@@ -44,6 +46,7 @@ class LoadedImage:
     colour_description: dict[str, int] | None = None
     bilevel: bool = False
     gamma: float | None = None
+    decoder_warnings: tuple[str, ...] = ()
 
     def __post_init__(self) -> None:
         pixels = np.asarray(self.pixels, dtype=np.float32)

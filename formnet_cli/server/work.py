@@ -3,8 +3,10 @@
 Runs in the pool's worker processes (:mod:`formnet_cli.server.pool`), never in the web
 server's, and imports nothing of the web stack. :func:`start_worker` prepares a process (its
 torch threads, the pixel limit, the default models loaded once); :func:`restore_file` decodes
-the bytes with :mod:`formnet_cli.io` (the pixel limit checked from the header, before
-decoding), restores every page through :func:`formnet_cli.api.restore_with_info` and encodes
+the bytes with :mod:`formnet_cli.io` (every page's header checked before decoding: the pixel
+limit, the memory to decode and restore it, data enough for it, a 1-bit image or a format the
+output cannot take refused; what the C libraries print folded into the one-line error),
+restores every page through :func:`formnet_cli.api.restore_with_info` and encodes
 the result in the input's format (or ``ext``) with its metadata. Nothing touches the disk.
 """
 
@@ -13,6 +15,7 @@ from __future__ import annotations
 import os
 import signal
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass
 from multiprocessing.queues import Queue
 from pathlib import Path
@@ -20,10 +23,11 @@ from pathlib import Path
 import numpy as np
 
 from formnet_cli import api
+from formnet_cli.options import RestoreOptions
 from formnet_cli.config import LEVEL_NAMES, TASKS
 from formnet_cli.errors import FormnetError, InvalidOptionError, ModelNotFoundError
+from formnet_cli.inference.engine import restore_memory_needed
 from formnet_cli import io as imageio
-from formnet_cli.options import RestoreOptions
 
 SERVER_TASKS = ("auto", *TASKS)
 """The tasks the page and the API offer: ``auto`` lets the library choose (issue 22)."""
@@ -113,7 +117,8 @@ def check_job(job: RestoreJob) -> None:
                 raise InvalidOptionError(f"{name} applies to task '{task}', not 'auto' (which "
                                          "chooses the task and its level); give task={task}")
     else:
-        RestoreOptions(job.task, sigma=job.sigma, quality=job.quality, scale=job.scale)
+        RestoreOptions(job.task, sigma=job.sigma, quality=job.quality, scale=job.scale,  # parses, checks
+                       strength=1.0 if job.strength is None else job.strength)
     _normalise_ext(job.ext)
 
 
@@ -122,13 +127,20 @@ def restore_file(job: RestoreJob) -> RestoredFile:
     started = time.perf_counter()
     _report(job.token, 0, 0)  # running
     extension = _normalise_ext(job.ext)
-    pages = imageio.read_pages_bytes(job.data, job.name)
+    scale = int(job.scale) if job.task == "sr" and job.scale else 1
+
+    def before_decoding(declared: Sequence[imageio.DeclaredPage]) -> int:
+        """Refuse what cannot be restored from the header; the memory the restore will take."""
+        if all(page.bilevel for page in declared) and job.task != "sr":
+            raise FormnetError(f"{job.name}: 1-bit (black and white) image: it holds no noise or "
+                               "JPEG artifacts to remove (task sr upscales it, as 8-bit grey)")
+        if extension is not None:
+            imageio.check_writable_as(job.name, declared, format=extension, scale=scale)
+        return restore_memory_needed(declared, scale=scale, passes=2)  # auto: the card's, 1 or 2
+
+    pages = imageio.read_pages_bytes(job.data, job.name, restore_memory=before_decoding)
     extension = extension or imageio.extension_of(pages[0].source_format)
-    imageio.check_writable_as(job.name, pages, format=extension,  # before the model runs
-                              scale=int(job.scale) if job.task == "sr" and job.scale else 1)
-    if all(page.bilevel for page in pages) and job.task != "sr":
-        raise FormnetError(f"{job.name}: 1-bit (black and white) image: it holds no noise or JPEG "
-                           "artifacts to remove (task sr upscales it, as 8-bit grey)")
+    imageio.check_writable_as(job.name, pages, format=extension, scale=scale)  # before the model runs
     restored, results = [], []
     for number, page in enumerate(pages):
         if page.bilevel and job.task != "sr":  # one page of several: kept as it is

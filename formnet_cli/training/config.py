@@ -7,13 +7,18 @@ from __future__ import annotations
 
 import dataclasses
 import json
-import tomllib
+import sys
 from dataclasses import dataclass, field
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, Literal
 
 from formnet_cli.config import QUALITY_RANGE, SR_SCALES, ConfigError, ModelConfig, build_dataclass
+
+if sys.version_info >= (3, 11):
+    import tomllib
+else:  # Python 3.10: tomllib is the package tomli, moved into the standard library in 3.11
+    import tomli as tomllib
 
 
 DEFAULT_VAL_LEVELS: dict[str, list[float]] = {"denoise": [25.0], "jpeg": [20.0], "sr": [4.0]}

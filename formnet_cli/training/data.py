@@ -43,15 +43,22 @@ class Batch:
 
 
 def list_images(folders: list[str]) -> list[Path]:
-    """The image files below ``folders``; a missing folder, or none holding images, is a
-    one-line :class:`FormnetError`."""
+    """The image files below ``folders``, as ``formnet restore --recursive`` finds them: hidden
+    files and folders (``._photo.png`` of macOS, ``.ipynb_checkpoints``) and what is not a
+    regular file (a FIFO, a link loop) are left out; a missing folder, or none holding images,
+    is a one-line :class:`FormnetError`."""
     for folder in folders:
         if not Path(folder).is_dir():
             raise FormnetError(f"{folder}: no such image folder (data.train_dirs / data.val_dir)")
-    paths = sorted(p for folder in folders for p in Path(folder).rglob("*") if is_image_path(p))
+    paths = sorted(p for folder in folders for p in Path(folder).rglob("*")
+                   if is_image_path(p) and not _is_hidden(p.relative_to(folder)) and p.is_file())
     if not paths:
         raise FormnetError(f"no images in {', '.join(folders)}")
     return paths
+
+
+def _is_hidden(relative: Path) -> bool:
+    return any(part.startswith(".") for part in relative.parts)
 
 
 def holdout_split(paths: list[Path], holdout: int) -> tuple[list[Path], list[Path]]:
@@ -114,13 +121,19 @@ def hue_rotation(angle: float) -> np.ndarray:
 
 
 def color_jitter(patch: np.ndarray, rng: np.random.Generator, saturation_range: list[float]) -> np.ndarray:
-    """A clean RGB patch in [0, 1] with new colours: channels permuted, hues rotated about the
-    grey axis, saturation scaled (log-uniform in ``saturation_range``), clipped to [0, 1].
+    """A clean RGB patch in [0, 1] with new colours: channels permuted, rotated in RGB (half the
+    time about the grey axis, a hue rotation; otherwise any rotation about mid-grey, which puts
+    fine detail into the colour channels, as stained glass and woven fabric have it and muted
+    photos do not), saturation scaled (log-uniform in ``saturation_range``), clipped to [0, 1].
 
     Applied before the noise, so the noise stays the protocol's white Gaussian noise.
     """
     patch = patch[..., rng.permutation(3)]
-    patch = patch @ hue_rotation(float(rng.uniform(0, 2 * np.pi))).T
+    if rng.random() < 0.5:
+        patch = patch @ hue_rotation(float(rng.uniform(0, 2 * np.pi))).T
+    else:  # any rotation about mid-grey: detail in brightness becomes detail in colour too
+        rotation, _ = np.linalg.qr(rng.standard_normal((3, 3)))
+        patch = 0.5 + (patch - 0.5) @ rotation.T
     grey = (patch @ _LUMA)[..., None]
     low, high = np.log(saturation_range[0]), np.log(saturation_range[1])
     patch = grey + float(np.exp(rng.uniform(low, high))) * (patch - grey)
