@@ -28,6 +28,7 @@ is never run.
 from __future__ import annotations
 
 import os
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -396,6 +397,9 @@ class _Steps:
         self.model_task: str | None = None
         """The step ``options.model`` runs (``None``: every step runs its task's default)."""
         self._compression: auto.Compression | None = None
+        self.formatted = (formatted_tasks(options.tasks or auto.STEPS, options.formatter)
+                          if options.formatter is not None else ())
+        """The steps whose model ``options.formatter`` picks (the others run their default)."""
 
     def run_given(self, pixels: np.ndarray, tasks: tuple[str, ...]) -> np.ndarray:
         """The tasks given, in order, at their given or estimated levels. A noise level
@@ -447,19 +451,23 @@ class _Steps:
 
     def _run(self, pixels: np.ndarray, step: Step, index: int, count: int) -> np.ndarray:
         model = self.options.model if step.task == self.model_task else None
-        restored, result = _restore_step(pixels, step, model, self.options, self.source_path,
+        formatter = self.options.formatter if step.task in self.formatted else None
+        restored, result = _restore_step(pixels, step, model, formatter, self.options,
+                                         self.source_path,
                                          engine.pass_progress(self.progress, index, count))
         self.done.append(result)
         return np.clip(restored, 0.0, 1.0)  # what the next step sees: an image, as if saved
 
 
 def _restore_step(pixels: np.ndarray, step: Step, model: str | LoadedModel | None,
-                  options: RestoreOptions, source_path: str | os.PathLike[str] | bytes | None,
+                  formatter: str | None, options: RestoreOptions,
+                  source_path: str | os.PathLike[str] | bytes | None,
                   progress: Progress | None) -> tuple[np.ndarray, StepResult]:
     """One step on ``H x W x C`` float32 pixels (C 1 or 3) with ``model`` (``None``: the
-    task's default): the restored pixels (not clipped) and what ran."""
+    task's default, or its model in ``formatter``'s form): the restored pixels (not clipped)
+    and what ran."""
     color = pixels.shape[2] == 3
-    loaded = _select_model(model, step.task, 3 if color else 1, options.device, options.formatter)
+    loaded = _select_model(model, step.task, 3 if color else 1, options.device, formatter)
     passes = ensemble_passes(options.ensemble, loaded)
     levels = conditioning(step, loaded, pixels, source_path)
     run = Runner(loaded, options, device=_run_device(loaded, options.device), level=levels.level,
@@ -474,6 +482,26 @@ def _restore_step(pixels: np.ndarray, step: Step, model: str | LoadedModel | Non
         model_path=str(loaded.path), sigma=levels.noise.sigma if levels.noise else None,
         quality=levels.quality, scale=step.scale, estimated=levels.estimated, ensemble=passes,
         sigma_map_range=levels.noise.map_range if levels.noise else None)
+
+
+def formatted_tasks(tasks: Sequence[str], formatter: str) -> tuple[str, ...]:
+    """The steps among ``tasks`` whose model ``formatter`` (``formnet restore --formatter``)
+    picks: a task alone must have a model in that form; of several (a chain, or the steps
+    ``auto`` may run), those that have one (the others run their default model), at least one.
+    Raises :class:`ModelNotFoundError` naming the forms there are."""
+    found, missing = [], []
+    for task in tasks:
+        try:
+            registry.model_with_formatter(task, 1, formatter)
+            found.append(task)
+        except ModelNotFoundError as error:
+            if len(tasks) == 1:
+                raise
+            missing.append(str(error))
+    if not found:
+        raise ModelNotFoundError(f"none of the steps {','.join(tasks)} has a model that formats "
+                                 f"with '{formatter}': {'; '.join(missing)}")
+    return tuple(found)
 
 
 # -- internals -----------------------------------------------------------------------------

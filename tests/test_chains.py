@@ -99,3 +99,19 @@ def test_the_cli_infers_denoise_then_sr_from_the_levels(tmp_path, gray_png):
     refused = invoke("restore", gray_png, "-o", tmp_path / "x.png", "--task", "denoise",
                      "--scale", "2")
     assert refused.exit_code == 2 and "scale applies to task 'sr', not 'denoise'" in refused.stderr
+
+
+def test_a_formatter_picks_the_model_of_each_step_that_has_that_form(tmp_path, gray_png):
+    chain = invoke("restore", gray_png, "-o", tmp_path / "out.png", "--task", "jpeg,denoise",
+                   "--quality", "30", "--sigma", "25", "--formatter", "bm3d", "--device", "cpu",
+                   "--json")
+    assert chain.exit_code == 0, chain.output
+    steps = json.loads(chain.stdout)["files"][0]["steps"]
+    assert [(step["task"], step["model"]) for step in steps] == [
+        ("jpeg", "jpeg-gray"), ("denoise", "denoise-gray-bm3d")]  # no JPEG model formats with BM3D
+    assert api.formatted_tasks(("jpeg", "denoise"), "bm3d") == ("denoise",)
+    none = invoke("restore", gray_png, "-o", tmp_path / "none.png", "--formatter", "cnn")  # auto
+    assert none.exit_code == 1 and none.stderr.startswith(
+        "error: none of the steps jpeg,denoise has a model that formats with 'cnn': no model for "
+        "task 'jpeg' formats with 'cnn' (formatters there are: none: jpeg-gray); ")
+    assert not (tmp_path / "none.png").exists()

@@ -289,7 +289,8 @@ def test_formatter_picks_the_model_of_that_form_and_models_lists_the_forms(tmp_p
                     "bm3d", "--device", "cpu", "--json")
     assert result.exit_code == 0, result.output
     assert json.loads(result.stdout)["files"][0]["model"] == "denoise-gray-bm3d"
-    missing = invoke("restore", source, "-o", tmp_path / "out2.png", "--formatter", "cnn")
+    missing = invoke("restore", source, "-o", tmp_path / "out2.png", "--task", "denoise",
+                     "--formatter", "cnn")
     assert missing.exit_code == 1 and "formatters there are: bm3d: denoise-gray-bm3d" in missing.output
     assert not (tmp_path / "out2.png").exists()
     both = invoke("restore", source, "-o", tmp_path / "out3.png", "--formatter", "none",

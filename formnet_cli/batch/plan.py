@@ -514,9 +514,8 @@ def check_before_any_file(plan: BatchPlan, options: BatchOptions) -> None:
     imageio.max_pixels()  # a bad FORMNET_MAX_MEGAPIXELS is one error, not one per file
     if options.jpeg_quality is not None and not 1 <= options.jpeg_quality <= 100:
         raise InvalidOptionError(f"--jpeg-quality must be in [1, 100], got {options.jpeg_quality}")
-    if plan.jobs and restore.formatter is not None:  # each step's model exists in that form
-        for task in restore.tasks or auto.STEPS:
-            api.registry.model_with_formatter(task, 1, restore.formatter)
+    if plan.jobs and restore.formatter is not None:  # a model in that form for a step at least
+        api.formatted_tasks(restore.tasks or auto.STEPS, restore.formatter)
     if plan.jobs and restore.model is not None:
         loaded = api.load_options_model(restore)
         api.check_model_options(loaded, sigma=restore.sigma, scale=restore.scale,
