@@ -2,10 +2,14 @@
 
     python benchmarks/auto_calibration.py --part readings    # blockiness and noise readings (seconds)
     python benchmarks/auto_calibration.py --part gains       # PSNR of each choice (minutes)
+    python benchmarks/auto_calibration.py --source train --limit 24 --color   # training crops
 
 Made images only, never the benchmark sets: seeded crops (``--crop`` pixels a side) of
 scikit-image's sample photos (astronaut, coffee, chelsea, rocket, camera, coins, brick,
-gravel, immunohistochemistry), gray and colour, degraded with the
+gravel, immunohistochemistry), or with ``--source train`` of the first ``--limit`` images of
+the training sets (``--data-root``: Train400 for gray, CBSD432 for colour, whose files are
+JPEGs of quality 95, below what :data:`formnet_cli.auto.BLOCKY` and the JPEG step take for
+compressed), gray and colour, degraded with the
 protocol's own functions (:mod:`formnet_cli.imaging.degradations`): white noise of small
 sigma, camera noise (Poisson-Gaussian in linear light, saved as 8-bit sRGB) at the
 ``(shot, read)`` pairs below, and Pillow JPEG (4:2:0 in colour).
@@ -23,6 +27,7 @@ from __future__ import annotations
 
 import argparse
 import io
+from pathlib import Path
 
 import numpy as np
 import torch
@@ -54,6 +59,22 @@ def made_images(crop: int, color: bool, seed: int = 0) -> list[tuple[str, np.nda
         if not color:
             pixels = np.round(pixels @ np.array([0.299, 0.587, 0.114]))[:, :, None].astype(np.uint8)
         images.append((name, np.ascontiguousarray(pixels)))
+    return images
+
+
+def training_crops(root: Path, crop: int, color: bool, limit: int, seed: int = 0
+                   ) -> list[tuple[str, np.ndarray]]:
+    """A seeded ``crop x crop`` crop of each of the first ``limit`` training images."""
+    from formnet_cli.evaluation.datasets import read_dataset
+
+    rng = np.random.default_rng(seed)
+    images = []
+    folder = root / ("CBSD432" if color else "Train400")
+    for name, image in read_dataset(folder, channels="color" if color else "gray", limit=limit):
+        side = min(crop, *image.shape[:2])
+        top = int(rng.integers(0, image.shape[0] - side + 1))
+        left = int(rng.integers(0, image.shape[1] - side + 1))
+        images.append((name, np.ascontiguousarray(image[top:top + side, left:left + side])))
     return images
 
 
@@ -173,15 +194,22 @@ def main() -> None:
     parser.add_argument("--part", choices=("readings", "gains"), default="readings")
     parser.add_argument("--color", action="store_true", help="colour images (default gray)")
     parser.add_argument("--crop", type=int, default=160)
-    parser.add_argument("--limit", type=int, default=0, help="only the first N photos")
+    parser.add_argument("--limit", type=int, default=0,
+                        help="only the first N photos (--source train: default 24)")
+    parser.add_argument("--source", choices=("skimage", "train"), default="skimage")
+    parser.add_argument("--data-root", type=Path, default=Path("../shared/data"))
     parser.add_argument("--only", default="",
                         help="comma-separated starts of the degradations to run (e.g. 'clean,jpeg q30')")
     parser.add_argument("--threads", type=int, default=1)
     args = parser.parse_args()
 
     torch.set_num_threads(args.threads)
-    images = made_images(args.crop, args.color)[:args.limit or None]
-    print(f"{len(images)} made images, {args.crop} px, {'colour' if args.color else 'gray'}")
+    if args.source == "train":
+        images = training_crops(args.data_root, args.crop, args.color, args.limit or 24)
+    else:
+        images = made_images(args.crop, args.color)[:args.limit or None]
+    print(f"{len(images)} made images ({args.source}), {args.crop} px, "
+          f"{'colour' if args.color else 'gray'}")
     only = tuple(args.only.split(",")) if args.only else ()
     (readings if args.part == "readings" else gains)(images, only)
 

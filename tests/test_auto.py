@@ -61,6 +61,38 @@ def test_blockiness_tells_a_decoded_jpeg_from_an_image_never_compressed(color):
     assert jpeg_blockiness(floats(shifted)) > auto.BLOCKY
 
 
+def test_one_long_straight_edge_is_not_a_grid():
+    plane = np.full((64, 64), 0.3)
+    plane[34:] = 0.7  # a horizon, on phase 2 of the rows
+    assert jpeg_blockiness(plane) < 1.1
+    clean = made_photo(64, seed=5)  # a band's edge spans its width
+    assert jpeg_blockiness(floats(clean)) < auto.BLOCKY
+    assert jpeg_blockiness(floats(jpeg_compress(clean, 30))) > auto.BLOCKY
+
+
+@pytest.mark.parametrize("color", [False, True])
+@pytest.mark.parametrize("size", [64, 128])
+def test_the_decision_over_made_images(color, size):
+    """Clean: nothing; white noise of sigma 8: denoise; a JPEG file of quality 30: jpeg at 30,
+    the same decoded: jpeg blind; a JPEG of quality 90: jpeg, no denoising."""
+    def decide(pixels, source=None):
+        image = floats(pixels)
+        compression = auto.examine(image, source)
+        noisy_ = auto.is_noisy(auto.measure_noise(image, compression), compression)
+        return auto.jpeg_step(compression, noisy_), noisy_
+
+    for seed in range(4):
+        clean = made_photo(size, seed=seed, color=color)
+        assert decide(clean) == (None, False), seed
+        assert decide(noisy(clean, 8, seed)) == (None, True), seed
+        for quality in (30, 90):
+            data = jpeg_bytes(clean, quality)
+            decoded = np.asarray(Image.open(io.BytesIO(data))).reshape(clean.shape)
+            assert decide(decoded, data) == (quality, False), (seed, quality)
+        assert decide(np.asarray(Image.open(io.BytesIO(jpeg_bytes(clean, 30)))).reshape(
+            clean.shape)) == ("blind", False), seed
+
+
 def test_blockiness_of_what_cannot_tell_is_one():
     assert jpeg_blockiness(np.zeros((20, 200))) == 1.0  # too small a side
     assert jpeg_blockiness(np.full((64, 64), 0.5)) == 1.0  # flat

@@ -33,7 +33,9 @@ def jpeg_blockiness(image: np.ndarray) -> float:
 
     Along each axis, a step between two neighbouring pixels counts as a peak where it is larger
     than the steps on either side of it (flat areas count nothing); the share of positions
-    that peak is taken in each of the 8 phases of an 8-pixel grid. The axis's score is, at the
+    that peak is taken in each of the 8 phases of an 8-pixel grid, over its lines but the one
+    that peaks most (one long straight edge, the horizon or a drawing's frame, is not a grid:
+    JPEG's shows on every line of its phase). The axis's score is, at the
     phase with the most peaks, its share over the mean of the other seven, both raised by
     :data:`_BACKGROUND`, in the half of the image (left or right, top or bottom) where that is
     lower: JPEG's block edges fall on one phase all over the image (whichever crop it is),
@@ -59,9 +61,10 @@ def _axis_score(plane: np.ndarray, axis: int) -> float:
 
 
 def _phase_shares(peaks: np.ndarray) -> np.ndarray:
-    """The share of positions that peak in each of the 8 phases (along the first axis)."""
+    """The share of positions that peak in each of the 8 phases (along the first axis), the
+    line of the phase that peaks most left out."""
     along = peaks.mean(axis=1)
-    return np.array([along[phase::BLOCK].mean() for phase in range(BLOCK)])
+    return np.array([np.sort(along[phase::BLOCK])[:-1].mean() for phase in range(BLOCK)])
 
 
 def _ratio(shares: np.ndarray, phase: int) -> float:
