@@ -3,6 +3,7 @@ interruptions, full disks, bugs."""
 
 from __future__ import annotations
 
+import io
 import json
 import os
 import re
@@ -12,12 +13,15 @@ import numpy as np
 import pytest
 import torch
 from PIL import Image
+from rich.console import Console
 
 from cli_helpers import restore
 from formnet_cli import api
 from formnet_cli.batch import plan as batch_plan
 from formnet_cli.batch import run as batch_run
 from formnet_cli.batch.plan import BatchOptions
+from formnet_cli.batch.summary import FileResult
+from formnet_cli.cli.progress import RichReporter
 from formnet_cli.errors import ImageReadError, OutOfSpaceError
 from formnet_cli import io as imageio
 from formnet_cli.options import RestoreOptions
@@ -466,3 +470,28 @@ def test_a_1_bit_image_is_refused_from_its_header(tiny_models, tmp_path, random_
     monkeypatch.setattr(decode, "_decode", lambda *args: pytest.fail("decoded before refusing"))
     denoised = restore(tiny_models.denoise_gray, source, "-o", tmp_path / "out.tif", "--sigma", "5")
     assert denoised.exit_code == 1 and "1-bit (black and white) image" in denoised.stderr
+
+
+def test_progress_is_one_plain_line_per_file_where_stderr_is_not_a_terminal(tiny_models, tmp_path,
+                                                                           random_image, write_png):
+    for name, seed in (("a.png", 0), ("b.png", 1)):
+        write_png(tmp_path / "in" / name, random_image((12, 12), np.uint8, seed=seed))
+    (tmp_path / "in" / "c.png").write_bytes(b"not an image")
+    result = restore(tiny_models.denoise_gray, tmp_path / "in", "-o", tmp_path / "out", "--sigma", "5")
+    assert result.exit_code == 1
+    lines = result.stderr.splitlines()
+    for number, name in enumerate(("a.png", "b.png"), start=1):
+        assert re.fullmatch(rf"\[{number}/3\] {re.escape(str(tmp_path / 'in' / name))} -> "
+                            rf"{re.escape(str(tmp_path / 'out' / name))}: done \(\d+\.\d s\)",
+                            lines[number - 1])
+    assert lines[2].startswith(f"[3/3] {tmp_path / 'in' / 'c.png'} -> {tmp_path / 'out' / 'c.png'}: "
+                               "failed, ")
+    quiet = restore(tiny_models.denoise_gray, tmp_path / "in", "-o", tmp_path / "json", "--sigma", "5",
+                    "--json")  # --json: the summary alone
+    assert "[1/3]" not in quiet.stderr
+    shown = io.StringIO()  # a terminal: the bar, no lines
+    reporter = RichReporter(Console(file=shown, force_terminal=True), plain_lines=True)
+    reporter.start(1)
+    reporter.file_finished(FileResult(tmp_path / "a.png", tmp_path / "b.png", "done", seconds=0.5))
+    reporter.stop()
+    assert "[1/1]" not in shown.getvalue()
