@@ -27,15 +27,21 @@ from __future__ import annotations
 
 import argparse
 import io
+import sys
 from pathlib import Path
 
 import numpy as np
 import torch
 from PIL import Image
 
-from formnet_cli import api, auto
-from formnet_cli.imaging.degradations import add_camera_noise, add_gaussian_noise
-from formnet_cli.imaging.metrics import psnr
+REPOSITORY = Path(__file__).resolve().parent.parent
+if str(REPOSITORY) not in sys.path:
+    sys.path.insert(0, str(REPOSITORY))
+
+from benchmarks.auto import crops, jpeg_file  # noqa: E402
+from formnet_cli import api, auto  # noqa: E402
+from formnet_cli.imaging.degradations import add_camera_noise, add_gaussian_noise  # noqa: E402
+from formnet_cli.imaging.metrics import psnr  # noqa: E402
 
 PHOTOS = ("astronaut", "coffee", "chelsea", "rocket", "camera", "coins", "brick", "gravel",
           "immunohistochemistry")
@@ -60,29 +66,6 @@ def made_images(crop: int, color: bool, seed: int = 0) -> list[tuple[str, np.nda
             pixels = np.round(pixels @ np.array([0.299, 0.587, 0.114]))[:, :, None].astype(np.uint8)
         images.append((name, np.ascontiguousarray(pixels)))
     return images
-
-
-def training_crops(root: Path, crop: int, color: bool, limit: int, seed: int = 0
-                   ) -> list[tuple[str, np.ndarray]]:
-    """A seeded ``crop x crop`` crop of each of the first ``limit`` training images."""
-    from formnet_cli.evaluation.datasets import read_dataset
-
-    rng = np.random.default_rng(seed)
-    images = []
-    folder = root / ("CBSD432" if color else "Train400")
-    for name, image in read_dataset(folder, channels="color" if color else "gray", limit=limit):
-        side = min(crop, *image.shape[:2])
-        top = int(rng.integers(0, image.shape[0] - side + 1))
-        left = int(rng.integers(0, image.shape[1] - side + 1))
-        images.append((name, np.ascontiguousarray(image[top:top + side, left:left + side])))
-    return images
-
-
-def jpeg_file(pixels: np.ndarray, quality: int) -> bytes:
-    buffer = io.BytesIO()
-    Image.fromarray(pixels[:, :, 0] if pixels.shape[2] == 1 else pixels).save(
-        buffer, format="JPEG", quality=quality)
-    return buffer.getvalue()
 
 
 def decoded(data: bytes, channels: int) -> np.ndarray:
@@ -205,7 +188,8 @@ def main() -> None:
 
     torch.set_num_threads(args.threads)
     if args.source == "train":
-        images = training_crops(args.data_root, args.crop, args.color, args.limit or 24)
+        images = crops(args.data_root / ("CBSD432" if args.color else "Train400"),
+                       "color" if args.color else "gray", args.limit or 24, args.crop, seed=0)
     else:
         images = made_images(args.crop, args.color)[:args.limit or None]
     print(f"{len(images)} made images ({args.source}), {args.crop} px, "

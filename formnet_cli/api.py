@@ -227,6 +227,7 @@ class StepResult:
 
 NOTHING = "none"
 """The :attr:`RestoreResult.task` of an image ``auto`` found nothing to restore in."""
+_NO_STEP = StepResult(task=NOTHING, model_name="", model_source="")
 
 
 @dataclass(frozen=True)
@@ -235,42 +236,59 @@ class RestoreResult:
 
     ``steps`` are the steps run, in order (none where ``task="auto"`` found nothing to
     restore: the image is the input's); ``reason`` says why ``auto`` chose them (empty for
-    steps given). The other fields sum them up: ``task`` is the steps' tasks joined by commas
-    (:data:`NOTHING` for none), each level is that of the step of its task, and the model is
-    the last step's (see :class:`StepResult` for the levels).
+    steps given). The other attributes sum them up: :attr:`task` is the steps' tasks joined by
+    commas (:data:`NOTHING` for none), each level is that of the step of its task, and the
+    model is the last step's (see :class:`StepResult` for the levels).
     """
 
     image: np.ndarray
-    task: str
-    model_name: str
-    model_source: str
-    model_path: str = ""
-    """The checkpoint folder the model was loaded from."""
-    sigma: float | None = None
-    quality: int | None = None
-    scale: int | None = None
-    estimated: bool = False
-    ensemble: int = 1
-    """Flipped/rotated passes averaged (1: a single pass)."""
-    sigma_map_range: tuple[float, float] | None = None
     steps: tuple[StepResult, ...] = ()
     reason: str = ""
 
-    @classmethod
-    def of_steps(cls, image: np.ndarray, steps: list[StepResult], reason: str = "") -> RestoreResult:
-        by_task = {step.task: step for step in steps}
-        noise, jpeg, sr = (by_task.get(task) for task in ("denoise", "jpeg", "sr"))
-        last = steps[-1] if steps else None
-        return cls(image=image, task=",".join(step.task for step in steps) or NOTHING,
-                   model_name=last.model_name if last else "",
-                   model_source=last.model_source if last else "",
-                   model_path=last.model_path if last else "",
-                   sigma=noise.sigma if noise else None, quality=jpeg.quality if jpeg else None,
-                   scale=sr.scale if sr else None,
-                   estimated=any(step.estimated for step in steps),
-                   ensemble=last.ensemble if last else 1,
-                   sigma_map_range=noise.sigma_map_range if noise else None,
-                   steps=tuple(steps), reason=reason)
+    @property
+    def task(self) -> str:
+        return ",".join(step.task for step in self.steps) or NOTHING
+
+    @property
+    def model_name(self) -> str:
+        return self.steps[-1].model_name if self.steps else ""
+
+    @property
+    def model_source(self) -> str:
+        return self.steps[-1].model_source if self.steps else ""
+
+    @property
+    def model_path(self) -> str:
+        """The checkpoint folder the (last step's) model was loaded from."""
+        return self.steps[-1].model_path if self.steps else ""
+
+    @property
+    def ensemble(self) -> int:
+        return self.steps[-1].ensemble if self.steps else 1
+
+    @property
+    def estimated(self) -> bool:
+        return any(step.estimated for step in self.steps)
+
+    @property
+    def sigma(self) -> float | None:
+        return self._of("denoise").sigma
+
+    @property
+    def sigma_map_range(self) -> tuple[float, float] | None:
+        return self._of("denoise").sigma_map_range
+
+    @property
+    def quality(self) -> int | None:
+        return self._of("jpeg").quality
+
+    @property
+    def scale(self) -> int | None:
+        return self._of("sr").scale
+
+    def _of(self, task: str) -> StepResult:
+        """The step of ``task``, or one with no level where there is none."""
+        return next((step for step in self.steps if step.task == task), _NO_STEP)
 
     def describe_level(self) -> str:
         """The level of a single step (``"estimated sigma 23.7"``, ``"quality 20"``); for
@@ -378,7 +396,7 @@ def restore_with_options(image: np.ndarray, options: RestoreOptions, *,
     output = _from_float(restored, alpha, image.dtype, restore_shape)
     if alpha is not None and scale is None:
         output[:, :, -1] = image[:, :, -1]  # bit-exact, not through float
-    return RestoreResult.of_steps(output, steps.done, steps.reason)
+    return RestoreResult(output, tuple(steps.done), steps.reason)
 
 
 def model_task_of(model: str | LoadedModel) -> str:
