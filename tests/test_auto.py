@@ -16,6 +16,7 @@ from formnet_cli.imaging.blockiness import jpeg_blockiness
 from formnet_cli.imaging.degradations import add_camera_noise, add_gaussian_noise, jpeg_compress
 from formnet_cli.imaging.estimation import (estimate_coarse_noise_level_function,
                                             estimate_noise_level_function)
+from formnet_cli.results import NOTHING
 
 
 def made_photo(size: int = 96, seed: int = 0, color: bool = False) -> np.ndarray:
@@ -170,7 +171,7 @@ def test_noise_counts_above_the_threshold_of_its_kind():
 def test_auto_leaves_a_clean_image_as_it_is():
     clean = made_photo(96, seed=4)[:, :, 0]
     result = api.restore_with_info(clean, device="cpu")
-    assert result.task == api.NOTHING and result.steps == ()
+    assert result.task == NOTHING and result.steps == ()
     np.testing.assert_array_equal(result.image, clean)
     assert result.describe().startswith("nothing to restore (no JPEG blocks, blockiness ")
 

@@ -38,6 +38,7 @@ from formnet_cli.errors import (FormnetError, ImageReadError, ImageWriteError, M
                                 OutOfSpaceError)
 from formnet_cli.hub.checkpoint import CheckpointError
 from formnet_cli.inference.engine import restore_memory_needed
+from formnet_cli.results import NOTHING, RestoreResult, StepResult
 
 __all__ = ["Reporter", "SilentReporter", "run_batch"]
 
@@ -191,7 +192,7 @@ def _run_job(job: Job, options: BatchOptions, reporter: Reporter,
         if unchanged and options.skip_clean:
             _remove_empty_folders(created)
             return FileResult(job.input, job.output, "skipped", "nothing to restore (--skip-clean)",
-                              seconds=time.perf_counter() - started, task=api.NOTHING,
+                              seconds=time.perf_counter() - started, task=NOTHING,
                               decision=results[0].reason if results else "")
         copied = unchanged and _same_format(job, pages, stream_format)
         if copied:
@@ -209,7 +210,7 @@ def _run_job(job: Job, options: BatchOptions, reporter: Reporter,
     megapixels = sum(page.height * page.width for page in restored_pages) / 1e6
     if not results:  # auto on 1-bit pages only: nothing to restore
         return FileResult(job.input, job.output, "done", seconds=time.perf_counter() - started,
-                          megapixels=megapixels, task=api.NOTHING,
+                          megapixels=megapixels, task=NOTHING,
                           decision="1-bit (black and white): nothing to restore")
     if not copied:
         _note_what_the_output_lost(job, pages, reporter, written, stream_format)
@@ -222,7 +223,7 @@ def _run_job(job: Job, options: BatchOptions, reporter: Reporter,
                       decision=first.reason)
 
 
-def _step_record(step: api.StepResult) -> dict[str, Any]:
+def _step_record(step: StepResult) -> dict[str, Any]:
     """One step as ``--json`` lists it."""
     record: dict[str, Any] = {"task": step.task}
     if step.task == "denoise":
@@ -363,7 +364,7 @@ def _note_what_the_output_lost(job: Job, pages: list[imageio.LoadedImage], repor
 
 
 def _restore_page(page: imageio.LoadedImage, source: Path | bytes, options: BatchOptions,
-                  reporter: Reporter) -> tuple[imageio.LoadedImage, api.RestoreResult]:
+                  reporter: Reporter) -> tuple[imageio.LoadedImage, RestoreResult]:
     """One image through :func:`api.restore_with_options`, alpha included (resized for sr)."""
     pixels = page.pixels
     if page.alpha is not None:
