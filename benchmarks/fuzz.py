@@ -115,10 +115,12 @@ def _watch(process: subprocess.Popen, started: float, timeout: float, memory_mib
         watched = psutil.Process(process.pid)
     except psutil.Error:
         return
-    while not done.wait(0.01):
+    while True:  # a reading first, then every 10 ms until the process has ended
+        verdict["peak_kib"] = max(int(verdict.get("peak_kib", 0)), _high_water_kib(process.pid))
+        if done.wait(0.01):
+            return
         elapsed = time.monotonic() - started
         try:
-            verdict["peak_kib"] = max(int(verdict.get("peak_kib", 0)), _high_water_kib(process.pid))
             if signal_at is not None and "signalled" not in verdict and elapsed >= signal_at[0]:
                 verdict["signalled"] = signal_at[1]
                 watched.send_signal(signal_at[1])
@@ -130,8 +132,8 @@ def _watch(process: subprocess.Popen, started: float, timeout: float, memory_mib
                 verdict["over_memory"] = True
                 watched.kill()
                 return
-        except psutil.Error:  # it ended meanwhile
-            return
+        except psutil.Error:  # it is ending: ``done`` is set once it is reaped
+            continue
 
 
 def _high_water_kib(pid: int) -> int:
