@@ -103,7 +103,8 @@ def python(args: Sequence[object], *, timeout: float, memory_mib: float = MEMORY
         killed = bool(verdict.get("hung") or verdict.get("over_memory"))
         return Run(None if killed else process.returncode,
                    out.read().decode("utf-8", "replace"), err.read().decode("utf-8", "replace"),
-                   float(verdict.get("peak_kib", 0)) / 1024, seconds, hung=bool(verdict.get("hung")),
+                   float(verdict.get("peak_kib", 0)) / 1024, seconds,
+                   hung=bool(verdict.get("hung")),
                    over_memory=bool(verdict.get("over_memory")),
                    signalled=verdict.get("signalled"))  # type: ignore[arg-type]
 

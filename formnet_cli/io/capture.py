@@ -33,10 +33,6 @@ _MOST_CHARACTERS = 240
 """Longest library line kept (a line of binary junk is cut)."""
 
 
-_LOGGERS = ("PIL",)
-"""Python libraries whose logged warnings during decoding are the file's, like the C lines."""
-
-
 class _LogLines(logging.Handler):
     """Keeps the messages of warnings and errors logged within a block."""
 
@@ -45,20 +41,18 @@ class _LogLines(logging.Handler):
         self.lines: list[str] = []
 
     def emit(self, record: logging.LogRecord) -> None:
-        self.lines.extend(_lines(record.getMessage().encode("utf-8", errors="replace")))
+        self.lines.extend(_lines(record.getMessage()))
 
 
 @contextmanager
 def _logged_lines() -> Iterator[_LogLines]:
-    handler = _LogLines()
-    loggers = [logging.getLogger(name) for name in _LOGGERS]
-    for logger in loggers:
-        logger.addHandler(handler)
+    """Pillow's logged warnings and errors in the block: the file's, like the C lines."""
+    handler, pillow = _LogLines(), logging.getLogger("PIL")
+    pillow.addHandler(handler)
     try:
         yield handler
     finally:
-        for logger in loggers:
-            logger.removeHandler(handler)
+        pillow.removeHandler(handler)
 
 
 @dataclass
@@ -104,7 +98,7 @@ def library_output() -> Iterator[LibraryOutput]:
                 os.dup2(saved, 2)
                 os.close(saved)
                 sink.seek(0)
-                caught.lines = logged.lines + _lines(sink.read())
+                caught.lines = logged.lines + _lines(sink.read().decode("utf-8", errors="replace"))
 
 
 def _can_redirect() -> bool:
@@ -124,6 +118,5 @@ def _flush(stream: object) -> None:
         pass
 
 
-def _lines(data: bytes) -> list[str]:
-    text = data.decode("utf-8", errors="replace")
+def _lines(text: str) -> list[str]:
     return [" ".join(line.split())[:_MOST_CHARACTERS] for line in text.splitlines() if line.strip()]
