@@ -13,11 +13,13 @@ driver's memory and planning rate (the figures ``docs/scaling.md`` projects from
    costs next to nothing: the time per file from the first result to the last, of the local
    batch and of Ray with one worker, less each file's own time (its result's ``seconds``): what
    each engine adds per file (Ray: the task round trip, the attempt book, the row).
-3. **Driver memory**: a plan of ``--paths`` synthetic jobs (``archive/box0001/scan0000001.tif``
+3. **Driver memory**: a plan of ``--paths`` synthetic jobs (``archive/scan0000001.tif``
    -> ``restored/...``) in fsspec's in-memory store, planned by the store planner; the Arrow
    table of the jobs the engine hands to Ray Data; the summary's rows at the end: growth of
    this process's resident memory for each, and the planning's own rate.
-4. **Planning rate** (with ``moto[server]`` and ``s3fs``): ``--objects`` objects in an S3 server
+4. **File I/O**: one ``--megapixels`` colour photo read and written (JPEG and PNG) by formnet's
+   own reader and writer, one thread: the CPU work around the model for each file.
+5. **Planning rate** (with ``moto[server]`` and ``s3fs``): ``--objects`` objects in an S3 server
    on loopback (moto), listed and planned by the driver: objects/s.
 
 Prints a Markdown block and writes it between ``<!-- cluster:start -->`` and
@@ -155,15 +157,41 @@ def cost_per_file(work: Path, count: int) -> list[str]:
     return rows
 
 
+def file_io(work: Path, megapixels: float) -> list[str]:
+    """Seconds to read and to write one colour photo of ``megapixels`` (formnet's own reader
+    and writer, one thread) as JPEG (quality 95) and PNG: the CPU work a worker does around
+    the model for each file."""
+    from formnet_cli import io as imageio
+
+    side = int((megapixels * 1e6 / 12) ** 0.5)
+    photo = write_photos(work / "large", 1, 4 * side, seed=3) / "0000.png"
+    with Image.open(photo) as image:  # 4:3, as a camera's
+        image.crop((0, 0, 4 * side, 3 * side)).save(photo)
+    rows = []
+    for extension in (".jpg", ".png"):
+        source = photo.with_suffix(extension)
+        imageio.write_pages(source, imageio.read_pages(photo))
+        started = time.perf_counter()
+        pages = imageio.read_pages(source)
+        read = time.perf_counter() - started
+        started = time.perf_counter()
+        imageio.write_pages(work / f"written{extension}", pages)
+        written = time.perf_counter() - started
+        rows.append(f"| {extension[1:].upper()} | {pages[0].width * pages[0].height / 1e6:.1f} | "
+                    f"{source.stat().st_size / 2**20:.1f} | {read:.2f} | {written:.2f} |")
+        print(rows[-1], flush=True)
+    return rows
+
+
 def driver_memory(paths: int) -> list[str]:
     """Resident memory the driver grows by for the plan of ``paths`` objects (made by the
     store planner from fsspec's in-memory store, not counted), the Arrow table of its jobs,
     and the summary's rows; and the time the planning took."""
     import fsspec
     import pyarrow as pa
+    from fsspec.implementations.memory import MemoryFile
 
     from formnet_cli.batch import remote
-    from formnet_cli.batch.summary import FileResult
 
     process = psutil.Process()
 
@@ -173,8 +201,9 @@ def driver_memory(paths: int) -> list[str]:
 
     pa.table({"warm-up": ["pyarrow's allocator"]})
     fs = fsspec.filesystem("memory")
-    for index in range(paths):
-        fs.pipe_file(f"/bench/archive/box{index // 1000:04}/scan{index:07}.tif", b"")
+    for index in range(paths):  # straight into the store: its pipe_file checks every object
+        name = f"/bench/archive/scan{index:07}.tif"
+        fs.store[name] = MemoryFile(fs, name, b"")
     base = resident()
     started = time.perf_counter()
     plan = remote.plan(["memory://bench/archive"], "memory://bench/restored", recursive=True)
@@ -194,7 +223,8 @@ def driver_memory(paths: int) -> list[str]:
     rows.append(f"| (planning {len(plan.jobs):,} objects took {seconds:.1f} s: "
                 f"{len(plan.jobs) / seconds:,.0f} objects/s; Arrow data {table.nbytes / 2**20:.0f} MiB) | | |")
     del results, table, plan
-    fs.rm("/bench", recursive=True)
+    for name in [name for name in fs.store if name.startswith("/bench/")]:
+        del fs.store[name]  # (fs.rm looks the store over for each object)
     for row in rows:
         print(row, flush=True)
     return rows
@@ -211,6 +241,7 @@ def planning_rate(objects: int) -> list[str]:
 
     from formnet_cli.batch import remote
 
+    logging.getLogger("werkzeug").setLevel(logging.ERROR)  # no line per request
     server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
     server.start()
     try:
@@ -238,6 +269,7 @@ def main() -> None:
     parser.add_argument("--small", type=int, default=400, help="tiny files for the cost per file")
     parser.add_argument("--paths", type=int, default=1_000_000, help="jobs of the memory rows")
     parser.add_argument("--objects", type=int, default=5000, help="S3 objects of the planning row")
+    parser.add_argument("--megapixels", type=float, default=12.0, help="size of the file I/O photo")
     parser.add_argument("--no-write", action="store_true", help="print only")
     arguments = parser.parse_args()
 
@@ -251,6 +283,7 @@ def main() -> None:
         with tempfile.TemporaryDirectory(prefix="formnet-cluster-") as folder:
             rates = throughput(Path(folder), arguments.images, arguments.side)
             costs = cost_per_file(Path(folder), arguments.small)
+            io_rows = file_io(Path(folder), arguments.megapixels)
     finally:
         ray.shutdown()
 
@@ -278,8 +311,13 @@ def main() -> None:
         "| engine | files | seconds (whole call) | ms per file (steady) | ms in the file | ms added |",
         "|---|---:|---:|---:|---:|---:|", *costs,
         "",
+        f"**File I/O** around the model: one {arguments.megapixels:g} MP colour photo (4:3) read and "
+        "written by formnet's reader and writer (JPEG quality 95), one thread.",
+        "",
+        "| format | MP | file (MiB) | read (s) | write (s) |", "|---|---:|---:|---:|---:|", *io_rows,
+        "",
         f"**Driver memory** (resident memory growth) for {arguments.paths:,} synthetic objects "
-        "(`archive/box0001/scan0000001.tif`) planned by the store planner.",
+        "(`memory://bench/archive/scan0000001.tif` -> `memory://bench/restored/...`) planned by the store planner.",
         "",
         "| what | MiB | bytes per job |", "|---|---:|---:|", *memory,
         "",

@@ -103,7 +103,8 @@ def python(args: Sequence[object], *, timeout: float, memory_mib: float = MEMORY
         killed = bool(verdict.get("hung") or verdict.get("over_memory"))
         return Run(None if killed else process.returncode,
                    out.read().decode("utf-8", "replace"), err.read().decode("utf-8", "replace"),
-                   float(verdict.get("peak_kib", 0)) / 1024, seconds, hung=bool(verdict.get("hung")),
+                   float(verdict.get("peak_kib", 0)) / 1024, seconds,
+                   hung=bool(verdict.get("hung")),
                    over_memory=bool(verdict.get("over_memory")),
                    signalled=verdict.get("signalled"))  # type: ignore[arg-type]
 
@@ -115,10 +116,12 @@ def _watch(process: subprocess.Popen, started: float, timeout: float, memory_mib
         watched = psutil.Process(process.pid)
     except psutil.Error:
         return
-    while not done.wait(0.01):
+    while True:  # a reading first, then every 10 ms until the process has ended
+        verdict["peak_kib"] = max(int(verdict.get("peak_kib", 0)), _high_water_kib(process.pid))
+        if done.wait(0.01):
+            return
         elapsed = time.monotonic() - started
         try:
-            verdict["peak_kib"] = max(int(verdict.get("peak_kib", 0)), _high_water_kib(process.pid))
             if signal_at is not None and "signalled" not in verdict and elapsed >= signal_at[0]:
                 verdict["signalled"] = signal_at[1]
                 watched.send_signal(signal_at[1])
@@ -130,8 +133,8 @@ def _watch(process: subprocess.Popen, started: float, timeout: float, memory_mib
                 verdict["over_memory"] = True
                 watched.kill()
                 return
-        except psutil.Error:  # it ended meanwhile
-            return
+        except psutil.Error:  # it is ending: ``done`` is set once it is reaped
+            continue
 
 
 def _high_water_kib(pid: int) -> int:

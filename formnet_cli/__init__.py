@@ -2,6 +2,7 @@
 
 >>> import formnet_cli
 >>> clean = formnet_cli.restore(noisy, task="denoise", sigma=25)   # doctest: +SKIP
+>>> fixed = formnet_cli.restore(photo)   # task="auto": JPEG artifacts and/or noise, as found  # doctest: +SKIP
 
 ``restore``, ``restore_with_info``, ``load_model`` and ``clear_model_cache`` are imported on
 first use, so that importing the package (and ``formnet --help``) does not load torch.
@@ -13,12 +14,12 @@ from typing import TYPE_CHECKING, Any
 
 __version__ = "0.1.0"
 
-__all__ = ["LoadedModel", "RestoreResult", "__version__", "clear_model_cache", "load_model",
-           "restore", "restore_with_info"]
+__all__ = ["LoadedModel", "RestoreResult", "StepResult", "__version__", "clear_model_cache",
+           "load_model", "restore", "restore_with_info"]
 
 if TYPE_CHECKING:
-    from formnet_cli.api import (LoadedModel, RestoreResult, clear_model_cache, load_model, restore,
-                      restore_with_info)
+    from formnet_cli.api import (LoadedModel, RestoreResult, StepResult, clear_model_cache,
+                                 load_model, restore, restore_with_info)
 
 
 def __dir__() -> list[str]:

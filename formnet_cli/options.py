@@ -16,12 +16,15 @@ Importing this module does not import torch, so the command line checks options 
 ('denoise', 25.0, None, 2, None)
 >>> RestoreOptions("jpeg").quality, RestoreOptions("sr", scale="4").scale
 ('auto', 4)
+>>> RestoreOptions().tasks, RestoreOptions(sigma=25, scale=2).task, RestoreOptions("jpeg,sr", scale=2).tasks
+((), 'denoise,sr', ('jpeg', 'sr'))
 """
 
 from __future__ import annotations
 
 import numbers
 import os
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Literal, Union
 
@@ -30,12 +33,12 @@ from formnet_cli.config import (FORMATTERS, LEVEL_NAMES, QUALITY_RANGE, SIGMA_MA
 from formnet_cli.errors import InvalidOptionError
 
 if TYPE_CHECKING:
-    from formnet_cli.api import LoadedModel
+    from formnet_cli.loading import LoadedModel
 
-__all__ = ["BACKENDS", "BACKEND_ENV", "ENSEMBLE_SIZES", "PRECISIONS", "RUNTIMES", "Backend", "Ensemble",
-           "Precision", "Quality", "RestoreOptions", "Sigma", "Task", "Tile", "UnreadableOptionError",
-           "parse_backend", "parse_ensemble", "parse_precision",
-           "parse_scale", "parse_task", "read_quality", "read_sigma", "read_tile"]
+__all__ = ["AUTO", "BACKENDS", "BACKEND_ENV", "ENSEMBLE_SIZES", "NATURAL_ORDER", "PRECISIONS", "RUNTIMES",
+           "Backend", "Ensemble", "Precision", "Quality", "RestoreOptions", "Sigma", "Task", "Tile",
+           "UnreadableOptionError", "parse_backend", "parse_ensemble", "parse_precision", "parse_scale",
+           "parse_task", "read_quality", "read_sigma", "read_tasks", "read_tile"]
 
 Sigma = Union[float, Literal["auto"]]
 """A noise level on the 0-255 scale, or ``auto``: estimated from the image."""
@@ -48,6 +51,13 @@ Ensemble = Union[int, Literal["auto"]]
 Precision = Literal["auto", "fp32", "fp16", "bf16"]
 Backend = Literal["auto", "torch", "onnxruntime", "openvino"]
 """What runs the network (:mod:`formnet_cli.inference.backends`); ``auto``: chosen per model."""
+
+AUTO = "auto"
+"""The task that decides, per image, what it needs (:mod:`formnet_cli.auto`)."""
+NATURAL_ORDER: tuple[Task, ...] = ("jpeg", "denoise", "sr")
+"""The order of the steps that given levels imply (``sigma=25, scale=2``: denoise, then sr):
+JPEG artifacts first (the model expects a JPEG's own blocks), noise before upscaling (which
+would enlarge it)."""
 
 PRECISIONS: tuple[Precision, ...] = ("auto", "fp32", "fp16", "bf16")
 ENSEMBLE_SIZES: tuple[int, ...] = (1, 2, 4, 8)
@@ -73,16 +83,24 @@ class UnreadableOptionError(InvalidOptionError):
 
 @dataclass(frozen=True)
 class RestoreOptions:
-    """How to restore an image: the task, its level, the model and how to run it.
+    """How to restore an image: the tasks, their levels, the model and how to run it.
 
-    The constructor parses and checks every field (see the module docstring). The level of
-    the task is always set (``sigma`` for denoise, ``"auto"`` when not given; ``quality`` for
-    jpeg, likewise; ``scale`` for sr, required) and the levels of the other tasks are ``None``:
-    a level given for another task (``scale`` with denoise: a forgotten ``task="sr"``) is
-    refused rather than ignored.
+    The constructor parses and checks every field (see the module docstring). ``task`` is
+    ``"auto"`` (the default), one task, or several joined by commas (``"jpeg,denoise"``), run
+    in that order; ``tasks`` says the same as a sequence (``["jpeg", "denoise"]``). ``auto``
+    with no level given decides per image (:mod:`formnet_cli.auto`); with levels, it runs the
+    tasks they imply, in :data:`NATURAL_ORDER` (``sigma=25, scale=2``: denoise, then x2).
+    Parsed, :attr:`tasks` holds the steps (``()``: decided per image) and :attr:`task` their
+    spelling (``"auto"``, ``"denoise"``, ``"jpeg,denoise"``).
+
+    The level of every step is set (``sigma`` for denoise, ``"auto"`` when not given;
+    ``quality`` for jpeg, likewise; ``scale`` for sr, required) and the levels of the other
+    tasks are ``None``: a level given for a task not run (``scale`` with denoise: a forgotten
+    ``task="sr"``) is refused rather than ignored.
     """
 
-    task: Task = "denoise"
+    task: str = AUTO
+    tasks: Sequence[str] | None = None
     sigma: Sigma | None = None
     quality: Quality | None = None
     scale: int | None = None
@@ -111,16 +129,20 @@ class RestoreOptions:
     fp16 / bf16): :func:`formnet_cli.inference.backends.choose_backend`."""
 
     def __post_init__(self) -> None:
-        task = parse_task(self.task)
+        steps = _parse_steps(self.task, self.tasks)
         levels = {"sigma": self.sigma, "quality": self.quality, "scale": self.scale}
+        if not steps:  # auto: the tasks the given levels imply, if any
+            steps = tuple(task for task in NATURAL_ORDER if levels[LEVEL_NAMES[task]] is not None)
         for owner, name in LEVEL_NAMES.items():
-            if owner != task and levels[name] is not None:
-                raise InvalidOptionError(f"{name} applies to task '{owner}', not '{task}'")
+            if owner not in steps and levels[name] is not None:
+                raise InvalidOptionError(f"{name} applies to task '{owner}', not "
+                                         f"'{','.join(steps) or AUTO}'")
         parsed = {
-            "task": task,
-            "sigma": _parse_sigma(self.sigma) if task == "denoise" else None,
-            "quality": _parse_quality(self.quality) if task == "jpeg" else None,
-            "scale": parse_scale(self.scale, SR_SCALES) if task == "sr" else None,
+            "task": ",".join(steps) or AUTO,
+            "tasks": steps,
+            "sigma": _parse_sigma(self.sigma) if "denoise" in steps else None,
+            "quality": _parse_quality(self.quality) if "jpeg" in steps else None,
+            "scale": parse_scale(self.scale, SR_SCALES) if "sr" in steps else None,
             "model": os.fspath(self.model) if isinstance(self.model, os.PathLike) else self.model,
             "device": str(self.device).strip().lower(),
             "precision": parse_precision(self.precision),
@@ -142,6 +164,45 @@ def parse_task(task: object) -> Task:
     if task not in TASKS:
         raise InvalidOptionError(f"unknown task {task!r}; choose one of {', '.join(TASKS)}")
     return task  # type: ignore[return-value]
+
+
+def read_tasks(task: object) -> tuple[Task, ...]:
+    """The steps ``task`` spells: ``()`` for ``auto``, else its tasks in order (``"jpeg,
+    denoise"``, or a sequence of names), each at most once."""
+    names = task.split(",") if isinstance(task, str) else task
+    try:
+        names = [str(name).strip().lower() for name in names]  # type: ignore[union-attr]
+    except TypeError:
+        names = [repr(task)]
+    if names == [AUTO]:
+        return ()
+    if not names:
+        raise InvalidOptionError("no task given (tasks is empty)")
+    unknown = [name for name in names if name not in TASKS]
+    if unknown:
+        raise UnreadableOptionError(
+            f"unknown task {unknown[0]!r}; choose one of {AUTO}, {', '.join(TASKS)}, or "
+            "several in the order to run them (jpeg,denoise)", task,
+            f"{AUTO}, {', '.join(TASKS)} or several joined by commas")
+    repeated = sorted({name for name in names if names.count(name) > 1})
+    if repeated:
+        raise InvalidOptionError(f"task {repeated[0]!r} is given twice in {','.join(names)}")
+    return tuple(names)  # type: ignore[return-value]
+
+
+def _parse_steps(task: object, tasks: Sequence[str] | None) -> tuple[Task, ...]:
+    """The steps of ``task`` (its spelling) or ``tasks`` (a sequence): both given must agree."""
+    steps = read_tasks(task)
+    if tasks is None:
+        return steps
+    if isinstance(tasks, str):
+        raise InvalidOptionError(f"tasks must be a list of tasks, got {tasks!r} (task= takes "
+                                 "one name or several joined by commas)")
+    listed = read_tasks(list(tasks))
+    if steps and steps != listed:
+        raise InvalidOptionError(f"task {','.join(steps)!r} and tasks {list(listed)} disagree; "
+                                 "give one of them")
+    return listed
 
 
 def _parse_formatter(formatter: object, model: object) -> FormatterKind | None:

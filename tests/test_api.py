@@ -381,12 +381,12 @@ def test_gray_model_on_colour_denoises_each_channel_at_its_own_sigma_map(tiny_mo
 
 
 def test_noise_is_measured_over_the_whole_of_a_large_photo():
-    from formnet_cli.api import _estimation_sample
+    from formnet_cli.inference.steps import estimate_noise, estimation_sample
 
     small = np.zeros((500, 700, 3))
-    assert _estimation_sample(small).shape == small.shape  # measured whole
+    assert estimation_sample(small).shape == small.shape  # measured whole
     rows, cols = np.mgrid[0:1200, 0:2000]
-    sample = _estimation_sample(rows * 10_000 + cols)
+    sample = estimation_sample(rows * 10_000 + cols)
     assert sample.shape == (768, 768)
     assert sample[0, 0] == 0 and sample[-1, -1] == 1199 * 10_000 + 1999  # corners included
     # Mid-gray in the middle, dark to the left, bright to the right: the centre alone shows
@@ -394,7 +394,7 @@ def test_noise_is_measured_over_the_whole_of_a_large_photo():
     offset = cols / 1999.0 - 0.5
     clean = 0.5 + 1.5 * np.sign(offset) * np.maximum(np.abs(offset) - 0.2, 0.0)
     noisy = (clean + np.sqrt(0.006 * clean) * np.random.default_rng(0).normal(size=clean.shape))
-    assert api._estimate_noise(noisy.astype(np.float32)).varies
+    assert estimate_noise(noisy.astype(np.float32)).varies
 
 
 @pytest.mark.parametrize("layout", ["gray+alpha", "uint16", "rgba", "color-model-on-gray", "2-passes"])

@@ -226,15 +226,23 @@ def test_empty_folder_and_misplaced_ext_are_one_line_errors(tiny_models, tmp_pat
 
 
 @pytest.mark.parametrize("order", [("a.jpg", "a.png"), ("a.png", "a.jpg")])
-def test_no_output_replaces_another_input(tmp_path, random_image, write_png, order):
+def test_no_output_replaces_another_input(tmp_path, random_image, write_png, order, tiny_models):
     png = write_png(tmp_path / "a.png", random_image((8, 8), np.uint8))
     Image.fromarray(random_image((8, 8), np.uint8, seed=1)).save(tmp_path / "a.jpg")
     before = png.read_bytes()
-    plan = batch_plan.plan_batch([tmp_path / name for name in order], tmp_path, ext="png")
-    assert plan.jobs == []
-    reasons = {result.input.name: result.reason for result in plan.settled}
-    assert reasons == {"a.png": "the output would overwrite the input",
-                       "a.jpg": f"the output would overwrite the input {png}"}
+    with pytest.raises(InvalidOptionError) as refused:  # a usage error, before any work
+        batch_plan.plan_batch([tmp_path / name for name in order], tmp_path, ext="png")
+    assert str(refused.value) == (f"{tmp_path / 'a.png'}: the output would overwrite the input; "
+                                  "choose another -o")
+    jpeg = (tmp_path / "a.jpg").read_bytes()
+    itself = restore(tiny_models.denoise_gray, tmp_path / "a.jpg", "-o", tmp_path / "a.jpg")
+    assert itself.exit_code == 2 and itself.stderr == (
+        f"error: {tmp_path / 'a.jpg'}: the output would overwrite the input; choose another -o "
+        "(see 'formnet restore -h')\n")
+    assert (tmp_path / "a.jpg").read_bytes() == jpeg
+    one = restore(tiny_models.denoise_gray, tmp_path / "a.jpg", tmp_path / "a.png", "-o", tmp_path,
+                  "--ext", "png")
+    assert one.exit_code == 2 and "would overwrite the input" in one.stderr
     assert png.read_bytes() == before
 
 
@@ -325,3 +333,38 @@ def test_a_link_loop_is_called_a_loop(tmp_path, random_image, write_png):
     plan = batch_plan.plan_batch([folder], tmp_path / "out")
     assert {result.input.name: result.reason for result in plan.settled} == {
         name: "a link loop (its links lead back to themselves)" for name in ("loop.png", "a.png", "b.png")}
+
+
+def test_without_output_each_result_goes_beside_its_input(tiny_models, tmp_path, random_image,
+                                                         write_png):
+    photo = write_png(tmp_path / "in" / "photo.png", random_image((16, 16), np.uint8))
+    write_png(tmp_path / "in" / "sub" / "scan.png", random_image((16, 16), np.uint8, seed=1))
+    before = photo.read_bytes()
+    one = restore(tiny_models.denoise_gray, photo, "--sigma", "5")
+    assert one.exit_code == 0, one.output
+    assert (tmp_path / "in" / "photo_restored.png").is_file() and photo.read_bytes() == before
+    # a folder, again: the earlier output is not an input; --recursive mirrors beside each
+    listed = restore(tiny_models.denoise_gray, tmp_path / "in", "-r", "--sigma", "5", "--dry-run",
+                     "--json")
+    planned = [(entry["input"], entry["output"]) for entry in json.loads(listed.stdout)["files"]]
+    assert planned == [
+        (str(photo), str(tmp_path / "in" / "photo_restored.png")),
+        (str(tmp_path / "in" / "sub" / "scan.png"), str(tmp_path / "in" / "sub" / "scan_restored.png"))]
+    glob = restore(tiny_models.denoise_gray, f"{tmp_path / 'in'}/*.png", "--suffix", "-clean",
+                   "--ext", "jpg", "--sigma", "5")
+    assert glob.exit_code == 0, glob.output
+    assert sorted(path.name for path in (tmp_path / "in").iterdir()) == [  # the suffix in use
+        "photo-clean.jpg", "photo.png", "photo_restored-clean.jpg", "photo_restored.png", "sub"]
+
+
+@pytest.mark.parametrize("suffix", ["", ".", "/x", "a/b"])
+def test_a_suffix_that_is_not_part_of_a_name_is_a_usage_error(tmp_path, gray_png, suffix):
+    result = invoke("restore", gray_png, "--suffix", suffix)
+    assert result.exit_code == 2
+    assert f"--suffix must be a part of a file name (such as _restored), got {suffix!r}" in result.stderr
+    assert sorted(path.name for path in gray_png.parent.iterdir()) == ["photo.png"]
+
+
+def test_standard_input_needs_an_output(gray_png):
+    result = invoke("restore", "-", input=gray_png.read_bytes())
+    assert result.exit_code == 2 and "an image on standard input needs -o" in result.stderr

@@ -66,6 +66,7 @@ def _start_s3_server(stack: contextlib.ExitStack, environment: pytest.MonkeyPatc
         from moto.server import ThreadedMotoServer
     except ImportError:
         return False
+    logging.getLogger("werkzeug").setLevel(logging.ERROR)  # no line per request
     server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
     server.start()
     stack.callback(server.stop)

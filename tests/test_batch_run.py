@@ -3,20 +3,25 @@ interruptions, full disks, bugs."""
 
 from __future__ import annotations
 
+import io
 import json
 import os
+import re
 from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
 from PIL import Image
+from rich.console import Console
 
 from cli_helpers import restore
 from formnet_cli import api
 from formnet_cli.batch import plan as batch_plan
 from formnet_cli.batch import run as batch_run
 from formnet_cli.batch.plan import BatchOptions
+from formnet_cli.batch.summary import FileResult
+from formnet_cli.cli.progress import RichReporter
 from formnet_cli.errors import ImageReadError, OutOfSpaceError
 from formnet_cli import io as imageio
 from formnet_cli.options import RestoreOptions
@@ -219,12 +224,12 @@ def test_dropping_transparency_is_reported(tiny_models, tmp_path, random_image, 
     assert result.exit_code == 0, result.output
     assert "transparency dropped" in result.stderr and (tmp_path / "logo.jpg").is_file()
     kept = restore(tiny_models.denoise_gray, rgba, "-o", tmp_path / "logo.webp", "--sigma", "5")
-    assert kept.exit_code == 0 and "transparency" not in kept.stderr
+    assert kept.exit_code == 0 and "transparency dropped" not in kept.stderr  # (the path says transparency)
     opaque = random_image((12, 12, 4), np.uint8)
     opaque[:, :, 3] = 255  # e.g. a screenshot: nothing is lost
     screenshot = write_png(tmp_path / "in" / "shot.png", opaque)
     plain = restore(tiny_models.denoise_gray, screenshot, "-o", tmp_path / "shot.jpg", "--sigma", "5")
-    assert plain.exit_code == 0 and "transparency" not in plain.stderr
+    assert plain.exit_code == 0 and "transparency dropped" not in plain.stderr
 
 
 @pytest.mark.parametrize("primaries", [12, 1])  # Display P3, sRGB's BT.709
@@ -349,8 +354,11 @@ def test_an_unexpected_exception_stops_the_batch_with_one_line_naming_the_file(
     _bug_in("b.png", ValueError("boom"), monkeypatch)  # a ValueError is no longer one file's failure
     result = restore(tiny_models.denoise_gray, tmp_path / "in", "-o", tmp_path / "out", "--sigma", "5")
     assert result.exit_code == 1
-    assert result.stderr == (f"failed: {tmp_path / 'in' / 'b.png'}: ValueError: boom (a bug in formnet: "
-                             "please report it; FORMNET_DEBUG=1 shows its traceback)\n")
+    progress, failure = result.stderr.splitlines()  # stderr is not a terminal: plain progress lines
+    assert re.fullmatch(rf"\[1/3\] {re.escape(str(tmp_path / 'in' / 'a.png'))} -> "
+                        rf"{re.escape(str(tmp_path / 'out' / 'a.png'))}: done \(\d+\.\d s\)", progress)
+    assert failure == (f"failed: {tmp_path / 'in' / 'b.png'}: ValueError: boom (a bug in formnet: "
+                       "please report it; FORMNET_DEBUG=1 shows its traceback)")
     assert result.stdout.startswith("stopped (a bug in formnet): restored 1, skipped 0, failed 1")
     assert result.stdout.rstrip().endswith("; 1 not started")
     assert sorted(path.name for path in (tmp_path / "out").iterdir()) == ["a.png"]
@@ -462,3 +470,28 @@ def test_a_1_bit_image_is_refused_from_its_header(tiny_models, tmp_path, random_
     monkeypatch.setattr(decode, "_decode", lambda *args: pytest.fail("decoded before refusing"))
     denoised = restore(tiny_models.denoise_gray, source, "-o", tmp_path / "out.tif", "--sigma", "5")
     assert denoised.exit_code == 1 and "1-bit (black and white) image" in denoised.stderr
+
+
+def test_progress_is_one_plain_line_per_file_where_stderr_is_not_a_terminal(tiny_models, tmp_path,
+                                                                           random_image, write_png):
+    for name, seed in (("a.png", 0), ("b.png", 1)):
+        write_png(tmp_path / "in" / name, random_image((12, 12), np.uint8, seed=seed))
+    (tmp_path / "in" / "c.png").write_bytes(b"not an image")
+    result = restore(tiny_models.denoise_gray, tmp_path / "in", "-o", tmp_path / "out", "--sigma", "5")
+    assert result.exit_code == 1
+    lines = result.stderr.splitlines()
+    for number, name in enumerate(("a.png", "b.png"), start=1):
+        assert re.fullmatch(rf"\[{number}/3\] {re.escape(str(tmp_path / 'in' / name))} -> "
+                            rf"{re.escape(str(tmp_path / 'out' / name))}: done \(\d+\.\d s\)",
+                            lines[number - 1])
+    assert lines[2].startswith(f"[3/3] {tmp_path / 'in' / 'c.png'} -> {tmp_path / 'out' / 'c.png'}: "
+                               "failed, ")
+    quiet = restore(tiny_models.denoise_gray, tmp_path / "in", "-o", tmp_path / "json", "--sigma", "5",
+                    "--json")  # --json: the summary alone
+    assert "[1/3]" not in quiet.stderr
+    shown = io.StringIO()  # a terminal: the bar, no lines
+    reporter = RichReporter(Console(file=shown, force_terminal=True), plain_lines=True)
+    reporter.start(1)
+    reporter.file_finished(FileResult(tmp_path / "a.png", tmp_path / "b.png", "done", seconds=0.5))
+    reporter.stop()
+    assert "[1/1]" not in shown.getvalue()

@@ -158,7 +158,10 @@ def test_the_commands_share_one_definition_of_their_common_options():
         [param] = [param for param in commands[command].params if param.name == name]
         return param.opts, param.metavar, param.help
 
-    for name in ("task", "ensemble", "device", "precision", "tile", "threads"):
+    for name in ("ensemble", "device", "precision", "tile", "threads"):
         assert option("eval", name) == option("restore", name), name
     assert option("eval", "model")[:2] == option("restore", "model")[:2]  # eval's repeats
+    # restore's --task also takes auto and chains (jpeg,denoise); eval scores one task
+    assert option("eval", "task")[0] == option("restore", "task")[0] == ["--task", "-t"]
+    assert option("restore", "task")[1] == "auto|denoise|jpeg|sr|TASK,TASK..."
     assert "repeat to compare several" in option("eval", "model")[2]

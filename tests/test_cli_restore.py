@@ -106,8 +106,9 @@ def test_unknown_task_is_a_one_line_usage_error(tiny_models, tmp_path, gray_png)
     result = restore(tiny_models.denoise_gray, gray_png, "-o", tmp_path / "o.png",
                      "--task", "deblur")
     assert result.exit_code == 2
-    assert result.stderr == ("error: Invalid value for '--task' / '-t': 'deblur' is not one of "
-                             "'denoise', 'jpeg', 'sr' (see 'formnet restore -h')\n")
+    assert result.stderr == ("error: Invalid value for '--task' / '-t': 'deblur' is not auto, "
+                             "denoise, jpeg, sr or several joined by commas (see 'formnet restore "
+                             "-h')\n")
 
 
 @pytest.mark.parametrize("flags, expected", [
@@ -288,7 +289,8 @@ def test_formatter_picks_the_model_of_that_form_and_models_lists_the_forms(tmp_p
                     "bm3d", "--device", "cpu", "--json")
     assert result.exit_code == 0, result.output
     assert json.loads(result.stdout)["files"][0]["model"] == "denoise-gray-bm3d"
-    missing = invoke("restore", source, "-o", tmp_path / "out2.png", "--formatter", "cnn")
+    missing = invoke("restore", source, "-o", tmp_path / "out2.png", "--task", "denoise",
+                     "--formatter", "cnn")
     assert missing.exit_code == 1 and "formatters there are: bm3d: denoise-gray-bm3d" in missing.output
     assert not (tmp_path / "out2.png").exists()
     both = invoke("restore", source, "-o", tmp_path / "out3.png", "--formatter", "none",

@@ -476,6 +476,22 @@ def test_what_libtiff_prints_is_folded_into_the_one_line(tmp_path, capfd, compre
     assert capfd.readouterr().err == ""  # not a line of libtiff's beside formnet's
 
 
+def test_what_pillow_logs_is_folded_into_the_one_line(capfd):
+    """Pillow logs some refusals (the fuzz suite's one stray line) instead of raising them."""
+    buffer = io.BytesIO()
+    Image.new("RGB", (4, 4), (1, 2, 3)).save(buffer, "TIFF")
+    data = bytearray(buffer.getvalue())
+    directory = struct.unpack("<I", data[4:8])[0]
+    for entry in range(struct.unpack("<H", data[directory:directory + 2])[0]):
+        at = directory + 2 + 12 * entry
+        if struct.unpack("<H", data[at:at + 2])[0] == 277:  # SamplesPerPixel
+            data[at + 8:at + 10] = struct.pack("<H", 259)
+    with pytest.raises(ImageReadError, match=r"^x.tif: .*; the decoder said: More samples per pixel "
+                                             r"than can be decoded: 259$"):
+        read_image_bytes(bytes(data), "x.tif")
+    assert capfd.readouterr().err == ""
+
+
 def test_what_libpng_prints_under_opencv_is_folded_into_the_one_line(tmp_path, capfd):
     encoded = bytearray(cv2.imencode(".png", random_uint((32, 32, 3), 16))[1].tobytes())
     at = encoded.find(b"IDAT")

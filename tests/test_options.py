@@ -34,7 +34,10 @@ def test_the_spellings_become_typed_values():
 
 
 def test_only_the_tasks_level_is_set_and_it_always_is():
-    assert (RestoreOptions().sigma, RestoreOptions().quality, RestoreOptions().scale) == ("auto", None, None)
+    denoise = RestoreOptions("denoise")
+    assert (denoise.sigma, denoise.quality, denoise.scale) == ("auto", None, None)
+    auto = RestoreOptions()  # decided per image: no level, no step
+    assert (auto.task, auto.tasks, auto.sigma, auto.quality, auto.scale) == ("auto", (), None, None, None)
     jpeg = RestoreOptions("jpeg")
     assert (jpeg.sigma, jpeg.quality, jpeg.scale) == (None, "auto", None)
     sr = RestoreOptions("sr", scale=4)
@@ -42,7 +45,7 @@ def test_only_the_tasks_level_is_set_and_it_always_is():
     with pytest.raises(InvalidOptionError, match=r"^super-resolution needs a scale \(2, 3, 4\)$"):
         RestoreOptions("sr")
     with pytest.raises(InvalidOptionError, match=r"^scale applies to task 'sr', not 'denoise'$"):
-        RestoreOptions(scale=2)
+        RestoreOptions("denoise", scale=2)
     with pytest.raises(InvalidOptionError, match=r"^sigma applies to task 'denoise', not 'jpeg'$"):
         RestoreOptions("jpeg", sigma=10)
 
@@ -52,7 +55,8 @@ def test_only_the_tasks_level_is_set_and_it_always_is():
     ({"sigma": -5}, "sigma must be in [0, 75] (0-255 scale), got -5"),
     ({"task": "jpeg", "quality": 2.5}, "quality must be an integer in [1, 100], got 2.5"),
     ({"task": "jpeg", "quality": "101"}, "quality must be an integer in [1, 100], got '101'"),
-    ({"task": "deblur"}, "unknown task 'deblur'; choose one of denoise, jpeg, sr"),
+    ({"task": "deblur"}, "unknown task 'deblur'; choose one of auto, denoise, jpeg, sr, or several "
+                         "in the order to run them (jpeg,denoise)"),
     ({"tile": 0}, "tile must be a positive number of pixels, 'auto' or None, got 0"),
     ({"ensemble": 3}, "ensemble must be auto or one of 1, 2, 4, 8, got 3"),
     ({"precision": "fp8"}, "unknown precision 'fp8': use auto, fp32, fp16, bf16"),
@@ -77,7 +81,7 @@ def test_a_value_that_spells_nothing_says_so_in_the_words_of_the_command_line():
 
 
 @pytest.mark.parametrize("flags, keywords, expected", [
-    ([], {}, RestoreOptions("denoise", sigma="auto")),
+    ([], {}, RestoreOptions()),
     (["--sigma", "25", "--tile", "none", "--ensemble", "2", "--precision", "fp32", "--device", "CPU"],
      {"sigma": "25", "tile": "none", "ensemble": "2", "precision": "fp32", "device": "CPU"},
      RestoreOptions("denoise", sigma=25.0, tile=None, ensemble=2, precision="fp32", device="cpu")),

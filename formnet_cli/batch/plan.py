@@ -27,7 +27,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from formnet_cli import api
+from formnet_cli import api, auto
 from formnet_cli.batch.summary import BatchSummary, FileResult
 from formnet_cli.errors import InvalidOptionError
 from formnet_cli import io as imageio
@@ -44,6 +44,9 @@ class BatchOptions:
     restore: RestoreOptions = field(default_factory=RestoreOptions)
     """How each image is restored, parsed once for the whole batch."""
     skip_existing: bool = False
+    skip_clean: bool = False
+    """Where ``--task auto`` finds nothing to restore, write nothing (instead of the input as
+    it is)."""
     ext: str | None = None
     """Output format by extension (``png``); ``None`` keeps each input's extension."""
     jpeg_quality: int | None = None
@@ -72,21 +75,31 @@ class BatchPlan:
     _skipped: set[Path] = field(default_factory=set, repr=False)
 
 
-def plan_batch(inputs: Sequence[str | os.PathLike[str]], output: str | os.PathLike[str], *,
-               recursive: bool = False, ext: str | None = None) -> BatchPlan:
-    """Expand ``inputs`` into jobs writing under (or to) ``output``.
+DEFAULT_SUFFIX = "_restored"
+"""What the name of an output written beside its input ends with (before its extension)."""
+
+
+def plan_batch(inputs: Sequence[str | os.PathLike[str]], output: str | os.PathLike[str] | None = None,
+               *, recursive: bool = False, ext: str | None = None,
+               suffix: str = DEFAULT_SUFFIX) -> BatchPlan:
+    """Expand ``inputs`` into jobs writing under (or to) ``output``, or, without ``output``,
+    beside each input, its name ending in ``suffix`` (``photo.jpg``: ``photo_restored.jpg``;
+    files whose name ends so already, earlier outputs, are left out of folders and globs).
 
     With a single input file, ``output`` is the output file when it has an extension (and is
     not an existing folder or written with a trailing ``/``); otherwise ``output`` is a folder.
-    An input path with nothing there is an :class:`InvalidOptionError`; inputs that are not
-    images are settled as skipped (failed when named alone), links to nothing and globs that
-    match nothing as failed; the same file given twice runs once; two inputs that would write
-    the same output, or an output that would overwrite its input, are settled as failed.
+    An input path with nothing there, and an output that would overwrite an input of the batch,
+    are usage errors (:class:`InvalidOptionError`); inputs that are not images are settled as skipped
+    (failed when named alone), links to nothing and globs that match nothing as failed; the same
+    file given twice runs once; two inputs that would write the same output are settled as
+    failed.
     """
     if not inputs:
         raise InvalidOptionError("no inputs given")
     _refuse_missing_inputs(inputs)
     extension = normalise_ext(ext)
+    if output is None:
+        return _plan_beside(inputs, _Naming(extension, _checked_suffix(suffix)), recursive)
     output_text = os.fspath(output)
     output = Path(output_text)
     plan = BatchPlan()
@@ -110,14 +123,33 @@ def plan_batch(inputs: Sequence[str | os.PathLike[str]], output: str | os.PathLi
         raise InvalidOptionError(f"{output}: exists and is not a folder; with several inputs "
                                  "or a folder, -o must be a folder")
 
+    _plan_inputs(plan, inputs, output, _Naming(extension), recursive)
+    return plan
+
+
+def _plan_beside(inputs: Sequence[str | os.PathLike[str]], naming: _Naming,
+                 recursive: bool) -> BatchPlan:
+    """:func:`plan_batch` without an output: each result beside its input."""
+    if STREAM in map(Path, inputs):
+        raise InvalidOptionError("an image on standard input needs -o: an output file, or - "
+                                 "for standard output")
+    plan = BatchPlan()
+    _plan_inputs(plan, inputs, None, naming, recursive)
+    return plan
+
+
+def _plan_inputs(plan: BatchPlan, inputs: Sequence[str | os.PathLike[str]], output: Path | None,
+                 naming: _Naming, recursive: bool) -> None:
+    """Plan the files, folders and globs of ``inputs`` under the folder ``output``, or beside
+    themselves (``None``), named by ``naming``; then refuse outputs onto inputs."""
     for item in inputs:
         path = Path(item)
         if path.is_dir():
-            _plan_directory(plan, path, output, recursive, extension)
+            _plan_directory(plan, path, output or path, recursive, naming)
         elif path.is_file():
             # One file named alone was asked for; among several (a shell's scans/*), a
             # Thumbs.db is skipped as in a folder.
-            _plan_file(plan, path, output / _with_ext(Path(path.name), extension),
+            _plan_file(plan, path, (output or path.parent) / naming.name(Path(path.name)),
                        named=len(inputs) == 1)
         elif glob.has_magic(os.fspath(item)):
             base = _glob_base(path)
@@ -131,15 +163,16 @@ def plan_batch(inputs: Sequence[str | os.PathLike[str]], output: str | os.PathLi
                 plan.notes.append(f"{item}: ** matches one folder level without --recursive")
             if not matches:
                 plan.settled.append(FileResult(path, None, "failed", "no files match"))
-            is_earlier_output = _earlier_outputs(base, output)
+            root = output or base
+            is_earlier_output = naming.earlier_outputs(base, root)
             for match in map(Path, matches):
                 relative = match.relative_to(base)
                 if is_earlier_output(match):
                     continue  # 'scans/*' with -o scans/restored
                 if match.is_dir():
-                    _plan_directory(plan, match, output / relative, recursive, extension)
+                    _plan_directory(plan, match, root / relative, recursive, naming)
                 elif match.is_file():
-                    _plan_file(plan, match, output / _with_ext(relative, extension))
+                    _plan_file(plan, match, root / naming.name(relative))
                 else:
                     _skip(plan, match, _not_a_file(match))
         else:
@@ -148,7 +181,33 @@ def plan_batch(inputs: Sequence[str | os.PathLike[str]], output: str | os.PathLi
         raise InvalidOptionError(f"no files to restore in {', '.join(map(os.fspath, inputs))}"
                                  + "".join(f"; {note}" for note in plan.notes))
     _refuse_outputs_onto_inputs(plan)
-    return plan
+
+
+@dataclass(frozen=True)
+class _Naming:
+    """How an input's path below the folder it was found in becomes its output's: ``ext``
+    replaces its extension; with a ``suffix`` (outputs beside their inputs), its name ends in
+    it, and files whose name ends in it already (earlier outputs) are not inputs."""
+
+    extension: str | None
+    suffix: str | None = None
+
+    def name(self, relative: Path) -> Path:
+        named = _with_ext(relative, self.extension)
+        return named if self.suffix is None else named.with_name(named.stem + self.suffix + named.suffix)
+
+    def earlier_outputs(self, searched: Path, output: Path) -> Callable[[Path], bool]:
+        if self.suffix is None:
+            return _earlier_outputs(searched, output)
+        suffix = self.suffix
+        return lambda path: path.is_file() and path.stem.endswith(suffix)
+
+
+def _checked_suffix(suffix: str) -> str:
+    if not suffix or suffix.strip(".") == "" or any(sep in suffix for sep in ("/", os.sep)):
+        raise InvalidOptionError(f"--suffix must be a part of a file name (such as _restored), "
+                                 f"got {suffix!r}")
+    return suffix
 
 
 def _refuse_missing_inputs(inputs: Sequence[str | os.PathLike[str]]) -> None:
@@ -163,23 +222,20 @@ def _refuse_missing_inputs(inputs: Sequence[str | os.PathLike[str]]) -> None:
 
 
 def _refuse_outputs_onto_inputs(plan: BatchPlan) -> None:
-    """Settle as failed every job whose output is another input of the batch (``a.jpg a.png -o
-    . --ext png``: a.jpg's result would replace a.png), restored or not."""
+    """Raise :class:`InvalidOptionError` for a job whose output is another input of the batch
+    (``a.jpg a.png -o . --ext png``: a.jpg's result would replace a.png): a usage error, found
+    before any work."""
     inputs = {result.input.resolve(): result.input for result in plan.settled
               if result.input.is_file()}
     inputs.update(plan._inputs)
     folded = {_case_folded(key): source for key, source in inputs.items()}
-    kept = []
     for job in plan.jobs:
         output = job.output.resolve()
         other = (folded.get(_case_folded(output)) if _ignores_case(output.parent)
                  else inputs.get(output))
-        if other is None:
-            kept.append(job)
-        else:
-            plan.settled.append(FileResult(job.input, job.output, "failed",
-                                           f"the output would overwrite the input {other}"))
-    plan.jobs = kept
+        if other is not None:
+            raise InvalidOptionError(f"{job.input}: its output {job.output} would overwrite the "
+                                     f"input {other}; choose another -o or --ext")
 
 
 def _check_output_file(output: Path, extension: str | None) -> None:
@@ -260,13 +316,13 @@ def _glob_base(pattern: Path) -> Path:
 
 
 def _plan_directory(plan: BatchPlan, folder: Path, output: Path, recursive: bool,
-                    extension: str | None) -> None:
-    if folder.resolve() == output.resolve():
+                    naming: _Naming) -> None:
+    if naming.suffix is None and folder.resolve() == output.resolve():
         raise InvalidOptionError(f"{folder}: the output folder is the input folder (the results "
                                  f"would replace the originals); choose another -o, e.g. "
                                  f"{folder / 'restored'}")
     skipped_folders = 0
-    is_earlier_output = _earlier_outputs(folder, output)
+    is_earlier_output = naming.earlier_outputs(folder, output)
     try:
         candidates = sorted(folder.rglob("*") if recursive else folder.iterdir(),
                             key=_real_first_below(folder))
@@ -289,7 +345,7 @@ def _plan_directory(plan: BatchPlan, folder: Path, output: Path, recursive: bool
                 _skip(plan, path, "a link to a folder (not followed)")
             continue
         if path.is_file():
-            _plan_file(plan, path, output / _with_ext(relative, extension))
+            _plan_file(plan, path, output / naming.name(relative))
         else:
             _skip(plan, path, _not_a_file(path))
     if skipped_folders:
@@ -324,9 +380,8 @@ def _add_job(plan: BatchPlan, source: Path, target: Path) -> None:
     if _ignores_case(target_key.parent):  # A.png and a.png are one file there
         source_key, target_key = _case_folded(source_key), _case_folded(target_key)
     if source_key == target_key:
-        plan.settled.append(FileResult(source, target, "failed",
-                                       "the output would overwrite the input"))
-        return
+        raise InvalidOptionError(f"{source}: the output would overwrite the input; choose "
+                                 "another -o")
     if target_key in plan._outputs:
         plan.settled.append(FileResult(
             source, target, "failed",
@@ -459,11 +514,10 @@ def check_before_any_file(plan: BatchPlan, options: BatchOptions) -> None:
     imageio.max_pixels()  # a bad FORMNET_MAX_MEGAPIXELS is one error, not one per file
     if options.jpeg_quality is not None and not 1 <= options.jpeg_quality <= 100:
         raise InvalidOptionError(f"--jpeg-quality must be in [1, 100], got {options.jpeg_quality}")
-    if plan.jobs and restore.formatter is not None:  # the model exists in that form
-        api.registry.model_with_formatter(restore.task, 1, restore.formatter)
+    if plan.jobs and restore.formatter is not None:  # a model in that form for a step at least
+        api.formatted_tasks(restore.tasks or auto.STEPS, restore.formatter)
     if plan.jobs and restore.model is not None:
-        loaded = api.load_model(restore.model, task=restore.task, device=restore.device,
-                                backend=restore.backend)
+        loaded = api.load_options_model(restore)
         api.check_model_options(loaded, sigma=restore.sigma, scale=restore.scale,
                                 precision=restore.precision, device=restore.device)
     _check_output_folders_writable([job for job in plan.jobs if not left_as_is(job, options)])

@@ -46,6 +46,7 @@ import sys
 import tempfile
 import threading
 import time
+import warnings
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -125,10 +126,27 @@ def restore_on_ray(inputs: Sequence[str | os.PathLike[str]], output: str, option
                    for index, job in enumerate(batch.jobs)]
         return BatchSummary(results=[*batch.settled, *planned], dry_run=True)
     _import_ray()
-    # Ray prints the errors its nodes report (a worker died) on standard output, which holds
-    # the summary or --json: they go to standard error, with the notes.
-    with contextlib.redirect_stdout(sys.stderr), _ray_session(engine, quiet=not show_tracebacks):
-        return _run(batch, kept, options, engine, reporter, show_tracebacks)
+    results = {index: FileResult(batch.jobs[index].input, batch.jobs[index].output, "skipped",
+                                 "output exists") for index in sorted(kept)}
+    summary = BatchSummary()
+    started = time.perf_counter()
+    reporter.start(len(batch.jobs))
+    for result in results.values():
+        reporter.file_finished(result)
+    try:
+        if len(kept) < len(batch.jobs):
+            # Ray prints the errors its nodes report (a worker died) on standard output, which
+            # holds the summary or --json: they go to standard error, with the notes.
+            with contextlib.redirect_stdout(sys.stderr), \
+                    _ray_session(engine, quiet=not show_tracebacks):
+                _run(batch.jobs, results, options, engine, reporter, summary, show_tracebacks)
+    finally:
+        summary.seconds = time.perf_counter() - started
+        reporter.stop()
+    summary.results = [*batch.settled, *(results.get(index) or FileResult(job.input, job.output,
+                                                                          "not_started")
+                                         for index, job in enumerate(batch.jobs))]
+    return summary
 
 
 def _import_ray() -> Any:
@@ -232,35 +250,23 @@ def _descriptor_2_silenced() -> Iterator[None]:
         os.close(null)
 
 
-def _run(batch: BatchPlan, kept: set[int], options: BatchOptions, engine: RayEngine,
-         reporter: Reporter, show_tracebacks: bool) -> BatchSummary:
-    """Run the jobs not ``kept`` on Ray and gather every job's row (see the module docstring)."""
+def _run(jobs: Sequence[Job], results: dict[int, FileResult], options: BatchOptions,
+         engine: RayEngine, reporter: Reporter, summary: BatchSummary,
+         show_tracebacks: bool) -> None:
+    """Run the jobs without a result yet on Ray and record each one's row in ``results``
+    (see the module docstring); an interruption or a stop is recorded in ``summary``."""
     import ray
 
-    results = {index: FileResult(batch.jobs[index].input, batch.jobs[index].output, "skipped",
-                                 "output exists") for index in sorted(kept)}
-    pending = [index for index in range(len(batch.jobs)) if index not in kept]
-    summary = BatchSummary()
-    started = time.perf_counter()
-    reporter.start(len(batch.jobs))
-    for result in results.values():
-        reporter.file_finished(result)
+    pending = [index for index in range(len(jobs)) if index not in results]
     book = ray.remote(num_cpus=0, max_restarts=0)(_AttemptBook).options(
         scheduling_strategy=_this_node()).remote()
     try:
-        if pending:
-            _gather(_dataset(batch.jobs, pending, options, engine, book, show_tracebacks),
-                    book, batch.jobs, results, reporter, summary)
+        _gather(_dataset(jobs, pending, options, engine, book, show_tracebacks),
+                book, jobs, results, reporter, summary)
         if summary.interrupted or summary.stopped:
-            _settle_outstanding(book, batch.jobs, results, reporter)
+            _settle_outstanding(book, jobs, results, reporter)
     finally:
-        summary.seconds = time.perf_counter() - started
-        reporter.stop()
         ray.kill(book)
-    summary.results = [*batch.settled, *(results.get(index) or FileResult(job.input, job.output,
-                                                                          "not_started")
-                                         for index, job in enumerate(batch.jobs))]
-    return summary
 
 
 def _gather(dataset: Any, book: Any, jobs: Sequence[Job], results: dict[int, FileResult],
@@ -362,6 +368,8 @@ def _dataset(jobs: Sequence[Job], pending: list[int], options: BatchOptions, eng
 
     DataContext.get_current().enable_progress_bars = False  # the command draws its own
     logging.getLogger("ray.data").setLevel(logging.ERROR)
+    warnings.filterwarnings("ignore", "The minimum number of concurrent actors", UserWarning)
+    # (Ray Data's advice to feed a pool more blocks than it has workers: a small batch has fewer)
     workers = engine.workers or _workers_available(engine)
     per_block = max(1, min(MAX_FILES_PER_BLOCK, len(pending) // (4 * workers)))
     table = pa.table({"index": pending,
@@ -395,7 +403,8 @@ def _workers_available(engine: RayEngine) -> int:
 
 
 def _this_node() -> Any:
-    """Ray's scheduling onto the driver's node (where the attempt book belongs)."""
+    """Ray's scheduling onto the driver's node, where the attempt book belongs: it lives as
+    long as the driver (a worker node may go away); elsewhere if that node is full."""
     import ray
     from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
 

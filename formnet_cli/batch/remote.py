@@ -49,56 +49,65 @@ _URL = re.compile(r"^([A-Za-z][A-Za-z0-9+.-]*)://(.*)$")
 
 @dataclass(frozen=True, order=True)
 class StorePath:
-    """An object (or a prefix) in a store: ``protocol`` and ``key`` (``bucket/folder/name``).
+    """An object (or a prefix) in a store: ``protocol`` and ``key`` (``bucket/folder/name``,
+    ``/``-separated, no leading or trailing ``/``).
 
     Stands for a :class:`~pathlib.Path` in the plan's jobs and results: it has the parts of
     the path API those use (``name``, ``suffix``, ``parent``, ``/``, ``with_suffix``,
-    ``relative_to``), and ``str()`` is its URL, as the summary and the JSON show it.
+    ``relative_to``), computed on the key as a string (a plan may hold millions), and ``str()``
+    is its URL, as the summary and the JSON show it.
     """
 
     protocol: str
-    key: PurePosixPath
+    key: str
 
     @classmethod
     def parse(cls, url: str) -> StorePath:
         match = _URL.match(url)
         if match is None:
             raise InvalidOptionError(f"{url}: not a URL (scheme://bucket/key)")
-        key = match.group(2).strip("/")
-        if not key:
+        key = str(PurePosixPath(match.group(2).strip("/")))
+        if key == ".":
             raise InvalidOptionError(f"{url}: names no bucket")
-        return cls(match.group(1).lower(), PurePosixPath(key))
+        return cls(match.group(1).lower(), key)
 
     def __str__(self) -> str:
         return f"{self.protocol}://{self.key}"
 
     @property
     def name(self) -> str:
-        return self.key.name
+        return self.key.rpartition("/")[2]
 
     @property
     def suffix(self) -> str:
-        return self.key.suffix
+        name = self.name
+        dot = name.rfind(".")
+        return name[dot:] if 0 < dot < len(name) - 1 else ""  # as pathlib's
 
     @property
     def parent(self) -> StorePath:
-        return StorePath(self.protocol, self.key.parent)
+        """The prefix above (a bucket is its own parent)."""
+        return StorePath(self.protocol, self.key.rpartition("/")[0] or self.key)
 
-    def __truediv__(self, other: str | os.PathLike[str]) -> StorePath:
-        return StorePath(self.protocol, self.key / other)
+    @property
+    def bucket(self) -> StorePath:
+        return StorePath(self.protocol, self.key.partition("/")[0])
+
+    def __truediv__(self, other: str | PurePosixPath) -> StorePath:
+        return StorePath(self.protocol, f"{self.key}/{other}")
 
     def with_suffix(self, suffix: str) -> StorePath:
-        return StorePath(self.protocol, self.key.with_suffix(suffix))
+        return StorePath(self.protocol, self.key[:len(self.key) - len(self.suffix)] + suffix)
 
     def relative_to(self, other: StorePath) -> PurePosixPath:
-        if other.protocol != self.protocol:
+        if not self.is_within(other):
             raise ValueError(f"{self} is not in {other}")
-        return self.key.relative_to(other.key)
+        return PurePosixPath(self.key[len(other.key) + 1:] or ".")
 
     def is_within(self, other: StorePath) -> bool:
         """Whether this is ``other`` or lies below it."""
-        return self.protocol == other.protocol and (self.key == other.key
-                                                    or other.key in self.key.parents)
+        return self.protocol == other.protocol and (
+            self.key == other.key or self.key.startswith(other.key + "/"))
 
 
 Location = Union[Path, StorePath]
@@ -115,7 +124,7 @@ def location(text: str) -> Location:
     if not is_url(text):
         return Path(text)
     path = StorePath.parse(text)
-    return Path("/", path.key) if path.protocol == "file" else path
+    return Path("/" + path.key) if path.protocol == "file" else path
 
 
 # -- the plan ------------------------------------------------------------------------------------
@@ -182,7 +191,7 @@ class _StorePlanner:
         self.targets: dict[str, StorePath] = {}
 
     def plan(self, names_file: bool) -> BatchPlan:
-        kinds = {path: _kind(path) for path in self.inputs if not glob.has_magic(str(path.key))}
+        kinds = {path: _kind(path) for path in self.inputs if not glob.has_magic(path.key)}
         missing = [str(path) for path, kind in kinds.items() if kind is None]
         if missing:
             raise InvalidOptionError(f"{', '.join(missing)}: no such object or prefix")
@@ -236,9 +245,9 @@ class _StorePlanner:
                                     "(use --recursive)")
 
     def _add_glob(self, pattern: StorePath) -> None:
-        parts = pattern.key.parts
+        parts = pattern.key.split("/")
         literal = next(index for index, part in enumerate(parts) if glob.has_magic(part))
-        base = StorePath(pattern.protocol, PurePosixPath(*parts[:literal]))
+        base = StorePath(pattern.protocol, "/".join(parts[:literal]))
         fs = _filesystem(pattern.protocol)
         matches = fs.glob(str(pattern), detail=True)
         if not matches:
@@ -253,13 +262,15 @@ class _StorePlanner:
     def _add_below(self, folder: StorePath, path: StorePath, output: Location) -> None:
         """``path``, found below ``folder``, mirrored under ``output``: unless hidden or an
         earlier output inside the input (``s3://b/scans/`` with ``-o s3://b/scans/restored``)."""
-        relative = path.relative_to(folder)
-        if any(part.startswith(".") for part in relative.parts):
+        relative = path.key[len(folder.key) + 1:]
+        if relative.startswith(".") or "/." in relative:
             return
         if isinstance(self.output, StorePath) and path.is_within(self.output) \
                 and not folder.is_within(self.output):
             return
-        self._add(path, output / _with_ext(relative, self.extension))
+        if self.extension is not None:
+            relative = str(_with_ext(PurePosixPath(relative), self.extension))
+        self._add(path, output / relative)
 
     def _add(self, source: StorePath, target: Location, *, named: bool = False) -> None:
         if not imageio.is_image_path(source.name):
@@ -298,7 +309,7 @@ def _kind(path: StorePath) -> str | None:
 
 def _store_path(protocol: str, name: str) -> StorePath:
     """A name as the store's file system lists it, as a :class:`StorePath`."""
-    return StorePath(protocol, PurePosixPath(name.lstrip("/")))
+    return StorePath(protocol, name.strip("/"))
 
 
 # -- reading and writing ----------------------------------------------------------------------------
@@ -317,8 +328,7 @@ def outputs_present(outputs: Sequence[StorePath]) -> set[StorePath]:
 
 def check_writable(outputs: Sequence[StorePath]) -> None:
     """Raise :class:`ImageWriteError` when the bucket of an output is not there."""
-    for bucket in sorted({StorePath(path.protocol, PurePosixPath(path.key.parts[0]))
-                          for path in outputs}):
+    for bucket in sorted({path.bucket for path in outputs}):
         try:
             there = _filesystem(bucket.protocol).exists(str(bucket))
         except OSError as error:

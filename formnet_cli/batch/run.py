@@ -37,6 +37,7 @@ from formnet_cli.errors import (FormnetError, ImageReadError, ImageWriteError, M
                                 OutOfSpaceError)
 from formnet_cli.hub.checkpoint import CheckpointError
 from formnet_cli.inference.tiling import restore_memory_needed
+from formnet_cli.results import NOTHING, RestoreResult, StepResult
 
 __all__ = ["Reporter", "SilentReporter", "run_batch"]
 
@@ -140,7 +141,7 @@ def _remove_leftovers(plan: BatchPlan, reporter: Reporter) -> list[Path]:
     """Remove the temporary files that earlier runs, killed while writing (SIGKILL, a power
     cut), left beside this batch's outputs (:func:`formnet_cli.io.leftover_temporaries`); one
     written since this process started is another live run's, and is left alone."""
-    started = psutil.Process().create_time()
+    started = _process_start_time()
     removed = []
     for leftover in imageio.leftover_temporaries(job.output for job in plan.jobs
                                                  if job.output != STREAM):
@@ -156,11 +157,26 @@ def _remove_leftovers(plan: BatchPlan, reporter: Reporter) -> list[Path]:
     return removed
 
 
+def _process_start_time() -> float:
+    """When this process started (seconds since the epoch), to about 10 ms on Linux: its start
+    in clock ticks since boot (``/proc/self/stat``) against ``CLOCK_BOOTTIME``. psutil's
+    ``create_time`` adds the boot time in whole seconds, up to a second early, which kept the
+    temporary file a run killed just before this one had written."""
+    try:
+        with open("/proc/self/stat", encoding="ascii") as stat:
+            fields = stat.read().rsplit(")", 1)[1].split()
+        ticks = int(fields[19])  # field 22, starttime; fields[0] is field 3
+        since_start = time.clock_gettime(time.CLOCK_BOOTTIME) - ticks / os.sysconf("SC_CLK_TCK")
+        return time.time() - since_start
+    except (OSError, ValueError, IndexError, AttributeError):
+        return psutil.Process().create_time()
+
+
 def _run_job(job: Job, options: BatchOptions, reporter: Reporter,
              show_tracebacks: bool = False) -> FileResult:
     """Restore one file: every page of a multi-page TIFF, the one image of any other file."""
     started = time.perf_counter()
-    task = options.restore.task
+    tasks = options.restore.tasks
     if left_as_is(job, options):
         return FileResult(job.input, job.output, "skipped", "output exists")
     created: list[Path] = []
@@ -173,12 +189,13 @@ def _run_job(job: Job, options: BatchOptions, reporter: Reporter,
         imageio.check_writable_as(job.output, pages,  # before the model runs
                                   scale=options.restore.scale or 1,
                                   format=stream_format)
-        _check_bilevel(pages, task, job.input, reporter)
+        _check_bilevel(pages, tasks, job.input, reporter)
         restored_pages, results = [], []
         for number, page in enumerate(pages, start=1):
             where = f"{job.input}" if len(pages) == 1 else f"{job.input} page {number}"
-            if page.bilevel and task != "sr":  # one of several pages (see _check_bilevel)
-                reporter.note(f"{where}: 1-bit (black and white), written unchanged (as 8-bit grey)")
+            if page.bilevel and tasks != ("sr",):  # auto, or one of several pages (see _check_bilevel)
+                reporter.note(f"{where}: 1-bit (black and white): nothing to restore" if not tasks
+                              else f"{where}: 1-bit (black and white), written unchanged (as 8-bit grey)")
                 restored_pages.append(page)
                 continue
             try:
@@ -187,11 +204,23 @@ def _run_job(job: Job, options: BatchOptions, reporter: Reporter,
                 if len(pages) == 1 or isinstance(error, _FATAL_ERRORS):
                     raise
                 raise FormnetError(f"page {number}: {_one_line(error, job.input)}") from None
-            if result.estimated:
+            if len(tasks) != 1:  # auto, or a chain: what was done (and why)
+                reporter.note(f"{where}: {result.describe()}")
+            elif result.estimated:
                 reporter.note(f"{where}: {result.describe_level()}")
             restored_pages.append(restored_page)
             results.append(result)
-        written = _write_output(job, restored_pages, options, stream_format)
+        unchanged = not any(result.steps for result in results)  # auto found nothing to do
+        if unchanged and options.skip_clean:
+            _remove_empty_folders(created)
+            return FileResult(job.input, job.output, "skipped", "nothing to restore (--skip-clean)",
+                              seconds=time.perf_counter() - started, task=NOTHING,
+                              decision=results[0].reason if results else "")
+        copied = unchanged and _same_format(job, pages, stream_format)
+        if copied:
+            written = _copy_input(job, source)
+        else:
+            written = _write_output(job, restored_pages, options, stream_format)
     except BaseException as error:  # leave no empty folder behind for an image not written
         _remove_empty_folders(created)
         if isinstance(error, (*_FATAL_ERRORS, OutOfSpaceError)) or not isinstance(error, _file_errors()):
@@ -200,13 +229,59 @@ def _run_job(job: Job, options: BatchOptions, reporter: Reporter,
             reporter.note(_traceback(error))
         return FileResult(job.input, job.output, "failed", _one_line(error, job.input),
                           seconds=time.perf_counter() - started)
-    _note_what_the_output_lost(job, pages, reporter, written, stream_format)
+    megapixels = sum(page.height * page.width for page in restored_pages) / 1e6
+    if not results:  # auto on 1-bit pages only: nothing to restore
+        return FileResult(job.input, job.output, "done", seconds=time.perf_counter() - started,
+                          megapixels=megapixels, task=NOTHING,
+                          decision="1-bit (black and white): nothing to restore")
+    if not copied:
+        _note_what_the_output_lost(job, pages, reporter, written, stream_format)
     first = results[0]
     return FileResult(job.input, job.output, "done", seconds=time.perf_counter() - started,
-                      megapixels=sum(page.height * page.width for page in restored_pages) / 1e6,
-                      sigma=first.sigma, quality=first.quality, estimated=first.estimated,
-                      sigma_map_range=first.sigma_map_range, model=first.model_name,
-                      model_path=first.model_path)
+                      megapixels=megapixels, sigma=first.sigma, quality=first.quality,
+                      estimated=first.estimated, sigma_map_range=first.sigma_map_range,
+                      model=first.model_name, model_path=first.model_path, task=first.task,
+                      steps=[_step_record(step) for step in first.steps],
+                      decision=first.reason)
+
+
+def _step_record(step: StepResult) -> dict[str, Any]:
+    """One step as ``--json`` lists it."""
+    record: dict[str, Any] = {"task": step.task}
+    if step.task == "denoise":
+        record["sigma"] = step.sigma
+        record["sigma_map_range"] = step.sigma_map_range
+    elif step.task == "jpeg":
+        record["quality"] = step.quality
+    else:
+        record["scale"] = step.scale
+    record.update(estimated=step.estimated, model=step.model_name, model_path=step.model_path)
+    return record
+
+
+def _same_format(job: Job, pages: list[imageio.LoadedImage], stream_format: str | None) -> bool:
+    """Whether the output is written in the input's format (then an image auto left as it is
+    is written as the input's very bytes)."""
+    source_format = "JPEG" if pages[0].source_format == "MPO" else pages[0].source_format
+    try:
+        return imageio.output_format(job.output, stream_format) == source_format
+    except FormnetError:
+        return False
+
+
+def _copy_input(job: Job, source: Path | bytes) -> Path | bytes:
+    """Write the input's bytes, unchanged, to the job's output (atomically) or standard output."""
+    data = source if isinstance(source, bytes) else source.read_bytes()
+    if job.output == STREAM:
+        _write_to_stdout(data)
+        return data
+    _prepare_output_folder(job.output)
+    try:
+        imageio.write_atomically(job.output, lambda handle: handle.write(data))
+    except OSError as error:
+        kind = OutOfSpaceError if error.errno in (errno.ENOSPC, errno.EDQUOT) else ImageWriteError
+        raise kind(f"{job.output}: cannot write ({error.strerror or error})") from None
+    return job.output
 
 
 def _read_input(job: Job, options: BatchOptions) -> tuple[Path | bytes, list[imageio.LoadedImage]]:
@@ -229,11 +304,11 @@ def _before_decoding(job: Job, options: BatchOptions) -> imageio.RestoreMemory:
     will take beside the decoded pages
     (:func:`~formnet_cli.inference.tiling.restore_memory_needed`)."""
     restore = options.restore
-    scale = (restore.scale or 1) if restore.task == "sr" else 1
+    scale = restore.scale or 1  # set where sr is a step
     passes = restore.ensemble if isinstance(restore.ensemble, int) else 2  # auto: the card's
 
     def check(pages: Sequence[imageio.DeclaredPage]) -> int:
-        _refuse_bilevel(pages, restore.task)
+        _refuse_bilevel(pages, restore.tasks)
         if job.output != STREAM:
             imageio.check_writable_as(job.output, pages, scale=scale)
         return restore_memory_needed(pages, scale=scale, passes=passes)
@@ -273,6 +348,11 @@ def _write_output(job: Job, pages: list[imageio.LoadedImage], options: BatchOpti
         imageio.write_pages(job.output, pages, **write_options)
         return job.output
     data = imageio.encode_pages(pages, stream_format, **write_options)
+    _write_to_stdout(data)
+    return data
+
+
+def _write_to_stdout(data: bytes) -> None:
     try:
         sys.stdout.buffer.write(data)
         sys.stdout.buffer.flush()
@@ -281,7 +361,6 @@ def _write_output(job: Job, pages: list[imageio.LoadedImage], options: BatchOpti
         raise ImageWriteError("standard output was closed before the image was written") from None
     except OSError as error:  # e.g. a full disk behind a redirection
         raise ImageWriteError(f"cannot write to standard output ({error.strerror or error})") from None
-    return data
 
 
 def _note_what_the_output_lost(job: Job, pages: list[imageio.LoadedImage], reporter: Reporter,
@@ -307,7 +386,7 @@ def _note_what_the_output_lost(job: Job, pages: list[imageio.LoadedImage], repor
 
 
 def _restore_page(page: imageio.LoadedImage, source: Path | bytes, options: BatchOptions,
-                  reporter: Reporter) -> tuple[imageio.LoadedImage, api.RestoreResult]:
+                  reporter: Reporter) -> tuple[imageio.LoadedImage, RestoreResult]:
     """One image through :func:`api.restore_with_options`, alpha included (resized for sr)."""
     pixels = page.pixels
     if page.alpha is not None:
@@ -320,22 +399,24 @@ def _restore_page(page: imageio.LoadedImage, source: Path | bytes, options: Batc
     return imageio.resized(page, output[:, :, :-1], output[:, :, -1]), result
 
 
-def _check_bilevel(pages: list[imageio.LoadedImage], task: str, path: Path,
+def _check_bilevel(pages: list[imageio.LoadedImage], tasks: tuple[str, ...], path: Path,
                    reporter: Reporter) -> None:
     """Notes on 1-bit (black and white) pages once read: upscaled to 8-bit grey (the refusal
     of an all 1-bit file for another task comes before decoding: :func:`_refuse_bilevel`)."""
-    _refuse_bilevel(pages, task)
-    if task == "sr" and any(page.bilevel for page in pages):
+    _refuse_bilevel(pages, tasks)
+    if tasks == ("sr",) and any(page.bilevel for page in pages):
         reporter.note(f"{path}: 1-bit image, upscaled to 8-bit grey")
 
 
-def _refuse_bilevel(pages: Sequence[imageio.LoadedImage | imageio.DeclaredPage], task: str) -> None:
+def _refuse_bilevel(pages: Sequence[imageio.LoadedImage | imageio.DeclaredPage],
+                    tasks: tuple[str, ...]) -> None:
     """Refuse to denoise or deblock a 1-bit (black and white) image: it holds no Gaussian noise
     or JPEG artefacts, and the models would only turn its edges grey (1-bit pages among others
-    of a TIFF are kept as they are). Upscaling it is fine."""
-    if task != "sr" and all(page.bilevel for page in pages):
-        raise FormnetError(f"1-bit (black and white) image: no {task} model applies to it "
-                           "(--task sr upscales it, as 8-bit grey)")
+    of a TIFF are kept as they are; ``auto``, no task given, finds nothing to restore in
+    them). Upscaling it is fine."""
+    if tasks and tasks != ("sr",) and all(page.bilevel for page in pages):
+        raise FormnetError(f"1-bit (black and white) image: no {','.join(tasks)} model applies "
+                           "to it (--task sr upscales it, as 8-bit grey)")
 
 
 def _prepare_output_folder(output: Path) -> list[Path]:

@@ -40,6 +40,13 @@ class FileResult:
     model: str = ""
     model_path: str = ""
     """The checkpoint folder ``model`` was loaded from (a trained run's, or the bundled one)."""
+    task: str = ""
+    """The tasks run, joined by commas (of the first page); ``none`` where ``--task auto``
+    found nothing to restore (the image was written unchanged)."""
+    steps: list[dict[str, Any]] = field(default_factory=list)
+    """Each step run (of the first page): its task, the level it ran at and its model."""
+    decision: str = ""
+    """Why ``--task auto`` chose those steps (empty for tasks given)."""
 
     def to_dict(self) -> dict[str, Any]:
         data = dataclasses.asdict(self)

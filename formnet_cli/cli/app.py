@@ -25,9 +25,9 @@ import typer
 from formnet_cli import __version__
 from formnet_cli.cli.base import FormnetCommand, FormnetGroup, debug_enabled
 from formnet_cli.cli.options import (
-    BackendOption, BatchSizeOption, DeviceOption, EnsembleOption, FormatterOption, ModelOption, PrecisionName, PrecisionOption,
-    QualityOption, ScaleOption, SigmaOption, TaskOption, ThreadsOption, TileOption,
-    TileOverlapOption, task_for)
+    BackendOption, BatchSizeOption, DeviceOption, EnsembleOption, FormatterOption, ModelOption,
+    PrecisionName, PrecisionOption, QualityOption, RestoreTaskOption, ScaleOption, SigmaOption,
+    StrengthOption, ThreadsOption, TileOption, TileOverlapOption, restore_task_for)
 from formnet_cli.errors import InvalidOptionError
 
 __all__ = ["FormnetGroup", "app", "main"]
@@ -70,14 +70,19 @@ def restore(
         show_default=False, metavar="INPUT",
         help="Image files, folders or glob patterns (quote globs); - reads one image from "
              "standard input; s3://bucket/prefix (any fsspec URL) with --engine ray.")],
-    output: Annotated[str, typer.Option(  # a str: a Path would drop a trailing / (a folder)
+    output: Annotated[Optional[str], typer.Option(  # a str: a Path would drop a trailing / (a folder)
         "--output", "-o", show_default=False, metavar="PATH",
         help="Output file (one input file) or folder (created; a trailing / says folder); - "
-             "writes the image to standard output (in the input's format, or --ext).")],
-    task: TaskOption = None,
+             "writes the image to standard output (in the input's format, or --ext). Default: "
+             "beside each input, its name ending in --suffix (photo_restored.jpg).")] = None,
+    suffix: Annotated[str, typer.Option(
+        "--suffix", metavar="TEXT",
+        help="Without -o: what the name of each output written beside its input ends with.")] = "_restored",
+    task: RestoreTaskOption = None,
     sigma: SigmaOption = None,
     quality: QualityOption = None,
     scale: ScaleOption = None,
+    strength: StrengthOption = 1.0,
     model: ModelOption = None,
     formatter: FormatterOption = None,
     device: DeviceOption = "auto",
@@ -92,6 +97,10 @@ def restore(
         "--recursive", "-r", metavar="", help="Walk folders and mirror their tree under the output.")] = False,
     skip_existing: Annotated[bool, typer.Option(
         "--skip-existing", metavar="", help="Leave outputs that already exist untouched.")] = False,
+    skip_clean: Annotated[bool, typer.Option(
+        "--skip-clean", metavar="",
+        help="With --task auto, write nothing for an image it finds nothing to restore in "
+             "(default: write it unchanged).")] = False,
     ext: Annotated[Optional[str], typer.Option(
         "--ext", metavar="png|jpg|tif|webp|avif|heic|jp2|bmp",
         help="Output format for folder outputs and -o - (default: the input's).")] = None,
@@ -124,10 +133,14 @@ def restore(
     """Restore images: one file, or many files, folders and globs into an output folder.
 
     \b
+    formnet restore photo.jpg                          # auto, to photo_restored.jpg beside it
+    formnet restore photo.jpg -o photo_fixed.jpg       # auto: JPEG artifacts and/or noise, as found
     formnet restore photo.png -o photo_clean.png --sigma 25
     formnet restore scans/ -o restored/ --recursive --sigma auto
     formnet restore old.jpg -o old_fixed.png --task jpeg --quality auto
     formnet restore small.png -o big.png --scale 4                # --scale: super-resolution
+    formnet restore scan.png -o big.png --sigma 25 --scale 2      # denoise, then x2
+    formnet restore photo.jpg -o softer.jpg --strength 0.5        # half way to the restoration
     formnet restore scans/ -o restored/ -r --dry-run            # what would be written where
     formnet restore s3://archive/scans/ -o s3://archive/restored/ -r --engine ray --address auto
     curl -s https://example.org/noisy.jpg | formnet restore - -o - --ext png > clean.png
@@ -150,32 +163,32 @@ def restore(
         from formnet_cli.options import RestoreOptions
 
         restore_options = RestoreOptions(
-            task_for(task, [model] if model else [], scale=scale is not None,
-                     quality=quality is not None),
-            sigma=sigma, quality=quality, scale=scale, model=model, device=device,
-            precision=precision.value, tile=tile, tile_overlap=tile_overlap,
-            batch_size=batch_size, ensemble=ensemble, formatter=formatter,
-            backend=backend)
-        options = BatchOptions(restore_options, skip_existing=skip_existing, ext=ext,
-                               jpeg_quality=jpeg_quality)
+            restore_task_for(task, model), sigma=sigma, quality=quality, scale=scale,
+            model=model, device=device, precision=precision.value, tile=tile,
+            tile_overlap=tile_overlap, batch_size=batch_size, ensemble=ensemble,
+            strength=strength, formatter=formatter, backend=backend)
+        options = BatchOptions(restore_options, skip_existing=skip_existing,
+                               skip_clean=skip_clean, ext=ext, jpeg_quality=jpeg_quality)
+        reporter = RichReporter(console, plain_lines=not json_output)
         if engine is EngineName.ray:  # plans, checks and runs on Ray (remote: store URLs too)
             from formnet_cli.batch.ray_engine import RayEngine, restore_on_ray
 
+            assert output is not None  # (_check_engine)
             summary = restore_on_ray(
                 inputs, output, options, RayEngine(address, workers, gpus_per_worker or 0.0,
                                                    threads_per_worker or 1),
-                recursive=recursive, reporter=RichReporter(console), dry_run=list_only,
+                recursive=recursive, reporter=reporter, dry_run=list_only,
                 show_tracebacks=debug_enabled())
         else:
-            plan = plan_batch(list(map(Path, inputs)), output, recursive=recursive, ext=ext)
+            plan = plan_batch(list(map(Path, inputs)), output, recursive=recursive, ext=ext,
+                              suffix=suffix)
             for note in plan.notes:
                 console.print(note, markup=False, highlight=False, soft_wrap=True)
             if list_only:
                 summary = dry_run(plan, options)
             else:
                 with cpu_threads(threads):
-                    summary = run_batch(plan, options, RichReporter(console),
-                                        show_tracebacks=debug_enabled())
+                    summary = run_batch(plan, options, reporter, show_tracebacks=debug_enabled())
     except KeyboardInterrupt:  # while starting, planning or loading the model: before any file
         console.print("interrupted before the first file; nothing was written", highlight=False)
         left = [FileResult(job.input, job.output, "not_started") for job in plan.jobs] if plan else []
@@ -193,7 +206,7 @@ def restore(
     raise typer.Exit(summary.exit_code)
 
 
-def _check_engine(engine: EngineName, inputs: list[str], output: str,
+def _check_engine(engine: EngineName, inputs: list[str], output: str | None,
                   ray_options: dict[str, object], threads: int | None) -> None:
     """Refuse the options of one engine given to the other, and store URLs without Ray."""
     from formnet_cli.batch.remote import is_url
@@ -202,15 +215,17 @@ def _check_engine(engine: EngineName, inputs: list[str], output: str,
     if engine is EngineName.local:
         if given:
             raise InvalidOptionError(f"{', '.join(given)}: options of --engine ray")
-        url = next((item for item in [*inputs, output] if is_url(item)), None)
+        url = next((item for item in [*inputs, output or ""] if is_url(item)), None)
         if url is not None:
             raise InvalidOptionError(f"{url}: object-store URLs are read and written by "
                                      "--engine ray")
+    elif output is None:
+        raise InvalidOptionError("--engine ray needs -o: the output folder or store URL")
     elif threads is not None:
         raise InvalidOptionError("--threads: with --engine ray, give --threads-per-worker")
 
 
-def _check_standard_streams(inputs: list[str], output: str, *, json_output: bool,
+def _check_standard_streams(inputs: list[str], output: str | None, *, json_output: bool,
                             list_only: bool) -> None:
     """Refuse ``-`` where the stream cannot serve: an image to or from a terminal, and
     ``--json`` with the image on standard output."""

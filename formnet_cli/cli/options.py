@@ -18,7 +18,8 @@ from typing import Annotated, Any, Optional, TypeVar
 import typer
 
 from formnet_cli.config import Task
-from formnet_cli.options import Backend, UnreadableOptionError, read_quality, read_sigma, read_tile
+from formnet_cli.options import (AUTO, Backend, UnreadableOptionError, read_quality, read_sigma,
+                                 read_tasks, read_tile)
 
 Value = TypeVar("Value")
 
@@ -50,6 +51,22 @@ TaskOption = Annotated[Optional[Task], typer.Option(
     "--task", "-t", metavar="denoise|jpeg|sr", show_default=False,
     help="What to restore: noise, JPEG artifacts or low resolution (default: the --model's task; "
          "else sr with --scale, jpeg with --quality, denoise otherwise).")]
+
+
+def _checked_tasks(value: str) -> str:
+    """``--task`` as spelled, once :func:`~formnet_cli.options.read_tasks` can read it."""
+    read_tasks(value)
+    return value
+
+
+RestoreTaskOption = Annotated[Optional[str], typer.Option(
+    "--task", "-t", metavar="auto|denoise|jpeg|sr|TASK,TASK...", show_default=False,
+    parser=read_with(_checked_tasks),
+    help="What to restore: auto finds JPEG artifacts and noise in each image and removes what "
+         "it finds (nothing: the image is written unchanged); denoise, jpeg or sr runs that "
+         "task; several joined by commas run in that order (jpeg,denoise,sr). Default: the "
+         "--model's task; else the tasks the levels given imply, in the order jpeg, denoise, "
+         "sr (--sigma 25 --scale 2: denoise, then x2); else auto.")]
 ModelOption = Annotated[Optional[str], _model_option(
     "Model name (see `formnet models`) or checkpoint folder; default: the task's model.")]
 ModelsOption = Annotated[Optional[list[str]], _model_option(
@@ -88,6 +105,10 @@ QualityOption = Annotated[Optional[str], typer.Option(
     "--quality", "-q", metavar="INT|auto|blind", parser=read_with(read_quality),
     help="JPEG quality of the input (jpeg): auto reads it from JPEG files, else blind "
          "(default: auto).")]
+StrengthOption = Annotated[float, typer.Option(
+    "--strength", metavar="0..1",
+    help="How much of the restoration to apply: 0 writes the input (bicubic-upscaled for sr), "
+         "1 the restoration; in between, the two blended linearly.")]
 FormatterOption = Annotated[Optional[str], typer.Option(
     "--formatter", metavar="none|cnn|bm3d",
     help="Pick the task's model with this formatting stage: none (DiffResNet, the fastest), "
@@ -116,3 +137,16 @@ def task_for(task: str | None, models: Sequence[str], *, scale: bool, quality: b
 
         raise InvalidOptionError("--scale (sr) and --quality (jpeg) are both given; give --task")
     return "sr" if scale else "jpeg" if quality else "denoise"
+
+
+def restore_task_for(task: str | None, model: str | None) -> str:
+    """The task ``formnet restore`` runs: ``--task``; else the ``--model``'s task; else auto
+    (the tasks the levels given imply, or per image what it needs:
+    :class:`~formnet_cli.options.RestoreOptions`)."""
+    if task is not None:
+        return task
+    if model is not None:
+        from formnet_cli.api import model_task
+
+        return model_task(model)
+    return AUTO

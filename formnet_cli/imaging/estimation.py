@@ -18,6 +18,7 @@ from formnet_cli.imaging.degradations import check_unit_range
 
 __all__ = [
     "NoiseLevelFunction",
+    "estimate_coarse_noise_level_function",
     "estimate_noise_level_function",
     "estimate_noise_sigma",
 ]
@@ -213,6 +214,12 @@ class NoiseLevelFunction:
                 return True
         return False
 
+    def scaled(self, factor: float) -> NoiseLevelFunction:
+        """The same function with every sigma multiplied by ``factor``."""
+        return NoiseLevelFunction(tuple(sigma * factor for sigma in self.channel_sigmas),
+                                  self.brightness, tuple(sigmas * factor for sigmas in self.sigmas),
+                                  tuple(fit * factor ** 2 for fit in self.variance_fits))
+
     def sigma_map(self, image: np.ndarray) -> np.ndarray:
         """Per-pixel sigma (0-255) for ``image`` in [0, 1] (the image measured, or the whole
         of which a crop was): the :meth:`channel_sigma_maps` averaged, as ``H x W`` float32."""
@@ -265,6 +272,25 @@ def estimate_noise_level_function(image: np.ndarray, patch_size: int = 7, iterat
         brightness.append(levels)
         bin_sigmas.append(np.sqrt(variances))
     return NoiseLevelFunction(tuple(sigmas), tuple(brightness), tuple(bin_sigmas), tuple(fits))
+
+
+def estimate_coarse_noise_level_function(image: np.ndarray, factor: int = 2,
+                                         ) -> NoiseLevelFunction:
+    """The noise level function of pixel noise measured at a coarser scale: on ``image``
+    averaged over ``factor x factor`` blocks, every sigma multiplied by ``factor`` (averaging
+    ``factor ** 2`` independent noisy pixels divides their noise's sigma by ``factor``).
+
+    For noise whose finest scales were removed after it was added, JPEG compression above all:
+    quantisation drops the high frequencies of an 8 x 8 block, so the weak-texture method, which
+    reads the noise in the least-textured directions of small patches, finds almost none in a
+    noisy photo saved at quality 60-80, though most of the noise is still there at coarser
+    scales. The price is a floor of about 3 (0-255) on clean images, whose fine texture reads
+    as noise once doubled: :mod:`formnet_cli.auto` uses it only where the image is a JPEG.
+    """
+    array = _checked_planes(image, 1)
+    height, width = (length // factor * factor for length in array.shape[:2])
+    blocks = array[:height, :width].reshape(height // factor, factor, width // factor, factor, -1)
+    return estimate_noise_level_function(blocks.mean(axis=(1, 3))).scaled(factor)
 
 
 def _brightness_bins(patches: _PlanePatches, bins: int, iterations: int

@@ -11,10 +11,14 @@ outer one's), and decoding already runs one file at a time there (``limits._DECO
 server restores in worker processes, each with its own descriptor 2 and its own captures.
 Python's ``sys.stderr`` is pointed at the real standard error for the capture's length, so
 that what formnet itself prints meanwhile from another thread (a progress bar) is not caught.
+Pillow logs some refusals itself (``More samples per pixel than can be decoded: 259`` through
+the ``PIL`` logger, which Python's last-resort handler would print): its warnings and errors
+during the block are caught as lines too.
 """
 
 from __future__ import annotations
 
+import logging
 import os
 import sys
 import tempfile
@@ -27,6 +31,28 @@ _CAPTURING = threading.RLock()
 _DEPTH = threading.local()
 _MOST_CHARACTERS = 240
 """Longest library line kept (a line of binary junk is cut)."""
+
+
+class _LogLines(logging.Handler):
+    """Keeps the messages of warnings and errors logged within a block."""
+
+    def __init__(self) -> None:
+        super().__init__(logging.WARNING)
+        self.lines: list[str] = []
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.lines.extend(_lines(record.getMessage()))
+
+
+@contextmanager
+def _logged_lines() -> Iterator[_LogLines]:
+    """Pillow's logged warnings and errors in the block: the file's, like the C lines."""
+    handler, pillow = _LogLines(), logging.getLogger("PIL")
+    pillow.addHandler(handler)
+    try:
+        yield handler
+    finally:
+        pillow.removeHandler(handler)
 
 
 @dataclass
@@ -56,7 +82,7 @@ def library_output() -> Iterator[LibraryOutput]:
         python_stderr = sys.stderr
         _flush(python_stderr)
         saved = os.dup(2)
-        with tempfile.TemporaryFile() as sink:
+        with tempfile.TemporaryFile() as sink, _logged_lines() as logged:
             os.dup2(sink.fileno(), 2)
             _DEPTH.value = 1
             try:
@@ -72,7 +98,7 @@ def library_output() -> Iterator[LibraryOutput]:
                 os.dup2(saved, 2)
                 os.close(saved)
                 sink.seek(0)
-                caught.lines = _lines(sink.read())
+                caught.lines = logged.lines + _lines(sink.read().decode("utf-8", errors="replace"))
 
 
 def _can_redirect() -> bool:
@@ -92,6 +118,5 @@ def _flush(stream: object) -> None:
         pass
 
 
-def _lines(data: bytes) -> list[str]:
-    text = data.decode("utf-8", errors="replace")
+def _lines(text: str) -> list[str]:
     return [" ".join(line.split())[:_MOST_CHARACTERS] for line in text.splitlines() if line.strip()]

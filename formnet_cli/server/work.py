@@ -182,7 +182,8 @@ def _restore_page(page: imageio.LoadedImage, job: RestoreJob, progress: api.Prog
 
 def _restore(pixels: np.ndarray, job: RestoreJob, progress: api.Progress) -> api.RestoreResult:
     """The one call of the library. ``auto`` calls it without a task: the library decides
-    (today its default, denoise with sigma auto; per file once issue 22 lands)."""
+    per file (:mod:`formnet_cli.auto`: JPEG artifacts, noise, both or nothing), reading the
+    upload's JPEG tables."""
     common = {"model": job.model, "device": _DEVICE, "progress": progress, "source_path": job.data,
               "strength": 1.0 if job.strength is None else job.strength}
     if job.task == "auto":
