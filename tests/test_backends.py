@@ -82,6 +82,38 @@ def test_the_command_line_writes_what_torch_writes(tiny_models, tmp_path, backen
     assert np.abs(by_torch - by_runtime).max() <= 1  # float rounding at a grey level's edge
 
 
+@pytest.fixture
+def tiny_defaults(tiny_models, tmp_path, monkeypatch) -> Path:
+    """The tiny models as the gray denoise and JPEG defaults (the weights folder comes first)."""
+    folder = tmp_path / "weights"
+    for name, model in (("denoise-gray", tiny_models.denoise_gray),
+                        ("jpeg-gray", tiny_models.jpeg_gray)):
+        shutil.copytree(model, folder / name)
+    monkeypatch.setenv("FORMNET_WEIGHTS_DIR", str(folder))
+    return folder
+
+
+@pytest.mark.parametrize("backend", RUNTIMES)
+def test_auto_and_a_chain_run_every_step_under_the_runtime(tiny_defaults, monkeypatch, backend):
+    opened = []
+    open_network = backends.open_network
+    monkeypatch.setattr(backends, "open_network",
+                        lambda folder, name: opened.append((Path(folder).name, name))
+                        or open_network(folder, name))
+    noisy = noisy_image((96, 96))
+    chain = dict(tasks=["jpeg", "denoise"], quality=30, sigma=15, strength=0.5, tile=32)
+    for options in ({}, chain):  # auto finds the noise (and only the noise); a chain of two
+        expected = formnet_cli.restore_with_info(noisy, backend="torch", **options)
+        opened.clear()
+        restored = formnet_cli.restore_with_info(noisy, backend=backend, **options)
+        tasks = [step.task for step in restored.steps]
+        assert tasks == [step.task for step in expected.steps] == options.get("tasks", ["denoise"])
+        assert {name for name, _ in opened} == {f"{task}-gray" for task in tasks}
+        assert {name for _, name in opened} == {backend}
+        assert np.abs(restored.image - expected.image).max() < 1e-4
+        assert np.abs(restored.image - noisy).mean() > 0.01
+
+
 def torch_no_grad():
     import torch
 
@@ -95,11 +127,15 @@ def _torch_network(folder: Path):
 
 
 # -- no torch ------------------------------------------------------------------------------
-def test_restore_under_onnxruntime_does_not_import_torch(tiny_models, tmp_path):
+@pytest.mark.parametrize("task", ["denoise", "auto"])
+def test_restore_under_onnxruntime_does_not_import_torch(tiny_models, tiny_defaults, tmp_path,
+                                                          task):
     pytest.importorskip("onnxruntime")
     backends.graph_for(tiny_models.denoise_gray)  # cached (exported once per session)
     source = tmp_path / "noisy.png"
-    Image.fromarray((noisy_image((30, 40)) * 255).astype(np.uint8)).save(source)
+    Image.fromarray((noisy_image((96, 96)) * 255).astype(np.uint8)).save(source)
+    given = (["--model", str(tiny_models.denoise_gray), "--sigma", "25"] if task == "denoise"
+             else [])  # auto: decides from the image (denoise, with the default model)
     script = (
         "import sys\n"
         "from formnet_cli.cli.app import main\n"
@@ -111,9 +147,10 @@ def test_restore_under_onnxruntime_does_not_import_torch(tiny_models, tmp_path):
     environment = {**os.environ, "PYTHONPATH": str(Path(formnet_cli.__file__).parents[1])}
     result = subprocess.run(
         [sys.executable, "-c", script, "restore", str(source), "-o", str(tmp_path / "out.png"),
-         "--model", str(tiny_models.denoise_gray), "--sigma", "25", "--backend", "onnxruntime"],
+         *given, "--backend", "onnxruntime"],
         capture_output=True, text=True, env=environment, timeout=300)
     assert "restored 1" in result.stdout, result.stderr
+    assert (f"{source}: denoise sigma " in result.stderr) == (task == "auto")  # auto says why
     assert result.stdout.strip().endswith("torch imported: False")
     assert (tmp_path / "out.png").is_file()
 
