@@ -29,7 +29,11 @@ import pytest
 from PIL import Image
 
 from cli_helpers import restore
+from formnet_cli import api
 from formnet_cli import io as imageio
+from formnet_cli.batch.ray_engine import _check_model
+from formnet_cli.errors import InvalidOptionError
+from formnet_cli.options import RestoreOptions
 
 RAY_RUN = ("--sigma", "10", "--json", "--engine", "ray", "--workers", "2")
 """The options of every Ray run here (with the tiny colour model, on the CPU, untiled)."""
@@ -314,6 +318,23 @@ def test_store_urls_need_the_ray_engine(tiny_models, tmp_path):
     result = restore(tiny_models.denoise_gray, "s3://bucket/scans", "-o", tmp_path)
     assert result.exit_code == 2
     assert "s3://bucket/scans: object-store URLs are read and written by --engine ray" in result.stderr
+
+
+def test_a_worker_loads_the_model_given_else_each_step_default_before_its_first_file(
+        tiny_models, monkeypatch):
+    loads = []
+    load_model = api.load_model
+    monkeypatch.setattr(api, "load_model", lambda model=None, **options: loads.append(
+        (model, options["task"], options["backend"])) or load_model(model, **options))
+    _check_model(RestoreOptions(device="cpu"))  # auto: the steps it may run
+    _check_model(RestoreOptions("denoise,sr", sigma=10, scale=2, device="cpu"))
+    _check_model(RestoreOptions("jpeg,denoise", model=tiny_models.jpeg_gray, device="cpu"))
+    assert loads == [(None, "jpeg", "auto"), (None, "denoise", "auto"),
+                     (None, "denoise", "auto"), (None, "sr", "auto"),
+                     (str(tiny_models.jpeg_gray), None, "auto")]
+    with pytest.raises(InvalidOptionError, match="restores 'jpeg', which is not a step of"):
+        _check_model(RestoreOptions("denoise,sr", scale=2, model=tiny_models.jpeg_gray,
+                                    device="cpu"))
 
 
 def test_a_dry_run_needs_no_ray(tiny_models, gray_png, tmp_path, monkeypatch):

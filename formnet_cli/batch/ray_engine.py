@@ -191,14 +191,19 @@ def _check_before_any_file(batch: BatchPlan, kept: set[int], options: BatchOptio
 
 
 def _check_model(restore: RestoreOptions) -> None:
-    """Raise :class:`FormnetError` when the model cannot be loaded on ``restore``'s device or
-    does not take its options (as :func:`check_before_any_file`)."""
-    from formnet_cli import api
+    """Raise :class:`FormnetError` when a model cannot be loaded on ``restore``'s device under
+    its backend or does not take its options (as :func:`check_before_any_file`): the model
+    given, else the default of each step (of each step ``auto`` may run)."""
+    from formnet_cli import api, auto
 
-    loaded = api.load_model(restore.model, task=restore.task, device=restore.device,
-                            backend=restore.backend)
-    api.check_model_options(loaded, sigma=restore.sigma, scale=restore.scale,
-                            precision=restore.precision, device=restore.device)
+    if restore.model is not None:
+        models = [api.load_options_model(restore)]
+    else:
+        models = [api.load_model(None, task=task, device=restore.device, backend=restore.backend)
+                  for task in restore.tasks or auto.STEPS]
+    for loaded in models:
+        api.check_model_options(loaded, sigma=restore.sigma, scale=restore.scale,
+                                precision=restore.precision, device=restore.device)
 
 
 @contextmanager
