@@ -24,8 +24,8 @@ Super-resolution models work at scale 1 on the MATLAB-bicubic-upscaled image
 Models come only from checkpoints through :mod:`formnet_cli.hub.registry`: an untrained network
 is never run. ``backend`` picks what runs it (:mod:`formnet_cli.inference.backends`): torch, or
 the model's ONNX graph under onnxruntime or OpenVINO, which needs no torch at all. Models are
-loaded by :mod:`formnet_cli.loading`; one step's levels and passes are
-:mod:`formnet_cli.inference.steps`'.
+loaded by :mod:`formnet_cli.loading`; one step's level and passes are in
+:mod:`formnet_cli.inference.steps`.
 """
 
 from __future__ import annotations
