@@ -3,6 +3,7 @@
     python benchmarks/auto_calibration.py --part readings    # blockiness and noise readings (seconds)
     python benchmarks/auto_calibration.py --part gains       # PSNR of each choice (minutes)
     python benchmarks/auto_calibration.py --source train --limit 24 --color   # training crops
+    python benchmarks/auto_calibration.py --part texture --source train --limit 16   # noise past texture
 
 Made images only, never the benchmark sets: seeded crops (``--crop`` pixels a side) of
 scikit-image's sample photos (astronaut, coffee, chelsea, rocket, camera, coins, brick,
@@ -20,7 +21,11 @@ blockiness (:func:`formnet_cli.imaging.blockiness.jpeg_blockiness`) and of the m
 one, else as a decoded image), next to the true one. ``gains`` prints the mean PSNR of the
 input and of each choice auto could make, with the bundled models: nothing, denoise at the
 noise read, the JPEG step (at the file's quality), the JPEG step then denoise at the noise
-read after it, and what auto chose.
+read after it, and what auto chose. ``texture`` takes the JPEG files of camera noise below
+quality :data:`formnet_cli.auto.FINE_QUALITY` and, grouped by their texture ratio (below and from
+:data:`formnet_cli.auto.TEXTURE_RATIO`), prints the mean PSNR of the JPEG step alone and of the
+JPEG step then denoising at: the noise read at half resolution after it, the noise read at full
+resolution on the file, the true sigma.
 """
 
 from __future__ import annotations
@@ -161,6 +166,36 @@ def gains(images: list[tuple[str, np.ndarray]], only: tuple[str, ...]) -> None:
         print(f"| {label} | {cells} | {steps} |", flush=True)
 
 
+def texture(images: list[tuple[str, np.ndarray]], only: tuple[str, ...]) -> None:
+    print("| texture ratio | files | jpeg | then denoise: half resolution, after | "
+          "full resolution, before | true sigma |")
+    print("|---|---|---|---|---|---|")
+    groups: dict[bool, list[list[float]]] = {False: [], True: []}
+    for index, (_name, clean) in enumerate(images):
+        for label, pixels, data, true in degradations(clean, index, only or ("camera",)):
+            floats = pixels.astype(np.float32) / 255.0
+            compression = auto.examine(floats, data)
+            if data is None or compression.file_quality >= auto.FINE_QUALITY:
+                continue
+            half = auto.measure_noise(floats, compression, past_texture=False)
+            full = auto.measure_noise(floats, auto.Compression(None, 1.0))
+            if half is None or full is None:
+                continue
+            deblocked = api.restore(pixels, "jpeg", quality=compression.file_quality, device="cpu")
+            after = auto.measure_noise(deblocked.astype(np.float32) / 255.0, compression,
+                                       past_texture=False)
+            scores = [psnr(clean, deblocked)]
+            for sigma in (after.mean if after else half.mean, full.mean, true):
+                scores.append(psnr(clean, api.restore(deblocked, "denoise", sigma=min(sigma, 75.0),
+                                                      device="cpu")))
+            groups[half.is_texture].append(scores)
+    for is_texture, rows in groups.items():
+        if rows:
+            means = " | ".join(f"{mean:.2f}" for mean in np.mean(rows, axis=0))
+            bound = f">= {auto.TEXTURE_RATIO:g}" if is_texture else f"< {auto.TEXTURE_RATIO:g}"
+            print(f"| {bound} | {len(rows)} | {means} |", flush=True)
+
+
 def _to_uint8(pixels: np.ndarray) -> np.ndarray:
     return np.round(np.clip(pixels, 0.0, 1.0) * 255.0).astype(np.uint8)
 
@@ -174,7 +209,7 @@ def _spread(values: np.ndarray, digits: int) -> str:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--part", choices=("readings", "gains"), default="readings")
+    parser.add_argument("--part", choices=("readings", "gains", "texture"), default="readings")
     parser.add_argument("--color", action="store_true", help="colour images (default gray)")
     parser.add_argument("--crop", type=int, default=160)
     parser.add_argument("--limit", type=int, default=0,
@@ -195,7 +230,7 @@ def main() -> None:
     print(f"{len(images)} made images ({args.source}), {args.crop} px, "
           f"{'colour' if args.color else 'gray'}")
     only = tuple(args.only.split(",")) if args.only else ()
-    (readings if args.part == "readings" else gains)(images, only)
+    {"readings": readings, "gains": gains, "texture": texture}[args.part](images, only)
 
 
 if __name__ == "__main__":

@@ -188,7 +188,8 @@ class _Steps:
 
     def run_given(self, pixels: np.ndarray, tasks: tuple[str, ...]) -> np.ndarray:
         """The tasks given, in order, at their given or estimated levels. A noise level
-        estimated after a JPEG step is measured as ``auto`` measures it on a JPEG."""
+        estimated after a JPEG step is measured as ``auto`` measures it on a JPEG
+        (:func:`formnet_cli.auto.noise_after_jpeg`)."""
         options = self.options
         if options.model is not None and len(tasks) > 1:
             self.model_task = model_task_of(options.model)
@@ -203,9 +204,11 @@ class _Steps:
                         quality=AUTO if options.quality is None else options.quality,
                         scale=options.scale)  # auto levels: a step the model's task implies
             if task == "denoise" and options.sigma == AUTO and "jpeg" in tasks[:index]:
-                reading = auto.measure_noise(estimation_sample(current), self._examine(pixels))
-                if reading is None:
+                compression = self._examine(pixels)
+                before = auto.measure_noise(estimation_sample(pixels), compression)
+                if before is None:
                     estimate_noise(current)  # raises: too small
+                reading = auto.noise_after_jpeg(before, estimation_sample(current), compression)
                 step = Step(task, sigma=AUTO, noise=reading.function)
             current = self._run(current, step, index, len(tasks))
         return current
@@ -221,10 +224,10 @@ class _Steps:
         if jpeg is not None:
             quality = AUTO if compression.file_quality is not None else "blind"
             current = self._run(current, Step("jpeg", quality=quality), 0, 1 + noisy)
-            if noisy:  # the noise left: measured again
-                reading = auto.measure_noise(estimation_sample(current), compression) or reading
         if noisy:
             assert reading is not None
+            if jpeg is not None:  # the noise left
+                reading = auto.noise_after_jpeg(reading, estimation_sample(current), compression)
             step = Step("denoise", sigma=AUTO, noise=reading.function)
             current = self._run(current, step, len(self.done), len(self.done) + 1)
         return current

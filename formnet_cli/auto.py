@@ -8,19 +8,22 @@ Per image:
    :data:`BLOCKY` or more: its quality is unknown, the JPEG step runs blind).
 2. **Is it noisy?** Its noise level function (sigma against brightness, a per-pixel sigma where
    it varies as camera noise does), measured where compression has not hidden the noise
-   (:func:`measure_noise`): noisy above :data:`NOISY` (:data:`NOISY_IN_JPEG` on a JPEG, where
-   texture must also not explain what was read: :data:`TEXTURE_RATIO`).
+   (:func:`measure_noise`): noisy above :data:`NOISY` (:data:`NOISY_IN_JPEG` on a JPEG; where
+   texture, not noise, fills a JPEG's half-resolution reading, :data:`TEXTURE_RATIO`, the noise
+   is read at full resolution instead).
 3. **Steps**: a JPEG of quality up to :data:`JPEG_QUALITY_MAX` gets the JPEG step at its quality
    (blind for a decoded one); a noisy image is then denoised at the noise measured again on the
-   result, except that a noisy JPEG of quality :data:`FINE_QUALITY` or more is only denoised:
+   result (:func:`noise_after_jpeg`), except that a noisy JPEG of quality :data:`FINE_QUALITY` or
+   more is only denoised:
    its blocks are far below its noise, and the JPEG model, trained on clean JPEGs, keeps the
    noise as if it were detail (1-2 dB worse than denoising alone, on the made images). Neither:
    nothing to do; the caller says so and keeps the image.
 
-:func:`examine` and :func:`measure_noise` measure (the first also reads the file's header);
-:func:`is_noisy`, :func:`jpeg_step` and :func:`explain` only decide, from what was measured.
-The thresholds were chosen on seeded images made from scikit-image's sample photos
-(``benchmarks/auto_calibration.py`` prints what they rest on), never on the benchmark sets.
+:func:`examine`, :func:`measure_noise` and :func:`noise_after_jpeg` measure (the first also
+reads the file's header); :func:`is_noisy`, :func:`jpeg_step` and :func:`explain` only decide,
+from what was measured. The thresholds were chosen on seeded images made from scikit-image's
+sample photos and crops of the training sets (``benchmarks/auto_calibration.py`` prints what
+they rest on), never on the benchmark sets.
 """
 
 from __future__ import annotations
@@ -36,7 +39,7 @@ from formnet_cli.imaging.blockiness import jpeg_blockiness
 
 __all__ = ["BLOCKY", "FINE_QUALITY", "JPEG_QUALITY_MAX", "NOISY", "NOISY_IN_JPEG", "TEXTURE_RATIO",
            "STEPS", "Compression", "NoiseReading", "examine", "explain", "is_noisy", "jpeg_step",
-           "measure_noise"]
+           "measure_noise", "noise_after_jpeg"]
 
 STEPS = ("jpeg", "denoise")
 """The tasks ``auto`` may run on an image, in that order."""
@@ -64,11 +67,16 @@ NOISY_IN_JPEG = 4.0
 (their texture, doubled), and more where the texture is strong, which :data:`TEXTURE_RATIO`
 tells apart."""
 
-TEXTURE_RATIO = 2.5
-"""On a JPEG, what the noise reading at half resolution counts only where the reading at a
-quarter is less than this many times it. Noise has as much power at every scale (each
+TEXTURE_RATIO = 2.0
+"""On a JPEG, the noise reading at half resolution counts only where the reading at a quarter
+is less than this many times it; from this ratio on, the half-resolution reading is texture
+and the noise is read at full resolution. Noise has as much power at every scale (each
 reading, scaled back, finds its sigma: ratios 1.0-2.3 on the made images), natural texture has
-more at coarser ones (3-10 where a clean JPEG reads above :data:`NOISY_IN_JPEG`)."""
+more at coarser ones (2-15 on textured crops, clean or noisy). At full resolution quantisation
+has removed part of the noise (it reads low) but texture reads least there (0-1.1 on clean
+JPEGs): denoising at that reading recovers much of what the chain at the true sigma gains,
+where skipping the noise lost up to 4 dB on noisy textured crops
+(``benchmarks/auto_calibration.py --part texture``)."""
 
 LUMA = np.array([0.299, 0.587, 0.114], dtype=np.float32)
 """JPEG's luminance (ITU-R BT.601), the plane a colour JPEG keeps at full resolution."""
@@ -109,8 +117,14 @@ class NoiseReading:
     how: str
     """How it was measured, in words."""
     texture_ratio: float | None = None
-    """At half resolution: the sigma read at a quarter over the one read (``None``: not
-    measured, at full resolution or on too small an image)."""
+    """On a JPEG read at half resolution: the sigma read at a quarter over the one read
+    (``None``: not measured, a fine JPEG or not a JPEG, or too small an image)."""
+
+    @property
+    def is_texture(self) -> bool:
+        """Whether the half-resolution reading was texture (:data:`TEXTURE_RATIO`), so that this
+        reading was taken at full resolution."""
+        return self.texture_ratio is not None and self.texture_ratio >= TEXTURE_RATIO
 
 
 def examine(pixels: np.ndarray, source: str | os.PathLike[str] | bytes | None) -> Compression:
@@ -133,7 +147,8 @@ def jpeg_step(compression: Compression, noisy: bool) -> int | Literal["blind"] |
     return "blind" if compression.blockiness >= BLOCKY else None
 
 
-def measure_noise(pixels: np.ndarray, compression: Compression) -> NoiseReading | None:
+def measure_noise(pixels: np.ndarray, compression: Compression, *, past_texture: bool = True,
+                  ) -> NoiseReading | None:
     """The noise of ``pixels`` (``H x W x C`` float in [0, 1]), measured so that compression
     does not hide it; ``None`` when the image is too small to measure.
 
@@ -142,7 +157,9 @@ def measure_noise(pixels: np.ndarray, compression: Compression) -> NoiseReading 
     it harder, which hides its noise), each channel's sigma taken as that of noise drawn
     independently in R, G and B (luminance sigma / :data:`LUMA_NOISE_GAIN`); below quality
     :data:`FINE_QUALITY` (or of unknown quality) at half resolution
-    (:func:`~formnet_cli.imaging.estimation.estimate_coarse_noise_level_function`).
+    (:func:`~formnet_cli.imaging.estimation.estimate_coarse_noise_level_function`), or at full
+    resolution where the half-resolution reading is texture (:data:`TEXTURE_RATIO`) unless
+    ``past_texture`` is false.
     """
     color = pixels.shape[2] == 3
     luma = compression.is_jpeg and color
@@ -155,17 +172,22 @@ def measure_noise(pixels: np.ndarray, compression: Compression) -> NoiseReading 
             function = estimation.estimate_coarse_noise_level_function(plane)
     except estimation.TooSmallToMeasure:
         return None
+    resolution = "full" if compression.fine_noise_kept else "half"
     if not compression.fine_noise_kept and function.sigma > 0:
         try:
             coarser = estimation.estimate_coarse_noise_level_function(plane, 4).sigma
             texture_ratio = coarser / function.sigma
         except estimation.TooSmallToMeasure:
             pass
+        if past_texture and texture_ratio is not None and texture_ratio >= TEXTURE_RATIO:
+            function = estimation.estimate_noise_level_function(plane)
+            resolution = "full"
     if luma:
         function = _as_channels(function.scaled(1.0 / LUMA_NOISE_GAIN), 3)
     sigma_map = function.sigma_map(pixels) if function.varies else None
-    how = (("on the luminance, " if luma else "")
-           + ("at full resolution" if compression.fine_noise_kept else "at half resolution"))
+    how = ("on the luminance, " if luma else "") + f"at {resolution} resolution"
+    if resolution == "full" and texture_ratio is not None:
+        how += f", texture at half (ratio {texture_ratio:.1f})"
     if sigma_map is None:
         return NoiseReading(function, function.sigma, function.sigma, function.sigma, how,
                             texture_ratio)
@@ -173,15 +195,22 @@ def measure_noise(pixels: np.ndarray, compression: Compression) -> NoiseReading 
                         float(sigma_map.max()), how, texture_ratio)
 
 
+def noise_after_jpeg(before: NoiseReading, pixels: np.ndarray, compression: Compression,
+                     ) -> NoiseReading:
+    """The noise the JPEG step left in its output ``pixels``, measured again as ``before`` was
+    (at half resolution: what the step removed, texture below it, reads at a quarter as noise
+    does); but a reading taken at full resolution past texture stands, as the JPEG step smooths
+    the finest scale, where it was read."""
+    if before.is_texture:
+        return before
+    return measure_noise(pixels, compression, past_texture=False) or before
+
+
 def is_noisy(reading: NoiseReading | None, compression: Compression) -> bool:
-    """Whether the noise read is worth denoising (see :data:`NOISY`, :data:`NOISY_IN_JPEG`,
-    :data:`TEXTURE_RATIO`)."""
+    """Whether the noise read is worth denoising (see :data:`NOISY`, :data:`NOISY_IN_JPEG`)."""
     if reading is None:
         return False
-    if not compression.is_jpeg:
-        return reading.mean > NOISY
-    texture = reading.texture_ratio is not None and reading.texture_ratio >= TEXTURE_RATIO
-    return reading.mean > NOISY_IN_JPEG and not texture
+    return reading.mean > (NOISY_IN_JPEG if compression.is_jpeg else NOISY)
 
 
 def explain(compression: Compression, jpeg: int | Literal["blind"] | None,
@@ -200,11 +229,10 @@ def explain(compression: Compression, jpeg: int | Literal["blind"] | None,
         why = f"no JPEG blocks, blockiness {compression.blockiness:.2f}"
     if reading is None:
         return f"{why}; noise not measured, the image is too small"
+    past_texture = ", read past texture" if reading.is_texture else ""
     if noisy:
-        return f"{why}; noisy"
-    if reading.texture_ratio is not None and reading.texture_ratio >= TEXTURE_RATIO:
-        return f"{why}; no noise, the sigma {reading.mean:.1f} read is texture"
-    return f"{why}; no noise, sigma {reading.mean:.1f}"
+        return f"{why}; noisy{past_texture}"
+    return f"{why}; no noise, sigma {reading.mean:.1f}{past_texture}"
 
 
 def _as_channels(function: estimation.NoiseLevelFunction, channels: int,

@@ -128,6 +128,42 @@ def test_measure_noise_reads_a_colour_jpeg_on_its_luminance():
     assert auto.measure_noise(pixels[:20, :20], compression) is None  # too small
 
 
+def rough(size: int, seed: int) -> np.ndarray:
+    """A gray uint8 picture of texture at every scale, more at coarser ones as in natural
+    texture (amplitude falling as frequency^-1.5)."""
+    rng = np.random.default_rng(seed)
+    fy, fx = np.meshgrid(np.fft.fftfreq(size), np.fft.fftfreq(size), indexing="ij")
+    frequency = np.hypot(fy, fx)
+    frequency[0, 0] = 1.0
+    plane = np.real(np.fft.ifft2(np.fft.fft2(rng.standard_normal((size, size))) / frequency ** 1.5))
+    plane = 0.5 + 0.2 * (plane - plane.mean()) / plane.std()
+    return np.round(np.clip(plane, 0, 1) * 255).astype(np.uint8)[:, :, None]
+
+
+def test_on_a_textured_jpeg_the_noise_is_read_at_full_resolution():
+    """At half resolution texture outweighs the noise (more at a quarter: the ratio); at full
+    resolution the noise reads below its sigma (quantisation took part of it) but the texture
+    of a clean JPEG reads near nothing, so a noisy one is denoised and a clean one is not."""
+    for sigma in (0, 12):
+        pixels = noisy(rough(160, seed=1), sigma) if sigma else rough(160, seed=1)
+        data = jpeg_bytes(pixels, 75)
+        decoded = floats(np.asarray(Image.open(io.BytesIO(data)))[:, :, None])
+        compression = auto.examine(decoded, data)
+        reading = auto.measure_noise(decoded, compression)
+        half = auto.measure_noise(decoded, compression, past_texture=False)
+        assert reading.is_texture and half.texture_ratio == reading.texture_ratio
+        assert "at full resolution, texture at half" in reading.how
+        assert reading.mean < half.mean - 5  # the texture half resolution saw is not in it
+        if sigma:
+            assert auto.is_noisy(reading, compression) and 6 < reading.mean < sigma
+        else:
+            assert not auto.is_noisy(reading, compression) and reading.mean < 2.5
+        after = auto.noise_after_jpeg(reading, decoded[::2, ::2], compression)
+        assert after is reading  # the JPEG step smooths what it was read on: it stands
+    smooth = auto.measure_noise(floats(noisy(made_photo(128, seed=3), 10)), auto.Compression(75, 2.0))
+    assert not smooth.is_texture and "at half resolution" in smooth.how
+
+
 # -- what is decided -------------------------------------------------------------------------
 @pytest.mark.parametrize("compression, noisy, step", [
     (auto.Compression(85, 1.0), False, 85),
@@ -154,10 +190,11 @@ def test_noise_counts_above_the_threshold_of_its_kind():
     assert not auto.is_noisy(reading(auto.NOISY_IN_JPEG - 0.1), jpeg)
     assert auto.is_noisy(reading(auto.NOISY_IN_JPEG + 0.1), jpeg)
     assert not auto.is_noisy(None, plain)
-    texture = auto.NoiseReading(function, 12.0, 12.0, 12.0, "", texture_ratio=auto.TEXTURE_RATIO)
-    assert not auto.is_noisy(texture, jpeg)  # more at coarser scales: texture
-    assert (auto.explain(jpeg, 80, texture, False)
-            == "JPEG quality 80 from its tables; no noise, the sigma 12.0 read is texture")
+    past_texture = auto.NoiseReading(function, 1.5, 1.5, 1.5, "", texture_ratio=auto.TEXTURE_RATIO)
+    assert past_texture.is_texture and not auto.is_noisy(past_texture, jpeg)
+    assert (auto.explain(jpeg, 80, past_texture, False)
+            == "JPEG quality 80 from its tables; no noise, sigma 1.5, read past texture")
+    assert not auto.NoiseReading(function, 9.0, 9.0, 9.0, "", texture_ratio=1.9).is_texture
     assert (auto.explain(auto.Compression(95, 1.0), None, reading(9.0), True)
             == "JPEG quality 95 from its tables, its noise hides its blocks; noisy")
     assert auto.explain(jpeg, 80, reading(6.0), True) == "JPEG quality 80 from its tables; noisy"
