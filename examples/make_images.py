@@ -84,7 +84,8 @@ def make_images(out: Path) -> list[Path]:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--out", type=Path, default=HERE / "images", help="folder to write (default: examples/images)")
+    parser.add_argument("--out", type=Path, default=HERE / "images",
+                        help="folder to write (default: examples/images)")
     for path in make_images(parser.parse_args().out):
         print(path)
 

@@ -248,7 +248,8 @@ def _expected_scores(images: list[dict], folder: Path, loaded_for, sigma: float)
         assert image["psnr"] == pytest.approx(score(sample, restored)[0], abs=1e-9)
 
 
-def test_eval_scores_a_mixed_folder_each_image_in_its_own_channels(mixed_dataset: Path, tmp_path: Path) -> None:
+def test_eval_scores_a_mixed_folder_each_image_in_its_own_channels(mixed_dataset: Path,
+                                                                   tmp_path: Path) -> None:
     # --channels auto (the default) keeps each file's: a gray model named with --model runs on
     # each channel of the colour image, as restore runs it; nothing is converted.
     from formnet_cli import api
@@ -291,7 +292,8 @@ def test_eval_default_models_on_a_mixed_folder_are_each_images_own(
     assert [row["method"] for row in rows] == ["formnet tiny-denoise-gray / tiny-denoise-color", "input"]
     assert "formnet tiny-denoise-gray / tiny-denoise-color" in output
     assert rows[0]["images_scored"] == 2 and rows[0]["note"] == ""
-    _expected_scores(rows[0]["images"], mixed_dataset, lambda channels: real_load(defaults[channels]), 25.0)
+    _expected_scores(rows[0]["images"], mixed_dataset,
+                     lambda channels: real_load(defaults[channels]), 25.0)
 
 
 class _Recorder(methods_module.Method):

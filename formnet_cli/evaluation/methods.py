@@ -146,8 +146,8 @@ class _FormattingStage(torch.nn.Module):
         return self.model.format(x, level)
 
 
-def load_default_methods(task: str, channels: int | Sequence[int], *, models: Sequence[str] | None = None,
-                         device: str = "auto", precision: str = "auto",
+def load_default_methods(task: str, channels: int | Sequence[int], *,
+                         models: Sequence[str] | None = None, device: str = "auto", precision: str = "auto",
                          tile: int | str | None = "auto", ensemble: int | str = "auto"
                          ) -> tuple[list[Method], dict[str, str]]:
     """formnet methods for ``models`` (names or folders), or the task's default model.
