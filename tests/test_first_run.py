@@ -95,7 +95,7 @@ def test_download_weights_says_the_bundled_models_need_no_download(monkeypatch):
     monkeypatch.setattr("formnet_cli.hub.download.hf_hub_download", no_network)
     result = invoke("download-weights")
     assert result.exit_code == 0, result.output
-    lines = [line for line in result.output.splitlines() if line]  # rich 13.8 prints a blank line first
+    lines = [line for line in result.output.splitlines() if line]  # rich 13.8: a blank one first
     assert [line.split(":")[0] for line in lines] == [entry.name for entry in models]
     assert all(line.endswith("nothing to download") and "bundled with formnet" in line for line in lines)
 
