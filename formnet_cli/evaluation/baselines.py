@@ -122,8 +122,9 @@ class DnCNNMethod(Method):
         return degradations.ycbcr_to_rgb(ycbcr).astype(np.float32)
 
 
-def baseline_methods(task: str, channels: int | Sequence[int], levels: Sequence[float], *, bm3d: bool,
-                     dncnn: bool, peers_root: str | os.PathLike[str]) -> tuple[list[Method], list[str]]:
+def baseline_methods(task: str, channels: int | Sequence[int], levels: Sequence[float], *,
+                     bm3d: bool, dncnn: bool, peers_root: str | os.PathLike[str]
+                     ) -> tuple[list[Method], list[str]]:
     """The methods formnet is measured against: the degraded input (always), BM3D/CBM3D and the
     published DnCNN models from ``peers_root`` where asked; notes say what was asked but is not
     there. ``channels``: the images' channel count, or those of a folder mixing gray and

@@ -110,8 +110,8 @@ class FormnetMethod(Method):
 
 class PerChannelsMethod(Method):
     """One row for a folder mixing gray and colour images: each image restored by the method
-    for its channel count (1 gray, 3 colour), as ``formnet restore`` picks the task's default
-    model for each file's channels."""
+    for its channel count (1 gray, 3 colour): the task's default model for each, as ``formnet
+    restore`` picks it by each file's channels, or DnCNN-S and CDnCNN-S."""
 
     def __init__(self, methods: dict[int, Method], name: str) -> None:
         self.methods = methods
@@ -147,9 +147,9 @@ class _FormattingStage(torch.nn.Module):
 
 
 def load_default_methods(task: str, channels: int | Sequence[int], *,
-                         models: Sequence[str] | None = None, device: str = "auto", precision: str = "auto",
-                         tile: int | str | None = "auto", ensemble: int | str = "auto"
-                         ) -> tuple[list[Method], dict[str, str]]:
+                         models: Sequence[str] | None = None, device: str = "auto",
+                         precision: str = "auto", tile: int | str | None = "auto",
+                         ensemble: int | str = "auto") -> tuple[list[Method], dict[str, str]]:
     """formnet methods for ``models`` (names or folders), or the task's default model.
 
     ``channels``: the images' channel count, or those of a folder mixing gray and colour.
