@@ -30,7 +30,7 @@ TEST_CROPS = [(192, 16), (192, 176)]
 
 
 def scene(seed: int, size: int) -> np.ndarray:
-    """A synthetic ``size x size`` RGB scene (uint8): a gradient, flat shapes, a patch of stripes."""
+    """A synthetic ``size x size`` RGB scene (uint8): a gradient, flat shapes, stripes."""
     rng = np.random.default_rng(seed)
     rows, cols = np.mgrid[0:size, 0:size] / size
     start, end = rng.integers(0, 256, 3), rng.integers(0, 256, 3)
@@ -41,7 +41,8 @@ def scene(seed: int, size: int) -> np.ndarray:
         centre, radius = rng.random(2), 0.1 + 0.25 * rng.random(2)
         colour = rng.integers(0, 256, 3)
         if rng.random() < 0.5:  # an ellipse
-            inside = ((rows - centre[0]) / radius[0]) ** 2 + ((cols - centre[1]) / radius[1]) ** 2 <= 1
+            distance = ((rows - centre[0]) / radius[0]) ** 2 + ((cols - centre[1]) / radius[1]) ** 2
+            inside = distance <= 1
         else:  # a rectangle
             inside = (abs(rows - centre[0]) <= radius[0]) & (abs(cols - centre[1]) <= radius[1] / 2)
         image[inside] = colour

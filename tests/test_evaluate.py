@@ -243,7 +243,8 @@ def _expected_scores(images: list[dict], folder: Path, loaded_for, sigma: float)
         clean = np.asarray(Image.open(folder / f"{image['image']}.png"))
         clean = clean if clean.ndim == 3 else clean[:, :, None]
         sample = degrade(image["image"], clean, Setting("denoise", sigma))
-        restored = api.restore(sample.degraded, "denoise", model=loaded_for(clean.shape[2]), sigma=sigma)
+        restored = api.restore(sample.degraded, "denoise", model=loaded_for(clean.shape[2]),
+                               sigma=sigma)
         assert restored.shape == sample.degraded.shape  # a colour image stays colour
         assert image["psnr"] == pytest.approx(score(sample, restored)[0], abs=1e-9)
 
@@ -256,7 +257,8 @@ def test_eval_scores_a_mixed_folder_each_image_in_its_own_channels(mixed_dataset
 
     model = _checkpoint(tmp_path / "model")
     out_json = tmp_path / "r.json"
-    _invoke("eval", mixed_dataset, "--sigma", "25", "--model", model, "--json", out_json, "--no-warmup")
+    _invoke("eval", mixed_dataset, "--sigma", "25", "--model", model, "--json", out_json,
+            "--no-warmup")
     rows = {row["method"]: row for row in json.loads(out_json.read_text())["results"]}
     assert list(rows) == ["formnet tiny-denoise", "input"]
     formnet, noisy = rows["formnet tiny-denoise"], rows["input"]
@@ -289,7 +291,8 @@ def test_eval_default_models_on_a_mixed_folder_are_each_images_own(
     output = _invoke("eval", mixed_dataset, "--sigma", "25", "--json", out_json)
     assert asked == [(None, 1), (None, 3)]
     rows = json.loads(out_json.read_text())["results"]
-    assert [row["method"] for row in rows] == ["formnet tiny-denoise-gray / tiny-denoise-color", "input"]
+    names = [row["method"] for row in rows]
+    assert names == ["formnet tiny-denoise-gray / tiny-denoise-color", "input"]
     assert "formnet tiny-denoise-gray / tiny-denoise-color" in output
     assert rows[0]["images_scored"] == 2 and rows[0]["note"] == ""
     _expected_scores(rows[0]["images"], mixed_dataset,

@@ -24,7 +24,8 @@ TINY_CONFIG = ROOT / "examples" / "configs" / "tiny-denoise-gray.toml"
 
 
 def _make_images_module():
-    spec = importlib.util.spec_from_file_location("make_images", ROOT / "examples" / "make_images.py")
+    script = ROOT / "examples" / "make_images.py"
+    spec = importlib.util.spec_from_file_location("make_images", script)
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     return module
@@ -97,13 +98,16 @@ def test_download_weights_says_the_bundled_models_need_no_download(monkeypatch):
     assert result.exit_code == 0, result.output
     lines = [line for line in result.output.splitlines() if line]  # rich 13.8: a blank one first
     assert [line.split(":")[0] for line in lines] == [entry.name for entry in models]
-    assert all(line.endswith("nothing to download") and "bundled with formnet" in line for line in lines)
+    assert all(line.endswith("nothing to download") and "bundled with formnet" in line
+               for line in lines)
 
 
-def test_restore_counts_megapixels_of_input_as_eval_does(tiny_models, tmp_path, random_image, write_png):
+def test_restore_counts_megapixels_of_input_as_eval_does(tiny_models, tmp_path, random_image,
+                                                         write_png):
     # x2: the output has four times the pixels; the summary's MP/s counts those read.
     source = write_png(tmp_path / "small.png", random_image((80, 100), np.uint8))
-    result = restore(tiny_models.sr_gray, source, "-o", tmp_path / "big.png", "--scale", "2", "--json")
+    result = restore(tiny_models.sr_gray, source, "-o", tmp_path / "big.png", "--scale", "2",
+                     "--json")
     assert result.exit_code == 0, result.output
     summary = json.loads(result.stdout)
     (file,) = summary["files"]

@@ -136,8 +136,8 @@ def baseline_methods(task: str, channels: int | Sequence[int], levels: Sequence[
     if dncnn:
         root = Path(peers_root)
         counts = [channels] if isinstance(channels, int) else sorted(set(channels))
-        peers = {count: DnCNNMethod.from_folder(root, task, count, levels) if root.is_dir() else None
-                 for count in (counts if task == "denoise" else counts[:1])}
+        peers = {count: DnCNNMethod.from_folder(root, task, count, levels) if root.is_dir()
+                 else None for count in (counts if task == "denoise" else counts[:1])}
         found = {count: peer for count, peer in peers.items() if peer is not None}
         peer: Method | None = next(iter(found.values()), None)
         if len(found) > 1:

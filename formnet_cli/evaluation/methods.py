@@ -194,5 +194,5 @@ def load_default_methods(task: str, channels: int | Sequence[int], *,
                 + (f" ({count} passes)" if count > 1 else ""))
     else:
         name = " / ".join(method.name for method in methods.values())
-    return [PerChannelsMethod({count: method for served, method in methods.items() for count in served},
-                              name)], {}
+    by_channels = {count: method for served, method in methods.items() for count in served}
+    return [PerChannelsMethod(by_channels, name)], {}
