@@ -292,8 +292,8 @@ def test_eval_default_models_on_a_mixed_folder_are_each_images_own(
     assert asked == [(None, 1), (None, 3)]
     rows = json.loads(out_json.read_text())["results"]
     names = [row["method"] for row in rows]
-    assert names == ["formnet tiny-denoise-gray / tiny-denoise-color", "input"]
-    assert "formnet tiny-denoise-gray / tiny-denoise-color" in output
+    assert names == ["formnet tiny-denoise-gray / formnet tiny-denoise-color", "input"]
+    assert "formnet tiny-denoise-gray / formnet tiny-denoise-color" in output
     assert rows[0]["images_scored"] == 2 and rows[0]["note"] == ""
     _expected_scores(rows[0]["images"], mixed_dataset,
                      lambda channels: real_load(defaults[channels]), 25.0)

@@ -187,12 +187,6 @@ def load_default_methods(task: str, channels: int | Sequence[int], *,
                for served, loaded in defaults.values()}
     if len(methods) == 1:
         return list(methods.values()), {}
-    passes = {method.passes for method in methods.values()}
-    if len(passes) == 1:  # formnet denoise-gray / denoise-color (2 passes)
-        count = passes.pop()
-        name = (f"formnet {' / '.join(method.loaded.name for method in methods.values())}"
-                + (f" ({count} passes)" if count > 1 else ""))
-    else:
-        name = " / ".join(method.name for method in methods.values())
+    name = " / ".join(method.name for method in methods.values())  # each with its passes
     by_channels = {count: method for served, method in methods.items() for count in served}
     return [PerChannelsMethod(by_channels, name)], {}
