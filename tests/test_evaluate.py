@@ -72,12 +72,18 @@ def test_eval_table_json_and_markdown(dataset: Path, tmp_path: Path) -> None:
     for row in report["results"]:
         assert [image["image"] for image in row["images"]] == ["img0", "img1", "img2"]
         assert row["mean_psnr"] == pytest.approx(np.mean([i["psnr"] for i in row["images"]]))
-        assert row["megapixels_per_second"] > 0
+        if row["method"] == "input":  # the degraded input itself: nothing ran, no time
+            assert row["megapixels_per_second"] is None and row["seconds_per_image"] is None
+            assert all(image["seconds"] is None for image in row["images"])
+        else:
+            assert row["megapixels_per_second"] > 0
     noisy15 = report["results"][1]["mean_psnr"]
     noisy25 = report["results"][3]["mean_psnr"]
     assert 24 < noisy15 < 26 and 20 < noisy25 < 21.5  # 20 log10(255 / sigma), less clipping
     markdown = out_md.read_text()
     assert markdown.count("| sigma 15 |") == 2 and "| PSNR (dB) |" in markdown
+    inputs = [line for line in markdown.splitlines() if "| input |" in line]
+    assert len(inputs) == 2 and all(line.endswith("| - | - |  |") for line in inputs)
 
 
 def test_eval_threads_are_reported_and_restored(dataset: Path, tmp_path: Path) -> None:
@@ -144,6 +150,7 @@ def test_sr_uses_y_channel_and_bicubic(color_dataset: Path, tmp_path: Path, text
     report = json.loads(out_json.read_text())
     assert [r["method"] for r in report["results"]] == ["formnet tiny-sr", "bicubic"]
     bicubic = report["results"][1]
+    assert bicubic["megapixels_per_second"] > 0  # bicubic upscaling runs: it is timed
     # The same figure by hand: modcrop, MATLAB bicubic down and up, Y of the 8-bit images.
     from formnet_cli.imaging import degradations as degradations
     from formnet_cli.imaging import metrics as metrics
@@ -226,12 +233,104 @@ def mixed_dataset(tmp_path: Path, textured_image) -> Path:
     return folder
 
 
-def test_eval_refuses_a_folder_mixing_gray_and_colour(
-        mixed_dataset: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def _expected_scores(images: list[dict], folder: Path, loaded_for, sigma: float) -> None:
+    """Each image's PSNR in a report row is the protocol's score of ``loaded_for(channels)``
+    restoring it, in the image's own channels, as ``formnet_cli.restore`` runs that model."""
+    from formnet_cli import api
+    from formnet_cli.evaluation.protocol import Setting, degrade, score
+
+    for image in images:
+        clean = np.asarray(Image.open(folder / f"{image['image']}.png"))
+        clean = clean if clean.ndim == 3 else clean[:, :, None]
+        sample = degrade(image["image"], clean, Setting("denoise", sigma))
+        restored = api.restore(sample.degraded, "denoise", model=loaded_for(clean.shape[2]),
+                               sigma=sigma)
+        assert restored.shape == sample.degraded.shape  # a colour image stays colour
+        assert image["psnr"] == pytest.approx(score(sample, restored)[0], abs=1e-9)
+
+
+def test_eval_scores_a_mixed_folder_each_image_in_its_own_channels(mixed_dataset: Path,
+                                                                   tmp_path: Path) -> None:
+    # --channels auto (the default) keeps each file's: a gray model named with --model runs on
+    # each channel of the colour image, as restore runs it; nothing is converted.
+    from formnet_cli import api
+
     model = _checkpoint(tmp_path / "model")
-    message = _refused_before_any_work(monkeypatch, mixed_dataset, "--sigma", "25", "--model", model)
-    assert "b_gray" in message and "a_colour" in message
-    assert "--channels gray" in message and "--channels color" in message
+    out_json = tmp_path / "r.json"
+    _invoke("eval", mixed_dataset, "--sigma", "25", "--model", model, "--json", out_json,
+            "--no-warmup")
+    rows = {row["method"]: row for row in json.loads(out_json.read_text())["results"]}
+    assert list(rows) == ["formnet tiny-denoise", "input"]
+    formnet, noisy = rows["formnet tiny-denoise"], rows["input"]
+    assert [image["image"] for image in formnet["images"]] == ["a_colour", "b_gray"]
+    assert formnet["note"] == "" and noisy["images_scored"] == 2
+    _expected_scores(formnet["images"], mixed_dataset, lambda channels: api.load_model(model), 25.0)
+    colour = np.asarray(Image.open(mixed_dataset / "a_colour.png"))
+    from formnet_cli.evaluation.protocol import Setting, degrade, score
+
+    sample = degrade("a_colour", colour, Setting("denoise", 25))
+    assert noisy["images"][0]["psnr"] == pytest.approx(score(sample, sample.degraded)[0])
+
+
+def test_eval_default_models_on_a_mixed_folder_are_each_images_own(
+        mixed_dataset: Path, tmp_path: Path, tiny_models, monkeypatch: pytest.MonkeyPatch) -> None:
+    # Without --model: the task's default model for each image's channels, in one row, as
+    # formnet restore picks it (here tiny stand-ins for the bundled denoise-gray/denoise-color).
+    from formnet_cli import api
+
+    real_load = api.load_model
+    defaults = {1: tiny_models.denoise_gray, 3: tiny_models.denoise_color}
+    asked = []
+
+    def tiny_defaults(name=None, *, task=None, channels=1, device="auto"):
+        asked.append((name, channels))
+        return real_load(defaults[channels] if name is None else name, task=task, device=device)
+
+    monkeypatch.setattr(api, "load_model", tiny_defaults)
+    out_json = tmp_path / "r.json"
+    output = _invoke("eval", mixed_dataset, "--sigma", "25", "--json", out_json)
+    assert asked == [(None, 1), (None, 3)]
+    rows = json.loads(out_json.read_text())["results"]
+    names = [row["method"] for row in rows]
+    assert names == ["formnet tiny-denoise-gray / formnet tiny-denoise-color", "input"]
+    assert "formnet tiny-denoise-gray / formnet tiny-denoise-color" in output
+    assert rows[0]["images_scored"] == 2 and rows[0]["note"] == ""
+    _expected_scores(rows[0]["images"], mixed_dataset,
+                     lambda channels: real_load(defaults[channels]), 25.0)
+
+
+class _Recorder(methods_module.Method):
+    """A stand-in method that returns its input, records the channels of each call, and
+    refuses colour images where asked."""
+
+    def __init__(self, gray_only: bool) -> None:
+        self.name = "gray only" if gray_only else "any"
+        self.gray_only = gray_only
+        self.calls: list[int] = []
+
+    def unsupported(self, setting, channels: int) -> str | None:
+        return "a gray method" if self.gray_only and channels == 3 else None
+
+    def restore(self, sample):
+        self.calls.append(sample.degraded.shape[2])
+        return sample.degraded
+
+
+def test_a_method_for_some_channels_says_which_images_it_left_out(textured_image) -> None:
+    from formnet_cli.evaluation.evaluate import evaluate
+    from formnet_cli.evaluation.protocol import Setting
+
+    images = [("a_colour", textured_image(0, color=True)), ("b_gray", textured_image(1))]
+    gray_only, both = _Recorder(gray_only=True), _Recorder(gray_only=False)
+    report = evaluate(images, [Setting("denoise", 25)], [gray_only, both])
+    partial, whole = report.results
+    assert partial.note == "colour images not scored: a gray method"
+    assert [image.image for image in partial.images] == ["b_gray"]
+    assert whole.note == "" and [image.image for image in whole.images] == ["a_colour", "b_gray"]
+    # Warmed up once per channel count (a mixed folder's two models), then timed once per image.
+    assert gray_only.calls == [1, 1] and both.calls == [3, 3, 1, 1]
+    only_colour = evaluate(images[:1], [Setting("denoise", 25)], [_Recorder(gray_only=True)])
+    assert only_colour.results[0].note == "a gray method" and not only_colour.results[0].images
 
 
 def test_eval_mixed_folder_with_channels_given_or_for_sr(mixed_dataset: Path, tmp_path: Path) -> None:

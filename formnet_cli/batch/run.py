@@ -230,15 +230,17 @@ def _run_job(job: Job, options: BatchOptions, reporter: Reporter,
         return FileResult(job.input, job.output, "failed", _one_line(error, job.input),
                           seconds=time.perf_counter() - started)
     megapixels = sum(page.height * page.width for page in restored_pages) / 1e6
+    input_megapixels = sum(page.height * page.width for page in pages) / 1e6
     if not results:  # auto on 1-bit pages only: nothing to restore
         return FileResult(job.input, job.output, "done", seconds=time.perf_counter() - started,
-                          megapixels=megapixels, task=NOTHING,
+                          megapixels=megapixels, input_megapixels=input_megapixels, task=NOTHING,
                           decision="1-bit (black and white): nothing to restore")
     if not copied:
         _note_what_the_output_lost(job, pages, reporter, written, stream_format)
     first = results[0]
     return FileResult(job.input, job.output, "done", seconds=time.perf_counter() - started,
-                      megapixels=megapixels, sigma=first.sigma, quality=first.quality,
+                      megapixels=megapixels, input_megapixels=input_megapixels,
+                      sigma=first.sigma, quality=first.quality,
                       estimated=first.estimated, sigma_map_range=first.sigma_map_range,
                       model=first.model_name, model_path=first.model_path, task=first.task,
                       steps=[_step_record(step) for step in first.steps],

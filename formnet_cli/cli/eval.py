@@ -135,8 +135,11 @@ def eval_command(
              "from --peers-root). The degraded input (bicubic for sr) is always scored.")] = None,
     channels: Annotated[Optional[str], typer.Option(
         "--channels", metavar="auto|gray|color",
-        help="Image channels: auto keeps each file's; default gray for jpeg (the protocol's "
-             "L version), auto otherwise.")] = None,
+        help="Image channels: auto keeps each file's (a folder may mix gray and colour: each "
+             "image is scored in its own, by the task's default model for its channels, or by "
+             "--model whatever its channels, as restore runs it); gray converts colour (Pillow "
+             "L), color repeats gray. Default gray for jpeg (the protocol's L version), auto "
+             "otherwise.")] = None,
     limit: Annotated[Optional[int], typer.Option(
         "--limit", min=1, metavar="N", help="Only the first N images.")] = None,
     data_root: Annotated[Optional[Path], typer.Option(
@@ -168,7 +171,12 @@ def eval_command(
 ) -> None:
     """Score formnet and baselines on a data set with the fixed-seed benchmark protocol.
 
+    Times are the restore call's alone (model loaded and warmed up, no file I/O);
+    MP/s is megapixels of input per second, as formnet restore counts them (over
+    its whole run). A folder may mix gray and colour images (see --channels).
+
     \b
+    formnet eval examples/images/test --sigma 15 25 50 --baseline bm3d
     formnet eval BSD68 --task denoise --sigma 15 25 50 --baseline bm3d
     formnet eval Classic5 --task jpeg --quality 10 20 30 40
     formnet eval Set5 --task sr --scale 2 3 4 --save-images out/
@@ -206,7 +214,7 @@ def eval_command(
     mode = channels or ("gray" if task == "jpeg" else "auto")
     folder = resolve_dataset(dataset, data_root)
     images = read_dataset(folder, channels=mode, limit=limit)
-    image_channels = _model_channels(images, task, folder)
+    image_channels = _channel_counts(images)
 
     to_stdout = json_path == "-" or markdown_path == "-"
     console = Console(stderr=to_stdout)
@@ -250,20 +258,9 @@ def eval_command(
                       markup=False, highlight=False, soft_wrap=True)
 
 
-def _model_channels(images: list[tuple[str, Any]], task: str, folder: Path) -> int:
-    """The channels to pick models for: those all the images share.
-
-    A folder mixing gray and colour is refused, as its model would depend on which file sorts
-    first; except for super-resolution, which scores luma, so the gray (Y) models serve both.
-    """
-    gray = next((name for name, pixels in images if pixels.shape[2] == 1), None)
-    colour = next((name for name, pixels in images if pixels.shape[2] == 3), None)
-    if gray is None or colour is None:
-        return images[0][1].shape[2]
-    if task == "sr":
-        return 1
-    raise InvalidOptionError(f"{folder} mixes gray and colour images ({gray} is gray, {colour} is "
-                             "colour); pass --channels gray or --channels color")
+def _channel_counts(images: list[tuple[str, Any]]) -> list[int]:
+    """The channel counts of the images: [1] gray, [3] colour, [1, 3] a folder mixing them."""
+    return sorted({pixels.shape[2] for _, pixels in images})
 
 
 def _device_label(device: str) -> str:

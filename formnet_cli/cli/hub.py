@@ -39,7 +39,14 @@ def download_weights(
     revision: RevisionOption = None,
     dest: DestOption = None,
 ) -> None:
-    """Download model weights from the Hugging Face hub, pinned and sha256-verified."""
+    """Download published models from the hub; the bundled ones need no download.
+
+    The bundled models ('formnet models': source bundled) ship inside formnet
+    and work offline. This command is for models published on the Hugging Face
+    hub (or a mirror: --repo), at the revision formnet's manifest pins, each
+    file sha256-verified. No model is published yet: each says so, and nothing
+    is requested.
+    """
     from rich.console import Console
     from rich.progress import (BarColumn, DownloadColumn, Progress, TextColumn,
                                TransferSpeedColumn)

@@ -11,7 +11,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from formnet_cli.evaluation.methods import Method
+from formnet_cli.evaluation.methods import Method, PerChannelsMethod
 from formnet_cli.evaluation.peers import DnCNN, dncnn_path, load_dncnn
 from formnet_cli.evaluation.protocol import Sample, Setting
 from formnet_cli.imaging import degradations
@@ -31,6 +31,9 @@ class DegradedInput(Method):
         if sample.setting.task == "sr":
             return degradations.imresize(sample.degraded, scale=int(sample.setting.level))
         return sample.degraded
+
+    def timed(self, setting: Setting) -> bool:
+        return setting.task == "sr"  # bicubic runs; the input itself is given, not computed
 
 
 class BM3DMethod(Method):
@@ -119,18 +122,26 @@ class DnCNNMethod(Method):
         return degradations.ycbcr_to_rgb(ycbcr).astype(np.float32)
 
 
-def baseline_methods(task: str, channels: int, levels: Sequence[float], *, bm3d: bool, dncnn: bool,
-                     peers_root: str | os.PathLike[str]) -> tuple[list[Method], list[str]]:
+def baseline_methods(task: str, channels: int | Sequence[int], levels: Sequence[float], *,
+                     bm3d: bool, dncnn: bool, peers_root: str | os.PathLike[str]
+                     ) -> tuple[list[Method], list[str]]:
     """The methods formnet is measured against: the degraded input (always), BM3D/CBM3D and the
     published DnCNN models from ``peers_root`` where asked; notes say what was asked but is not
-    there."""
+    there. ``channels``: the images' channel count, or those of a folder mixing gray and
+    colour (denoising: DnCNN-S on the gray images and CDnCNN-S on the colour ones, one row)."""
     methods: list[Method] = [DegradedInput()]
     if bm3d:
         methods.append(BM3DMethod())
     notes = []
     if dncnn:
         root = Path(peers_root)
-        peer = DnCNNMethod.from_folder(root, task, channels, levels) if root.is_dir() else None
+        counts = [channels] if isinstance(channels, int) else sorted(set(channels))
+        peers = {count: DnCNNMethod.from_folder(root, task, count, levels) if root.is_dir()
+                 else None for count in (counts if task == "denoise" else counts[:1])}
+        found = {count: peer for count, peer in peers.items() if peer is not None}
+        peer: Method | None = next(iter(found.values()), None)
+        if len(found) > 1:
+            peer = PerChannelsMethod(found, " / ".join(method.name for method in found.values()))
         if peer is None:
             shown = ", ".join(f"{level:g}" for level in levels)
             notes.append(f"no DnCNN model for {task} at {shown} in {root}; skipped")

@@ -9,8 +9,13 @@
    :class:`~formnet_cli.evaluation.methods.Method` and scores the output
    (:func:`~formnet_cli.evaluation.protocol.score`). The figure of a set is the mean of the
    per-image figures (:class:`~formnet_cli.evaluation.report.EvalReport`).
-3. Time is wall time of the restore call alone (no file I/O), after one warm-up image per
-   method; throughput is megapixels of *input* per second.
+3. Time is wall time of the restore call alone (no file I/O, the model loaded), after one
+   warm-up image per method (and channel count); throughput is megapixels of *input* per
+   second, as ``formnet restore`` counts them (whose time is its whole run's). The degraded
+   input itself is not timed (no figure).
+
+A folder may mix gray and colour images: each is scored in its own channels, by a method that
+can run it (the default models: the task's model for each image's channels, in one row).
 
 Methods: :class:`~formnet_cli.evaluation.methods.FormnetMethod` (any checkpoint, through
 :func:`formnet_cli.api.restore`, so it measures exactly what users get) and the baselines of
@@ -20,6 +25,7 @@ published DnCNN models).
 
 from __future__ import annotations
 
+import math
 import os
 import time
 from collections.abc import Callable, Iterable, Sequence
@@ -60,14 +66,15 @@ def evaluate(images: Sequence[tuple[str, np.ndarray]], settings: Iterable[Settin
     if len(tasks) != 1:
         raise InvalidOptionError("one evaluation covers one task")
     task = tasks.pop()
+    channel_counts = sorted({clean.shape[2] for _, clean in images})
     results: list[MethodResult] = []
-    warmed: set[int] = set()
+    warmed: set[tuple[int, int]] = set()  # (method, channels): a mixed folder's two models
     for setting in settings:
         rows: dict[object, MethodResult] = {
             name: MethodResult(name, setting, note=note) for name, note in (notes or {}).items()}
         for method in methods:
-            reason = method.unsupported(setting, images[0][1].shape[2])
-            rows[id(method)] = MethodResult(method.label(setting), setting, note=reason or "",
+            reasons = {count: method.unsupported(setting, count) for count in channel_counts}
+            rows[id(method)] = MethodResult(method.label(setting), setting, note=_note(reasons),
                                             checkpoint=method.checkpoint())
         for name, clean in images:
             sample = degrade(name, clean, setting)
@@ -75,14 +82,14 @@ def evaluate(images: Sequence[tuple[str, np.ndarray]], settings: Iterable[Settin
                 row = rows[id(method)]
                 if method.unsupported(setting, clean.shape[2]) is not None:
                     continue
-                if warmup and id(method) not in warmed:
+                if warmup and (id(method), clean.shape[2]) not in warmed:
                     method.restore(sample)
-                    warmed.add(id(method))
+                    warmed.add((id(method), clean.shape[2]))
                 if progress:
                     progress(f"{setting.label} {name} {row.method}")
                 start = time.perf_counter()
                 restored = method.restore(sample)
-                seconds = time.perf_counter() - start
+                seconds = time.perf_counter() - start if method.timed(setting) else math.nan
                 value_psnr, value_ssim = score(sample, restored)
                 row.images.append(ImageResult(name, value_psnr, value_ssim, seconds,
                                               sample.input_megapixels))
@@ -92,3 +99,13 @@ def evaluate(images: Sequence[tuple[str, np.ndarray]], settings: Iterable[Settin
                 save_degraded(Path(save_dir), sample)
         results.extend(rows.values())
     return EvalReport(dataset=dataset, task=task, results=results, environment=env or environment())
+
+
+def _note(reasons: dict[int, str | None]) -> str:
+    """A row's note from why the method cannot run each channel count of the images (1 gray,
+    3 colour): the reason where it runs none, which images it leaves out where it runs some."""
+    refused = {count: reason for count, reason in reasons.items() if reason is not None}
+    if len(refused) == len(reasons):
+        return next(iter(refused.values()))
+    return "; ".join(f"{'gray' if count == 1 else 'colour'} images not scored: {reason}"
+                     for count, reason in refused.items())

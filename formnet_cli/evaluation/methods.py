@@ -20,7 +20,7 @@ from formnet_cli.errors import ModelNotFoundError
 from formnet_cli.evaluation.protocol import Sample, Setting
 from formnet_cli.evaluation.report import MeasuredCheckpoint
 
-__all__ = ["FormnetMethod", "Method", "load_default_methods"]
+__all__ = ["FormnetMethod", "Method", "PerChannelsMethod", "load_default_methods"]
 
 
 class Method:
@@ -37,6 +37,10 @@ class Method:
 
     def restore(self, sample: Sample) -> np.ndarray:
         raise NotImplementedError
+
+    def timed(self, setting: Setting) -> bool:
+        """Whether its time is worth reporting (the degraded input itself takes none)."""
+        return True
 
     def formatted(self, sample: Sample) -> np.ndarray | None:
         """The formatting stage's output (FormResNet), for the comparison strips."""
@@ -114,6 +118,31 @@ class FormnetMethod(Method):
         return self._run(stage, sample)
 
 
+class PerChannelsMethod(Method):
+    """One row for a folder mixing gray and colour images: each image restored by the method
+    for its channel count (1 gray, 3 colour): the task's default model for each, as ``formnet
+    restore`` picks it by each file's channels, or DnCNN-S and CDnCNN-S."""
+
+    def __init__(self, methods: dict[int, Method], name: str) -> None:
+        self.methods = methods
+        self.name = name
+
+    def _for(self, sample: Sample) -> Method:
+        return self.methods[sample.degraded.shape[2]]
+
+    def unsupported(self, setting: Setting, channels: int) -> str | None:
+        method = self.methods.get(channels)
+        if method is None:
+            return f"no model for {'gray' if channels == 1 else 'colour'} images"
+        return method.unsupported(setting, channels)
+
+    def restore(self, sample: Sample) -> np.ndarray:
+        return self._for(sample).restore(sample)
+
+    def formatted(self, sample: Sample) -> np.ndarray | None:
+        return self._for(sample).formatted(sample)
+
+
 class _FormattingStage(torch.nn.Module):
     """``model.format`` behind the restorer interface the engine expects; the whole model's
     descriptor (its context covers the formatting stage's)."""
@@ -127,11 +156,18 @@ class _FormattingStage(torch.nn.Module):
         return self.model.format(x, level)
 
 
-def load_default_methods(task: str, channels: int, *, models: Sequence[str] | None = None,
-                         device: str = "auto", precision: str = "auto",
-                         tile: int | str | None = "auto", ensemble: int | str = "auto",
-                         backend: str = "torch") -> tuple[list[Method], dict[str, str]]:
+def load_default_methods(task: str, channels: int | Sequence[int], *,
+                         models: Sequence[str] | None = None, device: str = "auto",
+                         precision: str = "auto", tile: int | str | None = "auto",
+                         ensemble: int | str = "auto", backend: str = "torch",
+                         ) -> tuple[list[Method], dict[str, str]]:
     """formnet methods for ``models`` (names or folders), or the task's default model.
+
+    ``channels``: the images' channel count, or those of a folder mixing gray and colour.
+    Named ``models`` run on every image whatever its channels (a gray model on each colour
+    channel, a colour model on gray as gray RGB: what ``formnet restore`` does). Without them,
+    the task's default model for each channel count, in one row (:class:`PerChannelsMethod`)
+    where gray and colour images get different ones.
 
     Returns the methods and, when no ``models`` were named and the task has no weights, a
     note ``{"formnet": "no weights yet"}`` instead of failing. A checkpoint named twice is
@@ -140,19 +176,30 @@ def load_default_methods(task: str, channels: int, *, models: Sequence[str] | No
     """
     from formnet_cli import api
 
+    counts = [channels] if isinstance(channels, int) else sorted(set(channels))
     if models:
         given: dict[Path, tuple[str, Any]] = {}  # checkpoint folder -> (as given, loaded)
         for model in models:
-            loaded = api.load_model(model, task=task, channels=channels, device=device,
+            loaded = api.load_model(model, task=task, channels=counts[0], device=device,
                                     backend=backend)
             given.setdefault(loaded.path, (str(model), loaded))
         names = [loaded.name for _, loaded in given.values()]
         return [FormnetMethod(loaded, device=device, precision=precision, tile=tile, ensemble=ensemble,
                               model_label=model if names.count(loaded.name) > 1 else None)
                 for model, loaded in given.values()], {}
+    defaults: dict[Path, tuple[list[int], Any]] = {}  # checkpoint folder -> (channels, loaded)
     try:  # the task's default model, or else the one for the other channel count
-        loaded = api.load_model(None, task=task, channels=channels, device=device,
-                                backend=backend)
+        for count in counts:
+            loaded = api.load_model(None, task=task, channels=count, device=device,
+                                    backend=backend)
+            defaults.setdefault(loaded.path, ([], loaded))[0].append(count)
     except ModelNotFoundError:
         return [], {"formnet": "no weights yet"}
-    return [FormnetMethod(loaded, device=device, precision=precision, tile=tile, ensemble=ensemble)], {}
+    methods = {tuple(served): FormnetMethod(loaded, device=device, precision=precision, tile=tile,
+                                            ensemble=ensemble)
+               for served, loaded in defaults.values()}
+    if len(methods) == 1:
+        return list(methods.values()), {}
+    name = " / ".join(method.name for method in methods.values())  # each with its passes
+    by_channels = {count: method for served, method in methods.items() for count in served}
+    return [PerChannelsMethod(by_channels, name)], {}

@@ -40,7 +40,9 @@ class ImageResult:
     psnr: float
     ssim: float
     seconds: float
+    """Wall time of the restore call; NaN where not timed (the degraded input itself)."""
     megapixels: float
+    """The input's (the low-resolution image for super-resolution)."""
 
 
 @dataclass
