@@ -282,9 +282,10 @@ def test_eval_default_models_on_a_mixed_folder_are_each_images_own(
     defaults = {1: tiny_models.denoise_gray, 3: tiny_models.denoise_color}
     asked = []
 
-    def tiny_defaults(name=None, *, task=None, channels=1, device="auto"):
+    def tiny_defaults(name=None, *, task=None, channels=1, device="auto", backend="torch"):
         asked.append((name, channels))
-        return real_load(defaults[channels] if name is None else name, task=task, device=device)
+        return real_load(defaults[channels] if name is None else name, task=task, device=device,
+                         backend=backend)
 
     monkeypatch.setattr(api, "load_model", tiny_defaults)
     out_json = tmp_path / "r.json"
