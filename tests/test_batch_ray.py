@@ -14,6 +14,7 @@ import contextlib
 import json
 import logging
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -279,17 +280,42 @@ def test_an_interrupted_driver_leaves_whole_outputs_and_skip_existing_finishes(
     assert summary["interrupted"] and statuses["done"] >= 1
     assert statuses["not_started"] + statuses["interrupted"] >= 1
     written = files_below(out)
-    assert all(name.endswith(".png") and not name.startswith(".") for name in written)
-    assert all(data == expected[name] for name, data in written.items())  # whole outputs only
+    # A worker still writing when the driver's wait for its end ran out (a loaded machine)
+    # leaves the temporary file of that write, never a partial output; the rerun removes it.
+    temporaries = [name for name in written if name.startswith(".")]
+    assert all(re.fullmatch(r"\.\d\d\.png\.[0-9a-f]{8}\.part", name) for name in temporaries)
+    whole = {name: data for name, data in written.items() if name not in temporaries}
+    assert all(name.endswith(".png") for name in whole)
+    assert all(data == expected[name] for name, data in whole.items())  # whole outputs only
     for row in summary["files"]:
         name = Path(row["input"]).name
-        assert (name in written) == (row["status"] == "done") or row["status"] == "interrupted"
+        assert (name in whole) == (row["status"] == "done") or row["status"] == "interrupted"
 
+    for name in temporaries:  # older than the rerun's process, as for a rerun from a shell
+        os.utime(out / name, (0, 0))  # (this one runs in pytest's process, started before)
     rerun = restore(model, source, "-o", out, "--skip-existing", *RAY_RUN)
     assert rerun.exit_code == 0, rerun.output
     counts = json.loads(rerun.stdout)
-    assert (counts["skipped"], counts["done"]) == (len(written), 16 - len(written))
+    assert (counts["skipped"], counts["done"]) == (len(whole), 16 - len(whole))
+    assert sorted(Path(path).name for path in counts["leftovers_removed"]) == sorted(temporaries)
     assert files_below(out) == expected
+
+
+def test_a_ray_run_removes_what_a_killed_run_left(cluster, tiny_models, tmp_path):
+    """A temporary file a killed write left (a worker killed, SIGKILL) is removed by the next
+    run and listed; one written after that run started (another live run's) is left alone."""
+    source, out = tmp_path / "in", tmp_path / "out"
+    source.mkdir()
+    Image.fromarray(np.full((32, 32, 3), 128, np.uint8)).save(source / "a.png")
+    out.mkdir()
+    stale = out / ".a.png.0123abcd.part"
+    stale.write_bytes(b"half a png")
+    os.utime(stale, (0, 0))  # before this (pytest's) process started
+    result = restore(tiny_models.denoise_color, source, "-o", out, *RAY_RUN)
+    assert result.exit_code == 0, result.output
+    summary = json.loads(result.stdout)
+    assert summary["leftovers_removed"] == [str(stale)] and summary["done"] == 1
+    assert sorted(path.name for path in out.iterdir()) == ["a.png"]
 
 
 # -- without Ray ---------------------------------------------------------------------------------

@@ -112,7 +112,7 @@ def restore_on_ray(inputs: Sequence[str | os.PathLike[str]], output: str, option
     Raises :class:`FormnetError` without the ``ray`` extra and for what would fail every file
     (as :func:`~formnet_cli.batch.run.run_batch`), :class:`InvalidOptionError` for a bad plan.
     """
-    from formnet_cli.batch.run import SilentReporter
+    from formnet_cli.batch.run import SilentReporter, remove_leftovers
 
     reporter = reporter or SilentReporter()
     batch = remote.plan(inputs, output, recursive=recursive, ext=options.ext)
@@ -129,6 +129,8 @@ def restore_on_ray(inputs: Sequence[str | os.PathLike[str]], output: str, option
     results = {index: FileResult(batch.jobs[index].input, batch.jobs[index].output, "skipped",
                                  "output exists") for index in sorted(kept)}
     summary = BatchSummary()
+    summary.leftovers_removed = remove_leftovers(
+        (job.output for job in batch.jobs if isinstance(job.output, Path)), reporter)
     started = time.perf_counter()
     reporter.start(len(batch.jobs))
     for result in results.values():

@@ -22,7 +22,7 @@ import sys
 import time
 import traceback
 from pathlib import Path
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from typing import Any, Protocol
 
 import numpy as np
@@ -90,7 +90,8 @@ def run_batch(plan: BatchPlan, options: BatchOptions, reporter: Reporter | None 
     reporter = reporter or SilentReporter()
     check_before_any_file(plan, options)
     summary = BatchSummary(results=list(plan.settled))
-    summary.leftovers_removed = _remove_leftovers(plan, reporter)
+    summary.leftovers_removed = remove_leftovers(
+        (job.output for job in plan.jobs if job.output != STREAM), reporter)
     started = time.perf_counter()
     settled = len(summary.results)
     try:
@@ -137,14 +138,13 @@ def run_batch(plan: BatchPlan, options: BatchOptions, reporter: Reporter | None 
     return summary
 
 
-def _remove_leftovers(plan: BatchPlan, reporter: Reporter) -> list[Path]:
+def remove_leftovers(outputs: Iterable[Path], reporter: Reporter) -> list[Path]:
     """Remove the temporary files that earlier runs, killed while writing (SIGKILL, a power
-    cut), left beside this batch's outputs (:func:`formnet_cli.io.leftover_temporaries`); one
-    written since this process started is another live run's, and is left alone."""
+    cut, a Ray worker killed), left beside ``outputs`` (:func:`formnet_cli.io.leftover_temporaries`);
+    one written since this process started is another live run's, and is left alone."""
     started = _process_start_time()
     removed = []
-    for leftover in imageio.leftover_temporaries(job.output for job in plan.jobs
-                                                 if job.output != STREAM):
+    for leftover in imageio.leftover_temporaries(outputs):
         try:
             if leftover.stat().st_mtime < started:
                 leftover.unlink()
