@@ -439,8 +439,7 @@ def test_a_temporary_file_of_a_live_run_is_left_alone(tmp_path, gray_png):
     out.mkdir()
     live = out / ".photo.png.89abcdef.part"  # being written now, by another formnet
     live.write_bytes(b"in progress")
-    plan = batch_plan.plan_batch([gray_png], out / "photo.png")
-    assert batch_run._remove_leftovers(plan, batch_run.SilentReporter()) == []
+    assert batch_run.remove_leftovers([out / "photo.png"], batch_run.SilentReporter()) == []
     assert live.exists()
 
 
