@@ -28,6 +28,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import signal
 import subprocess
 import sys
 import tempfile
@@ -74,6 +75,14 @@ def formnet(args: Sequence[object], **options: object) -> Run:
     return python(["-m", "formnet_cli", *args], **options)  # type: ignore[arg-type]
 
 
+def _default_signals() -> None:
+    """In the child before it runs Python: SIGINT and SIGTERM back to their defaults. A shell
+    starts a background job (``nohup ... &``) with SIGINT ignored, the child inherits that, and
+    Python then never raises KeyboardInterrupt: every SIGINT trial would read as finished."""
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+    signal.signal(signal.SIGTERM, signal.SIG_DFL)
+
+
 def python(args: Sequence[object], *, timeout: float, memory_mib: float = MEMORY_CEILING_MIB,
            signal_at: tuple[float, int] | None = None, env: dict[str, str] | None = None) -> Run:
     """Run ``python ARGS`` (this interpreter, this repository first on its path) to its end,
@@ -87,7 +96,7 @@ def python(args: Sequence[object], *, timeout: float, memory_mib: float = MEMORY
         started = time.monotonic()
         process = subprocess.Popen([sys.executable, *map(str, args)],
                                    stdin=subprocess.DEVNULL, stdout=out, stderr=err,
-                                   env=environment)
+                                   env=environment, preexec_fn=_default_signals)
         verdict: dict[str, object] = {}
         done = threading.Event()
         watchdog = threading.Thread(target=_watch, args=(process, started, timeout, memory_mib,
