@@ -74,9 +74,11 @@ and the noise is read at full resolution. Noise has as much power at every scale
 reading, scaled back, finds its sigma: ratios 1.0-2.3 on the made images), natural texture has
 more at coarser ones (2-15 on textured crops, clean or noisy). At full resolution quantisation
 has removed part of the noise (it reads low) but texture reads least there (0-1.1 on clean
-JPEGs): denoising at that reading recovers much of what the chain at the true sigma gains,
-where skipping the noise lost up to 4 dB on noisy textured crops
-(``benchmarks/auto_calibration.py --part texture``)."""
+JPEGs): denoising at that reading never overshoots, and gains over skipping the noise on noisy
+textured crops of the training sets (+0.1 to +0.2 dB on average, a quarter of what the true
+sigma gains; up to 4 dB on one). The half-resolution reading gains more on average but
+oversmooths the most textured crops by up to 3 dB (``benchmarks/auto_calibration.py --part
+texture``)."""
 
 LUMA = np.array([0.299, 0.587, 0.114], dtype=np.float32)
 """JPEG's luminance (ITU-R BT.601), the plane a colour JPEG keeps at full resolution."""
