@@ -76,7 +76,7 @@ more at coarser ones (2-15 on textured crops, clean or noisy). At full resolutio
 has removed part of the noise (it reads low) but texture reads least there (0-1.1 on clean
 JPEGs): denoising at that reading never overshoots, and gains over skipping the noise on noisy
 textured crops of the training sets (+0.1 to +0.2 dB on average, a quarter of what the true
-sigma gains; up to 4 dB on one). The half-resolution reading gains more on average but
+sigma gains; skipping lost up to 4 dB to it on one crop). The half-resolution reading gains more on average but
 oversmooths the most textured crops by up to 3 dB (``benchmarks/auto_calibration.py --part
 texture``)."""
 
