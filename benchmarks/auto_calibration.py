@@ -22,8 +22,8 @@ one, else as a decoded image), next to the true one. ``gains`` prints the mean P
 input and of each choice auto could make, with the bundled models: nothing, denoise at the
 noise read, the JPEG step (at the file's quality), the JPEG step then denoise at the noise
 read after it, and what auto chose. ``texture`` takes the JPEG files of camera noise below
-quality :data:`formnet_cli.auto.FINE_QUALITY` and, grouped by their texture ratio (below and from
-:data:`formnet_cli.auto.TEXTURE_RATIO`), prints the mean PSNR of the JPEG step alone and of the
+quality :data:`formnet_cli.auto.FINE_QUALITY` and, grouped by their texture ratio (below 2, from
+2 to :data:`formnet_cli.auto.TEXTURE_RATIO`, above), prints the mean PSNR of the JPEG step alone and of the
 JPEG step then denoising at: the noise read at half resolution after it, the noise read at full
 resolution on the file, the true sigma.
 """
@@ -170,7 +170,9 @@ def texture(images: list[tuple[str, np.ndarray]], only: tuple[str, ...]) -> None
     print("| texture ratio | files | jpeg | then denoise: half resolution, after | "
           "full resolution, before | true sigma |")
     print("|---|---|---|---|---|---|")
-    groups: dict[bool, list[list[float]]] = {False: [], True: []}
+    bins = {"< 2": 2.0, f"2 to {auto.TEXTURE_RATIO:g}": auto.TEXTURE_RATIO,
+            f">= {auto.TEXTURE_RATIO:g}": np.inf}  # the upper end of each
+    groups: dict[str, list[list[float]]] = {label: [] for label in bins}
     for index, (_name, clean) in enumerate(images):
         for label, pixels, data, true in degradations(clean, index, only or ("camera",)):
             floats = pixels.astype(np.float32) / 255.0
@@ -188,12 +190,12 @@ def texture(images: list[tuple[str, np.ndarray]], only: tuple[str, ...]) -> None
             for sigma in (after.mean if after else half.mean, full.mean, true):
                 scores.append(psnr(clean, api.restore(deblocked, "denoise", sigma=min(sigma, 75.0),
                                                       device="cpu")))
-            groups[half.is_texture].append(scores)
-    for is_texture, rows in groups.items():
+            ratio = half.texture_ratio or 0.0
+            groups[next(label for label, upper in bins.items() if ratio < upper)].append(scores)
+    for label, rows in groups.items():
         if rows:
             means = " | ".join(f"{mean:.2f}" for mean in np.mean(rows, axis=0))
-            bound = f">= {auto.TEXTURE_RATIO:g}" if is_texture else f"< {auto.TEXTURE_RATIO:g}"
-            print(f"| {bound} | {len(rows)} | {means} |", flush=True)
+            print(f"| {label} | {len(rows)} | {means} |", flush=True)
 
 
 def _to_uint8(pixels: np.ndarray) -> np.ndarray:

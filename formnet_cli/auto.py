@@ -67,17 +67,17 @@ NOISY_IN_JPEG = 4.0
 (their texture, doubled), and more where the texture is strong, which :data:`TEXTURE_RATIO`
 tells apart."""
 
-TEXTURE_RATIO = 2.0
+TEXTURE_RATIO = 2.5
 """On a JPEG, the noise reading at half resolution counts only where the reading at a quarter
 is less than this many times it; from this ratio on, the half-resolution reading is texture
-and the noise is read at full resolution. Noise has as much power at every scale (each
+and the noise is read at full resolution instead. Noise has as much power at every scale (each
 reading, scaled back, finds its sigma: ratios 1.0-2.3 on the made images), natural texture has
 more at coarser ones (2-15 on textured crops, clean or noisy). At full resolution quantisation
 has removed part of the noise (it reads low) but texture reads least there (0-1.1 on clean
-JPEGs): denoising at that reading never overshoots, and gains over skipping the noise on noisy
-textured crops of the training sets (+0.1 to +0.2 dB on average, a quarter of what the true
-sigma gains; skipping lost up to 4 dB to it on one crop). The half-resolution reading gains more on average but
-oversmooths the most textured crops by up to 3 dB (``benchmarks/auto_calibration.py --part
+JPEGs): denoising at that reading never overshoots, where taking such an image for clean lost
+up to 4 dB to the chain at the true sigma on noisy textured crops of the training sets. Below
+this ratio the half-resolution reading is kept: on those crops it gained more than the
+full-resolution one between ratios 2 and 2.5 (``benchmarks/auto_calibration.py --part
 texture``)."""
 
 LUMA = np.array([0.299, 0.587, 0.114], dtype=np.float32)
