@@ -252,6 +252,12 @@ def test_a_worker_killed_mid_file_is_restarted_and_its_file_redone(cluster, tiny
 
 
 @pytest.mark.ray
+def _default_sigint() -> None:
+    """SIGINT back to its default in the driver: a suite started in the background by a shell
+    (``nohup pytest &``) passes on an ignored SIGINT, and Python then ignores Ctrl-C."""
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
 def test_an_interrupted_driver_leaves_whole_outputs_and_skip_existing_finishes(
         cluster, tiny_models, tmp_path):
     source, out = tmp_path / "in", tmp_path / "ray"
@@ -266,7 +272,8 @@ def test_an_interrupted_driver_leaves_whole_outputs_and_skip_existing_finishes(
                str(source), "-o", str(out), "--model", str(model), "--device", "cpu", "--tile",
                "none", *RAY_RUN, "--address", cluster.address]
     driver = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                              env={**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)})
+                              env={**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)},
+                              preexec_fn=_default_sigint)
     deadline = time.monotonic() + 240
     while not any(path.suffix == ".png" and not path.name.startswith(".")
                   for path in (out.iterdir() if out.is_dir() else ())):
