@@ -126,3 +126,16 @@ def test_a_bm3d_formatter_cannot_be_exported(tmp_path):
     folder = save_checkpoint(model, tmp_path / "bm3d", "bm3d")
     result = runner.invoke(app, ["export", str(folder), "-o", str(tmp_path / "x.onnx")])
     assert result.exit_code == 2 and "cannot be exported to ONNX" in result.output
+
+
+def test_a_graph_that_differs_from_torch_is_not_written(tiny_models, tmp_path, monkeypatch):
+    """onnxruntime runs each exported graph on the export's example against torch; past the
+    tolerance (here any difference at all) the export fails in one line and writes nothing."""
+    from formnet_cli.inference import onnx_export
+
+    monkeypatch.setattr(onnx_export, "EXPORT_TOLERANCE", -1.0)
+    path = tmp_path / "x.onnx"
+    result = runner.invoke(app, ["export", str(tiny_models.denoise_gray), "-o", str(path)])
+    assert result.exit_code == 1, result.output
+    assert "the exported ONNX graph differs from the model by " in result.output
+    assert not path.exists() and list(tmp_path.iterdir()) == []

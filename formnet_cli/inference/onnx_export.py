@@ -14,7 +14,9 @@ Two graphs:
   chaiNNer) can run it on an image of any size, untiled.
 
 Both carry the model's descriptor as metadata (:class:`~formnet_cli.inference.onnx_graph.GraphInfo`).
-A BM3D formatter is not a network and cannot be exported.
+Before a graph is written, onnxruntime (where installed) runs it on the export's example and it
+must give torch's output within :data:`EXPORT_TOLERANCE`. A BM3D formatter is not a network and
+cannot be exported.
 """
 
 from __future__ import annotations
@@ -40,6 +42,9 @@ from formnet_cli.models import FormResNet, condition_level, describe
 
 INPUT_NAMES = ("image", "level")
 OUTPUT_NAME = "restored"
+EXPORT_TOLERANCE = 1e-4
+"""Largest difference from torch's output allowed of an exported graph, on [0, 1] pixels (an
+exporter that gets an operator wrong, as onnxscript 0.7.0 did, differs by up to 0.37)."""
 
 
 class LevelMapGraph(nn.Module):
@@ -168,6 +173,7 @@ def export_onnx(model: FormResNet, path: str | os.PathLike[str], *, weights_sha2
                                         optimize=True, verbose=False)
             assert program is not None
             program.model.metadata_props.update(info.to_metadata())
+            _check_against_torch(graph, program, arguments)
             program.save(str(temporary), external_data=False)
         os.replace(temporary, target)
     except ImportError as error:  # onnxscript (or onnx) missing
@@ -180,6 +186,24 @@ def export_onnx(model: FormResNet, path: str | os.PathLike[str], *, weights_sha2
     finally:
         temporary.unlink(missing_ok=True)
     return info
+
+
+def _check_against_torch(graph: nn.Module, program: torch.onnx.ONNXProgram,
+                         arguments: tuple[torch.Tensor, ...]) -> None:
+    """Run the exported ``program`` on ``arguments`` in onnxruntime and compare it with
+    ``graph``'s own output; a difference over :data:`EXPORT_TOLERANCE` is refused (the graph
+    is not written). Without onnxruntime (an OpenVINO-only install) nothing is checked."""
+    try:
+        import onnxruntime  # noqa: F401
+    except ImportError:
+        return
+    expected = graph(*arguments)
+    (exported,) = program(*arguments)
+    difference = float((exported - expected).abs().max())
+    if not difference <= EXPORT_TOLERANCE:  # NaN too
+        raise FormnetError(f"the exported ONNX graph differs from the model by {difference:.3g} "
+                           f"(more than {EXPORT_TOLERANCE:g}): torch's exporter or onnxscript "
+                           "got an operator wrong; update them, or run with --backend torch")
 
 
 @contextlib.contextmanager
