@@ -193,9 +193,7 @@ class _Steps:
         options = self.options
         if options.model is not None and len(tasks) > 1:
             self.model_task = model_task_of(options.model)
-            if self.model_task not in tasks:
-                raise InvalidOptionError(f"the model given restores '{self.model_task}', which is "
-                                         f"not a step of {options.task}")
+            _check_step_of_chain(self.model_task, options)
         elif options.model is not None:
             self.model_task = tasks[0]  # a model of another task is refused by its step
         current = pixels
@@ -341,10 +339,16 @@ def load_options_model(options: RestoreOptions) -> LoadedModel:
     else:
         loaded = load_model(options.model, task=task, device=options.device,
                             backend=options.backend)
-    if len(options.tasks) > 1 and loaded.task not in options.tasks:
-        raise InvalidOptionError(f"the model given restores '{loaded.task}', which is not a "
-                                 f"step of {options.task}")
+    _check_step_of_chain(loaded.task, options)
     return loaded
+
+
+def _check_step_of_chain(model_task: str, options: RestoreOptions) -> None:
+    """Raise :class:`InvalidOptionError` when ``options`` give a chain of which the model's
+    task is not a step."""
+    if len(options.tasks) > 1 and model_task not in options.tasks:
+        raise InvalidOptionError(f"the model given restores '{model_task}', which is not a "
+                                 f"step of {options.task}")
 
 
 def check_model_options(loaded: LoadedModel, *, sigma: Sigma | str | None = None,

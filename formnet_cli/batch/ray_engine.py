@@ -334,9 +334,9 @@ _STOP_WAIT = 30.0
 
 def _remove_leftovers(output: Path) -> None:
     """Remove the temporary files of writes of ``output`` that a killed worker left."""
-    from formnet_cli.io.atomic import leftover_temporary_files
+    from formnet_cli.io import leftover_temporaries
 
-    for leftover in leftover_temporary_files(output):
+    for leftover in leftover_temporaries([output]):
         leftover.unlink(missing_ok=True)
 
 

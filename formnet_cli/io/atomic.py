@@ -4,7 +4,6 @@ checkpoints, training state, caches), and a check that a folder takes new files.
 
 from __future__ import annotations
 
-import glob
 import os
 import re
 import secrets
@@ -49,6 +48,7 @@ def write_atomically(path: str | os.PathLike[str], write: Callable[[BinaryIO], N
 
 
 def _temporary_stem(path: Path) -> str:
+    """``path``'s name as its temporary files carry it (cut to 200 bytes)."""
     return os.fsencode(path.name)[:_TEMPORARY_NAME_BYTES].decode(errors="ignore") or "file"
 
 
@@ -89,16 +89,3 @@ def check_writable_folder(folder: str | os.PathLike[str]) -> None:
             pass
     except OSError as error:  # unwritable, or a path past the system's limit
         raise ImageWriteError(f"{folder}: cannot write there ({error.strerror or error})") from None
-
-
-def leftover_temporary_files(path: str | os.PathLike[str]) -> list[Path]:
-    """The temporary files of writes of ``path`` that never finished: a process killed while
-    writing (SIGKILL, a lost machine) cannot remove its ``.<name>.<8 hex>.part`` file."""
-    path = Path(path)
-    pattern = glob.escape(f".{_temporary_stem(path)}.") + "[0-9a-f]" * 8 + ".part"
-    return sorted(path.parent.glob(pattern))
-
-
-def _temporary_stem(path: Path) -> str:
-    """``path``'s name as its temporary files carry it (cut to 200 bytes)."""
-    return os.fsencode(path.name)[:_TEMPORARY_NAME_BYTES].decode(errors="ignore") or "file"
