@@ -142,28 +142,43 @@ def restore_with_options(image: np.ndarray, options: RestoreOptions, *,
     whole of its output), each on the previous one's output clipped to [0, 1]; the image is
     converted from its dtype once and back once.
     """
-    pixels, alpha, restore_shape = _to_float(image)
+    pixels, alpha, layout = _split(image)
     gray_as_rgb = pixels.shape[2] == 3 and _channels_equal(pixels)
     if gray_as_rgb:  # a black-and-white photo saved as RGB: restore it as the gray image it is
-        pixels = np.ascontiguousarray(pixels[:, :, :1])
+        pixels = pixels[:, :, :1]
+    # An 8- or 16-bit image restored in full is written by its last step, band by band, into
+    # the output (see formnet_cli.inference.tiling): no float copy of the whole image is made.
+    output = (np.empty_like(image) if image.dtype in tiling.INTEGER_MAXIMUM
+              and options.strength == 1.0 else None)
 
-    steps = _Steps(options, progress, source_path)
+    steps = _Steps(options, progress, source_path,
+                   None if output is None else _colour_planes(output, layout))
     tasks = options.tasks or ((model_task_of(options.model),) if options.model is not None else ())
     restored = steps.run_given(pixels, tasks) if tasks else steps.run_auto(pixels)
+    if restored is None:  # written into output
+        assert output is not None
+        if alpha is not None:
+            output[:, :, -1] = image[:, :, -1]
+        return RestoreResult(output, tuple(steps.done), steps.reason)
+
+    if restored.dtype in tiling.INTEGER_MAXIMUM:  # no step ran
+        return RestoreResult(image.copy(), tuple(steps.done), steps.reason)
     scale = next((step.scale for step in steps.done if step.task == "sr"), None)
-    if alpha is not None and scale is not None:
-        alpha = degradations.imresize(alpha, scale=scale)
+    alpha_values = None if alpha is None else tiling.dequantise(alpha)
+    if alpha_values is not None and scale is not None:
+        alpha_values = degradations.imresize(alpha_values, scale=scale)
     if options.strength < 1.0:  # input + strength * (the output at strength 1 - input)
-        before = degradations.imresize(pixels, scale=scale) if scale is not None else pixels
+        values = tiling.dequantise(pixels)
+        before = degradations.imresize(values, scale=scale) if scale is not None else values
         restored = before.astype(np.float32) + np.float32(options.strength) * (
             np.clip(restored, 0.0, 1.0) - before)
 
     if gray_as_rgb:
         restored = np.repeat(restored, 3, axis=2)
-    output = _from_float(restored, alpha, image.dtype, restore_shape)
+    result = _from_float(restored, alpha_values, image.dtype, layout)
     if alpha is not None and scale is None:
-        output[:, :, -1] = image[:, :, -1]  # bit-exact, not through float
-    return RestoreResult(output, tuple(steps.done), steps.reason)
+        result[:, :, -1] = image[:, :, -1]  # bit-exact, not through float
+    return RestoreResult(result, tuple(steps.done), steps.reason)
 
 
 def model_task_of(model: str | LoadedModel) -> str:
@@ -175,8 +190,11 @@ class _Steps:
     """Runs the steps of one image, each on the previous one's output, and records them."""
 
     def __init__(self, options: RestoreOptions, progress: Progress | None,
-                 source_path: str | os.PathLike[str] | bytes | None) -> None:
+                 source_path: str | os.PathLike[str] | bytes | None,
+                 out: np.ndarray | None = None) -> None:
         self.options, self.progress, self.source_path = options, progress, source_path
+        self.out = out
+        """Where the last step may write its result (``(C, H, W)``, the output's dtype)."""
         self.done: list[StepResult] = []
         self.reason = ""
         self.model_task: str | None = None
@@ -186,18 +204,19 @@ class _Steps:
                           if options.formatter is not None else ())
         """The steps whose model ``options.formatter`` picks (the others run their default)."""
 
-    def run_given(self, pixels: np.ndarray, tasks: tuple[str, ...]) -> np.ndarray:
-        """The tasks given, in order, at their given or estimated levels. A noise level
-        estimated after a JPEG step is measured as ``auto`` measures it on a JPEG
-        (:func:`formnet_cli.auto.noise_after_jpeg`)."""
+    def run_given(self, pixels: np.ndarray, tasks: tuple[str, ...]) -> np.ndarray | None:
+        """The tasks given, in order, at their given or estimated levels (``None``: written
+        into :attr:`out`). A noise level estimated after a JPEG step is measured as ``auto``
+        measures it on a JPEG (:func:`formnet_cli.auto.noise_after_jpeg`)."""
         options = self.options
         if options.model is not None and len(tasks) > 1:
             self.model_task = model_task_of(options.model)
             _check_step_of_chain(self.model_task, options)
         elif options.model is not None:
             self.model_task = tasks[0]  # a model of another task is refused by its step
-        current = pixels
+        current: np.ndarray | None = pixels
         for index, task in enumerate(tasks):
+            assert current is not None
             step = Step(task, sigma=AUTO if options.sigma is None else options.sigma,
                         quality=AUTO if options.quality is None else options.quality,
                         scale=options.scale)  # auto levels: a step the model's task implies
@@ -211,19 +230,20 @@ class _Steps:
             current = self._run(current, step, index, len(tasks))
         return current
 
-    def run_auto(self, pixels: np.ndarray) -> np.ndarray:
-        """What :mod:`formnet_cli.auto` decides: JPEG artifacts, then noise, or nothing."""
+    def run_auto(self, pixels: np.ndarray) -> np.ndarray | None:
+        """What :mod:`formnet_cli.auto` decides: JPEG artifacts, then noise, or nothing
+        (``None``: written into :attr:`out`)."""
         compression = self._examine(pixels)
         reading = auto.measure_noise(estimation_sample(pixels), compression)
         noisy = auto.is_noisy(reading, compression)
         jpeg = auto.jpeg_step(compression, noisy)
         self.reason = auto.explain(compression, jpeg, reading, noisy)
-        current = pixels
+        current: np.ndarray | None = pixels
         if jpeg is not None:
             quality = AUTO if compression.file_quality is not None else "blind"
-            current = self._run(current, Step("jpeg", quality=quality), 0, 1 + noisy)
+            current = self._run(pixels, Step("jpeg", quality=quality), 0, 1 + noisy)
         if noisy:
-            assert reading is not None
+            assert reading is not None and current is not None
             if jpeg is not None:  # the noise left
                 reading = auto.noise_after_jpeg(reading, estimation_sample(current), compression)
             step = Step("denoise", sigma=AUTO, noise=reading.function)
@@ -232,26 +252,34 @@ class _Steps:
 
     def _examine(self, pixels: np.ndarray) -> auto.Compression:
         if self._compression is None:
-            self._compression = auto.examine(pixels, self.source_path)
+            values = tiling.dequantise(pixels) if pixels.dtype in tiling.INTEGER_MAXIMUM else pixels
+            self._compression = auto.examine(values, self.source_path)
         return self._compression
 
-    def _run(self, pixels: np.ndarray, step: Step, index: int, count: int) -> np.ndarray:
+    def _run(self, pixels: np.ndarray, step: Step, index: int, count: int) -> np.ndarray | None:
+        """The step's result clipped to [0, 1]; the last step's written into :attr:`out` where
+        it can be (then ``None``)."""
         model = self.options.model if step.task == self.model_task else None
         formatter = self.options.formatter if step.task in self.formatted else None
+        out = self.out if index == count - 1 and step.task != "sr" else None
         restored, result = _restore_step(pixels, step, model, formatter, self.options,
                                          self.source_path,
-                                         tiling.pass_progress(self.progress, index, count))
+                                         tiling.pass_progress(self.progress, index, count), out)
         self.done.append(result)
+        if restored is None:
+            return None
         return np.clip(restored, 0.0, 1.0)  # what the next step sees: an image, as if saved
 
 
 def _restore_step(pixels: np.ndarray, step: Step, model: str | LoadedModel | None,
                   formatter: str | None, options: RestoreOptions,
                   source_path: str | os.PathLike[str] | bytes | None,
-                  progress: Progress | None) -> tuple[np.ndarray, StepResult]:
-    """One step on ``H x W x C`` float32 pixels (C 1 or 3) with ``model`` (``None``: the
-    task's default, or its model in ``formatter``'s form): the restored pixels (not clipped)
-    and what ran."""
+                  progress: Progress | None,
+                  out: np.ndarray | None = None) -> tuple[np.ndarray | None, StepResult]:
+    """One step on ``H x W x C`` pixels (C 1 or 3; float32 in [0, 1], or 8- or 16-bit) with
+    ``model`` (``None``: the task's default, or its model in ``formatter``'s form): the
+    restored pixels (float, not clipped; ``None`` where they went into ``out``, see
+    :func:`~formnet_cli.inference.steps.restore_planes`) and what ran."""
     color = pixels.shape[2] == 3
     loaded = _select_model(model, step.task, 3 if color else 1, options, formatter)
     passes = ensemble_passes(options.ensemble, loaded)
@@ -262,7 +290,7 @@ def _restore_step(pixels: np.ndarray, step: Step, model: str | LoadedModel | Non
         assert step.scale is not None
         restored = restore_sr(run, pixels, step.scale)
     else:
-        restored = restore_planes(run, pixels, step.task, levels.noise)
+        restored = restore_planes(run, pixels, step.task, levels.noise, out)
     return restored, StepResult(
         task=step.task, model_name=loaded.name, model_source=loaded.source,
         model_path=str(loaded.path), sigma=levels.noise.sigma if levels.noise else None,
@@ -380,11 +408,9 @@ def ensemble_passes(ensemble: Ensemble | str, loaded: LoadedModel) -> int:
     return loaded.info.ensemble if option == "auto" else option
 
 
-_INTEGER_MAXIMUM = {np.dtype(np.uint8): 255.0, np.dtype(np.uint16): 65535.0}
-
-
-def _to_float(image: np.ndarray) -> tuple[np.ndarray, np.ndarray | None, tuple[int, ...]]:
-    """``(H x W x C float32 in [0, 1] with C in {1, 3}, alpha H x W x 1 or None, layout)``.
+def _split(image: np.ndarray) -> tuple[np.ndarray, np.ndarray | None, tuple[int, ...]]:
+    """``(H x W x C with C in {1, 3}, alpha H x W x 1 or None, layout)``: the pixels as views
+    of an 8- or 16-bit image, or as float32 in [0, 1] (checked); alpha as a view.
 
     ``layout`` is the input's shape without H and W (``()`` for ``H x W``), used to give the
     output the same layout.
@@ -397,8 +423,8 @@ def _to_float(image: np.ndarray) -> tuple[np.ndarray, np.ndarray | None, tuple[i
     if image.shape[0] == 0 or image.shape[1] == 0:
         raise InvalidOptionError(f"the image is empty (shape {image.shape})")
     dtype = image.dtype
-    if dtype in _INTEGER_MAXIMUM:
-        pixels = image.astype(np.float32) / np.float32(_INTEGER_MAXIMUM[dtype])
+    if dtype in tiling.INTEGER_MAXIMUM:
+        pixels = image
     elif np.issubdtype(dtype, np.floating):
         pixels = image.astype(np.float32)
         if not np.isfinite(pixels).all():
@@ -417,7 +443,15 @@ def _to_float(image: np.ndarray) -> tuple[np.ndarray, np.ndarray | None, tuple[i
     alpha = None
     if pixels.shape[2] in (2, 4):
         pixels, alpha = pixels[:, :, :-1], pixels[:, :, -1:]
-    return np.ascontiguousarray(pixels), alpha, layout
+    return pixels, alpha, layout
+
+
+def _colour_planes(output: np.ndarray, layout: tuple[int, ...]) -> np.ndarray:
+    """The colour channels of an output of ``layout`` as a ``(C, H, W)`` view."""
+    if not layout:
+        return output[None]
+    channels = 3 if layout[0] in (3, 4) else 1
+    return output[:, :, :channels].transpose(2, 0, 1)
 
 
 def _from_float(pixels: np.ndarray, alpha: np.ndarray | None, dtype: np.dtype,
@@ -426,7 +460,6 @@ def _from_float(pixels: np.ndarray, alpha: np.ndarray | None, dtype: np.dtype,
         pixels = np.concatenate([pixels, alpha.astype(pixels.dtype)], axis=2)
     if not layout:
         pixels = pixels[:, :, 0]
-    pixels = np.clip(pixels, 0.0, 1.0)
-    if dtype in _INTEGER_MAXIMUM:
-        return np.rint(pixels * _INTEGER_MAXIMUM[dtype]).astype(dtype)
-    return pixels.astype(dtype)
+    if dtype in tiling.INTEGER_MAXIMUM:
+        return tiling.quantise(pixels, dtype)
+    return np.clip(pixels, 0.0, 1.0).astype(dtype)

@@ -261,13 +261,14 @@ def test_restore_checks_and_honours_device_with_a_loaded_model(tiny_models, monk
         api.restore(image, sigma=10, model=loaded, device="bogus")
     devices = []
 
-    def recording(model, tensor, level, **options):
+    def recording(model, array, level, *, out=None, **options):
         devices.append(options["device"])
-        return tensor.clone()
+        out[...] = 0
+        return out
 
     from formnet_cli.inference import engine  # imported by the torch backend, not by api
 
-    monkeypatch.setattr(engine, "restore_tensor", recording)
+    monkeypatch.setattr(engine, "restore_numpy", recording)
     elsewhere = dataclasses.replace(loaded, device=torch.device("meta"))  # as if on a GPU
     api.restore(image, sigma=10, model=elsewhere, device="cpu")
     api.restore(image, sigma=10, model=elsewhere)  # auto: where the model was loaded
@@ -366,13 +367,13 @@ def test_gray_model_on_colour_denoises_each_channel_at_its_own_sigma_map(tiny_mo
     levels = []
     from formnet_cli.inference import engine  # imported by the torch backend, not by api
 
-    restore_tensor = engine.restore_tensor
+    restore_numpy = engine.restore_numpy
 
-    def recording(model, tensor, level, **options):
+    def recording(model, array, level, **options):
         levels.append(level)
-        return restore_tensor(model, tensor, level, **options)
+        return restore_numpy(model, array, level, **options)
 
-    monkeypatch.setattr(engine, "restore_tensor", recording)
+    monkeypatch.setattr(engine, "restore_numpy", recording)
     result = api.restore_with_info(image, sigma="auto", model=tiny_models.denoise_gray, device="cpu",
                                    ensemble=1)
     assert result.sigma_map_range is not None and len(levels) == 3

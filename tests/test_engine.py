@@ -150,8 +150,8 @@ def test_dihedral_views_are_the_eight_distinct_symmetries_and_undo_them() -> Non
 
 @pytest.mark.parametrize("ensemble", [2, 4, 8])
 def test_ensemble_is_the_mean_of_the_turned_back_views(unet: FormResNet, ensemble: int) -> None:
-    image = random_image(1, 37, 52)
-    level_map = torch.linspace(0.02, 0.2, 52).expand(1, 37, 52).contiguous()
+    image = random_image(1, 40, 56)  # a multiple of the grid: no padding, whose side differs by view
+    level_map = torch.linspace(0.02, 0.2, 56).expand(1, 40, 56).contiguous()
     expected = torch.stack([
         undo_dihedral(restore_tensor(unet, dihedral(image, view), dihedral(level_map, view),
                                      tile=None), view)
@@ -165,6 +165,15 @@ def test_ensemble_is_the_mean_of_the_turned_back_views(unet: FormResNet, ensembl
     assert (result - single).abs().max() > 1e-3  # an untrained net is far from symmetric
     assert [done for done, _ in calls] == list(range(1, ensemble * tiles_per_pass + 1))
     assert {total for _, total in calls} == {ensemble * tiles_per_pass}
+
+
+@pytest.mark.parametrize("ensemble", [2, 8])
+def test_an_ensemble_tiled_equals_it_untiled_on_a_padded_image(unet: FormResNet,
+                                                                ensemble: int) -> None:
+    image = random_image(1, 77, 131)  # padded at the bottom and right: each window's views
+    untiled = restore_tensor(unet, image, LEVEL, tile=None, ensemble=ensemble)
+    tiled = restore_tensor(unet, image, LEVEL, tile=72, tile_overlap=8, ensemble=ensemble)
+    assert (tiled - untiled).abs().max() < 1e-5
 
 
 def test_auto_tile_on_cpu(unet: FormResNet) -> None:
@@ -424,10 +433,13 @@ def test_a_tiny_tile_computes_no_pixel_more_than_about_twice(unet: FormResNet, l
 
 def test_an_image_too_large_for_the_free_memory_is_refused_in_one_line(
         unet: FormResNet, monkeypatch: pytest.MonkeyPatch) -> None:
-    image = random_image(1, 100, 60)  # 24,000 bytes per whole-image buffer
-    monkeypatch.setattr(engine, "free_memory_bytes", lambda device: 100_000)
-    assert restore_tensor(unet, image, LEVEL, tile=None).shape == image.shape  # 4 x 24 kB fit
+    image = random_image(1, 100, 60)  # 24,000 bytes per whole-image float buffer
+    monkeypatch.setattr(engine, "free_memory_bytes", lambda device: 50_000)
+    assert restore_tensor(unet, image, LEVEL, tile=None, ensemble=2).shape == image.shape  # 2 fit
+    monkeypatch.setattr(engine, "free_memory_bytes", lambda device: 40_000)
     with pytest.raises(FormnetError, match=r"a 60 x 100 image needs about .* GiB of memory to "
-                                           r"restore \(2 passes\).*--ensemble 1") as raised:
-        restore_tensor(unet, image, LEVEL, tile=None, ensemble=2)  # 5 x 24 kB do not
+                                           r"restore, .* GiB free") as raised:
+        restore_tensor(unet, image, LEVEL, tile=None)  # the result and one band do not
     assert "\n" not in str(raised.value)
+
+

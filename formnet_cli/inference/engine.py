@@ -99,16 +99,29 @@ def restore_tensor(
     Returns:
         ``(C, H, W)`` float32 on the CPU, not clamped, without autograd history.
     """
-    descriptor = describe(model)
     image = _check_image(image)
+    return torch.from_numpy(restore_numpy(
+        model, image.numpy(), _level_array(level), tile=tile, tile_overlap=tile_overlap,
+        device=device, precision=precision, batch_size=batch_size, progress=progress,
+        ensemble=ensemble))
+
+
+def restore_numpy(model: nn.Module, image: np.ndarray, level: float | np.ndarray, *,
+                  tile: TileSpec = "auto", tile_overlap: int | None = None,
+                  device: str | torch.device = "cpu", precision: Precision = "auto",
+                  batch_size: int = 1, progress: ProgressCallback | None = None,
+                  ensemble: int = 1, out: np.ndarray | None = None) -> np.ndarray:
+    """:func:`restore_tensor` on a ``(C, H, W)`` numpy array of any strides, float in [0, 1]
+    or 8- or 16-bit (read window by window), into ``out`` where given: as
+    :func:`tiling.restore_array` takes them."""
+    descriptor = describe(model)
     device = resolve_device(device)
     dtype = resolve_precision(precision, device, descriptor.supports_half)
     with network_on(model, device) as network, torch.inference_mode():
-        restored = tiling.restore_array(
-            TorchNetwork(model, network, device, dtype), image.numpy(), _level_array(level),
-            tile=tile, tile_overlap=tile_overlap, batch_size=batch_size, progress=progress,
-            ensemble=ensemble)
-    return torch.from_numpy(restored)
+        return tiling.restore_array(
+            TorchNetwork(model, network, device, dtype), image, level, tile=tile,
+            tile_overlap=tile_overlap, batch_size=batch_size, progress=progress,
+            ensemble=ensemble, out=out)
 
 
 class TorchNetwork:

@@ -73,14 +73,20 @@ def conditioning(step: Step, loaded: LoadedModel, pixels: np.ndarray,
     return Conditioning(condition_level("sr", scale=scale))
 
 
-def restore_planes(run: Runner, pixels: np.ndarray, task: str, noise: NoiseLevel | None) -> np.ndarray:
-    """Denoise or deblock ``pixels`` with the model of ``run``, whatever its channels: as they
-    are; a gray model on each colour channel (at each channel's noise level where it is mapped;
-    on Y, Cb and Cr for JPEG, whose artefacts live there); a colour model on a gray image as
-    gray RGB, keeping the mean."""
+def restore_planes(run: Runner, pixels: np.ndarray, task: str, noise: NoiseLevel | None,
+                   out: np.ndarray | None = None) -> np.ndarray | None:
+    """Denoise or deblock ``pixels`` (``H x W x C``, float in [0, 1], or 8- or 16-bit) with the
+    model of ``run``, whatever its channels: as they are; a gray model on each colour channel
+    (at each channel's noise level where it is mapped; on Y, Cb and Cr for JPEG, whose
+    artefacts live there); a colour model on a gray image as gray RGB, keeping the mean.
+
+    Where the model takes the image as it is, the result goes into ``out`` (a ``(C', H, W)``
+    view of the caller's output, see :func:`tiling.restore_array`) and ``None`` is returned;
+    otherwise (and without ``out``) the float result is."""
     channels = run.loaded.channels
     if channels == pixels.shape[2]:
-        return run([pixels])[0]
+        return run([pixels], outs=None if out is None else [out])[0]
+    pixels = tiling.dequantise(pixels) if pixels.dtype in tiling.INTEGER_MAXIMUM else pixels
     if channels == 1 and task == "jpeg":
         ycbcr = degradations.rgb_to_ycbcr(pixels).astype(np.float32)
         planes = run([ycbcr[:, :, [index]] for index in range(3)])
@@ -92,7 +98,8 @@ def restore_planes(run: Runner, pixels: np.ndarray, task: str, noise: NoiseLevel
 
 
 class Runner:
-    """Runs a model on ``H x W x C`` float32 planes through the tiling, under its backend.
+    """Runs a model on ``H x W x C`` planes (float32 in [0, 1], or 8- or 16-bit, read window by
+    window) through the tiling, under its backend.
 
     Several passes (e.g. three channels through a gray model) report one combined progress.
     """
@@ -105,35 +112,35 @@ class Runner:
                                    batch_size=options.batch_size, ensemble=ensemble)
         self.device, self.precision = device, options.precision
 
-    def __call__(self, planes: list[np.ndarray],
-                 levels: list[float | np.ndarray] | None = None) -> list[np.ndarray]:
-        """The planes restored, each at its own level from ``levels`` where given."""
-        outputs = []
+    def __call__(self, planes: list[np.ndarray], levels: list[float | np.ndarray] | None = None,
+                 outs: list[np.ndarray] | None = None) -> list[np.ndarray | None]:
+        """The planes restored, each at its own level from ``levels`` where given: ``H x W x C'``
+        float32, or written into its ``(C', H, W)`` view in ``outs`` (then ``None``)."""
+        outputs: list[np.ndarray | None] = []
         for index, plane in enumerate(planes):
-            array = np.ascontiguousarray(plane.transpose(2, 0, 1))
             level = self.level if levels is None else levels[index]
             progress = tiling.pass_progress(self.progress, index, len(planes))
-            outputs.append(self._restore(array, level, progress).transpose(1, 2, 0))
+            out = None if outs is None else outs[index]
+            restored = self._restore(plane.transpose(2, 0, 1), level, progress, out)
+            outputs.append(None if out is not None else restored.transpose(1, 2, 0))
         return outputs
 
     def _restore(self, array: np.ndarray, level: float | np.ndarray,
-                 progress: Progress | None) -> np.ndarray:
+                 progress: Progress | None, out: np.ndarray | None) -> np.ndarray:
         if self.loaded.backend != "torch":
             network = backends.open_network(self.loaded.path, self.loaded.backend)
-            return tiling.restore_array(network, array, level, progress=progress,
+            return tiling.restore_array(network, array, level, progress=progress, out=out,
                                         **self.tiling_options)
-        import torch
-
         from formnet_cli.inference import device, engine
 
         with device.cpu_threads(backends.requested_threads()):
-            result = engine.restore_tensor(self.loaded.model, torch.from_numpy(array), level,
-                                           device=self.device, precision=self.precision,
-                                           progress=progress, **self.tiling_options)
-        return result.numpy()
+            return engine.restore_numpy(self.loaded.model, array, level, device=self.device,
+                                        precision=self.precision, progress=progress, out=out,
+                                        **self.tiling_options)
 
 
 def restore_sr(run: Runner, pixels: np.ndarray, scale: int) -> np.ndarray:
+    pixels = tiling.dequantise(pixels) if pixels.dtype in tiling.INTEGER_MAXIMUM else pixels
     upscaled = degradations.imresize(pixels, scale=scale).astype(np.float32)
     if run.loaded.channels == upscaled.shape[2]:
         return run([upscaled])[0]
@@ -181,10 +188,12 @@ def noise_level(sigma: Sigma, pixels: np.ndarray, config: ModelConfig,
     if sigma == "auto":
         function = function or estimate_noise(pixels)
         if function.varies:
-            sigma_map = np.clip(function.sigma_map(pixels), low, high)
+            values = tiling.dequantise(pixels) if pixels.dtype in tiling.INTEGER_MAXIMUM else pixels
+            sigma_map = np.clip(function.sigma_map(values), low, high)
             channel_maps = None
             if per_channel:
-                channel_maps = [np.clip(each, low, high) for each in function.channel_sigma_maps(pixels)]
+                channel_maps = [np.clip(each, low, high) for each in function.channel_sigma_maps(values)]
+            del values
             return NoiseLevel(float(sigma_map.mean()), True, sigma_map, channel_maps)
         return NoiseLevel(float(min(max(function.sigma, low), high)), True)
     assert isinstance(sigma, float)
@@ -218,7 +227,7 @@ def estimate_noise(pixels: np.ndarray) -> estimation.NoiseLevelFunction:
 
 
 def estimation_sample(pixels: np.ndarray) -> np.ndarray:
-    """The image, or where a side exceeds :data:`ESTIMATION_SIDE` a mosaic of blocks spread
+    """As float32 in [0, 1] (``pixels`` may be 8- or 16-bit), the image, or where a side exceeds :data:`ESTIMATION_SIDE` a mosaic of blocks spread
     evenly over it (3 x 3 of 256 pixels for a large photo: corners, edges and centre), so that
     the noise is measured over the image's whole range of brightness at a bounded cost."""
     block = ESTIMATION_SIDE // ESTIMATION_BLOCKS
@@ -229,7 +238,7 @@ def estimation_sample(pixels: np.ndarray) -> np.ndarray:
             continue
         starts = np.linspace(0, length - block, ESTIMATION_BLOCKS).round().astype(int)
         indices.append(np.concatenate([np.arange(start, start + block) for start in starts]))
-    return pixels[np.ix_(indices[0], indices[1])]
+    return tiling.dequantise(pixels[np.ix_(indices[0], indices[1])])
 
 
 def quality_level(quality: Quality, source_path: str | os.PathLike[str] | bytes | None,

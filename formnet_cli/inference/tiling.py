@@ -13,9 +13,11 @@ gives ``size_multiple`` (its pixel-unshuffle and stride-2 convolutions need size
 multiples of it) and ``receptive_radius`` (how far, in pixels, an input pixel can influence an
 output pixel). The tiling
 
-1. pads the whole image once, at the bottom and right, to a multiple of ``size_multiple``
-   (reflect; replicate where the image is too small to reflect) - the padding an untiled run
-   uses, so an untiled run is simply the one-tile case;
+1. pads the image at the bottom and right to a multiple of ``size_multiple`` (reflect;
+   replicate where the image is too small to reflect) - the padding an untiled run uses, so an
+   untiled run is simply the one-tile case. The padding is made window by window, as each
+   window is read (converted to float32 there from an 8- or 16-bit image), so neither a padded
+   nor a float copy of the whole image is made;
 2. cuts the padded image into equal windows whose origins and sizes are multiples of
    ``size_multiple``, so every tile sees the same pixel grid as the whole image; along each
    axis the windows are the smallest that need no more of them than the tile size asked for
@@ -32,10 +34,13 @@ output pixel). The tiling
 
 Self-ensemble
 -------------
-``ensemble=N`` (1, 2, 4 or 8) restores N flipped/rotated copies of the image (the views of
+``ensemble=N`` (1, 2, 4 or 8) restores N flipped/rotated copies of each window (the views of
 :func:`dihedral`) and averages the results, each turned back: the model's errors that depend on
 orientation partly cancel (measured +0.06 to +0.12 dB for N = 2 to 4 with the bundled models)
-for N times the time.
+for N times the time. Since a window's kept part depends only on the window, this is the mean
+of the N views of the whole image restored and turned back, wherever the image needs no
+padding (elsewhere the views differ only within a receptive radius of the bottom and right
+edges, in which side the padding lies on); averaging per window needs no whole-image sum.
 
 Memory
 ------
@@ -43,6 +48,9 @@ Memory
 size per pixel). Running out of memory (at any tile size, including an untiled run) halves the
 window and starts the image again, down to the smallest window that can still be exact, then
 runs fewer tiles at once; then a :class:`~formnet_cli.errors.FormnetError` says what to do.
+Besides the image (read as it is, 8-bit included) and the result (written as it is wanted,
+8-bit included: ``out``), the tiling holds the weighted sums of one row of tiles, whose
+finished lines go to the result as each row ends, and the network's activations for one batch.
 
 >>> from formnet_cli.models.descriptor import ModelDescriptor
 >>> class Doubler:  # a "network" that doubles its input; any TileNetwork will do
@@ -237,20 +245,6 @@ def _feather(size: int, overlap: int, *, rise: bool, fall: bool) -> np.ndarray:
     return weights
 
 
-def pad_to_multiple(array: np.ndarray, multiple: int) -> np.ndarray:
-    """Pad ``(C, H, W)`` at the bottom and right to multiples of ``multiple``.
-
-    Reflect padding, or replicate where the image is too small to reflect (e.g. 1 x 1).
-    """
-    height, width = array.shape[-2:]
-    pad_bottom = round_up(height, multiple) - height
-    pad_right = round_up(width, multiple) - width
-    if pad_bottom == 0 and pad_right == 0:
-        return array
-    mode = "reflect" if pad_bottom < height and pad_right < width else "edge"
-    return np.pad(array, ((0, 0), (0, pad_bottom), (0, pad_right)), mode=mode)
-
-
 # -- self-ensemble ---------------------------------------------------------------------------
 Array = TypeVar("Array")
 
@@ -290,12 +284,14 @@ def pass_progress(progress: ProgressCallback | None, index: int, passes: int
 def restore_array(network: TileNetwork, image: np.ndarray, level: Level, *,
                   tile: TileSpec = "auto", tile_overlap: int | None = None,
                   batch_size: int = 1, progress: ProgressCallback | None = None,
-                  ensemble: int = 1) -> np.ndarray:
+                  ensemble: int = 1, out: np.ndarray | None = None) -> np.ndarray:
     """Restore ``image`` with ``network``, tile by tile; see the module docstring.
 
     Args:
         network: what runs the tiles (a :class:`TileNetwork`).
-        image: ``(C, H, W)`` float32 in [0, 1]; any size, including 1 x 1.
+        image: ``(C, H, W)``, any size including 1 x 1, any strides (a transposed view of an
+            ``H x W x C`` array is read as it is): float in [0, 1], or ``uint8`` / ``uint16``
+            read as value / 255 or / 65535 window by window (never converted whole).
         level: the normalised level, a number, or a per-pixel ``(1, H, W)`` map, which is
             padded and tiled exactly like the image.
         tile: window side in pixels as seen by the model (context margin included), rounded
@@ -303,15 +299,20 @@ def restore_array(network: TileNetwork, image: np.ndarray, level: Level, *,
             ``None`` for one untiled pass; ``"auto"`` to size it from free memory.
         tile_overlap: pixels over which neighbouring tiles are blended
             (default :data:`DEFAULT_TILE_OVERLAP`).
-        batch_size: tiles per run of the network.
-        progress: called as ``progress(done_tiles, total_tiles)`` after each batch; after an
-            out-of-memory retry the count starts again with the new total.
-        ensemble: geometric self-ensemble, one of :data:`ENSEMBLE_SIZES`: the mean of the
-            restorations of that many flipped/rotated copies of the image (and level map),
-            each turned back (``ensemble`` times the time; 1: one plain pass).
+        batch_size: windows per run of the network.
+        progress: called as ``progress(done, total)`` after each run, counting windows times
+            ensemble views; after an out-of-memory retry the count starts again.
+        ensemble: geometric self-ensemble, one of :data:`ENSEMBLE_SIZES`: each window is
+            restored in that many flipped/rotated views (and its level map with it), each
+            turned back, and their mean kept (``ensemble`` times the time; 1: one plain pass).
+        out: where the result goes, ``(C', H, W)`` with any strides (a transposed view of the
+            caller's ``H x W x C`` output; one channel is broadcast to three): a float array
+            gets the result as it is, a ``uint8`` / ``uint16`` one the result clamped to [0, 1]
+            and rounded (:func:`quantise`), written band by band as the tiles finish.
+            ``None``: a new float32 array.
 
     Returns:
-        ``(C', H, W)`` float32, not clamped.
+        ``out``, or the new ``(C', H, W)`` float32 result, not clamped.
     """
     if ensemble not in ENSEMBLE_VIEWS:
         raise InvalidOptionError(f"ensemble must be one of {', '.join(map(str, ENSEMBLE_SIZES))}, "
@@ -320,7 +321,6 @@ def restore_array(network: TileNetwork, image: np.ndarray, level: Level, *,
             or (isinstance(tile, int) and not isinstance(tile, bool) and tile > 0)):
         raise InvalidOptionError(f"tile must be a positive number of pixels, 'auto' or None, "
                                  f"got {tile!r}")  # a spelling ("256") is read by formnet_cli.options
-    views = ENSEMBLE_VIEWS[ensemble]
     overlap = DEFAULT_TILE_OVERLAP if tile_overlap is None else int(tile_overlap)
     if overlap < 0:
         raise InvalidOptionError(f"tile overlap must be >= 0, got {tile_overlap}")
@@ -332,45 +332,27 @@ def restore_array(network: TileNetwork, image: np.ndarray, level: Level, *,
         raise ValueError(f"a {descriptor.channels}-channel model cannot restore a "
                          f"{image.shape[0]}-channel image")
     level = _check_level(level, image.shape[-2:])
-    check_host_memory(image, len(views), network.free_host_memory())
+    if out is not None and (out.ndim != 3 or out.shape[-2:] != image.shape[-2:]):
+        raise ValueError(f"out must have shape (C, {image.shape[1]}, {image.shape[2]}), "
+                         f"got {out.shape}")
+    check_host_memory(image, out, network.free_host_memory())
     geometry = TileGeometry.for_descriptor(descriptor, overlap)
-    total: np.ndarray | None = None
-    for index, view in enumerate(views):
-        view_level = dihedral(level, view) if isinstance(level, np.ndarray) else level
-        restored = _restore_view(network, dihedral(image, view), view_level, geometry, tile,
-                                 batch_size, pass_progress(progress, index, len(views)))
-        restored = undo_dihedral(restored, view)
-        if total is None:  # summed in place: a whole-image buffer less at the peak
-            total = np.ascontiguousarray(restored)
-        else:
-            total += restored
-        del restored
-    assert total is not None
-    if len(views) > 1:
-        total /= np.float32(len(views))
-    return total
-
-
-def _restore_view(network: TileNetwork, image: np.ndarray, level: Level,
-                  geometry: TileGeometry, tile: TileSpec, batch_size: int,
-                  progress: ProgressCallback | None) -> np.ndarray:
-    """One tiled pass (no ensemble), retried with smaller windows when memory runs out."""
-    height, width = image.shape[-2:]
-    padded_image = pad_to_multiple(image, geometry.size_multiple)
-    padded_level = (pad_to_multiple(level, geometry.size_multiple)
+    source = _PaddedReader(image, geometry.size_multiple)
+    level_source = (_PaddedReader(level, geometry.size_multiple)
                     if isinstance(level, np.ndarray) else level)
-    whole = max(padded_image.shape[-2:])
+    height, width = image.shape[-2:]
+    whole = max(source.padded_shape)
     if tile is None:
         window = geometry.window(whole)
     elif tile == "auto":
-        side = network.window_side(image.shape[0], batch_size)
-        window = geometry.window(min(side, whole))
+        window = geometry.window(min(network.window_side(image.shape[0], batch_size), whole))
     else:
         window = geometry.window(min(tile, whole))
+    sink = _Sink(out, height, width)
     while True:
         try:
-            restored = _restore_padded(network, padded_image, padded_level, window, geometry,
-                                       batch_size, progress)
+            _restore_padded(network, source, level_source, window, geometry, batch_size,
+                            ENSEMBLE_VIEWS[ensemble], progress, sink)
             break
         except Exception as error:  # the network tells which errors are lack of memory
             if not network.is_out_of_memory(error):
@@ -386,45 +368,136 @@ def _restore_view(network: TileNetwork, image: np.ndarray, level: Level,
             batch_size //= 2
         else:
             window = max(geometry.tightest_window, round_down(window // 2, geometry.size_multiple))
-    return restored[:, :height, :width]  # a view: the caller makes the one copy it needs
+    assert sink.out is not None
+    return sink.out
 
 
-def _restore_padded(network: TileNetwork, image: np.ndarray, level: Level, window: int,
-                    geometry: TileGeometry, batch_size: int,
-                    progress: ProgressCallback | None) -> np.ndarray:
-    """Run every tile of the padded image and blend them into a padded ``(C', Hp, Wp)`` result."""
-    height, width = image.shape[-2:]
-    tiles = [(rows, cols) for rows in plan_axis(height, window, geometry)
-             for cols in plan_axis(width, window, geometry)]
-    weighted_sum: np.ndarray | None = None
-    weight_sum = np.zeros((1, height, width), np.float32)
-    for first in range(0, len(tiles), batch_size):
-        batch = tiles[first:first + batch_size]
-        inputs = np.stack([image[:, rows.window, cols.window] for rows, cols in batch])
-        if isinstance(level, np.ndarray):
-            levels = np.stack([level[:, rows.window, cols.window] for rows, cols in batch])
-        else:
-            levels = np.full((len(batch),), level, np.float32)
-        outputs = network.run(inputs, levels)
-        if weighted_sum is None:
-            weighted_sum = np.zeros((outputs.shape[1], height, width), np.float32)
-        for (rows, cols), output in zip(batch, outputs):
-            weight = rows.weights[:, None] * cols.weights[None, :]
-            kept = output[:, rows.kept_in_window, cols.kept_in_window]
-            weighted_sum[:, rows.kept, cols.kept] += kept * weight
-            weight_sum[:, rows.kept, cols.kept] += weight
-        if progress is not None:
-            progress(first + len(batch), len(tiles))
-    assert weighted_sum is not None
-    weighted_sum /= weight_sum
-    return weighted_sum
+class _PaddedReader:
+    """An image (or level map) as padded at the bottom and right to the grid
+    (:func:`pad_to_multiple`), read one float32 window at a time: the padded image, and a
+    float copy of an integer one, are never made whole."""
+
+    def __init__(self, array: np.ndarray, multiple: int) -> None:
+        self.array = array
+        self.height, self.width = array.shape[-2:]
+        self.padded_shape = (round_up(self.height, multiple), round_up(self.width, multiple))
+        pad_bottom, pad_right = self.padded_shape[0] - self.height, self.padded_shape[1] - self.width
+        self.mode = "reflect" if pad_bottom < self.height and pad_right < self.width else "edge"
+
+    def window(self, rows: slice, cols: slice) -> np.ndarray:
+        """The padded image's ``[:, rows, cols]`` as float32 (a window ends inside the padding
+        only at the bottom or right, and holds every real pixel a reflection needs)."""
+        stop_row, stop_col = min(rows.stop, self.height), min(cols.stop, self.width)
+        part = dequantise(self.array[:, rows.start:stop_row, cols.start:stop_col])
+        pad_bottom, pad_right = rows.stop - stop_row, cols.stop - stop_col
+        if pad_bottom or pad_right:
+            part = np.pad(part, ((0, 0), (0, pad_bottom), (0, pad_right)), mode=self.mode)
+        return part
+
+
+class _Sink:
+    """Where finished rows of the result go: the caller's ``out`` (quantised if it holds
+    integers), or a float32 array made when the first rows arrive."""
+
+    def __init__(self, out: np.ndarray | None, height: int, width: int) -> None:
+        self.out, self.height, self.width = out, height, width
+
+    def write(self, first_row: int, rows: np.ndarray) -> None:
+        """Rows ``first_row...`` of the padded result (``(C', n, Wp)``), cropped to the image."""
+        rows = rows[:, :max(0, self.height - first_row), :self.width]
+        if self.out is None:
+            self.out = np.empty((rows.shape[0], self.height, self.width), np.float32)
+        self.out[:, first_row:first_row + rows.shape[1]] = quantise(rows, self.out.dtype)
+
+
+def _restore_padded(network: TileNetwork, source: _PaddedReader, level: float | _PaddedReader,
+                    window: int, geometry: TileGeometry, batch_size: int,
+                    views: tuple[int, ...], progress: ProgressCallback | None,
+                    sink: _Sink) -> None:
+    """Run every window of the padded image in every view and blend them, one row of tiles
+    at a time: a row's finished lines go to ``sink``, so that besides the image and the result
+    only one band of tiles is held."""
+    height, width = source.padded_shape
+    row_spans, col_spans = plan_axis(height, window, geometry), plan_axis(width, window, geometry)
+    row_weights, col_weights = _weight_sums(row_spans, height), _weight_sums(col_spans, width)
+    total, done = len(row_spans) * len(col_spans) * len(views), 0
+    band: np.ndarray | None = None  # weighted sums over the lines from rows.keep_start on
+    for index, rows in enumerate(row_spans):
+        lines = rows.keep_stop - rows.keep_start
+        for view in views:
+            for first in range(0, len(col_spans), batch_size):
+                batch = col_spans[first:first + batch_size]
+                inputs = np.stack([dihedral(source.window(rows.window, cols.window), view)
+                                   for cols in batch])
+                if isinstance(level, _PaddedReader):
+                    levels = np.stack([dihedral(level.window(rows.window, cols.window), view)
+                                       for cols in batch])
+                else:
+                    levels = np.full((len(batch),), level, np.float32)
+                outputs = network.run(inputs, levels)
+                band = _grown(band, outputs.shape[1], lines, width)
+                for cols, output in zip(batch, outputs):
+                    kept = undo_dihedral(output, view)[:, rows.kept_in_window, cols.kept_in_window]
+                    band[:, :lines, cols.kept] += kept * (rows.weights[:, None] * cols.weights[None, :])
+                done += len(batch)
+                if progress is not None:
+                    progress(done, total)
+        assert band is not None
+        finished = (row_spans[index + 1].keep_start if index + 1 < len(row_spans) else height
+                    ) - rows.keep_start
+        result = band[:, :finished]
+        result /= row_weights[rows.keep_start:rows.keep_start + finished, None] * col_weights[None, :]
+        if len(views) > 1:
+            result /= np.float32(len(views))
+        sink.write(rows.keep_start, result)
+        band = band[:, finished:]  # the lines the next row of tiles adds to
+
+
+def _grown(band: np.ndarray | None, channels: int, lines: int, width: int) -> np.ndarray:
+    """``band`` with at least ``lines`` lines (the new ones zero)."""
+    if band is not None and band.shape[1] >= lines:
+        return band
+    grown = np.zeros((channels, lines, width), np.float32)
+    if band is not None:
+        grown[:, :band.shape[1]] = band
+    return grown
+
+
+def _weight_sums(spans: list[AxisSpan], length: int) -> np.ndarray:
+    """The blend weights summed along one axis (a tile's weights are the product of its two
+    axes', so their sum at a pixel is the product of these)."""
+    sums = np.zeros(length, np.float32)
+    for span in spans:
+        sums[span.kept] += span.weights
+    return sums
 
 
 def _check_image(image: np.ndarray) -> np.ndarray:
     if not isinstance(image, np.ndarray) or image.ndim != 3 or min(image.shape) < 1:
         shape = image.shape if isinstance(image, np.ndarray) else type(image).__name__
         raise ValueError(f"image must be a non-empty (C, H, W) array, got {shape}")
+    if image.dtype in INTEGER_MAXIMUM:
+        return image
     return image.astype(np.float32, copy=False)
+
+
+# -- pixel values ----------------------------------------------------------------------------
+INTEGER_MAXIMUM = {np.dtype(np.uint8): 255.0, np.dtype(np.uint16): 65535.0}
+"""The integer pixel types read and written, and the value that stands for 1.0."""
+
+
+def dequantise(pixels: np.ndarray) -> np.ndarray:
+    """``pixels`` as a new float32 array in [0, 1] (integers over their maximum)."""
+    if pixels.dtype in INTEGER_MAXIMUM:
+        return pixels.astype(np.float32) / np.float32(INTEGER_MAXIMUM[pixels.dtype])
+    return pixels.astype(np.float32)
+
+
+def quantise(pixels: np.ndarray, dtype: np.dtype) -> np.ndarray:
+    """Float ``pixels`` as ``dtype``: integers clamped to [0, 1] and rounded; floats as they are."""
+    if dtype in INTEGER_MAXIMUM:
+        return np.rint(np.clip(pixels, 0.0, 1.0) * INTEGER_MAXIMUM[dtype]).astype(dtype)
+    return pixels
 
 
 def _check_level(level: Level, shape: tuple[int, ...]) -> Level:
@@ -440,14 +513,14 @@ def _check_level(level: Level, shape: tuple[int, ...]) -> Level:
     return level.astype(np.float32, copy=False)
 
 
-def host_memory_needed(pixels: int, channels: int, passes: int) -> int:
+def host_memory_needed(pixels: int, channels: int, passes: int = 1) -> int:
     """Bytes of host memory a restore of a ``pixels``-pixel, ``channels``-channel float32 image
-    in ``passes`` passes takes at its peak: beside the image a pass holds its padded copy and
-    the blend's sums (the result), a second pass its turned copy and the running total; with
-    the caller's own copies (the API's float32 image and its result), 4 or 5 times the image
-    (measured 4.4 through the CLI on a 25 MP colour image). Files are checked against it from
-    their headers, before they are decoded (:mod:`formnet_cli.io.header`)."""
-    return pixels * channels * 4 * (4 if passes == 1 else 5)
+    takes at its peak, whatever its ``passes`` (each window runs every view in turn): the
+    caller's float image and its float result, and one row of tiles, at most the whole image
+    again (an untiled run), 3 times the image; the network's activations come on top (they are
+    what ``tile="auto"`` sizes). Files are checked against it from their headers, before they
+    are decoded (:mod:`formnet_cli.io.header`)."""
+    return pixels * channels * 4 * 3
 
 
 class PageSize(Protocol):
@@ -471,18 +544,16 @@ def restore_memory_needed(pages: Sequence[PageSize], *, scale: int = 1, passes: 
             - restored(largest) + sum(map(restored, pages)))
 
 
-def check_host_memory(image: np.ndarray, passes: int, free: int) -> None:
-    """Refuse, in one line, an image whose whole-image buffers (:func:`host_memory_needed`)
-    would not fit in the ``free`` host memory (the system would kill the process, and a batch
-    with it)."""
+def check_host_memory(image: np.ndarray, out: np.ndarray | None, free: int) -> None:
+    """Refuse, in one line, an image whose buffers would not fit in the ``free`` host memory
+    (the system would kill the process, and a batch with it): a float result where no ``out``
+    is given, and one row of tiles (at most the image, as float32)."""
     height, width = image.shape[-2:]
-    needed = host_memory_needed(height * width, image.shape[0], passes)
+    needed = height * width * image.shape[0] * 4 * (1 if out is not None else 2)
     if needed > free:
-        fewer = ", use --ensemble 1" if passes > 1 else ""
         raise FormnetError(f"a {width} x {height} image needs about {needed / 2**30:.1f} GiB of "
-                           f"memory to restore ({passes} pass{'es' if passes > 1 else ''}), "
-                           f"{free / 2**30:.1f} GiB free: close other programs{fewer}, or "
-                           "restore it on a machine with more memory")
+                           f"memory to restore, {free / 2**30:.1f} GiB free: close other "
+                           "programs, or restore it on a machine with more memory")
 
 
 def auto_window_side(bytes_per_pixel: float, free_bytes: int, batch_size: int) -> int:
