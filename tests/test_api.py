@@ -465,3 +465,48 @@ def test_strength_zero_for_sr_is_the_bicubic_upscale(tiny_models, random_image):
                       strength=0.0)
     np.testing.assert_allclose(out, np.clip(imresize(image[:, :, None], scale=2)[:, :, 0], 0, 1),
                                atol=1e-6)
+
+
+# -- 8- and 16-bit images without a whole-image float copy -----------------------------------
+@pytest.mark.parametrize("case", ["gray", "gray-hw1", "colour", "rgba", "gray-as-rgb", "uint16"])
+def test_an_integer_image_restores_as_its_float_copy_would(tiny_models, random_image, case):
+    """The last step writes an 8- or 16-bit output band by band; the result is the float
+    path's, quantised (the same float result, tiled, with the self-ensemble)."""
+    shape, dtype, model = {
+        "gray": ((70, 90), np.uint8, tiny_models.denoise_gray),
+        "gray-hw1": ((70, 90, 1), np.uint8, tiny_models.denoise_gray),
+        "colour": ((70, 90, 3), np.uint8, tiny_models.denoise_color),
+        "rgba": ((70, 90, 4), np.uint8, tiny_models.denoise_color),
+        "gray-as-rgb": ((70, 90), np.uint8, tiny_models.denoise_gray),
+        "uint16": ((70, 90, 3), np.uint16, tiny_models.denoise_color),
+    }[case]
+    image = random_image(shape, dtype)
+    if case == "gray-as-rgb":
+        image = np.repeat(image[:, :, None], 3, axis=2)
+    maximum = np.iinfo(dtype).max
+    as_float = image.astype(np.float32) / np.float32(maximum)
+    options = dict(sigma=25, model=model, device="cpu", tile=48, tile_overlap=4, ensemble=2)
+    restored = api.restore(image, **options)
+    expected = api.restore(as_float, **options)
+    assert restored.dtype == image.dtype and restored.shape == image.shape
+    np.testing.assert_array_equal(restored, np.rint(expected * maximum).astype(dtype))
+    if case == "rgba":
+        np.testing.assert_array_equal(restored[:, :, 3], image[:, :, 3])
+
+
+def test_an_8_bit_image_is_restored_without_a_float_copy_of_it(tiny_models, random_image):
+    """Peak numpy memory of a tiled restore stays well under one float32 copy of the image."""
+    import tracemalloc
+
+    image = random_image((1024, 1024, 3), np.uint8)
+    options = dict(sigma=25, model=tiny_models.denoise_color, device="cpu", tile=96, ensemble=2)
+    api.restore(image[:64, :64], **options)  # load the model outside the measurement
+    tracemalloc.start()
+    try:
+        restored = api.restore(image, **options)
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    float_copy = image.size * 4
+    assert restored.shape == image.shape
+    assert peak < 0.5 * float_copy, f"peak {peak} bytes against {float_copy} for a float copy"

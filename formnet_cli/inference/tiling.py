@@ -403,11 +403,16 @@ class _Sink:
         self.out, self.height, self.width = out, height, width
 
     def write(self, first_row: int, rows: np.ndarray) -> None:
-        """Rows ``first_row...`` of the padded result (``(C', n, Wp)``), cropped to the image."""
+        """Rows ``first_row...`` of the padded result (``(C', n, Wp)`` float32, used up: an
+        integer output is quantised in place), cropped to the image."""
         rows = rows[:, :max(0, self.height - first_row), :self.width]
         if self.out is None:
             self.out = np.empty((rows.shape[0], self.height, self.width), np.float32)
-        self.out[:, first_row:first_row + rows.shape[1]] = quantise(rows, self.out.dtype)
+        if self.out.dtype in INTEGER_MAXIMUM:  # as quantise() does, without temporaries
+            np.clip(rows, 0.0, 1.0, out=rows)
+            rows *= np.float32(INTEGER_MAXIMUM[self.out.dtype])
+            np.rint(rows, out=rows)  # whole numbers: the cast below is exact
+        self.out[:, first_row:first_row + rows.shape[1]] = rows
 
 
 def _restore_padded(network: TileNetwork, source: _PaddedReader, level: float | _PaddedReader,
@@ -421,6 +426,7 @@ def _restore_padded(network: TileNetwork, source: _PaddedReader, level: float | 
     row_spans, col_spans = plan_axis(height, window, geometry), plan_axis(width, window, geometry)
     row_weights, col_weights = _weight_sums(row_spans, height), _weight_sums(col_spans, width)
     total, done = len(row_spans) * len(col_spans) * len(views), 0
+    most_lines = max(rows.keep_stop - rows.keep_start for rows in row_spans)
     band: np.ndarray | None = None  # weighted sums over the lines from rows.keep_start on
     for index, rows in enumerate(row_spans):
         lines = rows.keep_stop - rows.keep_start
@@ -435,7 +441,8 @@ def _restore_padded(network: TileNetwork, source: _PaddedReader, level: float | 
                 else:
                     levels = np.full((len(batch),), level, np.float32)
                 outputs = network.run(inputs, levels)
-                band = _grown(band, outputs.shape[1], lines, width)
+                if band is None:
+                    band = np.zeros((outputs.shape[1], most_lines, width), np.float32)
                 for cols, output in zip(batch, outputs):
                     kept = undo_dihedral(output, view)[:, rows.kept_in_window, cols.kept_in_window]
                     band[:, :lines, cols.kept] += kept * (rows.weights[:, None] * cols.weights[None, :])
@@ -450,17 +457,9 @@ def _restore_padded(network: TileNetwork, source: _PaddedReader, level: float | 
         if len(views) > 1:
             result /= np.float32(len(views))
         sink.write(rows.keep_start, result)
-        band = band[:, finished:]  # the lines the next row of tiles adds to
-
-
-def _grown(band: np.ndarray | None, channels: int, lines: int, width: int) -> np.ndarray:
-    """``band`` with at least ``lines`` lines (the new ones zero)."""
-    if band is not None and band.shape[1] >= lines:
-        return band
-    grown = np.zeros((channels, lines, width), np.float32)
-    if band is not None:
-        grown[:, :band.shape[1]] = band
-    return grown
+        carried = lines - finished  # the lines the next row of tiles adds to, moved up
+        band[:, :carried] = band[:, finished:lines]
+        band[:, carried:] = 0
 
 
 def _weight_sums(spans: list[AxisSpan], length: int) -> np.ndarray:
