@@ -47,9 +47,9 @@ def test_16bit_grey_alpha_png_is_read_as_grey(tmp_path):
     source.write_bytes(encode_png(grey_alpha, colour_type=4))
 
     image = read_image(source)
-    assert image.pixels.shape == (3, 4, 1) and image.bit_depth == 16
-    assert np.array_equal(to_uint(image.pixels, 16)[:, :, 0], grey_alpha[:, :, 0])
-    assert np.array_equal(to_uint(image.alpha, 16), grey_alpha[:, :, 1])
+    assert image.float_pixels.shape == (3, 4, 1) and image.bit_depth == 16
+    assert np.array_equal(to_uint(image.float_pixels, 16)[:, :, 0], grey_alpha[:, :, 0])
+    assert np.array_equal(to_uint(image.float_alpha, 16), grey_alpha[:, :, 1])
 
 
 @pytest.mark.parametrize(("mode", "key"), [("L", 7), ("RGB", (7, 8, 9))])
@@ -60,7 +60,7 @@ def test_png_colour_key_transparency_becomes_alpha(tmp_path, mode, key):
     image = read_image(tmp_path / "keyed.png")
     expected = np.ones((3, 4), np.float32)
     expected[1, 2] = 0
-    assert image.channels == (1 if mode == "L" else 3) and np.array_equal(image.alpha, expected)
+    assert image.channels == (1 if mode == "L" else 3) and np.array_equal(image.float_alpha, expected)
 
 
 def test_palette_image_becomes_rgb_or_rgba(tmp_path):
@@ -69,28 +69,28 @@ def test_palette_image_becomes_rgb_or_rgba(tmp_path):
     source = tmp_path / "palette.png"
     palette_image.save(source)
     image = read_image(source)
-    assert image.pixels.shape == (5, 5, 3) and image.alpha is None
-    assert np.array_equal(to_uint(image.pixels, 8), expected)
+    assert image.float_pixels.shape == (5, 5, 3) and image.float_alpha is None
+    assert np.array_equal(to_uint(image.float_pixels, 8), expected)
 
     transparent = tmp_path / "transparent.png"
     palette_image.save(transparent, transparency=0)
     image = read_image(transparent)
     index = np.asarray(palette_image)
-    assert image.alpha is not None
-    assert np.array_equal(image.alpha == 0, index == 0)
+    assert image.float_alpha is not None
+    assert np.array_equal(image.float_alpha == 0, index == 0)
 
 
 def test_one_bit_and_cmyk_images_are_converted(tmp_path):
     bits = Image.fromarray(np.eye(6, dtype=bool))
     bits.save(tmp_path / "bits.png")
     image = read_image(tmp_path / "bits.png")
-    assert image.pixels.shape == (6, 6, 1)
-    assert np.array_equal(image.pixels[:, :, 0], np.eye(6, dtype=np.float32))
+    assert image.float_pixels.shape == (6, 6, 1)
+    assert np.array_equal(image.float_pixels[:, :, 0], np.eye(6, dtype=np.float32))
 
     Image.new("CMYK", (4, 3), (0, 255, 255, 0)).save(tmp_path / "cmyk.tif")
     image = read_image(tmp_path / "cmyk.tif")
-    assert image.pixels.shape == (3, 4, 3)
-    assert np.allclose(image.pixels[0, 0], [1.0, 0.0, 0.0])  # pure red
+    assert image.float_pixels.shape == (3, 4, 3)
+    assert np.allclose(image.float_pixels[0, 0], [1.0, 0.0, 0.0])  # pure red
 
 
 @pytest.mark.parametrize("orientation", range(1, 9))
@@ -100,7 +100,7 @@ def test_orientation_matches_pillow_exif_transpose(tmp_path, orientation):
     Image.fromarray(values).save(source, exif=exif_with_orientation(orientation))
     with Image.open(source) as opened:
         expected = np.asarray(ImageOps.exif_transpose(opened))
-    assert np.array_equal(to_uint(read_image(source).pixels, 8), expected)
+    assert np.array_equal(to_uint(read_image(source).float_pixels, 8), expected)
 
 
 def test_orientation_is_applied_to_16bit_colour(tmp_path):
@@ -114,7 +114,7 @@ def test_orientation_is_applied_to_16bit_colour(tmp_path):
     )
     source.write_bytes(buffer.tobytes())
     image = read_image(source)
-    assert np.array_equal(to_uint(image.pixels, 16), np.rot90(rgb, k=-1))
+    assert np.array_equal(to_uint(image.float_pixels, 16), np.rot90(rgb, k=-1))
 
 
 @pytest.mark.parametrize("bit_depth", [8, 16])
@@ -127,8 +127,8 @@ def test_tiff_orientation_is_applied_once_at_any_depth(tmp_path, bit_depth):
                 writer.write(rgb, photometric="rgb", extratags=[(274, "H", 1, 6, True)],
                              resolution=(300, 150), resolutionunit="INCH", metadata=None)
         for image in imageio.read_pages(tmp_path / f"o{pages}.tif"):
-            assert image.pixels.shape[:2] == (8, 4) and image.dpi == (150.0, 300.0)
-            assert np.unravel_index(np.argmax(image.pixels[:, :, 0]), (8, 4)) == (0, 3)
+            assert image.float_pixels.shape[:2] == (8, 4) and image.dpi == (150.0, 300.0)
+            assert np.unravel_index(np.argmax(image.float_pixels[:, :, 0]), (8, 4)) == (0, 3)
 
 
 def test_heic_rotation_is_applied_once(tmp_path):
@@ -136,19 +136,19 @@ def test_heic_rotation_is_applied_once(tmp_path):
     pixels[0, 0] = 255  # top left, before turning by EXIF orientation 6 (90 degrees clockwise)
     Image.fromarray(pixels).save(tmp_path / "phone.heic", exif=exif_with_orientation(6).tobytes(), quality=-1)
     image = read_image(tmp_path / "phone.heic")
-    assert image.pixels.shape[:2] == (8, 4)
-    assert np.unravel_index(np.argmax(image.pixels[:, :, 0]), (8, 4)) == (0, 3)  # now top right
+    assert image.float_pixels.shape[:2] == (8, 4)
+    assert np.unravel_index(np.argmax(image.float_pixels[:, :, 0]), (8, 4)) == (0, 3)  # now top right
 
 
 def test_planar_16bit_rgb_tiff_is_decoded_exactly(tmp_path):
     rgb = random_uint((6, 5, 3), 16)
     tifffile.imwrite(tmp_path / "planar.tif", rgb, photometric="rgb", planarconfig="separate")
-    assert np.array_equal(to_uint(read_image(tmp_path / "planar.tif").pixels, 16), rgb)
+    assert np.array_equal(to_uint(read_image(tmp_path / "planar.tif").float_pixels, 16), rgb)
     pages = [LoadedImage(rgb.astype(np.float32) / 65535, bit_depth=16)] * 2
     with tifffile.TiffWriter(tmp_path / "pages.tif") as writer:
         for _ in pages:
             writer.write(rgb, photometric="rgb", planarconfig="separate")
-    assert all(np.array_equal(to_uint(page.pixels, 16), rgb)
+    assert all(np.array_equal(to_uint(page.float_pixels, 16), rgb)
                for page in imageio.read_pages(tmp_path / "pages.tif"))
 
 
@@ -159,13 +159,13 @@ def test_16bit_colour_page_after_a_thumbnail_is_the_right_page(tmp_path):
         writer.write(np.ones((2, 2, 3), np.uint16), photometric="rgb", subfiletype=1, metadata=None)
         writer.write(rgb, photometric="rgb", metadata=None)
     pages = imageio.read_pages(tmp_path / "pages.tif")
-    assert len(pages) == 2 and np.array_equal(to_uint(pages[1].pixels, 16), rgb)
+    assert len(pages) == 2 and np.array_equal(to_uint(pages[1].float_pixels, 16), rgb)
 
 
 def test_signed_16bit_tiff_is_still_read(tmp_path):
     tifffile.imwrite(tmp_path / "s.tif", np.arange(16, dtype=np.int16).reshape(4, 4) * 1000)
     image = read_image(tmp_path / "s.tif")
-    assert image.bit_depth == 16 and image.pixels.shape == (4, 4, 1)
+    assert image.bit_depth == 16 and image.float_pixels.shape == (4, 4, 1)
 
 
 def test_avif_of_any_brand_is_read_by_pillows_avif_plugin():
@@ -174,7 +174,7 @@ def test_avif_of_any_brand_is_read_by_pillows_avif_plugin():
     data = buffer.getvalue()
     assert data[8:12] == b"avif"
     image = read_image_bytes(data[:8] + b"mif1" + data[12:], "x.avif")  # the HEIF plugin claims mif1
-    assert image.source_format == "AVIF" and abs(image.pixels[0, 0, 0] - 200 / 255) < 0.02
+    assert image.source_format == "AVIF" and abs(image.float_pixels[0, 0, 0] - 200 / 255) < 0.02
 
 
 AVIF_AFTER_HEIF_REGISTERED = """
@@ -187,7 +187,7 @@ Image.new("RGB", (8, 8), (200, 40, 40)).save(buffer, format="AVIF", quality=90)
 assert Image.ID.index("HEIF") < Image.ID.index("AVIF")
 from formnet_cli.io import read_image_bytes
 image = read_image_bytes(buffer.getvalue()[:8] + b"mif1" + buffer.getvalue()[12:], "x.avif")
-print(image.source_format, round(float(image.pixels[0, 0, 0]) * 255))
+print(image.source_format, round(float(image.float_pixels[0, 0, 0]) * 255))
 """
 
 
@@ -206,7 +206,7 @@ def test_heic_with_several_images_reads_the_primary_one(tmp_path):
     first, second = Image.new("RGB", (8, 6), (250, 0, 0)), Image.new("RGB", (4, 4), (0, 0, 250))
     first.save(tmp_path / "burst.heic", save_all=True, append_images=[second], quality=-1)
     image = read_image(tmp_path / "burst.heic")
-    assert image.pixels.shape == (6, 8, 3) and image.pixels[0, 0, 0] > 0.9
+    assert image.float_pixels.shape == (6, 8, 3) and image.float_pixels[0, 0, 0] > 0.9
 
 
 def test_10_bit_heic_is_read_at_16_bits(tmp_path):
@@ -216,12 +216,12 @@ def test_10_bit_heic_is_read_at_16_bits(tmp_path):
     pillow_heif.from_bytes(mode="RGB;16", size=(16, 16), data=ramp.tobytes()).save(
         tmp_path / "deep.heic", quality=-1)  # stored at 10 bits
     image = read_image(tmp_path / "deep.heic")
-    assert image.bit_depth == 16 and len(np.unique(to_uint(image.pixels, 16))) > 256
-    assert np.abs(image.pixels - ramp / 65535).max() < 2 / 1023
+    assert image.bit_depth == 16 and len(np.unique(to_uint(image.float_pixels, 16))) > 256
+    assert np.abs(image.float_pixels - ramp / 65535).max() < 2 / 1023
     image.icc_profile, image.xmp = SRGB_ICC, XMP
     write_image(tmp_path / "again.heic", image, jpeg_quality=100)  # written back at 10 bits
     again = read_image(tmp_path / "again.heic")
-    assert again.bit_depth == 16 and len(np.unique(to_uint(again.pixels, 16))) > 256
+    assert again.bit_depth == 16 and len(np.unique(to_uint(again.float_pixels, 16))) > 256
     assert again.icc_profile == SRGB_ICC and again.xmp == XMP
 
 
@@ -230,15 +230,15 @@ def test_a_12bit_colour_jpeg2000_is_scaled_to_16_bits():
     # reversible=True) of c = default_rng(0).integers(0, 4096, (12, 16, 3), dtype=np.uint16).
     expected = np.random.default_rng(0).integers(0, 4096, (12, 16, 3), dtype=np.uint16)
     image = read_image(Path(__file__).parent / "data" / "rgb12bit.jp2")
-    assert image.bit_depth == 16 and image.pixels.shape == (12, 16, 3)
-    assert np.array_equal(np.round(image.pixels * 4095).astype(np.uint16), expected)
+    assert image.bit_depth == 16 and image.float_pixels.shape == (12, 16, 3)
+    assert np.array_equal(np.round(image.float_pixels * 4095).astype(np.uint16), expected)
 
 
 def test_sixteen_bit_min_is_white_tiff_is_not_read_as_a_negative(tmp_path):
     samples = random_uint((6, 7), 16)
     tifffile.imwrite(tmp_path / "mw.tif", samples, photometric="miniswhite")  # 0 is white
     image = imageio.read_image(tmp_path / "mw.tif")
-    np.testing.assert_array_equal(imageio.to_uint(image.pixels, 16)[:, :, 0], 65535 - samples)
+    np.testing.assert_array_equal(imageio.to_uint(image.float_pixels, 16)[:, :, 0], 65535 - samples)
 
 
 def test_sixteen_bit_grey_png_colour_key_becomes_alpha(tmp_path):
@@ -251,15 +251,15 @@ def test_sixteen_bit_grey_png_colour_key_becomes_alpha(tmp_path):
         struct.pack(">I", len(body)) + kind + body + struct.pack(">I", zlib.crc32(kind + body))
         for kind, body in chunks)
     image = imageio.read_image_bytes(data, "keyed.png")
-    assert image.bit_depth == 16 and image.alpha is not None
-    np.testing.assert_array_equal(image.alpha, (samples != key).astype(np.float32))
+    assert image.bit_depth == 16 and image.float_alpha is not None
+    np.testing.assert_array_equal(image.float_alpha, (samples != key).astype(np.float32))
 
 
 def test_read_image_bytes_matches_file(tmp_path):
     buffer = io.BytesIO()
     Image.new("RGB", (3, 2), (1, 2, 3)).save(buffer, format="PNG")
     image = read_image_bytes(buffer.getvalue(), "memory.png")
-    assert image.source_format == "PNG" and to_uint(image.pixels[0, 0], 8).tolist() == [1, 2, 3]
+    assert image.source_format == "PNG" and to_uint(image.float_pixels[0, 0], 8).tolist() == [1, 2, 3]
 
 
 def test_multi_page_tiff_reads_and_writes_every_page(tmp_path):
@@ -272,17 +272,17 @@ def test_multi_page_tiff_reads_and_writes_every_page(tmp_path):
     source = tmp_path / "scan.tif"
     frames[0].save(source, save_all=True, append_images=frames[1:])
     pages = imageio.read_pages(source)
-    assert [page.pixels.shape for page in pages] == [(16, 20, 1), (12, 10, 3), (8, 8, 3), (10, 6, 1)]
+    assert [page.float_pixels.shape for page in pages] == [(16, 20, 1), (12, 10, 3), (8, 8, 3), (10, 6, 1)]
     assert [page.bit_depth for page in pages] == [8, 8, 8, 16]
-    np.testing.assert_array_equal(to_uint(pages[3].pixels, 16)[:, :, 0], deep)
+    np.testing.assert_array_equal(to_uint(pages[3].float_pixels, 16)[:, :, 0], deep)
     copy = tmp_path / "copy.tif"
     imageio.write_pages(copy, pages)
     again = imageio.read_pages(copy)
     assert len(again) == 4
     for before, after in zip(pages, again):
-        np.testing.assert_array_equal(before.pixels, after.pixels)
-        assert before.bit_depth == after.bit_depth and (after.alpha is None) == (before.alpha is None)
-    np.testing.assert_array_equal(to_uint(again[2].alpha, 8), rgba[:, :, 3])
+        np.testing.assert_array_equal(before.float_pixels, after.float_pixels)
+        assert before.bit_depth == after.bit_depth and (after.float_alpha is None) == (before.float_alpha is None)
+    np.testing.assert_array_equal(to_uint(again[2].float_alpha, 8), rgba[:, :, 3])
     with pytest.raises(ImageReadError, match="holds 4 pages"):
         read_image(source)  # a single image from a multi-page file would drop pages
     with pytest.raises(ImageWriteError, match="4 pages need a TIFF output"):
@@ -309,7 +309,7 @@ def test_tiff_pages_keep_their_own_profiles_and_skip_thumbnails(tmp_path):
         (thumbnail, {"tiffinfo": {254: 1}}),  # NewSubfileType: reduced resolution
     ])
     pages = imageio.read_pages(source)
-    assert [page.pixels.shape for page in pages] == [(16, 16, 3), (16, 16, 3)]
+    assert [page.float_pixels.shape for page in pages] == [(16, 16, 3), (16, 16, 3)]
     assert pages[0].icc_profile == srgb and pages[1].icc_profile is None
     copy = tmp_path / "copy.tif"
     imageio.write_pages(copy, pages)  # each page keeps its own
@@ -317,7 +317,7 @@ def test_tiff_pages_keep_their_own_profiles_and_skip_thumbnails(tmp_path):
     # One full-resolution page and its thumbnail: a single image, for read_image too.
     single = _tiff_with_pages(tmp_path / "single.tif",
                               [(first, {}), (thumbnail, {"tiffinfo": {254: 1}})])
-    assert read_image(single).pixels.shape == (16, 16, 3)
+    assert read_image(single).float_pixels.shape == (16, 16, 3)
     assert len(imageio.read_pages(single)) == 1
 
 
@@ -343,7 +343,7 @@ def test_single_page_files_read_as_one_page(tmp_path):
     path = tmp_path / "one.png"
     Image.fromarray(random_uint((9, 7, 3), 8)).save(path)
     [page] = imageio.read_pages(path)
-    np.testing.assert_array_equal(page.pixels, read_image(path).pixels)
+    np.testing.assert_array_equal(page.float_pixels, read_image(path).float_pixels)
 
 
 def test_animations_are_refused_not_cut_to_their_first_frame(tmp_path):
@@ -514,7 +514,7 @@ def test_an_image_decoded_despite_its_decoders_warnings_carries_them(tmp_path, c
     data[resolution_unit + 8:resolution_unit + 10] = struct.pack("<H", 65535)
     (tmp_path / "odd.tif").write_bytes(bytes(data))
     image = read_image(tmp_path / "odd.tif")
-    assert image.pixels.shape == (64, 64, 1)
+    assert image.float_pixels.shape == (64, 64, 1)
     assert any("ResolutionUnit" in line for line in image.decoder_warnings), image.decoder_warnings
     assert capfd.readouterr().err == ""
 

@@ -30,15 +30,16 @@ def test_lossless_8bit_round_trip_is_exact(tmp_path, channels, extension):
     Image.fromarray(values[:, :, 0] if channels == 1 else values).save(source, lossless=True)
 
     image = read_image(source)
-    assert image.pixels.dtype == np.float32 and image.bit_depth == 8
+    assert image.pixels.dtype == np.uint8 and image.bit_depth == 8  # the samples as decoded
     expected_channels = 3 if extension == ".webp" else channels  # WebP has no grey
-    assert image.pixels.shape == (9, 7, expected_channels)
-    assert np.array_equal(to_uint(image.pixels, 8)[:, :, :channels], values)
+    assert image.float_pixels.shape == (9, 7, expected_channels)
+    assert np.array_equal(image.pixels[:, :, :channels], values)
+    assert np.array_equal(to_uint(image.float_pixels, 8)[:, :, :channels], values)
 
     target = tmp_path / f"out{extension}"
     write_image(target, image)
     again = read_image(target)
-    assert np.array_equal(again.pixels, image.pixels)
+    assert np.array_equal(again.float_pixels, image.float_pixels)
 
 
 @pytest.mark.parametrize("extension", [".png", ".tiff"])
@@ -50,8 +51,8 @@ def test_16bit_grey_round_trip_keeps_values_above_255(tmp_path, extension):
     Image.fromarray(values).save(source)
 
     image = read_image(source)
-    assert image.bit_depth == 16 and image.pixels.shape == (8, 6, 1)
-    assert np.array_equal(to_uint(image.pixels, 16)[:, :, 0], values)
+    assert image.bit_depth == 16 and image.float_pixels.shape == (8, 6, 1)
+    assert np.array_equal(to_uint(image.float_pixels, 16)[:, :, 0], values)
 
     target = tmp_path / f"out{extension}"
     write_image(target, image)
@@ -68,8 +69,8 @@ def test_16bit_rgb_round_trip_is_exact(tmp_path, extension):
     save_16bit_colour(source, rgb)
 
     image = read_image(source)
-    assert image.bit_depth == 16 and image.pixels.shape == (7, 5, 3) and image.alpha is None
-    assert np.array_equal(to_uint(image.pixels, 16), rgb)  # channel order is RGB
+    assert image.bit_depth == 16 and image.float_pixels.shape == (7, 5, 3) and image.float_alpha is None
+    assert np.array_equal(to_uint(image.float_pixels, 16), rgb)  # channel order is RGB
 
     target = tmp_path / f"out{extension}"
     write_image(target, image)
@@ -84,12 +85,12 @@ def test_16bit_rgba_png_keeps_alpha_at_16_bits(tmp_path):
     save_16bit_colour(source, rgba)
 
     image = read_image(source)
-    assert image.bit_depth == 16 and image.alpha is not None
-    assert np.array_equal(to_uint(image.alpha, 16), rgba[:, :, 3])
+    assert image.bit_depth == 16 and image.float_alpha is not None
+    assert np.array_equal(to_uint(image.float_alpha, 16), rgba[:, :, 3])
 
     target = tmp_path / "out.png"
     write_image(target, image)
-    assert np.array_equal(read_image(target).alpha, image.alpha)
+    assert np.array_equal(read_image(target).float_alpha, image.float_alpha)
 
 
 @pytest.mark.parametrize("mode", ["LA", "RGBA"])
@@ -100,8 +101,8 @@ def test_alpha_is_returned_separately_and_written_back(tmp_path, mode):
     Image.fromarray(values, mode).save(source)
 
     image = read_image(source)
-    assert image.pixels.shape == (6, 5, channels - 1)
-    assert np.array_equal(to_uint(image.alpha, 8), values[:, :, -1])
+    assert image.float_pixels.shape == (6, 5, channels - 1)
+    assert np.array_equal(to_uint(image.float_alpha, 8), values[:, :, -1])
 
     target = tmp_path / "out.png"
     write_image(target, image)
@@ -148,8 +149,8 @@ def test_avif_and_heic_round_trip_keep_alpha_exif_xmp_and_the_quality(tmp_path, 
     again = read_image(tmp_path / f"out{extension}")
     assert again.source_format == extension[1:].upper().replace("HEIC", "HEIF")
     assert again.channels == 3  # written in colour
-    assert np.abs(again.pixels - np.repeat(pixels, 3 // channels, 2)).max() < 4 / 255
-    assert np.array_equal(again.alpha, alpha) and again.xmp == XMP
+    assert np.abs(again.float_pixels - np.repeat(pixels, 3 // channels, 2)).max() < 4 / 255
+    assert np.array_equal(again.float_alpha, alpha) and again.xmp == XMP
     exif = Image.Exif()
     exif.load(again.exif)
     assert exif[0x010F] == "TestCam"
@@ -168,9 +169,9 @@ def test_multi_page_tiff_pages_keep_their_depth_and_metadata(tmp_path):
     imageio.write_pages(tmp_path / "pages.tif", pages)
     again = imageio.read_pages(tmp_path / "pages.tif")
     for before, after in zip(pages, again, strict=True):
-        assert after.bit_depth == before.bit_depth and np.array_equal(after.pixels, before.pixels)
-        assert (after.alpha is None) == (before.alpha is None)
-        assert before.alpha is None or np.array_equal(after.alpha, before.alpha)
+        assert after.bit_depth == before.bit_depth and np.array_equal(after.float_pixels, before.float_pixels)
+        assert (after.float_alpha is None) == (before.float_alpha is None)
+        assert before.float_alpha is None or np.array_equal(after.float_alpha, before.float_alpha)
         assert (after.icc_profile, after.text, after.xmp) == (before.icc_profile, before.text, before.xmp)
         assert after.dpi == (None if before.dpi is None else pytest.approx(before.dpi))
 
@@ -181,7 +182,7 @@ def test_encoded_pages_are_the_file_write_pages_writes(tmp_path):
     encoded = imageio.encode_pages(pages, "tif")
     again = imageio.read_pages_bytes(encoded, "stream")
     assert [page.bit_depth for page in again] == [8, 16]
-    assert all(np.array_equal(a.pixels, b.pixels) for a, b in zip(pages, again, strict=True))
+    assert all(np.array_equal(a.float_pixels, b.float_pixels) for a, b in zip(pages, again, strict=True))
     one = imageio.encode_pages(pages[:1], ".jpg", jpeg_quality=80)
     assert one.startswith(b"\xff\xd8") and imageio.read_image_bytes(one, "stream").dpi == (300.0, 300.0)
     with pytest.raises(ImageWriteError, match="standard output: 2 pages need a TIFF output"):
@@ -199,8 +200,8 @@ def test_jpeg2000_round_trip_is_lossless_at_its_depth(tmp_path, channels, bit_de
     again = read_image(tmp_path / "scan.jp2")
     assert again.source_format == "JPEG2000" and again.bit_depth == bit_depth
     assert again.text == {}  # not OpenJPEG's "Created by OpenJPEG" comment
-    assert np.array_equal(again.pixels, pixels)
-    assert (again.alpha is None) if alpha is None else np.array_equal(again.alpha, alpha)
+    assert np.array_equal(again.float_pixels, pixels)
+    assert (again.float_alpha is None) if alpha is None else np.array_equal(again.float_alpha, alpha)
 
 
 def test_a_16bit_colour_jpeg2000_too_small_for_opencv_is_one_line(tmp_path):

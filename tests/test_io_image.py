@@ -62,3 +62,18 @@ def test_exif_pixel_dimensions_follow_the_rotation_and_the_resize(tmp_path):
     again = Image.Exif()
     again.load(upright_exif(plain.tobytes()))
     assert 0x8769 not in again
+
+
+def test_samples_are_kept_as_decoded_and_read_as_floats_on_demand():
+    from formnet_cli.io.image import LoadedImage, to_uint
+
+    samples = np.array([[0, 128, 255]], np.uint8)[:, :, None]
+    image = LoadedImage(samples, alpha=np.array([[1.0, 0.5, 0.0]], np.float32))
+    assert image.pixels.dtype == np.uint8 and image.pixels is samples
+    assert image.alpha.dtype == np.uint8 and image.alpha.tolist() == [[255, 128, 0]]
+    assert image.float_pixels.dtype == np.float32 and image.float_pixels[0, 1, 0] == np.float32(128 / 255)
+    assert image.transparent and not LoadedImage(samples).transparent
+    assert not LoadedImage(samples, alpha=np.full((1, 3), 255, np.uint8)).transparent
+    assert to_uint(samples, 8) is samples
+    assert to_uint(samples, 16).tolist() == [[[0], [32896], [65535]]]
+    assert to_uint(np.array([65535, 257, 0], np.uint16), 8).tolist() == [255, 1, 0]

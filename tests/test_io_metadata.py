@@ -24,8 +24,8 @@ def test_exif_orientation_is_applied_and_reset_to_1(tmp_path, extension):
     Image.fromarray(values).save(source, exif=exif_with_orientation(6))
 
     image = read_image(source)
-    assert image.pixels.shape[:2] == (10, 4)  # orientation 6: rotate 90 degrees clockwise
-    assert image.pixels[0, -1].mean() > 0.8  # top-left went to top-right
+    assert image.float_pixels.shape[:2] == (10, 4)  # orientation 6: rotate 90 degrees clockwise
+    assert image.float_pixels[0, -1].mean() > 0.8  # top-left went to top-right
 
     target = tmp_path / f"out{extension}"
     write_image(target, image)
@@ -62,7 +62,7 @@ def test_icc_profile_and_exif_survive_16bit_png(tmp_path):
     exif = Image.Exif()
     exif.load(again.exif)
     assert exif[0x010F] == "TestCam"
-    assert again.bit_depth == 16 and np.array_equal(again.pixels, image.pixels)
+    assert again.bit_depth == 16 and np.array_equal(again.float_pixels, image.float_pixels)
 
 
 @pytest.mark.parametrize(("extension", "channels", "bit_depth", "text"), [
@@ -84,7 +84,7 @@ def test_resolution_xmp_and_text_are_carried(tmp_path, extension, channels, bit_
     assert again.xmp == XMP and again.text == text
     assert again.bit_depth == bit_depth and again.icc_profile == image.icc_profile
     if extension != ".jpg":
-        assert np.array_equal(again.pixels, image.pixels)
+        assert np.array_equal(again.float_pixels, image.float_pixels)
 
 
 def test_tiff_text_of_another_encoding_is_read_as_latin1(tmp_path):
@@ -99,7 +99,7 @@ def test_16bit_colour_tiff_with_alpha_keeps_profile_and_alpha(tmp_path):
     write_image(tmp_path / "out.tif", image)
     again = read_image(tmp_path / "out.tif")
     assert again.icc_profile == SRGB_ICC and again.bit_depth == 16
-    assert np.array_equal(again.pixels, image.pixels) and np.array_equal(again.alpha, image.alpha)
+    assert np.array_equal(again.float_pixels, image.float_pixels) and np.array_equal(again.float_alpha, image.float_alpha)
 
 
 def test_text_a_format_cannot_hold_is_left_out(tmp_path):
@@ -118,7 +118,7 @@ def test_resolution_follows_the_exif_rotation(tmp_path):
     source = tmp_path / "rotated.jpg"
     Image.new("RGB", (8, 4)).save(source, exif=exif_with_orientation(6), dpi=(600, 300))
     image = read_image(source)
-    assert image.pixels.shape[:2] == (8, 4) and image.dpi == (300.0, 600.0)
+    assert image.float_pixels.shape[:2] == (8, 4) and image.dpi == (300.0, 600.0)
 
 
 def test_rotation_turns_the_xmp_orientation_and_the_tiff_resolution_upright(tmp_path):
@@ -127,7 +127,7 @@ def test_rotation_turns_the_xmp_orientation_and_the_tiff_resolution_upright(tmp_
     assert read_image(tmp_path / "r.jpg").xmp == xmp.replace(b'"6"', b'"1"')
     Image.new("RGB", (8, 4)).save(tmp_path / "r.tif", tiffinfo={274: 6}, dpi=(300, 100))
     image = read_image(tmp_path / "r.tif")
-    assert image.pixels.shape[:2] == (8, 4) and image.dpi == (100.0, 300.0)
+    assert image.float_pixels.shape[:2] == (8, 4) and image.dpi == (100.0, 300.0)
     assert imageio.read_pages(tmp_path / "r.tif")[0].dpi == (100.0, 300.0)
 
 
@@ -196,7 +196,7 @@ def test_heic_resolution_follows_its_rotation(tmp_path):
     exif[282], exif[283], exif[296] = 300.0, 150.0, 2
     Image.new("RGB", (8, 4)).save(tmp_path / "phone.heic", exif=exif.tobytes(), quality=-1)
     image = read_image(tmp_path / "phone.heic")
-    assert image.pixels.shape[:2] == (8, 4) and image.dpi == (150.0, 300.0)
+    assert image.float_pixels.shape[:2] == (8, 4) and image.dpi == (150.0, 300.0)
 
 
 def test_metadata_not_kept_reads_the_written_header(tmp_path):

@@ -370,7 +370,7 @@ def _note_what_the_output_lost(job: Job, pages: list[imageio.LoadedImage], repor
     """Notes on what the written file's format could not keep: alpha, metadata, a HEIC's
     colour description. Advice only: the file is written whatever happens here."""
     suffix = stream_format or job.output.suffix
-    if (any(page.alpha is not None and (page.alpha < 1).any() for page in pages)
+    if (any(page.transparent for page in pages)
             and not imageio.keeps_alpha(job.output, stream_format)):
         reporter.note(f"{job.input}: transparency dropped ({suffix} has no alpha "
                       "channel; write .png, .tif, .webp, .jp2, .avif or .heic to keep it)")

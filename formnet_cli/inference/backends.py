@@ -208,7 +208,7 @@ class OnnxNetwork:
 
     def window_side(self, channels: int, batch_size: int) -> int:
         return tiling.auto_window_side(self.info.bytes_per_pixel, self.free_host_memory(),
-                                       batch_size)
+                                       batch_size, host=True)
 
     def free_host_memory(self) -> int:
         return int(psutil.virtual_memory().available)

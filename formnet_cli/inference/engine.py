@@ -152,7 +152,8 @@ class TorchNetwork:
 
     def window_side(self, channels: int, batch_size: int) -> int:
         return tiling.auto_window_side(self.bytes_per_pixel(channels),
-                                       free_memory_bytes(self.device), batch_size)
+                                       free_memory_bytes(self.device), batch_size,
+                                       host=self.device.type == "cpu")
 
     def free_host_memory(self) -> int:
         return free_memory_bytes(torch.device("cpu"))

@@ -101,7 +101,13 @@ assert tuple(ENSEMBLE_VIEWS) == ENSEMBLE_SIZES
 MEMORY_FRACTION = 0.5
 """Share of the free memory that ``tile="auto"`` plans to use for one batch of tiles."""
 MAX_AUTO_WINDOW = 2048
-"""Largest window ``tile="auto"`` picks: bounds the probe's extrapolation, keeps progress live."""
+"""Largest window ``tile="auto"`` picks on a GPU: bounds the probe's extrapolation, keeps
+progress live."""
+MAX_AUTO_WINDOW_HOST = 1536
+"""Largest window ``tile="auto"`` picks where the network runs in host memory (the CPU): a
+50-megapixel colour photo restores in under 2 GiB (``benchmarks/memory.py``), for about 12%
+more time than 2048-pixel windows on such an image (each window recomputes its context
+margin); images up to 1536 pixels a side run untiled either way."""
 
 
 class TileNetwork(Protocol):
@@ -513,13 +519,14 @@ def _check_level(level: Level, shape: tuple[int, ...]) -> Level:
 
 
 def host_memory_needed(pixels: int, channels: int, passes: int = 1) -> int:
-    """Bytes of host memory a restore of a ``pixels``-pixel, ``channels``-channel float32 image
-    takes at its peak, whatever its ``passes`` (each window runs every view in turn): the
-    caller's float image and its float result, and one row of tiles, at most the whole image
-    again (an untiled run), 3 times the image; the network's activations come on top (they are
-    what ``tile="auto"`` sizes). Files are checked against it from their headers, before they
-    are decoded (:mod:`formnet_cli.io.header`)."""
-    return pixels * channels * 4 * 3
+    """Bytes of host memory a restore of a ``pixels``-pixel, ``channels``-channel image takes
+    at its peak beside the image and its result, whatever its ``passes`` (each window runs
+    every view in turn): a row of tiles (at most the image as float32, untiled) and a float
+    copy of the image where a step converts it whole (a chain, super-resolution, a gray model
+    on each colour channel), 2 float32 copies; the network's activations come on top (what
+    ``tile="auto"`` sizes). Files are checked against it from their headers, before they are
+    decoded (:mod:`formnet_cli.io.header`)."""
+    return pixels * channels * 4 * 2
 
 
 class PageSize(Protocol):
@@ -533,14 +540,14 @@ class PageSize(Protocol):
 
 def restore_memory_needed(pages: Sequence[PageSize], *, scale: int = 1, passes: int = 1) -> int:
     """Bytes of host memory restoring ``pages`` (enlarged ``scale`` times) takes beside the
-    decoded pages: :func:`host_memory_needed` for the largest, less its float page (counted by
-    the caller), and every restored page, held until the file is written."""
+    decoded pages: :func:`host_memory_needed` for the largest, and every restored page (as
+    float32, the most it takes), held until the file is written."""
     def restored(page: PageSize) -> int:
         return page.pixels * scale**2 * (page.channels + page.alpha) * 4
 
     largest = max(pages, key=lambda page: page.pixels)
     return (host_memory_needed(largest.pixels * scale**2, largest.channels + largest.alpha, passes)
-            - restored(largest) + sum(map(restored, pages)))
+            + sum(map(restored, pages)))
 
 
 def check_host_memory(image: np.ndarray, out: np.ndarray | None, free: int) -> None:
@@ -555,7 +562,11 @@ def check_host_memory(image: np.ndarray, out: np.ndarray | None, free: int) -> N
                            "programs, or restore it on a machine with more memory")
 
 
-def auto_window_side(bytes_per_pixel: float, free_bytes: int, batch_size: int) -> int:
-    """Window side at which a batch of tiles fits in :data:`MEMORY_FRACTION` of ``free_bytes``."""
+def auto_window_side(bytes_per_pixel: float, free_bytes: int, batch_size: int, *,
+                     host: bool) -> int:
+    """Window side at which a batch of tiles fits in :data:`MEMORY_FRACTION` of ``free_bytes``,
+    at most :data:`MAX_AUTO_WINDOW` (:data:`MAX_AUTO_WINDOW_HOST` where the network runs in
+    ``host`` memory)."""
     budget = free_bytes * MEMORY_FRACTION / batch_size
-    return min(MAX_AUTO_WINDOW, int(math.sqrt(budget / bytes_per_pixel)))
+    largest = MAX_AUTO_WINDOW_HOST if host else MAX_AUTO_WINDOW
+    return min(largest, int(math.sqrt(budget / bytes_per_pixel)))

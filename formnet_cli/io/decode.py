@@ -37,7 +37,7 @@ from formnet_cli.io.capture import LibraryOutput, library_output
 from formnet_cli.io.formats import PNG_SIGNATURE, format_by_signature, opening_order
 from formnet_cli.io.header import (DeclaredPage, RestoreMemory, check_declared, declare_page,
                                    jpeg2000_bits, missing_data, tiff_directories)
-from formnet_cli.io.image import LoadedImage, from_uint
+from formnet_cli.io.image import LoadedImage
 from formnet_cli.io.limits import available_memory, decoding
 from formnet_cli.io.metadata import (descriptive_metadata, exif_orientation,
                                      nclx_colour_description, png_gamma, upright_exif)
@@ -440,8 +440,8 @@ def _decode_deep_heif(data: bytes) -> tuple[np.ndarray, np.ndarray | None, int]:
         samples = samples[:, :, None]
     has_alpha = samples.shape[2] in (2, 4)
     colour = samples[:, :, :-1] if has_alpha else samples
-    alpha = from_uint(samples[:, :, -1], 16) if has_alpha else None
-    return from_uint(colour, 16), alpha, 16
+    alpha = np.ascontiguousarray(samples[:, :, -1]) if has_alpha else None
+    return np.ascontiguousarray(colour), alpha, 16
 
 
 def _planar_page(data: bytes, index: int) -> np.ndarray:
@@ -475,13 +475,12 @@ def _opencv_arrays(decoded: np.ndarray, header: Image.Image,
     bits = jpeg2000_bits(data) if header.format == "JPEG2000" else bit_depth
     if bit_depth == 16 and 8 < bits < 16:  # e.g. 12-bit samples, which OpenCV leaves at 0-4095
         decoded = np.round(decoded * (65535 / (2**bits - 1))).astype(np.uint16)
-    alpha = decoded[:, :, 3] if decoded.shape[2] == 4 else None
+    alpha = np.ascontiguousarray(decoded[:, :, 3]) if decoded.shape[2] == 4 else None
     if _is_grey_source(header, data):
         colour = decoded[:, :, :1]  # OpenCV expands grey to BGR; all three are equal
     else:
         colour = decoded[:, :, 2::-1] if decoded.shape[2] >= 3 else decoded[:, :, :1]
-    pixels = from_uint(colour, bit_depth)
-    return pixels, (None if alpha is None else from_uint(alpha, bit_depth)), bit_depth
+    return np.ascontiguousarray(colour), alpha, bit_depth
 
 
 def _is_grey_source(image: Image.Image, data: bytes) -> bool:
@@ -510,8 +509,8 @@ def _pillow_to_arrays(
         if image.format == "TIFF" and image.tag_v2.get(262) == 0:  # min-is-white: 0 is white
             values = 65535 - values
         key = image.info.get("transparency")  # a PNG tRNS colour key
-        alpha = (values != key).astype(np.float32) if isinstance(key, int) else None
-        return from_uint(values[:, :, None], 16), alpha, 16, icc_profile
+        alpha = np.where(values != key, 65535, 0).astype(np.uint16) if isinstance(key, int) else None
+        return values.astype(np.uint16)[:, :, None], alpha, 16, icc_profile
     if mode == "P":
         image = image.convert("RGBA" if image.has_transparency_data else "RGB")
     elif mode in ("L", "RGB") and image.has_transparency_data:  # a PNG tRNS colour key
@@ -527,8 +526,8 @@ def _pillow_to_arrays(
         values = values[:, :, None]
     has_alpha = image.mode in ("LA", "RGBA")
     colour = values[:, :, :-1] if has_alpha else values
-    alpha = from_uint(values[:, :, -1], 8) if has_alpha else None
-    return from_uint(colour, 8), alpha, 8, icc_profile
+    alpha = np.ascontiguousarray(values[:, :, -1]) if has_alpha else None
+    return np.ascontiguousarray(colour), alpha, 8, icc_profile
 
 
 def _cmyk_to_rgb(

@@ -20,8 +20,10 @@ from formnet_cli.io.metadata import upright_exif
 class LoadedImage:
     """Decoded pixels plus what must survive to the output file.
 
-    ``pixels`` is float32 ``H x W x C`` (C in {1, 3}) in [0, 1], upright (EXIF orientation
-    applied). ``alpha`` is float32 ``H x W`` in [0, 1] or None. ``bit_depth`` (8 or 16) is the
+    ``pixels`` is ``H x W x C`` (C in {1, 3}), upright (EXIF orientation applied): the samples
+    as decoded (``uint8`` or ``uint16``: a large photo is never held as floats), or float32 in
+    [0, 1]; :attr:`float_pixels` reads them as floats. ``alpha`` is ``H x W`` of the same kind
+    (integers of the same type, or float32 in [0, 1]), or None. ``bit_depth`` (8 or 16) is the
     depth written back where the format allows it. ``exif`` is a Pillow EXIF block
     (``b"Exif\\0\\0"`` + TIFF structure) whose orientation is 1. ``dpi`` is the resolution
     (x, y) in pixels per inch, ``xmp`` the XMP packet, ``text`` descriptive text by PNG keyword
@@ -49,21 +51,40 @@ class LoadedImage:
     decoder_warnings: tuple[str, ...] = ()
 
     def __post_init__(self) -> None:
-        pixels = np.asarray(self.pixels, dtype=np.float32)
+        pixels = np.asarray(self.pixels)
+        if pixels.dtype not in _PEAKS:
+            pixels = pixels.astype(np.float32, copy=False)
         if pixels.ndim == 2:
             pixels = pixels[:, :, None]
         if pixels.ndim != 3 or pixels.shape[2] not in (1, 3):
             raise ValueError(f"pixels must be H x W x C with C in (1, 3), got {pixels.shape}")
         self.pixels = pixels
         if self.alpha is not None:
-            alpha = np.asarray(self.alpha, dtype=np.float32)
+            alpha = np.asarray(self.alpha)
             if alpha.ndim == 3 and alpha.shape[2] == 1:
                 alpha = alpha[:, :, 0]
             if alpha.shape != pixels.shape[:2]:
                 raise ValueError(f"alpha shape {alpha.shape} does not match {pixels.shape[:2]}")
-            self.alpha = alpha
+            self.alpha = _like(alpha, pixels.dtype)
         if self.bit_depth not in (8, 16):
             raise ValueError(f"bit_depth must be 8 or 16, got {self.bit_depth}")
+
+    @property
+    def float_pixels(self) -> np.ndarray:
+        """The pixels as float32 in [0, 1] (a new array where they are integer samples)."""
+        return as_float(self.pixels)
+
+    @property
+    def float_alpha(self) -> np.ndarray | None:
+        """Alpha as float32 in [0, 1], or None."""
+        return None if self.alpha is None else as_float(self.alpha)
+
+    @property
+    def transparent(self) -> bool:
+        """Whether any pixel is less than opaque."""
+        if self.alpha is None:
+            return False
+        return bool((self.alpha < _PEAKS.get(self.alpha.dtype, 1.0)).any())
 
     @property
     def height(self) -> int:
@@ -87,19 +108,45 @@ def resized(image: LoadedImage, pixels: np.ndarray, alpha: np.ndarray | None) ->
     return dataclasses.replace(image, pixels=pixels, alpha=alpha, dpi=dpi, exif=exif)
 
 
+_PEAKS = {np.dtype(np.uint8): 255.0, np.dtype(np.uint16): 65535.0}
+
+
 def to_uint(pixels: np.ndarray, bit_depth: int = 8) -> np.ndarray:
-    """Quantise [0, 1] floats to uint8 or uint16: ``round(clip(x, 0, 1) * (2**bits - 1))``.
+    """Quantise [0, 1] floats to uint8 or uint16: ``round(clip(x, 0, 1) * (2**bits - 1))``;
+    integer samples of another depth are rescaled the same way, of this depth kept as they are.
 
     NaN becomes 0. Rounds to nearest, so a read-write round trip is exact.
     """
     if bit_depth not in (8, 16):
         raise ValueError(f"bit_depth must be 8 or 16, got {bit_depth}")
+    dtype = np.dtype(np.uint8 if bit_depth == 8 else np.uint16)
+    if pixels.dtype == dtype:
+        return pixels
+    if pixels.dtype in _PEAKS:
+        pixels = as_float(pixels)
     peak = 255 if bit_depth == 8 else 65535
-    clipped = np.fmin(np.fmax(pixels, 0.0), 1.0)  # fmax takes the 0 over a NaN: NaN becomes 0
-    return np.rint(clipped * peak).astype(np.uint8 if bit_depth == 8 else np.uint16)
+    clipped = np.fmax(pixels, 0.0)  # fmax takes the 0 over a NaN: NaN becomes 0
+    np.fmin(clipped, 1.0, out=clipped)
+    clipped *= np.float32(peak) if clipped.dtype == np.float32 else peak
+    return np.rint(clipped, out=clipped).astype(dtype)
 
 
 def from_uint(values: np.ndarray, bit_depth: int) -> np.ndarray:
     """Integer samples of the given bit depth to float32 in [0, 1]."""
     peak = 255 if bit_depth == 8 else 65535
     return values.astype(np.float32) / np.float32(peak)
+
+
+def as_float(values: np.ndarray) -> np.ndarray:
+    """``uint8`` / ``uint16`` samples as float32 in [0, 1]; floats as float32."""
+    if values.dtype in _PEAKS:
+        return values.astype(np.float32) / np.float32(_PEAKS[values.dtype])
+    return values.astype(np.float32, copy=False)
+
+
+def _like(alpha: np.ndarray, dtype: np.dtype) -> np.ndarray:
+    """``alpha`` as samples of ``dtype`` (integers rescaled, floats quantised), or as float32
+    where the pixels are floats."""
+    if dtype in _PEAKS:
+        return alpha if alpha.dtype == dtype else to_uint(alpha, 8 if dtype == np.uint8 else 16)
+    return as_float(alpha)
