@@ -91,6 +91,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--no-gray-per-channel", action="store_true")
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--json", type=Path)
+    parser.add_argument("--markdown", action="store_true", help="also print the table as markdown")
     args = parser.parse_args(argv)
     torch.set_num_threads(args.threads)
     names = args.sets.split(",") if args.sets else sorted(p.name for p in args.root.iterdir() if p.is_dir())
@@ -120,7 +121,24 @@ def main(argv: list[str] | None = None) -> int:
             print(f"{name} {args.task} {level:g}: {means}  worst {worst}", flush=True)
     if args.json:
         args.json.write_text(json.dumps(results, indent=1))
+    if args.markdown:
+        print(markdown(results))
     return 0
+
+
+def markdown(results: list[dict]) -> str:
+    """One row per set and level: each method's mean PSNR, then each formnet model's worst
+    per-image margin over each peer (and the image)."""
+    methods = list(results[0]["methods"])
+    margins = list(results[0]["worst"])
+    head = ["set", "level", *methods, *(f"worst: {key}" for key in margins)]
+    lines = ["| " + " | ".join(head) + " |", "|" + "---|" * 2 + "---:|" * (len(head) - 2)]
+    for result in results:
+        cells = [result["set"], f"{result['level']:g}"]
+        cells += [f"{result['methods'][m]['mean']:.2f}" for m in methods]
+        cells += [f"{result['worst'][k]['margin']:+.2f} ({result['worst'][k]['image']})" for k in margins]
+        lines.append("| " + " | ".join(cells) + " |")
+    return "\n".join(lines)
 
 
 if __name__ == "__main__":
