@@ -435,7 +435,9 @@ def _decode_deep_heif(data: bytes) -> tuple[np.ndarray, np.ndarray | None, int]:
     """The primary image of a 10- or 12-bit HEIF at 16 bits (Pillow's view is cut to 8 bits);
     libheif applies the file's rotation, as for 8-bit files."""
     heif = pillow_heif.open_heif(io.BytesIO(data), convert_hdr_to_8bit=False)
-    samples = np.asarray(heif[heif.primary_index])  # uint16, scaled to the full 16-bit range
+    # uint16, scaled to the full 16-bit range; a copy: the array may view libheif's buffer,
+    # freed with ``heif`` (older pillow-heif)
+    samples = np.array(heif[heif.primary_index])
     if samples.ndim == 2:
         samples = samples[:, :, None]
     has_alpha = samples.shape[2] in (2, 4)
