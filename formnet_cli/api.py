@@ -37,7 +37,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from formnet_cli import auto
-from formnet_cli.imaging import degradations
+from formnet_cli.imaging import blockiness, degradations
 from formnet_cli.inference import backends, tiling
 from formnet_cli.inference.steps import (Runner, Step, check_sigma_in_range, conditioning,
                                          estimate_noise, estimation_sample, restore_planes,
@@ -252,8 +252,8 @@ class _Steps:
 
     def _examine(self, pixels: np.ndarray) -> auto.Compression:
         if self._compression is None:
-            values = tiling.dequantise(pixels) if pixels.dtype in tiling.INTEGER_MAXIMUM else pixels
-            self._compression = auto.examine(values, self.source_path)
+            # the luminance it measures, made in strips: no float copy of a colour image
+            self._compression = auto.examine(blockiness.luminance(pixels), self.source_path)
         return self._compression
 
     def _run(self, pixels: np.ndarray, step: Step, index: int, count: int) -> np.ndarray | None:

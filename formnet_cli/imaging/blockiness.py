@@ -12,7 +12,7 @@ import numpy as np
 
 from formnet_cli.imaging.degradations import check_unit_range
 
-__all__ = ["BLOCK", "jpeg_blockiness"]
+__all__ = ["BLOCK", "jpeg_blockiness", "luminance"]
 
 BLOCK = 8
 """The side of a JPEG block (of the luminance; chroma blocks are 16 pixels with 4:2:0)."""
@@ -44,17 +44,38 @@ def jpeg_blockiness(image: np.ndarray) -> float:
     a side).
     """
     check_unit_range(image, "jpeg_blockiness")
-    array = np.asarray(image, dtype=np.float64)
-    if array.ndim == 3:
-        array = array[:, :, 0] if array.shape[2] == 1 else array[:, :, :3] @ _LUMA
+    array = luminance(image)
     if min(array.shape) < 4 * BLOCK:
         return 1.0
     return float(np.sqrt(_axis_score(array, 0) * _axis_score(array, 1)))
 
 
+def luminance(image: np.ndarray, rows: int = 256) -> np.ndarray:
+    """The float64 ``H x W`` plane blockiness is measured on: a gray image as it is, colour
+    (``H x W x 3``, float in [0, 1], or 8- or 16-bit samples read as value / 255 or / 65535)
+    as luminance, computed ``rows`` at a time (no float64 copy of the whole colour image)."""
+    if image.ndim == 2 or image.shape[2] == 1:
+        plane = image if image.ndim == 2 else image[:, :, 0]
+        return _unit_float64(plane)
+    plane = np.empty(image.shape[:2], np.float64)
+    for top in range(0, image.shape[0], rows):
+        plane[top:top + rows] = _unit_float64(image[top:top + rows, :, :3]) @ _LUMA
+    return plane
+
+
+def _unit_float64(values: np.ndarray) -> np.ndarray:
+    """As float64; integer samples through float32 in [0, 1], as the API reads them."""
+    if values.dtype in (np.uint8, np.uint16):
+        values = values.astype(np.float32) / np.float32(np.iinfo(values.dtype).max)
+    return np.asarray(values, dtype=np.float64)
+
+
 def _axis_score(plane: np.ndarray, axis: int) -> float:
     # in 64ths of an 8-bit level: equal steps compare equal, whatever the float precision
-    steps = np.rint(np.abs(np.diff(np.moveaxis(plane, axis, 0), axis=0)) * (255.0 * 64.0))
+    steps = np.diff(np.moveaxis(plane, axis, 0), axis=0)
+    np.abs(steps, out=steps)  # in place: one image-sized temporary at a time
+    steps *= 255.0 * 64.0
+    np.rint(steps, out=steps)
     peaks = steps[1:-1] > np.maximum(steps[:-2], steps[2:])
     strongest = int(np.argmax(_phase_shares(peaks)))
     return min(_ratio(_phase_shares(half), strongest) for half in np.array_split(peaks, 2, axis=1))
