@@ -154,6 +154,7 @@ def formnet_methods(task: str, channels: int, extra_models: list[str], device: s
     whose card recommends a self-ensemble as one plain pass."""
     methods, notes = load_default_methods(task, channels, device=device)
     names = {m.loaded.name for m in methods if isinstance(m, FormnetMethod)}
+    paths = {str(m.loaded.path.resolve()) for m in methods if isinstance(m, FormnetMethod)}
     wanted = list(extra_models)
     if task == "denoise":
         try:
@@ -169,7 +170,16 @@ def formnet_methods(task: str, channels: int, extra_models: list[str], device: s
             print(f"  (could not list models: {error})")
     if wanted:
         extra, _ = load_default_methods(task, channels, models=wanted, device=device)
-        methods += [m for m in extra if m.loaded.name not in names]
+        # a model given by folder is measured even where its card has a default model's name,
+        # then labelled by its folder
+        for method in extra:
+            if str(method.loaded.path.resolve()) in paths:
+                continue
+            if method.loaded.name in names:
+                passes = f"{method.passes} pass{'es' if method.passes > 1 else ''}"
+                method = FormnetMethod(method.loaded, device=device, ensemble=method.passes,
+                                       name=f"formnet {method.loaded.path} ({passes})")
+            methods.append(method)
     single = [FormnetMethod(m.loaded, device=device, ensemble=1,
                             name=f"formnet {m.loaded.name} (1 pass)")
               for m in methods if single_pass and isinstance(m, FormnetMethod) and m.passes > 1]
