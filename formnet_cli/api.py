@@ -164,11 +164,11 @@ def restore_with_options(image: np.ndarray, options: RestoreOptions, *,
     if restored.dtype in tiling.INTEGER_MAXIMUM:  # no step ran
         return RestoreResult(image.copy(), tuple(steps.done), steps.reason)
     scale = next((step.scale for step in steps.done if step.task == "sr"), None)
-    alpha_values = None if alpha is None else tiling.dequantise(alpha)
+    alpha_values = None if alpha is None else tiling.float_values(alpha)
     if alpha_values is not None and scale is not None:
         alpha_values = degradations.imresize(alpha_values, scale=scale)
     if options.strength < 1.0:  # input + strength * (the output at strength 1 - input)
-        values = tiling.dequantise(pixels)
+        values = tiling.float_values(pixels)
         before = degradations.imresize(values, scale=scale) if scale is not None else values
         restored = before.astype(np.float32) + np.float32(options.strength) * (
             np.clip(restored, 0.0, 1.0) - before)

@@ -86,7 +86,7 @@ def restore_planes(run: Runner, pixels: np.ndarray, task: str, noise: NoiseLevel
     channels = run.loaded.channels
     if channels == pixels.shape[2]:
         return run([pixels], outs=None if out is None else [out])[0]
-    pixels = tiling.dequantise(pixels) if pixels.dtype in tiling.INTEGER_MAXIMUM else pixels
+    pixels = tiling.float_values(pixels)
     if channels == 1 and task == "jpeg":
         ycbcr = degradations.rgb_to_ycbcr(pixels).astype(np.float32)
         planes = run([ycbcr[:, :, [index]] for index in range(3)])
@@ -140,7 +140,7 @@ class Runner:
 
 
 def restore_sr(run: Runner, pixels: np.ndarray, scale: int) -> np.ndarray:
-    pixels = tiling.dequantise(pixels) if pixels.dtype in tiling.INTEGER_MAXIMUM else pixels
+    pixels = tiling.float_values(pixels)
     upscaled = degradations.imresize(pixels, scale=scale).astype(np.float32)
     if run.loaded.channels == upscaled.shape[2]:
         return run([upscaled])[0]
@@ -188,7 +188,7 @@ def noise_level(sigma: Sigma, pixels: np.ndarray, config: ModelConfig,
     if sigma == "auto":
         function = function or estimate_noise(pixels)
         if function.varies:
-            values = tiling.dequantise(pixels) if pixels.dtype in tiling.INTEGER_MAXIMUM else pixels
+            values = tiling.float_values(pixels)
             sigma_map = np.clip(function.sigma_map(values), low, high)
             channel_maps = None
             if per_channel:

@@ -498,6 +498,12 @@ def dequantise(pixels: np.ndarray) -> np.ndarray:
     return pixels.astype(np.float32)
 
 
+def float_values(pixels: np.ndarray) -> np.ndarray:
+    """``pixels`` as float in [0, 1]: integer samples converted (:func:`dequantise`), floats
+    as they are (not copied)."""
+    return dequantise(pixels) if pixels.dtype in INTEGER_MAXIMUM else pixels
+
+
 def quantise(pixels: np.ndarray, dtype: np.dtype) -> np.ndarray:
     """Float ``pixels`` as ``dtype``: integers clamped to [0, 1] and rounded; floats as they are."""
     if dtype in INTEGER_MAXIMUM:
