@@ -156,6 +156,7 @@ def test_relative_train_dirs_resolve_against_the_config_folder(tmp_path: Path, i
     ("optim.grad_clip=-1", "optim.grad_clip"),
     ("data.blind_probability=2", "data.blind_probability"),
     ("data.blind_probability=-0.5", "data.blind_probability"),
+    ("data.independent_channels=1.5", "data.independent_channels"),
     ("optim.min_lr=1.0", "optim.min_lr"),
     ("data.val_limit=-1", "data.val_limit"),
     ("optim.schedule=step", "optim.step_milestones"),
@@ -688,6 +689,22 @@ def test_color_jitter_keeps_greys_and_clips_and_holdout_is_disjoint() -> None:
     training, validation = holdout_split(paths, 5)
     assert len(validation) == 5 and not set(training) & set(validation)
     assert len(training) + len(validation) == 40
+
+
+def test_independent_channels_put_detail_in_colour_alone() -> None:
+    from formnet_cli.training.config import DataConfig
+    from formnet_cli.training.data import PatchBatches
+
+    rng = np.random.default_rng(1)
+    greys = [np.repeat(rng.integers(0, 256, (24, 24, 1), dtype=np.uint8), 3, axis=2) for _ in range(4)]
+    data = DataConfig(patch_size=16, batch_size=8, sigma_range=[0.0, 0.0])
+    plain = PatchBatches(greys, ModelConfig(channels=3), data, seed=0)[0].clean
+    assert torch.equal(plain[:, 0], plain[:, 1])  # grey photos give grey patches
+    data.independent_channels = 1.0
+    mixed = PatchBatches(greys, ModelConfig(channels=3), data, seed=0)[0].clean
+    assert mixed.shape == plain.shape and 0 <= mixed.min() and mixed.max() <= 1
+    chroma = mixed - mixed.mean(dim=1, keepdim=True)
+    assert chroma.abs().mean() > 0.1  # uncorrelated channels: as much detail in colour as in grey
 
 
 def test_color_augment_and_holdout_train(tmp_path: Path, image_dir: Path) -> None:

@@ -66,6 +66,10 @@ class DataConfig:
     unchanged, the colours the model sees are not only those of the training photos."""
     saturation_range: list[float] = field(default_factory=lambda: [0.5, 3.0])
     """Colour augmentation: the saturation factor's range (drawn log-uniformly)."""
+    independent_channels: float = 0.0
+    """Colour models: share of patches whose R, G and B are the brightness of three different
+    training crops, so that fine detail lies in colour alone (isoluminant textures, saturated
+    stained glass), which the training photos hardly ever show."""
     val_holdout: int = 0
     """Without ``val_dir``: hold this many of the training images out (evenly spaced in name
     order) and validate on them, so that checkpoints are chosen on no reported set."""
@@ -186,6 +190,9 @@ class TrainConfig:
             self._validate_val_levels()
         if not 0 <= self.data.color_augment <= 1:
             raise ConfigError(f"data.color_augment must lie within [0, 1], got {self.data.color_augment:g}")
+        if not 0 <= self.data.independent_channels <= 1:
+            raise ConfigError("data.independent_channels must lie within [0, 1], "
+                              f"got {self.data.independent_channels:g}")
         saturation = self.data.saturation_range
         if len(saturation) != 2 or not 0 < saturation[0] <= saturation[1]:
             raise ConfigError(f"data.saturation_range must be [low, high] with 0 < low <= high, got {saturation}")

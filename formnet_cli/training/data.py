@@ -191,7 +191,10 @@ class PatchBatches(torch.utils.data.Dataset):
             patch = augment(_crop(rng, self.images[index], size), mode)
             if task == "denoise":
                 pixels = patch / 255.0
-                if patch.shape[2] == 3 and self.data.color_augment > 0 and rng.random() < self.data.color_augment:
+                colour = patch.shape[2] == 3
+                if colour and self.data.independent_channels > 0 and rng.random() < self.data.independent_channels:
+                    pixels = self._independent_channels(rng, pixels)
+                elif colour and self.data.color_augment > 0 and rng.random() < self.data.color_augment:
                     pixels = color_jitter(pixels, rng, self.data.saturation_range)
                 clean.append(pixels)
                 sigma = self._draw_sigma(rng)
@@ -208,6 +211,17 @@ class PatchBatches(torch.utils.data.Dataset):
                 levels.append(BLIND if blind else quality / 100.0)
         return Batch(_stack(degraded), _stack(clean), torch.tensor(levels, dtype=torch.float32),
                      _stack(formatted) if formatted else None)
+
+    def _independent_channels(self, rng: np.random.Generator, first: np.ndarray) -> np.ndarray:
+        """An RGB patch whose channels are the brightness of ``first`` and of two other random
+        crops, in random order: detail that lies in colour only."""
+        size = self.data.patch_size
+        planes = [first @ _LUMA]
+        for _ in range(2):
+            other = augment(_crop(rng, self.images[int(rng.integers(len(self.images)))], size),
+                            int(rng.integers(8))) / 255.0
+            planes.append(other @ _LUMA if other.shape[2] == 3 else other[..., 0])
+        return np.stack([planes[i] for i in rng.permutation(3)], axis=2).astype(np.float32)
 
     def _draw_sigma(self, rng: np.random.Generator) -> float:
         """A training sigma: from ``sigma_focus_range`` for that share of patches, else the range."""
