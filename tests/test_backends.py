@@ -143,6 +143,7 @@ def test_restore_under_onnxruntime_does_not_import_torch(tiny_models, tiny_defau
         "try:\n"
         "    main()\n"
         "finally:\n"
+        "    print('hub client imported:', 'huggingface_hub.file_download' in sys.modules)\n"
         "    print('torch imported:', 'torch' in sys.modules)\n")
     environment = {**os.environ, "PYTHONPATH": str(Path(formnet_cli.__file__).parents[1])}
     result = subprocess.run(
@@ -152,6 +153,7 @@ def test_restore_under_onnxruntime_does_not_import_torch(tiny_models, tiny_defau
     assert "restored 1" in result.stdout, result.stderr
     assert (f"{source}: denoise sigma " in result.stderr) == (task == "auto")  # auto says why
     assert result.stdout.strip().endswith("torch imported: False")
+    assert "hub client imported: False" in result.stdout  # bundled weights: no HTTP client either
     assert (tmp_path / "out.png").is_file()
 
 

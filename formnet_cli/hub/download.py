@@ -28,16 +28,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
-from huggingface_hub import constants as hub_constants
-from huggingface_hub import hf_hub_download, try_to_load_from_cache
-from huggingface_hub.utils import (
-    EntryNotFoundError,
-    HfHubHTTPError,
-    LocalEntryNotFoundError,
-    OfflineModeIsEnabled,
-    RepositoryNotFoundError,
-    RevisionNotFoundError,
-)
+from huggingface_hub import constants as hub_constants  # light; the rest is imported where
+# it is used: huggingface_hub's download and error modules import its HTTP client (about 0.5 s),
+# which a restore with the bundled weights never needs
 
 from formnet_cli.errors import DownloadError, FormnetError, InvalidOptionError
 from formnet_cli.hub.manifest import (
@@ -76,6 +69,20 @@ def hub_source(entry: ModelEntry, repo: str | None = None,
         raise InvalidOptionError(f"{where} must be a full 40-digit commit hash, got {given!r}")
     return HubSource(repo=repo or os.environ.get(REPO_ENV) or entry.repo,
                      revision=given or entry.revision)
+
+
+def hf_hub_download(*args: Any, **kwargs: Any) -> str:
+    """``huggingface_hub.hf_hub_download``, imported when first called."""
+    from huggingface_hub import hf_hub_download as download
+
+    return download(*args, **kwargs)
+
+
+def try_to_load_from_cache(*args: Any, **kwargs: Any) -> Any:
+    """``huggingface_hub.try_to_load_from_cache``, imported when first called."""
+    from huggingface_hub import try_to_load_from_cache as look_up
+
+    return look_up(*args, **kwargs)
 
 
 def configured_weights_dir(dest: str | os.PathLike[str] | None = None) -> Path | None:
@@ -331,6 +338,10 @@ def _os_error(error: OSError, where: Path) -> DownloadError:
 def _hub_errors(entry: ModelEntry, source: HubSource, file: ManifestFile, *, where: Path,
                 endpoint: str | None) -> Iterator[None]:
     """huggingface_hub's exceptions as one-line :class:`DownloadError` messages with the fix."""
+    from huggingface_hub.utils import (EntryNotFoundError, HfHubHTTPError, LocalEntryNotFoundError,
+                                       OfflineModeIsEnabled, RepositoryNotFoundError,
+                                       RevisionNotFoundError)
+
     revision = source.revision or ""
     try:
         yield
