@@ -4,6 +4,7 @@
     python benchmarks/auto_calibration.py --part gains       # PSNR of each choice (minutes)
     python benchmarks/auto_calibration.py --source train --limit 24 --color   # training crops
     python benchmarks/auto_calibration.py --part texture --source train --limit 16   # noise past texture
+    python benchmarks/auto_calibration.py --part ceiling --source train --color --limit 20   # the cap
 
 Made images only, never the benchmark sets: seeded crops (``--crop`` pixels a side) of
 scikit-image's sample photos (astronaut, coffee, chelsea, rocket, camera, coins, brick,
@@ -25,7 +26,12 @@ read after it, and what auto chose. ``texture`` takes the JPEG files of camera n
 quality :data:`formnet_cli.auto.FINE_QUALITY` and, grouped by their texture ratio (below 2, from
 2 to :data:`formnet_cli.auto.TEXTURE_RATIO`, above), prints the mean PSNR of the JPEG step alone and of the
 JPEG step then denoising at: the noise read at half resolution after it, the noise read at full
-resolution on the file, the true sigma.
+resolution on the file, the true sigma. ``ceiling`` takes the JPEG files (clean and of camera
+noise) below :data:`formnet_cli.auto.FINE_QUALITY` and prints, per degradation, how far the
+half-resolution reading of the noisy ones exceeds :data:`formnet_cli.auto.FULL_READING_FACTOR`
+times the full-resolution reading, in mean steps of the file's luminance table (what
+:data:`formnet_cli.auto.QUANTISATION_HIDES` rests on), and the mean and worst PSNR of auto with
+and without that cap.
 """
 
 from __future__ import annotations
@@ -198,6 +204,41 @@ def texture(images: list[tuple[str, np.ndarray]], only: tuple[str, ...]) -> None
             print(f"| {label} | {len(rows)} | {means} |", flush=True)
 
 
+def ceiling(images: list[tuple[str, np.ndarray]], only: tuple[str, ...]) -> None:
+    from formnet_cli.imaging import estimation
+    from formnet_cli.io.jpeg_quality import luminance_table
+
+    print("| degradation | files | half - factor x full, in steps (median / 95th pct / max) "
+          "| auto without the cap | auto | worst file: with - without |")
+    print("|---|---|---|---|---|---|")
+    hides = auto.QUANTISATION_HIDES
+    rows: dict[str, list[tuple[float, float, float]]] = {}
+    for index, (_name, clean) in enumerate(images):
+        for label, pixels, data, _true in degradations(clean, index, only):
+            floats = pixels.astype(np.float32) / 255.0
+            compression = auto.examine(floats, data)
+            if data is None or compression.file_quality >= auto.FINE_QUALITY:
+                continue
+            plane = floats @ auto.LUMA if clean.shape[2] == 3 else floats
+            try:
+                half = estimation.estimate_coarse_noise_level_function(plane).sigma
+                full = estimation.estimate_noise_level_function(plane).sigma
+            except estimation.TooSmallToMeasure:
+                continue
+            step = float(luminance_table(compression.file_quality).mean())
+            auto.QUANTISATION_HIDES = float("inf")
+            without = psnr(clean, api.restore_with_info(pixels, source_path=data, device="cpu").image)
+            auto.QUANTISATION_HIDES = hides
+            capped = psnr(clean, api.restore_with_info(pixels, source_path=data, device="cpu").image)
+            rows.setdefault(label, []).append(((half - auto.FULL_READING_FACTOR * full) / step,
+                                               without, capped))
+    for label, values in rows.items():
+        excess, without, capped = np.array(values).T
+        spread = " / ".join(f"{value:.2f}" for value in np.percentile(excess, [50, 95, 100]))
+        print(f"| {label} | {len(values)} | {spread if label.startswith('camera') else '-'} | {without.mean():.2f} "
+              f"| {capped.mean():.2f} | {np.min(capped - without):+.2f} |", flush=True)
+
+
 def _to_uint8(pixels: np.ndarray) -> np.ndarray:
     return np.round(np.clip(pixels, 0.0, 1.0) * 255.0).astype(np.uint8)
 
@@ -211,7 +252,8 @@ def _spread(values: np.ndarray, digits: int) -> str:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--part", choices=("readings", "gains", "texture"), default="readings")
+    parser.add_argument("--part", choices=("readings", "gains", "texture", "ceiling"),
+                        default="readings")
     parser.add_argument("--color", action="store_true", help="colour images (default gray)")
     parser.add_argument("--crop", type=int, default=160)
     parser.add_argument("--limit", type=int, default=0,
@@ -232,7 +274,8 @@ def main() -> None:
     print(f"{len(images)} made images ({args.source}), {args.crop} px, "
           f"{'colour' if args.color else 'gray'}")
     only = tuple(args.only.split(",")) if args.only else ()
-    {"readings": readings, "gains": gains, "texture": texture}[args.part](images, only)
+    parts = {"readings": readings, "gains": gains, "texture": texture, "ceiling": ceiling}
+    parts[args.part](images, only)
 
 
 if __name__ == "__main__":

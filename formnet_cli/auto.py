@@ -80,6 +80,20 @@ this ratio the half-resolution reading is kept: on those crops it gained more th
 full-resolution one between ratios 2 and 2.5 (``benchmarks/auto_calibration.py --part
 texture``)."""
 
+QUANTISATION_HIDES = 0.4
+"""On a JPEG file below :data:`FINE_QUALITY`, the most noise its quantisation can hide from a
+reading at full resolution, in mean steps of the file's luminance table (12.7 at quality 89,
+46 at 60). A half-resolution reading higher than both this and :data:`FULL_READING_FACTOR`
+times the full-resolution reading is texture, however scale-free (foliage, grass): it is capped
+there. On made JPEGs of camera noise (training crops, quality 60-89) the noise read at half
+resolution exceeded twice the full-resolution reading by up to 0.4 steps in 95 of 100 files;
+textured crops read 2-10 times their true noise at half resolution, and denoising at that
+reading lost up to 10 dB to the JPEG step alone (``benchmarks/auto_calibration.py --part
+texture``)."""
+
+FULL_READING_FACTOR = 2.0
+"""See :data:`QUANTISATION_HIDES`."""
+
 LUMA = np.array([0.299, 0.587, 0.114], dtype=np.float32)
 """JPEG's luminance (ITU-R BT.601), the plane a colour JPEG keeps at full resolution."""
 
@@ -121,6 +135,10 @@ class NoiseReading:
     texture_ratio: float | None = None
     """On a JPEG read at half resolution: the sigma read at a quarter over the one read
     (``None``: not measured, a fine JPEG or not a JPEG, or too small an image)."""
+    ceiling: float | None = None
+    """The most noise (per channel, as ``mean``) its JPEG file's quantisation could have hidden
+    (:data:`QUANTISATION_HIDES`), where the half-resolution reading was capped there
+    (``None``: not capped)."""
 
     @property
     def is_texture(self) -> bool:
@@ -184,17 +202,41 @@ def measure_noise(pixels: np.ndarray, compression: Compression, *, past_texture:
         if past_texture and texture_ratio is not None and texture_ratio >= TEXTURE_RATIO:
             function = estimation.estimate_noise_level_function(plane)
             resolution = "full"
+    ceiling = None
+    if resolution == "half" and compression.file_quality is not None and function.sigma > 0:
+        ceiling = _hidden_noise_ceiling(plane, compression.file_quality)
+        if function.sigma > ceiling:
+            function = function.scaled(ceiling / function.sigma)
+        else:
+            ceiling = None
     if luma:
         function = _as_channels(function.scaled(1.0 / LUMA_NOISE_GAIN), 3)
-    sigma_map = function.sigma_map(pixels) if function.varies else None
+        ceiling = ceiling / LUMA_NOISE_GAIN if ceiling is not None else None
     how = ("on the luminance, " if luma else "") + f"at {resolution} resolution"
     if resolution == "full" and texture_ratio is not None:
         how += f", texture at half (ratio {texture_ratio:.1f})"
+    if ceiling is not None:
+        how += ", capped at what the quantisation hides"
+    return _reading(function, pixels, how, texture_ratio, ceiling)
+
+
+def _reading(function: estimation.NoiseLevelFunction, pixels: np.ndarray, how: str,
+             texture_ratio: float | None, ceiling: float | None) -> NoiseReading:
+    sigma_map = function.sigma_map(pixels) if function.varies else None
     if sigma_map is None:
         return NoiseReading(function, function.sigma, function.sigma, function.sigma, how,
-                            texture_ratio)
+                            texture_ratio, ceiling)
     return NoiseReading(function, float(sigma_map.mean()), float(sigma_map.min()),
-                        float(sigma_map.max()), how, texture_ratio)
+                        float(sigma_map.max()), how, texture_ratio, ceiling)
+
+
+def _hidden_noise_ceiling(plane: np.ndarray, quality: int) -> float:
+    """The highest sigma (of ``plane``) a half-resolution reading of a JPEG file of ``quality``
+    is taken for noise at (:data:`QUANTISATION_HIDES`)."""
+    from formnet_cli.io.jpeg_quality import luminance_table
+
+    full = estimation.estimate_noise_level_function(plane).sigma
+    return max(FULL_READING_FACTOR * full, QUANTISATION_HIDES * float(luminance_table(quality).mean()))
 
 
 def noise_after_jpeg(before: NoiseReading, pixels: np.ndarray, compression: Compression,
@@ -205,7 +247,14 @@ def noise_after_jpeg(before: NoiseReading, pixels: np.ndarray, compression: Comp
     the finest scale, where it was read."""
     if before.is_texture:
         return before
-    return measure_noise(pixels, compression, past_texture=False) or before
+    after = measure_noise(pixels, compression, past_texture=False)
+    if after is None:
+        return before
+    if before.ceiling is not None and after.function.sigma > before.ceiling:
+        return _reading(after.function.scaled(before.ceiling / after.function.sigma), pixels,
+                        after.how + ", capped as before the step", after.texture_ratio,
+                        before.ceiling)
+    return after
 
 
 def is_noisy(reading: NoiseReading | None, compression: Compression) -> bool:

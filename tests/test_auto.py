@@ -163,6 +163,35 @@ def test_on_a_textured_jpeg_the_noise_is_read_at_full_resolution():
     assert not smooth.is_texture and "at half resolution" in smooth.how
 
 
+def test_a_half_resolution_reading_above_what_the_quantisation_hides_is_capped(monkeypatch):
+    """Texture with as much at half resolution as at a quarter (the ratio cannot tell it from
+    noise) but little at full resolution, where a JPEG of quality 85 could not have hidden noise
+    of that strength: the reading is capped, before the JPEG step and after it; noise on a
+    smooth picture is read as it is."""
+    from scipy.ndimage import gaussian_filter
+
+    rng = np.random.default_rng(1)
+    fy, fx = np.meshgrid(np.fft.fftfreq(160), np.fft.fftfreq(160), indexing="ij")
+    frequency = np.hypot(fy, fx)
+    frequency[0, 0] = 1.0
+    plane = gaussian_filter(np.real(np.fft.ifft2(np.fft.fft2(rng.standard_normal((160, 160)))
+                                                 / frequency ** 0.5)), 0.6)
+    texture = np.round(np.clip(0.5 + 0.2 * plane / plane.std(), 0, 1) * 255).astype(np.uint8)
+    data = jpeg_bytes(texture[:, :, None], 85)
+    decoded = floats(np.asarray(Image.open(io.BytesIO(data)))[:, :, None])
+    compression = auto.examine(decoded, data)
+    reading = auto.measure_noise(decoded, compression)
+    assert not reading.is_texture and reading.ceiling is not None
+    assert "capped" in reading.how and reading.mean <= reading.ceiling + 1e-3
+    after = auto.noise_after_jpeg(reading, decoded, compression)
+    assert after.ceiling == reading.ceiling and after.mean <= reading.ceiling + 1e-3
+    monkeypatch.setattr(auto, "QUANTISATION_HIDES", float("inf"))  # no cap: what it read
+    assert auto.measure_noise(decoded, compression).mean > 1.5 * reading.mean
+    monkeypatch.undo()
+    smooth = auto.measure_noise(floats(noisy(made_photo(128, seed=3), 10)), auto.Compression(75, 2.0))
+    assert smooth.ceiling is None and 8 < smooth.mean < 14
+
+
 # -- what is decided -------------------------------------------------------------------------
 @pytest.mark.parametrize("compression, noisy, step", [
     (auto.Compression(85, 1.0), False, 85),

@@ -10,7 +10,7 @@ from PIL import Image
 
 from formnet_cli.io.limits import open_header
 
-__all__ = ["STANDARD_LUMINANCE_TABLE", "estimate_jpeg_quality"]
+__all__ = ["STANDARD_LUMINANCE_TABLE", "estimate_jpeg_quality", "luminance_table"]
 
 
 # ITU-T T.81 Annex K luminance quantisation table (natural row-major order), the base that
@@ -36,6 +36,12 @@ def _ijg_luminance_tables() -> np.ndarray:
     qualities = np.arange(1, 101)
     scale = np.where(qualities < 50, 5000 // qualities, 200 - 2 * qualities)
     return np.clip((STANDARD_LUMINANCE_TABLE[None, :] * scale[:, None] + 50) // 100, 1, 255)
+
+
+def luminance_table(quality: int) -> np.ndarray:
+    """The 64 steps of the luminance quantisation table the IJG library (and Pillow) use at
+    ``quality`` (1..100)."""
+    return _ijg_luminance_tables()[quality - 1]
 
 
 def estimate_jpeg_quality(path_or_image: str | os.PathLike[str] | bytes | Image.Image) -> int | None:
