@@ -37,7 +37,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from formnet_cli import auto
-from formnet_cli.imaging import blockiness, degradations
+from formnet_cli.imaging import blockiness, degradations, samples
 from formnet_cli.inference import backends, tiling
 from formnet_cli.inference.steps import (Runner, Step, check_sigma_in_range, conditioning,
                                          estimate_noise, estimation_sample, restore_planes,
@@ -148,7 +148,7 @@ def restore_with_options(image: np.ndarray, options: RestoreOptions, *,
         pixels = pixels[:, :, :1]
     # An 8- or 16-bit image restored in full is written by its last step, band by band, into
     # the output (see formnet_cli.inference.tiling): no float copy of the whole image is made.
-    output = (np.empty_like(image) if image.dtype in tiling.INTEGER_MAXIMUM
+    output = (np.empty_like(image) if image.dtype in samples.INTEGER_MAXIMUM
               and options.strength == 1.0 else None)
 
     steps = _Steps(options, progress, source_path,
@@ -161,14 +161,14 @@ def restore_with_options(image: np.ndarray, options: RestoreOptions, *,
             output[:, :, -1] = image[:, :, -1]
         return RestoreResult(output, tuple(steps.done), steps.reason)
 
-    if restored.dtype in tiling.INTEGER_MAXIMUM:  # no step ran
+    if restored.dtype in samples.INTEGER_MAXIMUM:  # no step ran
         return RestoreResult(image.copy(), tuple(steps.done), steps.reason)
     scale = next((step.scale for step in steps.done if step.task == "sr"), None)
-    alpha_values = None if alpha is None else tiling.float_values(alpha)
+    alpha_values = None if alpha is None else samples.float_values(alpha)
     if alpha_values is not None and scale is not None:
         alpha_values = degradations.imresize(alpha_values, scale=scale)
     if options.strength < 1.0:  # input + strength * (the output at strength 1 - input)
-        values = tiling.float_values(pixels)
+        values = samples.float_values(pixels)
         before = degradations.imresize(values, scale=scale) if scale is not None else values
         restored = before.astype(np.float32) + np.float32(options.strength) * (
             np.clip(restored, 0.0, 1.0) - before)
@@ -423,7 +423,7 @@ def _split(image: np.ndarray) -> tuple[np.ndarray, np.ndarray | None, tuple[int,
     if image.shape[0] == 0 or image.shape[1] == 0:
         raise InvalidOptionError(f"the image is empty (shape {image.shape})")
     dtype = image.dtype
-    if dtype in tiling.INTEGER_MAXIMUM:
+    if dtype in samples.INTEGER_MAXIMUM:
         pixels = image
     elif np.issubdtype(dtype, np.floating):
         pixels = image.astype(np.float32)
@@ -460,6 +460,6 @@ def _from_float(pixels: np.ndarray, alpha: np.ndarray | None, dtype: np.dtype,
         pixels = np.concatenate([pixels, alpha.astype(pixels.dtype)], axis=2)
     if not layout:
         pixels = pixels[:, :, 0]
-    if dtype in tiling.INTEGER_MAXIMUM:
-        return tiling.quantise(pixels, dtype)
+    if dtype in samples.INTEGER_MAXIMUM:
+        return samples.quantise(pixels, dtype)
     return np.clip(pixels, 0.0, 1.0).astype(dtype)

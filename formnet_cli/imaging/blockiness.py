@@ -11,6 +11,7 @@ from __future__ import annotations
 import numpy as np
 
 from formnet_cli.imaging.degradations import check_unit_range
+from formnet_cli.imaging.samples import float_values
 
 __all__ = ["BLOCK", "jpeg_blockiness", "luminance"]
 
@@ -65,9 +66,7 @@ def luminance(image: np.ndarray, rows: int = 256) -> np.ndarray:
 
 def _unit_float64(values: np.ndarray) -> np.ndarray:
     """As float64; integer samples through float32 in [0, 1], as the API reads them."""
-    if values.dtype in (np.uint8, np.uint16):
-        values = values.astype(np.float32) / np.float32(np.iinfo(values.dtype).max)
-    return np.asarray(values, dtype=np.float64)
+    return np.asarray(float_values(values), dtype=np.float64)
 
 
 def _axis_score(plane: np.ndarray, axis: int) -> float:

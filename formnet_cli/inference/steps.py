@@ -18,7 +18,7 @@ import numpy as np
 
 from formnet_cli.config import ModelConfig, Task, condition_level
 from formnet_cli.errors import InvalidOptionError
-from formnet_cli.imaging import degradations, estimation
+from formnet_cli.imaging import degradations, estimation, samples
 from formnet_cli.inference import backends, tiling
 from formnet_cli.io import estimate_jpeg_quality
 from formnet_cli.options import Quality, RestoreOptions, Sigma, parse_scale
@@ -86,7 +86,7 @@ def restore_planes(run: Runner, pixels: np.ndarray, task: str, noise: NoiseLevel
     channels = run.loaded.channels
     if channels == pixels.shape[2]:
         return run([pixels], outs=None if out is None else [out])[0]
-    pixels = tiling.float_values(pixels)
+    pixels = samples.float_values(pixels)
     if channels == 1 and task == "jpeg":
         ycbcr = degradations.rgb_to_ycbcr(pixels).astype(np.float32)
         planes = run([ycbcr[:, :, [index]] for index in range(3)])
@@ -140,7 +140,7 @@ class Runner:
 
 
 def restore_sr(run: Runner, pixels: np.ndarray, scale: int) -> np.ndarray:
-    pixels = tiling.float_values(pixels)
+    pixels = samples.float_values(pixels)
     upscaled = degradations.imresize(pixels, scale=scale).astype(np.float32)
     if run.loaded.channels == upscaled.shape[2]:
         return run([upscaled])[0]
@@ -188,7 +188,7 @@ def noise_level(sigma: Sigma, pixels: np.ndarray, config: ModelConfig,
     if sigma == "auto":
         function = function or estimate_noise(pixels)
         if function.varies:
-            values = tiling.float_values(pixels)
+            values = samples.float_values(pixels)
             sigma_map = np.clip(function.sigma_map(values), low, high)
             channel_maps = None
             if per_channel:
@@ -238,7 +238,7 @@ def estimation_sample(pixels: np.ndarray) -> np.ndarray:
             continue
         starts = np.linspace(0, length - block, ESTIMATION_BLOCKS).round().astype(int)
         indices.append(np.concatenate([np.arange(start, start + block) for start in starts]))
-    return tiling.dequantise(pixels[np.ix_(indices[0], indices[1])])
+    return samples.dequantise(pixels[np.ix_(indices[0], indices[1])])
 
 
 def quality_level(quality: Quality, source_path: str | os.PathLike[str] | bytes | None,

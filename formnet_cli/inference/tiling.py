@@ -78,6 +78,7 @@ from typing import Literal, Protocol, TypeVar
 import numpy as np
 
 from formnet_cli.errors import FormnetError, InvalidOptionError
+from formnet_cli.imaging.samples import INTEGER_MAXIMUM, dequantise
 from formnet_cli.models.descriptor import ModelDescriptor
 from formnet_cli.options import ENSEMBLE_SIZES
 
@@ -314,7 +315,7 @@ def restore_array(network: TileNetwork, image: np.ndarray, level: Level, *,
         out: where the result goes, ``(C', H, W)`` with any strides (a transposed view of the
             caller's ``H x W x C`` output; one channel is broadcast to three): a float array
             gets the result as it is, a ``uint8`` / ``uint16`` one the result clamped to [0, 1]
-            and rounded (:func:`quantise`), written band by band as the tiles finish.
+            and rounded (:func:`~formnet_cli.imaging.samples.quantise`), written band by band as the tiles finish.
             ``None``: a new float32 array.
 
     Returns:
@@ -484,31 +485,6 @@ def _check_image(image: np.ndarray) -> np.ndarray:
     if image.dtype in INTEGER_MAXIMUM:
         return image
     return image.astype(np.float32, copy=False)
-
-
-# -- pixel values ----------------------------------------------------------------------------
-INTEGER_MAXIMUM = {np.dtype(np.uint8): 255.0, np.dtype(np.uint16): 65535.0}
-"""The integer pixel types read and written, and the value that stands for 1.0."""
-
-
-def dequantise(pixels: np.ndarray) -> np.ndarray:
-    """``pixels`` as a new float32 array in [0, 1] (integers over their maximum)."""
-    if pixels.dtype in INTEGER_MAXIMUM:
-        return pixels.astype(np.float32) / np.float32(INTEGER_MAXIMUM[pixels.dtype])
-    return pixels.astype(np.float32)
-
-
-def float_values(pixels: np.ndarray) -> np.ndarray:
-    """``pixels`` as float in [0, 1]: integer samples converted (:func:`dequantise`), floats
-    as they are (not copied)."""
-    return dequantise(pixels) if pixels.dtype in INTEGER_MAXIMUM else pixels
-
-
-def quantise(pixels: np.ndarray, dtype: np.dtype) -> np.ndarray:
-    """Float ``pixels`` as ``dtype``: integers clamped to [0, 1] and rounded; floats as they are."""
-    if dtype in INTEGER_MAXIMUM:
-        return np.rint(np.clip(pixels, 0.0, 1.0) * INTEGER_MAXIMUM[dtype]).astype(dtype)
-    return pixels
 
 
 def _check_level(level: Level, shape: tuple[int, ...]) -> Level:

@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from formnet_cli.imaging.samples import INTEGER_MAXIMUM, float32_values
 from formnet_cli.io.metadata import upright_exif
 
 
@@ -52,7 +53,7 @@ class LoadedImage:
 
     def __post_init__(self) -> None:
         pixels = np.asarray(self.pixels)
-        if pixels.dtype not in _PEAKS:
+        if pixels.dtype not in INTEGER_MAXIMUM:
             pixels = pixels.astype(np.float32, copy=False)
         if pixels.ndim == 2:
             pixels = pixels[:, :, None]
@@ -72,19 +73,19 @@ class LoadedImage:
     @property
     def float_pixels(self) -> np.ndarray:
         """The pixels as float32 in [0, 1] (a new array where they are integer samples)."""
-        return as_float(self.pixels)
+        return float32_values(self.pixels)
 
     @property
     def float_alpha(self) -> np.ndarray | None:
         """Alpha as float32 in [0, 1], or None."""
-        return None if self.alpha is None else as_float(self.alpha)
+        return None if self.alpha is None else float32_values(self.alpha)
 
     @property
     def transparent(self) -> bool:
         """Whether any pixel is less than opaque."""
         if self.alpha is None:
             return False
-        return bool((self.alpha < _PEAKS.get(self.alpha.dtype, 1.0)).any())
+        return bool((self.alpha < INTEGER_MAXIMUM.get(self.alpha.dtype, 1.0)).any())
 
     @property
     def height(self) -> int:
@@ -108,9 +109,6 @@ def resized(image: LoadedImage, pixels: np.ndarray, alpha: np.ndarray | None) ->
     return dataclasses.replace(image, pixels=pixels, alpha=alpha, dpi=dpi, exif=exif)
 
 
-_PEAKS = {np.dtype(np.uint8): 255.0, np.dtype(np.uint16): 65535.0}
-
-
 def to_uint(pixels: np.ndarray, bit_depth: int = 8) -> np.ndarray:
     """Quantise [0, 1] floats to uint8 or uint16: ``round(clip(x, 0, 1) * (2**bits - 1))``;
     integer samples of another depth are rescaled the same way, of this depth kept as they are.
@@ -122,8 +120,8 @@ def to_uint(pixels: np.ndarray, bit_depth: int = 8) -> np.ndarray:
     dtype = np.dtype(np.uint8 if bit_depth == 8 else np.uint16)
     if pixels.dtype == dtype:
         return pixels
-    if pixels.dtype in _PEAKS:
-        pixels = as_float(pixels)
+    if pixels.dtype in INTEGER_MAXIMUM:
+        pixels = float32_values(pixels)
     peak = 255 if bit_depth == 8 else 65535
     clipped = np.fmax(pixels, 0.0)  # fmax takes the 0 over a NaN: NaN becomes 0
     np.fmin(clipped, 1.0, out=clipped)
@@ -137,16 +135,9 @@ def from_uint(values: np.ndarray, bit_depth: int) -> np.ndarray:
     return values.astype(np.float32) / np.float32(peak)
 
 
-def as_float(values: np.ndarray) -> np.ndarray:
-    """``uint8`` / ``uint16`` samples as float32 in [0, 1]; floats as float32."""
-    if values.dtype in _PEAKS:
-        return values.astype(np.float32) / np.float32(_PEAKS[values.dtype])
-    return values.astype(np.float32, copy=False)
-
-
 def _like(alpha: np.ndarray, dtype: np.dtype) -> np.ndarray:
     """``alpha`` as samples of ``dtype`` (integers rescaled, floats quantised), or as float32
     where the pixels are floats."""
-    if dtype in _PEAKS:
+    if dtype in INTEGER_MAXIMUM:
         return alpha if alpha.dtype == dtype else to_uint(alpha, 8 if dtype == np.uint8 else 16)
-    return as_float(alpha)
+    return float32_values(alpha)
