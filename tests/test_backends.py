@@ -51,6 +51,30 @@ def test_a_runtime_restores_as_torch_tiled_untiled_with_a_level_map_and_ensemble
     assert np.abs(untiled - image).mean() > 0.01  # the model does change the image
 
 
+def test_openvino_compiles_a_graph_once_and_remembers_its_metadata(tiny_models, monkeypatch):
+    openvino = pytest.importorskip("openvino")
+    path = backends.graph_for(tiny_models.denoise_gray)
+    monkeypatch.setattr(backends, "_SESSIONS", {})
+    first = backends.open_network(tiny_models.denoise_gray, "openvino")
+    cache = backends._openvino_cache()
+    assert cache is not None and backends._remembered_metadata(cache, path) is not None
+
+    class NoParsing(openvino.Core):
+        def read_model(self, *args, **kwargs):
+            raise AssertionError("the graph was parsed again")
+
+    monkeypatch.setattr(openvino, "Core", NoParsing)
+    monkeypatch.setattr(backends, "_SESSIONS", {})
+    second = backends.open_network(tiny_models.denoise_gray, "openvino")
+    assert second.info == first.info
+    image, level = noisy_image((1, 1, 32, 40)), np.full(1, 0.1, np.float32)
+    assert np.abs(second.run(image, level) - first.run(image, level)).max() < 1e-6
+    path.touch()  # another file now: read again
+    monkeypatch.setattr(backends, "_SESSIONS", {})
+    with pytest.raises(AssertionError, match="parsed again"):
+        backends.open_network(tiny_models.denoise_gray, "openvino")
+
+
 @pytest.mark.parametrize("backend", RUNTIMES)
 @pytest.mark.parametrize("model, task, levels, shape", [
     ("denoise_gray", "denoise", {"sigma": "auto"}, (64, 80, 3)),   # a gray model per channel
