@@ -4,7 +4,7 @@
     python benchmarks/auto_calibration.py --part gains       # PSNR of each choice (minutes)
     python benchmarks/auto_calibration.py --source train --limit 24 --color   # training crops
     python benchmarks/auto_calibration.py --part texture --source train --limit 16   # noise past texture
-    python benchmarks/auto_calibration.py --part ceiling --source train --color --limit 20   # the cap
+    python benchmarks/auto_calibration.py --part ceiling --source train --color --hides 0.4,0.6,0.8
 
 Made images only, never the benchmark sets: seeded crops (``--crop`` pixels a side) of
 scikit-image's sample photos (astronaut, coffee, chelsea, rocket, camera, coins, brick,
@@ -204,15 +204,18 @@ def texture(images: list[tuple[str, np.ndarray]], only: tuple[str, ...]) -> None
             print(f"| {label} | {len(rows)} | {means} |", flush=True)
 
 
-def ceiling(images: list[tuple[str, np.ndarray]], only: tuple[str, ...]) -> None:
+def ceiling(images: list[tuple[str, np.ndarray]], only: tuple[str, ...],
+            hides: tuple[float, ...] = (auto.QUANTISATION_HIDES,)) -> None:
     from formnet_cli.imaging import estimation
     from formnet_cli.io.jpeg_quality import luminance_table
 
+    labels = [f"auto, cap {value:g}" for value in hides]
     print("| degradation | files | half - factor x full, in steps (median / 95th pct / max) "
-          "| auto without the cap | auto | worst file: with - without |")
-    print("|---|---|---|---|---|---|")
-    hides = auto.QUANTISATION_HIDES
-    rows: dict[str, list[tuple[float, float, float]]] = {}
+          "| auto without the cap | " + " | ".join(labels) + " | "
+          + " | ".join(f"worst file: {label} - without" for label in labels) + " |")
+    print("|---|---|---|---|" + "---|" * 2 * len(hides))
+    chosen = auto.QUANTISATION_HIDES
+    rows: dict[str, list[list[float]]] = {}
     for index, (_name, clean) in enumerate(images):
         for label, pixels, data, _true in degradations(clean, index, only):
             floats = pixels.astype(np.float32) / 255.0
@@ -226,17 +229,20 @@ def ceiling(images: list[tuple[str, np.ndarray]], only: tuple[str, ...]) -> None
             except estimation.TooSmallToMeasure:
                 continue
             step = float(luminance_table(compression.file_quality).mean())
-            auto.QUANTISATION_HIDES = float("inf")
-            without = psnr(clean, api.restore_with_info(pixels, source_path=data, device="cpu").image)
-            auto.QUANTISATION_HIDES = hides
-            capped = psnr(clean, api.restore_with_info(pixels, source_path=data, device="cpu").image)
-            rows.setdefault(label, []).append(((half - auto.FULL_READING_FACTOR * full) / step,
-                                               without, capped))
+            scores = [(half - auto.FULL_READING_FACTOR * full) / step]
+            for value in (float("inf"), *hides):
+                auto.QUANTISATION_HIDES = value
+                restored = api.restore_with_info(pixels, source_path=data, device="cpu").image
+                scores.append(psnr(clean, restored))
+            auto.QUANTISATION_HIDES = chosen
+            rows.setdefault(label, []).append(scores)
     for label, values in rows.items():
-        excess, without, capped = np.array(values).T
+        excess, without, *capped = np.array(values).T
         spread = " / ".join(f"{value:.2f}" for value in np.percentile(excess, [50, 95, 100]))
-        print(f"| {label} | {len(values)} | {spread if label.startswith('camera') else '-'} | {without.mean():.2f} "
-              f"| {capped.mean():.2f} | {np.min(capped - without):+.2f} |", flush=True)
+        print(f"| {label} | {len(values)} | {spread if label.startswith('camera') else '-'} "
+              f"| {without.mean():.2f} | " + " | ".join(f"{each.mean():.2f}" for each in capped)
+              + " | " + " | ".join(f"{np.min(each - without):+.2f}" for each in capped) + " |",
+              flush=True)
 
 
 def _to_uint8(pixels: np.ndarray) -> np.ndarray:
@@ -262,6 +268,8 @@ def main() -> None:
     parser.add_argument("--data-root", type=Path, default=Path("../shared/data"))
     parser.add_argument("--only", default="",
                         help="comma-separated starts of the degradations to run (e.g. 'clean,jpeg q30')")
+    parser.add_argument("--hides", default=str(auto.QUANTISATION_HIDES),
+                        help="--part ceiling: comma-separated values of QUANTISATION_HIDES to compare")
     parser.add_argument("--threads", type=int, default=1)
     args = parser.parse_args()
 
@@ -274,7 +282,10 @@ def main() -> None:
     print(f"{len(images)} made images ({args.source}), {args.crop} px, "
           f"{'colour' if args.color else 'gray'}")
     only = tuple(args.only.split(",")) if args.only else ()
-    parts = {"readings": readings, "gains": gains, "texture": texture, "ceiling": ceiling}
+    if args.part == "ceiling":
+        ceiling(images, only, tuple(float(value) for value in args.hides.split(",")))
+        return
+    parts = {"readings": readings, "gains": gains, "texture": texture}
     parts[args.part](images, only)
 
 
