@@ -246,7 +246,9 @@ def noise_after_jpeg(before: NoiseReading, pixels: np.ndarray, compression: Comp
     """The noise the JPEG step left in its output ``pixels``, measured again as ``before`` was
     (at half resolution: what the step removed, texture below it, reads at a quarter as noise
     does); but a reading taken at full resolution past texture stands, as the JPEG step smooths
-    the finest scale, where it was read."""
+    the finest scale, where it was read. Capped as ``before`` was (:data:`QUANTISATION_HIDES`),
+    or lower where the output's own full-resolution reading sets a lower cap (the pipeline
+    measured in ``benchmarks/auto_calibration.py --part ceiling``)."""
     if before.is_texture:
         return before
     after = measure_noise(pixels, compression, past_texture=False)
