@@ -3,6 +3,7 @@ runtime (same run, same threads), and the time to the first restored pixel.
 
     python benchmarks/backends.py --threads 1                    # both blocks
     python benchmarks/backends.py --threads 2 --megapixels 0.25 --rounds 3 --skip-startup
+    python benchmarks/backends.py --only-startup --startup-runs 5   # the start-up block alone
 
 Block ``backends``: ``denoise-gray`` and ``denoise-color`` restore a protocol-noisy mosaic
 (sigma 25; Set12 / Set5 images tiled to the size asked, as ``benchmarks/precision.py`` makes it)
@@ -214,6 +215,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--startup-runs", type=int, default=3)
     parser.add_argument("--skip-startup", action="store_true")
+    parser.add_argument("--only-startup", action="store_true",
+                        help="measure the start-up only (the backends block is left as it is)")
     parser.add_argument("--peers", type=Path, default=None,
                         help="folder of the DnCNN .mat files (default: peers/ beside --data)")
     parser.add_argument("--output", type=Path, default=DOC)
@@ -221,8 +224,9 @@ def main(argv: list[str] | None = None) -> int:
     args.peers = args.peers or args.data.parent / "peers"
     torch.set_num_threads(args.threads)
     command = "python benchmarks/backends.py " + " ".join(sys.argv[1:] if argv is None else argv)
-    write_block(args.output, "<!-- backends:start -->", "<!-- backends:end -->",
-                speed_markdown(measure_speed(args), args, command.strip()))
+    if not args.only_startup:
+        write_block(args.output, "<!-- backends:start -->", "<!-- backends:end -->",
+                    speed_markdown(measure_speed(args), args, command.strip()))
     if not args.skip_startup:
         write_block(args.output, "<!-- startup:start -->", "<!-- startup:end -->",
                     startup_markdown(measure_startup(args), args, command.strip()))
