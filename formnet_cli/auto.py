@@ -85,13 +85,13 @@ QUANTISATION_HIDES = 0.6
 reading at full resolution, in mean steps of the file's luminance table (12.7 at quality 89,
 46 at 60). A half-resolution reading higher than both this and :data:`FULL_READING_FACTOR`
 times the full-resolution reading is texture, however scale-free (foliage, grass): it is capped
-there. Chosen on made JPEGs of training crops (camera noise at three levels and clean, quality
-60-95, 226 files, gray and colour, ``benchmarks/auto_calibration.py --part ceiling``): noise read
-at half resolution exceeded twice the full-resolution reading by up to 0.4 steps in 95 of 100
-files and 0.74 in 99; textured crops read 2-10 times their true noise there, and denoising at
-that reading lost up to 10 dB to the JPEG step alone. At 0.6 auto gained up to +7 dB on such
-files and lost at most 0.22 dB on any other; at 0.4 it gained a little more on average but lost
-up to 2.7 dB on smooth noisy ones, whose noise it capped."""
+there. Chosen on made JPEGs of training crops only (clean and camera noise, gray and colour,
+quality 60-89; ``benchmarks/auto_calibration.py --part ceiling --source train --hides
+0.4,0.6,0.8``, table in docs/benchmarks.md): noise read at half resolution exceeds twice the
+full-resolution reading by up to 0.4-0.8 steps; textured crops read 2-10 times their true noise
+there, and denoising at that reading lost up to 10 dB to the JPEG step alone. At 0.6 auto gains
+up to +7 dB on such files and loses at most 0.14-0.22 dB on any other; at 0.4 it gains a little
+more on average but loses up to 3.4 dB on smooth noisy files, whose noise it caps."""
 
 FULL_READING_FACTOR = 2.0
 """See :data:`QUANTISATION_HIDES`."""
