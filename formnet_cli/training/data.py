@@ -216,11 +216,11 @@ class PatchBatches(torch.utils.data.Dataset):
         """An RGB patch whose channels are the brightness of ``first`` and of two other random
         crops, in random order: detail that lies in colour only."""
         size = self.data.patch_size
-        planes = [first @ _LUMA]
+        planes = [first @ _LUMA]  # a colour model's images are RGB (gray ones repeated)
         for _ in range(2):
             other = augment(_crop(rng, self.images[int(rng.integers(len(self.images)))], size),
                             int(rng.integers(8))) / 255.0
-            planes.append(other @ _LUMA if other.shape[2] == 3 else other[..., 0])
+            planes.append(other @ _LUMA)
         return np.stack([planes[i] for i in rng.permutation(3)], axis=2).astype(np.float32)
 
     def _draw_sigma(self, rng: np.random.Generator) -> float:
